@@ -1,0 +1,60 @@
+# Millis SIP Bridge: every developer and CI entry point. `make` alone prints this help.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+PY     := $(BIN)/python
+# sam build looks for `python3.13` on the PATH: the venv's interpreter is that one.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export SAM_CLI_DISABLE_CHECK_UPDATE := 1
+
+.PHONY: help install demo serve test lint fmt typecheck pytest unit integration template build validate clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv (Python 3.13) and fetch DynamoDB Local
+	@dev/bootstrap.sh
+
+demo: install ## register and look up a call locally (DynamoDB Local + Millis simulator, no AWS, no Docker)
+	@$(PY) -m dev.demo
+
+serve: install ## like demo, then keep the local API on http://127.0.0.1:3000 for curl (Ctrl-C stops)
+	@$(PY) -m dev.demo --serve
+
+test: install lint typecheck pytest ## everything CI runs: ruff, mypy, unit + integration + template + build tests
+
+lint: ## ruff lint and format check
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+fmt: ## apply ruff fixes and formatting
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .
+
+typecheck: ## mypy (strict on functions/ and layers/)
+	@$(BIN)/mypy
+
+pytest: ## all pytest suites
+	@$(PY) -m pytest
+
+unit: ## unit tests only (no sockets)
+	@$(PY) -m pytest tests/unit
+
+integration: ## integration tests (DynamoDB Local + Millis simulator)
+	@$(PY) -m pytest tests/integration
+
+template: ## template tests (cfn-lint, sam validate --lint, sam build + invoke the artifact)
+	@$(PY) -m pytest tests/template
+
+build: install ## sam build (arm64 by default; ARCH=x86_64 for artifacts that import on this machine)
+	@$(BIN)/sam build $(if $(ARCH),--parameter-overrides Architecture=$(ARCH))
+
+validate: install ## lint and validate the template the way CI does
+	@$(BIN)/cfn-lint template.yaml
+	@$(BIN)/sam validate --lint
+
+clean: ## remove build output and caches (keeps .venv and DynamoDB Local)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

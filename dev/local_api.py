@@ -1,0 +1,177 @@
+"""A local stand-in for API Gateway (what `sam local start-api` does, without Docker): it serves the
+template's routes on loopback, checks the API key as the REST API's usage plan would, turns each HTTP
+request into an API Gateway REST (v1) proxy event, invokes the real handler in-process and writes back
+its proxy response."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from dev.lambda_context import LocalContext
+from dev.template import api_key_required, api_routes
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+STAGE = "v1"
+
+
+def _route_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    regex = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(f"^{regex}$")
+
+
+def build_event(
+    method: str,
+    raw_path: str,
+    resource: str,
+    path_params: dict[str, str] | None,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event, as the service builds it."""
+    split = urlsplit(raw_path)
+    query = parse_qs(split.query, keep_blank_values=True)
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        multi_headers.setdefault(name, []).append(value)
+    text: str | None = None
+    is_b64 = False
+    if body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text, is_b64 = base64.b64encode(body).decode(), True
+    lower = {k.lower(): v[-1] for k, v in multi_headers.items()}
+    return {
+        "resource": resource,
+        "path": split.path,
+        "httpMethod": method,
+        "headers": {k: v[-1] for k, v in multi_headers.items()} or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": path_params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/{STAGE}{split.path}",
+            "stage": STAGE,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "accountId": "123456789012",
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": source_ip, "apiKey": lower.get("x-api-key"), "userAgent": lower.get("user-agent")},
+        },
+        "body": text,
+        "isBase64Encoded": is_b64,
+    }
+
+
+class LocalApi:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        api_key: str | None,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        function_name: str = "ApiFunction",
+        timeout_seconds: float = 20.0,
+    ) -> None:
+        self.handler = handler
+        self.api_key = api_key if api_key_required() else None
+        self.function_name = function_name
+        self.timeout_seconds = timeout_seconds
+        self.routes = [(method, resource, _route_pattern(resource)) for method, resource in api_routes(function_name)]
+        # One execution environment: Lambda never runs two invocations in one at the same time.
+        self._invoke_lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._request_handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> LocalApi:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LocalApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def dispatch(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(raw_path).path
+        lower = {k.lower(): v for k, v in headers}
+        route = next(((r, match) for m, r, p in self.routes if m == method and (match := p.match(path))), None)
+        if route is None:  # API Gateway's answer for a method or resource it does not have
+            return 403, {"Content-Type": "application/json"}, b'{"message":"Missing Authentication Token"}'
+        if self.api_key is not None and lower.get("x-api-key") != self.api_key:
+            return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
+        resource, match = route
+        params = {k: unquote(v) for k, v in match.groupdict().items()}
+        event = build_event(method, raw_path, resource, params, headers, body)
+        context = LocalContext(function_name=self.function_name, timeout_seconds=self.timeout_seconds)
+        with self._invoke_lock:
+            result = self.handler(event, context)
+        out_headers = dict(result.get("headers") or {})
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            out_headers[name] = ", ".join(values)
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+        return int(result.get("statusCode", 502)), out_headers, data
+
+    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "MillisSipBridgeLocal/1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                try:
+                    status, headers, data = api.dispatch(self.command, self.path, list(self.headers.items()), body)
+                except Exception:  # noqa: BLE001 - API Gateway answers 502 when the integration fails
+                    status, headers, data = (
+                        502,
+                        {"Content-Type": "application/json"},
+                        b'{"message":"Internal server error"}',
+                    )
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in ("content-length", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+
+        return RequestHandler

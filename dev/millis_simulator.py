@@ -1,0 +1,257 @@
+"""A Millis API simulator: a real HTTP server on loopback implementing ``POST /register_sip_call`` as
+documented (see README, "Millis simulator"), with per-region faults for tests and demos.
+
+Each Millis region is a path prefix on one server: ``http://127.0.0.1:<port>/us-west`` and ``.../eu-west``
+are the two base URLs. Faults can be set in-process (``sim.set_fault``) or over HTTP:
+
+    POST   /_sim/faults/<region>   {"status": 503, "delay": 0, "drop": false, "body": null, "times": null}
+    DELETE /_sim/faults            clear every fault
+    GET    /_sim/requests          what the simulator received (Authorization shown as present/absent only)
+
+Run it alone: ``python -m dev.millis_simulator --port 8080 --api-key sim-key``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+REGIONS = ("us-west", "eu-west")
+FIELDS = {"agent_id": str, "agent_config": dict, "metadata": dict, "include_metadata_in_prompt": bool}
+
+
+@dataclass
+class Fault:
+    """What a region does instead of answering normally. ``times``: for the next N requests only."""
+
+    status: int | None = None
+    body: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    times: int | None = None
+
+
+@dataclass
+class Received:
+    region: str
+    path: str
+    authorization: str | None
+    body: Any
+    at: float = field(default_factory=time.time)
+
+
+class MillisSimulator:
+    def __init__(
+        self,
+        api_key: str = "sim-private-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        uri_field: str = "sip_uri",
+        known_agents: set[str] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.uri_field = uri_field
+        self.known_agents = known_agents
+        self.received: list[Received] = []
+        self._faults: dict[str, Fault] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def base_url(self, region: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{region}"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points the bridge at this simulator."""
+        return {
+            "MILLIS_US_WEST_URL": self.base_url("us-west"),
+            "MILLIS_EU_WEST_URL": self.base_url("eu-west"),
+            "MILLIS_API_KEY": self.api_key,
+        }
+
+    def start(self) -> MillisSimulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="millis-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> MillisSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- faults and records -------------------------------------------------------------------
+
+    def set_fault(self, region: str, fault: Fault) -> None:
+        if region not in REGIONS:
+            raise ValueError(f"unknown region {region!r}")
+        with self._lock:
+            self._faults[region] = fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.received.clear()
+
+    def registrations(self, region: str | None = None) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if region is None or r.region == region]
+
+    def _take_fault(self, region: str) -> Fault | None:
+        with self._lock:
+            fault = self._faults.get(region)
+            if fault is None:
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del self._faults[region]
+            return fault
+
+    def _record(self, item: Received) -> None:
+        with self._lock:
+            self.received.append(item)
+
+    # --- the documented contract --------------------------------------------------------------
+
+    def register(self, region: str, authorization: str | None, raw: bytes) -> tuple[int, dict[str, Any]]:
+        if authorization != self.api_key:
+            return 401, {"detail": "Invalid API key"}
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return 422, {"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]}
+        if not isinstance(body, dict):
+            return 422, {"detail": [{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}]}
+        problems = [
+            {"loc": ["body", name], "msg": f"Input should be {kind.__name__}", "type": f"{kind.__name__}_type"}
+            for name, kind in FIELDS.items()
+            if body.get(name) is not None and not isinstance(body[name], kind)
+        ]
+        if problems:
+            return 422, {"detail": problems}
+        agent_id = body.get("agent_id")
+        if agent_id is None and body.get("agent_config") is None:
+            return 422, {"detail": "agent_id or agent_config is required"}
+        if agent_id is not None and self.known_agents is not None and agent_id not in self.known_agents:
+            return 404, {"detail": f"Agent {agent_id} not found"}
+        call_id = f"sim-{uuid.uuid4().hex[:20]}"
+        host = f"sip-{region}.millis-simulator.test"
+        return 200, {"call_id": call_id, self.uri_field: f"sip:call-{call_id}@{host}"}
+
+
+def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "MillisSimulator/1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            return
+
+        def _read(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _send(self, status: int, payload: Any = None, raw: str | None = None) -> None:
+            data = raw.encode() if raw is not None else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            raw = self._read()
+            parts = self.path.strip("/").split("/")
+            if parts[:2] == ["_sim", "faults"] and len(parts) == 3 and parts[2] in REGIONS:
+                sim.set_fault(parts[2], Fault(**json.loads(raw or b"{}")))
+                self._send(204, raw="")
+                return
+            if len(parts) != 2 or parts[0] not in REGIONS or parts[1] != "register_sip_call":
+                self._send(404, {"detail": "Not Found"})
+                return
+            region = parts[0]
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            sim._record(Received(region, self.path, self.headers.get("Authorization"), body))
+            fault = sim._take_fault(region)
+            if fault is not None:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.drop:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault.status is not None or fault.body is not None:
+                    status = fault.status or 200
+                    if fault.body is not None:
+                        self._send(status, raw=fault.body)
+                    else:
+                        self._send(status, {"detail": f"simulated HTTP {status}"})
+                    return
+            status, payload = sim.register(region, self.headers.get("Authorization"), raw)
+            self._send(status, payload)
+
+        def do_DELETE(self) -> None:
+            self._read()
+            if self.path.rstrip("/") == "/_sim/faults":
+                sim.clear()
+                self._send(204, raw="")
+            else:
+                self._send(404, {"detail": "Not Found"})
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/_sim/requests":
+                shown = [
+                    {**asdict(r), "authorization": "present" if r.authorization else "absent"}
+                    for r in sim.registrations()
+                ]
+                self._send(200, shown)
+            else:
+                self._send(404, {"detail": "Not Found"})
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets sam local containers reach it")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--api-key", default="sim-private-key")
+    parser.add_argument("--uri-field", choices=["sip_uri", "sip"], default="sip_uri")
+    args = parser.parse_args()
+    sim = MillisSimulator(args.api_key, host=args.host, port=args.port, uri_field=args.uri_field).start()
+    print(f"Millis simulator on http://{args.host}:{sim.port}/us-west and /eu-west (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Reads template.yaml (with its CloudFormation short-form tags) so local tooling and tests use the
+template's own definitions: the table schema, the API routes, the functions' environment."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@cache
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        loaded: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return loaded
+
+
+def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
+    found: dict[str, Any] = load_template(path)["Resources"][logical_id]
+    return found
+
+
+def table_definition(logical_id: str = "CallsTable", table_name: str | None = None) -> dict[str, Any]:
+    """CreateTable arguments for the template's table (what DynamoDB Local needs of it)."""
+    props = resource(logical_id)["Properties"]
+    args: dict[str, Any] = {
+        "TableName": table_name or logical_id,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if "GlobalSecondaryIndexes" in props:
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return args
+
+
+def create_table(client: Any, logical_id: str = "CallsTable", table_name: str | None = None) -> str:
+    """Create the template's table (and its TTL setting) through ``client``; returns its name."""
+    args = table_definition(logical_id, table_name)
+    client.create_table(**args)
+    client.get_waiter("table_exists").wait(TableName=args["TableName"], WaiterConfig={"Delay": 0.2})
+    ttl = resource(logical_id)["Properties"].get("TimeToLiveSpecification")
+    if ttl:
+        client.update_time_to_live(TableName=args["TableName"], TimeToLiveSpecification=ttl)
+    return str(args["TableName"])
+
+
+def api_routes(function_id: str = "ApiFunction") -> list[tuple[str, str]]:
+    """(METHOD, path template) for every Api event of the function, e.g. ("GET", "/calls/{call_id}")."""
+    events = resource(function_id)["Properties"].get("Events", {})
+    return [
+        (str(e["Properties"]["Method"]).upper(), str(e["Properties"]["Path"]))
+        for e in events.values()
+        if e.get("Type") == "Api"
+    ]
+
+
+def api_key_required(api_id: str = "MillisApi") -> bool:
+    return bool(resource(api_id)["Properties"].get("Auth", {}).get("ApiKeyRequired", False))

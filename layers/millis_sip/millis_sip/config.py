@@ -1,0 +1,82 @@
+"""Settings, read from the environment once per execution environment (at import of the entry module)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from millis_sip.errors import ConfigurationError
+from millis_sip.regions import MillisRegion, RegionChoice, choose_millis_region
+
+DEFAULT_MILLIS_URLS: Mapping[MillisRegion, str] = {
+    MillisRegion.US_WEST: "https://api-west.millis.ai",
+    MillisRegion.EU_WEST: "https://api-eu-west.millis.ai",
+}
+MAX_CALL_TTL_SECONDS = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    calls_table_name: str
+    aws_region: str
+    millis_region: RegionChoice
+    millis_urls: Mapping[MillisRegion, str]
+    api_key_secret_arn: str | None
+    default_agent_id: str | None
+    call_ttl_seconds: int
+    connect_timeout: float
+    read_timeout: float
+    http_deadline: float
+    secret_max_age: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, "").strip() or default
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = get(name, str(default))
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+            if not low <= value <= high:
+                raise ConfigurationError(f"{name}={raw} must be between {low:g} and {high:g}")
+            return value
+
+        table = get("CALLS_TABLE_NAME")
+        if not table:
+            raise ConfigurationError("CALLS_TABLE_NAME is not set: name the DynamoDB table that holds calls")
+        region_setting = get("MILLIS_REGION", "auto").lower()
+        if region_setting not in ("auto", *MillisRegion):
+            raise ConfigurationError(f"MILLIS_REGION={region_setting!r}: use auto, us-west or eu-west")
+        aws_region = get("AWS_REGION") or get("AWS_DEFAULT_REGION")
+        urls = {
+            MillisRegion.US_WEST: _base_url("MILLIS_US_WEST_URL", get("MILLIS_US_WEST_URL"), MillisRegion.US_WEST),
+            MillisRegion.EU_WEST: _base_url("MILLIS_EU_WEST_URL", get("MILLIS_EU_WEST_URL"), MillisRegion.EU_WEST),
+        }
+        return cls(
+            calls_table_name=table,
+            aws_region=aws_region,
+            millis_region=choose_millis_region(aws_region, region_setting),
+            millis_urls=urls,
+            api_key_secret_arn=get("MILLIS_API_KEY_SECRET_ARN") or None,
+            default_agent_id=get("DEFAULT_AGENT_ID") or None,
+            call_ttl_seconds=int(number("CALL_TTL_SECONDS", 3600, 60, MAX_CALL_TTL_SECONDS)),
+            connect_timeout=number("MILLIS_CONNECT_TIMEOUT", 2.0, 0.05, 10),
+            read_timeout=number("MILLIS_READ_TIMEOUT", 5.0, 0.1, 25),
+            http_deadline=number("MILLIS_HTTP_DEADLINE", 12.0, 0.5, 25),
+            secret_max_age=int(number("MILLIS_API_KEY_MAX_AGE", 300, 0, 3600)),
+        )
+
+
+def _base_url(name: str, raw: str, region: MillisRegion) -> str:
+    url = (raw or DEFAULT_MILLIS_URLS[region]).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name}={raw!r} is not an http(s) URL")
+    return url

@@ -1,0 +1,111 @@
+"""Domain exceptions. Each carries a stable ``code`` (the JSON error code and the metric dimension)
+and a ``message`` that is safe to show a caller: no secret ever goes into one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class BridgeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code = "bridge_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(BridgeError):
+    """The function's environment is wrong; raised once, at start-up."""
+
+    code = "configuration_error"
+
+
+# --- Millis -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try against one Millis region, for logs, metrics and error bodies."""
+
+    region: str
+    outcome: str  # "ok", "timeout", "connect_error", "http_503", ...
+    elapsed_ms: float
+
+
+class MillisError(BridgeError):
+    code = "millis_error"
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = ()) -> None:
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+
+
+class MillisUnavailable(MillisError):
+    """Every region tried failed with a retryable error (connection, timeout, 5xx, 429)
+    or the deadline left no time to try."""
+
+    code = "millis_unavailable"
+
+    def __init__(
+        self, message: str, attempts: Sequence[Attempt] = (), *, rate_limited: bool = False, retry_after: int = 2
+    ) -> None:
+        super().__init__(message, attempts)
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
+
+
+class MillisAuthError(MillisError):
+    """Millis answered 401/403: the private key is wrong, revoked or the public key."""
+
+    code = "millis_key_rejected"
+
+
+class MillisRejectedRequest(MillisError):
+    """Millis refused the request itself (unknown agent, invalid body): the caller must change it."""
+
+    code = "millis_rejected_request"
+
+    def __init__(self, message: str, *, status: int, detail: object, attempts: Sequence[Attempt] = ()) -> None:
+        super().__init__(message, attempts)
+        self.status = status
+        self.detail = detail
+
+
+class MillisBadResponse(MillisError):
+    """Millis answered 2xx with something that is not a usable registration."""
+
+    code = "millis_bad_response"
+
+
+class MillisKeyUnavailable(MillisError):
+    """The private key could not be read (Secrets Manager down, access denied, not set yet)."""
+
+    code = "millis_key_unavailable"
+
+
+# --- storage and calls ------------------------------------------------------------------------
+
+
+class StoreUnavailable(BridgeError):
+    """DynamoDB could not be reached or refused the operation after the SDK's retries."""
+
+    code = "store_unavailable"
+
+
+class CallAlreadyExists(BridgeError):
+    """A conditional put found an item with the same call_id: nothing was overwritten."""
+
+    code = "call_already_exists"
+
+
+class CallNotFound(BridgeError):
+    code = "call_not_found"
+
+
+class InvalidRequest(BridgeError):
+    """The request is well-formed but cannot be served as it stands (e.g. no agent to use)."""
+
+    code = "invalid_request"

@@ -1,0 +1,228 @@
+"""The Millis gateway: ``POST {base}/register_sip_call`` on the nearest region, failing over once.
+
+Failover happens on connection errors, timeouts, 5xx and 429, and only while the caller's deadline
+leaves time for another try. 401/403 (the key), 404 and 422 (the caller's agent or body) and any other
+4xx are final: another region would answer the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from millis_sip.errors import (
+    Attempt,
+    MillisAuthError,
+    MillisBadResponse,
+    MillisError,
+    MillisRejectedRequest,
+    MillisUnavailable,
+)
+from millis_sip.models import TOKEN_PATTERN
+from millis_sip.regions import MillisRegion
+from millis_sip.sip import InvalidSipUri, parse_sip_uri
+
+REGISTER_PATH = "/register_sip_call"
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_DETAIL_CHARS = 1000
+MIN_ATTEMPT_SECONDS = 0.2  # below this, a try cannot finish: do not start it
+_CALL_ID = re.compile(TOKEN_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class MillisRegistration:
+    call_id: str
+    sip_uri: str
+    region: MillisRegion
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def failed_over(self) -> bool:
+        return len(self.attempts) > 1
+
+
+class MillisGateway(Protocol):
+    def register(
+        self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
+    ) -> MillisRegistration:
+        """Register a SIP call within ``budget`` seconds, trying ``regions`` in order (default: nearest first)."""
+        ...
+
+
+class _Retryable(Exception):
+    def __init__(self, outcome: str, *, rate_limited: bool = False, retry_after: int | None = None) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
+
+
+class HttpMillisGateway:
+    """The httpx adapter. One instance (and one connection pool) per execution environment."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        base_urls: Mapping[MillisRegion, str],
+        region_order: Sequence[MillisRegion],
+        api_key: Callable[[], str],
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._urls = {region: url.rstrip("/") + REGISTER_PATH for region, url in base_urls.items()}
+        self._order = tuple(region_order)
+        self._api_key = api_key
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._clock = clock
+
+    @staticmethod
+    def new_client() -> httpx.Client:
+        """The pooled client the entry modules build once; timeouts are set per attempt."""
+        return httpx.Client(
+            http2=False,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=4, keepalive_expiry=60),
+            timeout=httpx.Timeout(5.0),
+            headers={"User-Agent": "millis-sip-bridge", "Accept": "application/json"},
+        )
+
+    def register(
+        self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
+    ) -> MillisRegistration:
+        order = tuple(regions) if regions else self._order
+        deadline = self._clock() + budget
+        key = self._api_key()  # MillisKeyUnavailable propagates: nothing was sent
+        attempts: list[Attempt] = []
+        last: _Retryable | None = None
+        for region in order:
+            remaining = deadline - self._clock()
+            if remaining < MIN_ATTEMPT_SECONDS:
+                break
+            started = self._clock()
+            try:
+                call_id, sip_uri = self._attempt(region, payload, key, remaining)
+            except _Retryable as exc:
+                attempts.append(Attempt(region.value, exc.outcome, _ms(self._clock() - started)))
+                last = exc
+                continue
+            except MillisError as exc:
+                exc.attempts = (*attempts, Attempt(region.value, exc.code, _ms(self._clock() - started)))
+                raise
+            attempts.append(Attempt(region.value, "ok", _ms(self._clock() - started)))
+            return MillisRegistration(call_id, sip_uri, region, tuple(attempts))
+        tried = ", ".join(f"{a.region}: {a.outcome}" for a in attempts) or "no region (deadline too short)"
+        raise MillisUnavailable(
+            f"Millis could not register the call ({tried}).",
+            attempts,
+            rate_limited=bool(last and last.rate_limited),
+            retry_after=(last.retry_after if last and last.retry_after else 2),
+        )
+
+    def _attempt(self, region: MillisRegion, payload: Mapping[str, Any], key: str, remaining: float) -> tuple[str, str]:
+        timeout = httpx.Timeout(
+            connect=min(self._connect_timeout, remaining),
+            read=min(self._read_timeout, remaining),
+            write=min(self._read_timeout, remaining),
+            pool=min(self._connect_timeout, remaining),
+        )
+        try:
+            with self._client.stream(
+                "POST", self._urls[region], json=dict(payload), headers={"Authorization": key}, timeout=timeout
+            ) as response:
+                body = _read_capped(response)
+        except httpx.TimeoutException:
+            raise _Retryable("timeout") from None
+        except httpx.ConnectError:
+            raise _Retryable("connect_error") from None
+        except httpx.TransportError as exc:  # dropped connection, protocol error mid-response
+            raise _Retryable(f"transport_error:{type(exc).__name__}") from None
+        status = response.status_code
+        if status == 429:
+            raise _Retryable("http_429", rate_limited=True, retry_after=_retry_after(response))
+        if status >= 500:
+            raise _Retryable(f"http_{status}", retry_after=_retry_after(response))
+        if status in (401, 403):
+            raise MillisAuthError(
+                f"Millis rejected the API key (HTTP {status}) in {region.value}: store the Millis private key "
+                "(not the public key) in the stack's secret."
+            )
+        if status >= 400:
+            detail = _detail(body, key)
+            raise MillisRejectedRequest(
+                f"Millis refused the registration (HTTP {status}): check agent_id and agent_config.",
+                status=status,
+                detail=detail,
+            )
+        if body is None:
+            raise MillisBadResponse(f"Millis answered HTTP {status} with a body over {MAX_RESPONSE_BYTES} bytes.")
+        return _parse_registration(body, status)
+
+
+def _read_capped(response: httpx.Response) -> bytes | None:
+    """The body, or None when it is larger than MAX_RESPONSE_BYTES (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_registration(body: bytes, status: int) -> tuple[str, str]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise MillisBadResponse(f"Millis answered HTTP {status} with a body that is not JSON.") from None
+    if not isinstance(data, dict):
+        raise MillisBadResponse("Millis answered with JSON that is not an object.")
+    call_id = data.get("call_id")
+    if not isinstance(call_id, str) or not _CALL_ID.match(call_id):
+        raise MillisBadResponse("Millis answered without a usable call_id (1-128 visible ASCII characters).")
+    raw_uri = data.get("sip_uri") if data.get("sip_uri") is not None else data.get("sip")
+    if raw_uri is None:
+        raise MillisBadResponse("Millis answered without a SIP URI (neither sip_uri nor sip).")
+    try:
+        uri = parse_sip_uri(raw_uri)
+    except InvalidSipUri as exc:
+        raise MillisBadResponse(f"Millis answered with an unusable SIP URI: {exc}.") from None
+    return call_id, uri.uri
+
+
+def _detail(body: bytes | None, key: str) -> object:
+    """Millis' error detail, bounded and with the key redacted should Millis ever echo it."""
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+        detail: object = data.get("detail", data) if isinstance(data, dict) else data
+        text = json.dumps(detail, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        detail = text = body.decode("utf-8", "replace")
+    if key and key in text:
+        text = text.replace(key, "[redacted]")
+        detail = text
+    if len(text) > MAX_DETAIL_CHARS:
+        return text[:MAX_DETAIL_CHARS] + "..."
+    return detail
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    raw = response.headers.get("Retry-After", "")
+    return min(int(raw), 60) if raw.isdigit() else None
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

@@ -1,0 +1,180 @@
+"""Request, response and record models. Requests are validated here, at the edge, before anything
+reaches Millis or DynamoDB: unknown fields, wrong types and oversized or over-nested values are refused."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
+
+from millis_sip.errors import InvalidRequest
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_AGENT_CONFIG_BYTES = 48 * 1024
+MAX_METADATA_BYTES = 8 * 1024
+MAX_AGENT_CONFIG_DEPTH = 16
+MAX_METADATA_DEPTH = 8
+
+# lookup_key, call_id and agent_id: visible ASCII, no spaces, 1-128 characters. That admits E.164
+# numbers, SIP Call-IDs (local@host) and carrier references.
+TOKEN_PATTERN = r"^[\x21-\x7e]{1,128}$"  # noqa: S105 - a regex, not a secret
+
+_TOKEN = re.compile(TOKEN_PATTERN)
+
+
+class _Token:
+    """A 1-128 character visible-ASCII string, with an error message a caller can act on."""
+
+    def __init__(self, what: str, example: str) -> None:
+        self.what, self.example = what, example
+        self.schema = WithJsonSchema(
+            {"type": "string", "minLength": 1, "maxLength": 128, "pattern": TOKEN_PATTERN, "examples": [example]}
+        )
+
+    def __call__(self, value: str) -> str:
+        if not _TOKEN.match(value):
+            raise ValueError(
+                f"{self.what} must be 1 to 128 visible ASCII characters, no spaces (e.g. {self.example}); "
+                f"got {len(value)} characters"
+            )
+        return value
+
+
+_LOOKUP_KEY = _Token("lookup_key", "+14155550100")
+_CALL_ID = _Token("call_id", "7d9c2c1e-7f7b-4c5e-9b1e-2f4a1d0c9e11")
+_AGENT_ID = _Token("agent_id", "my-agent-id")
+LookupKey = Annotated[str, AfterValidator(_LOOKUP_KEY), _LOOKUP_KEY.schema]
+CallId = Annotated[str, AfterValidator(_CALL_ID), _CALL_ID.schema]
+AgentId = Annotated[str, AfterValidator(_AGENT_ID), _AGENT_ID.schema]
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a JSON value, iteratively (no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
+def _bounded_object(name: str, max_bytes: int, max_depth: int) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if value is None or not isinstance(value, dict):
+            return value  # the type check after this reports it
+        if _depth(value) > max_depth:
+            raise ValueError(f"{name} is nested deeper than {max_depth} levels")
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > max_bytes:
+            raise ValueError(f"{name} is {size} bytes as JSON; the limit is {max_bytes}")
+        return value
+
+    return BeforeValidator(check)
+
+
+class RegisterCallRequest(BaseModel):
+    """Body of ``POST /calls``: the four fields Millis defines, passed through as given, plus ``lookup_key``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    agent_id: AgentId | None = Field(default=None, description="Millis agent that handles the call.")
+    agent_config: Annotated[
+        dict[str, JsonValue] | None, _bounded_object("agent_config", MAX_AGENT_CONFIG_BYTES, MAX_AGENT_CONFIG_DEPTH)
+    ] = Field(default=None, description="Overrides for the agent, or a whole temporary agent (Millis agent_config).")
+    metadata: Annotated[
+        dict[str, JsonValue] | None, _bounded_object("metadata", MAX_METADATA_BYTES, MAX_METADATA_DEPTH)
+    ] = Field(default=None, description="Context for the session; each key becomes a prompt variable.")
+    include_metadata_in_prompt: bool | None = Field(default=None, description="Put the metadata in the prompt.")
+    lookup_key: LookupKey | None = Field(
+        default=None,
+        description="What a carrier will look the call up by: an E.164 number, a SIP Call-ID, a carrier reference.",
+    )
+
+    def millis_payload(self, default_agent_id: str | None) -> dict[str, Any]:
+        """Exactly the Millis fields the caller sent; DEFAULT_AGENT_ID only when neither agent field was."""
+        payload = self.model_dump(
+            include={"agent_id", "agent_config", "metadata", "include_metadata_in_prompt"}, exclude_unset=True
+        )
+        if self.agent_id is None and self.agent_config is None:
+            if default_agent_id is None:
+                raise InvalidRequest(
+                    "No agent to register the call with: send agent_id or agent_config, "
+                    "or deploy the stack with a DefaultAgentId."
+                )
+            payload["agent_id"] = default_agent_id
+        return payload
+
+
+class CallStatus(StrEnum):
+    REGISTERED = "registered"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A registered call as the bridge stores it. Never holds the Millis key, agent_config or metadata."""
+
+    call_id: str
+    sip_uri: str
+    millis_region: str
+    status: CallStatus
+    created_at: datetime
+    expires_at: datetime
+    lookup_key: str | None = None
+    agent_id: str | None = None
+    source: str = "http"
+
+    def as_seen_at(self, now: datetime) -> CallRecord:
+        """The record with ``expired`` status once its registration has lapsed (TTL deletion lags)."""
+        if self.status is CallStatus.REGISTERED and now >= self.expires_at:
+            return replace(self, status=CallStatus.EXPIRED)
+        return self
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class CallView(BaseModel):
+    """What the API answers for a call."""
+
+    call_id: str
+    sip_uri: str
+    millis_region: str
+    lookup_key: str | None
+    status: str
+    created_at: str = Field(description="ISO 8601, UTC, milliseconds.")
+    expires_at: str = Field(description="When the registration lapses (ISO 8601, UTC).")
+    agent_id: str | None = None
+
+    @classmethod
+    def of(cls, record: CallRecord) -> CallView:
+        return cls(
+            call_id=record.call_id,
+            sip_uri=record.sip_uri,
+            millis_region=record.millis_region,
+            lookup_key=record.lookup_key,
+            status=record.status.value,
+            created_at=iso(record.created_at),
+            expires_at=iso(record.expires_at),
+            agent_id=record.agent_id,
+        )
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: what went wrong, and what to do about it."""
+
+    error: str = Field(description="Stable machine-readable code.")
+    message: str = Field(description="What was wrong.")
+    hint: str | None = Field(default=None, description="How to fix it.")
+    details: list[dict[str, Any]] | None = None
+    request_id: str | None = None

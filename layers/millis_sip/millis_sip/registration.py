@@ -1,0 +1,87 @@
+"""The domain: register a call with Millis and store it; find it again by id or by lookup key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from millis_sip.errors import CallNotFound, StoreUnavailable
+from millis_sip.millis import MillisGateway
+from millis_sip.models import CallRecord, CallStatus, RegisterCallRequest
+from millis_sip.observability import count_registration, logger
+from millis_sip.store import CallStore
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallService:
+    def __init__(
+        self,
+        gateway: MillisGateway,
+        store: CallStore,
+        *,
+        ttl_seconds: int,
+        default_agent_id: str | None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._gateway = gateway
+        self._store = store
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._default_agent_id = default_agent_id
+        self._clock = clock
+
+    def register(self, request: RegisterCallRequest, *, budget: float) -> CallRecord:
+        """Register with Millis (nearest region, one failover) and store the call.
+
+        The caller is only told about a call that is stored: when the store fails after Millis
+        registered the call, StoreUnavailable propagates and the Millis call id is logged for
+        reconciliation.
+        """
+        payload = request.millis_payload(self._default_agent_id)
+        registration = self._gateway.register(payload, budget=budget)
+        logger.append_keys(call_id=registration.call_id)
+        now = self._clock()
+        record = CallRecord(
+            call_id=registration.call_id,
+            sip_uri=registration.sip_uri,
+            millis_region=registration.region.value,
+            status=CallStatus.REGISTERED,
+            created_at=now,
+            expires_at=(now + self._ttl).replace(microsecond=0),  # stored as epoch seconds (TTL)
+            lookup_key=request.lookup_key,
+            agent_id=payload.get("agent_id"),
+        )
+        try:
+            self._store.put_new(record)
+        except StoreUnavailable:
+            logger.error(
+                "Millis registered a call that could not be stored; it was not acknowledged",
+                extra={"millis_call_id": registration.call_id, "millis_region": registration.region.value},
+            )
+            raise
+        latency = registration.attempts[-1].elapsed_ms
+        count_registration(registration.region.value, failed_over=registration.failed_over, latency_ms=latency)
+        logger.info(
+            "Call registered",
+            extra={
+                "millis_region": registration.region.value,
+                "attempts": [f"{a.region}:{a.outcome}:{a.elapsed_ms}ms" for a in registration.attempts],
+                "has_lookup_key": record.lookup_key is not None,
+            },
+        )
+        return record
+
+    def get(self, call_id: str) -> CallRecord:
+        record = self._store.get(call_id)
+        if record is None:
+            raise CallNotFound(f"No call with id {call_id!r}.")
+        return record.as_seen_at(self._clock())
+
+    def lookup(self, lookup_key: str) -> CallRecord:
+        now = self._clock()
+        record = self._store.latest_for(lookup_key, now)
+        if record is None:
+            raise CallNotFound("No unexpired registration for that lookup_key.")
+        return record.as_seen_at(now)

@@ -1,0 +1,102 @@
+"""Where the Millis private key comes from: Secrets Manager in AWS, ``MILLIS_API_KEY`` locally.
+
+The key is fetched lazily, cached for a bounded age, and never cached when fetching fails: the next
+invocation tries again. It is never logged, never put in an exception message, never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from millis_sip.errors import ConfigurationError, MillisKeyUnavailable
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+# What the stack puts in the secret it creates, until the operator stores the real key.
+PLACEHOLDER = "REPLACE_WITH_MILLIS_PRIVATE_KEY"
+_JSON_FIELDS = ("api_key", "MILLIS_API_KEY", "private_key")
+
+
+class StaticApiKey:
+    """The key given in the environment (local runs and tests)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(self) -> str:
+        return self._key
+
+    def __repr__(self) -> str:
+        return "StaticApiKey(<redacted>)"
+
+
+class SecretsManagerApiKey:
+    """The key in a Secrets Manager secret: the raw key, or JSON with an ``api_key`` field."""
+
+    def __init__(self, provider: SecretsProvider, secret_id: str, max_age: int) -> None:
+        self._provider = provider
+        self._secret_id = secret_id
+        self._max_age = max_age
+
+    def __call__(self) -> str:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        try:
+            value: Any = self._provider.get(self._secret_id, max_age=self._max_age)
+        except GetParameterError as exc:
+            cause = exc.__cause__ or exc.__context__
+            reason = type(cause).__name__ if cause is not None else "GetParameterError"
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
+            raise MillisKeyUnavailable(
+                f"Could not read the Millis API key from Secrets Manager ({code or reason}); will retry."
+            ) from None
+        key = _extract(value)
+        if not key or key == PLACEHOLDER:
+            raise MillisKeyUnavailable(
+                "The Millis API key secret holds no key yet: store the Millis private key in it "
+                "(see the stack output MillisApiKeySecretArn)."
+            )
+        return key
+
+    def __repr__(self) -> str:
+        return f"SecretsManagerApiKey(secret_id={self._secret_id!r})"
+
+
+def _extract(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            for name in _JSON_FIELDS:
+                if isinstance(data.get(name), str):
+                    return str(data[name]).strip()
+        return ""
+    return text
+
+
+def api_key_source(
+    secret_arn: str | None, max_age: int, *, env: Mapping[str, str] | None = None, secrets_client: Any = None
+) -> StaticApiKey | SecretsManagerApiKey:
+    """The secret when an ARN is configured (AWS), else MILLIS_API_KEY (local)."""
+    env = os.environ if env is None else env
+    if secret_arn:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        return SecretsManagerApiKey(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
+    key = env.get("MILLIS_API_KEY", "").strip()
+    if not key:
+        raise ConfigurationError(
+            "No Millis API key: set MILLIS_API_KEY_SECRET_ARN (in AWS) or MILLIS_API_KEY (locally)."
+        )
+    return StaticApiKey(key)
