@@ -1,0 +1,245 @@
+"""ApiFunction routes and error mapping, with the ports swapped for fakes (no sockets)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+import api_handler
+from dev.lambda_context import LocalContext
+from millis_sip.errors import (
+    Attempt,
+    BridgeError,
+    CallAlreadyExists,
+    MillisAuthError,
+    MillisBadResponse,
+    MillisKeyUnavailable,
+    MillisRejectedRequest,
+    MillisUnavailable,
+    StoreUnavailable,
+)
+from millis_sip.models import MAX_BODY_BYTES
+from millis_sip.registration import CallService
+from tests.conftest import load_event
+from tests.support.fakes import FakeGateway, MemoryStore
+
+
+@pytest.fixture
+def ports(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeGateway, MemoryStore]:
+    gateway, store = FakeGateway(), MemoryStore()
+    service = CallService(gateway, store, ttl_seconds=3600, default_agent_id=None)
+    monkeypatch.setattr(api_handler, "service", service)
+    return gateway, store
+
+
+def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    response = api_handler.lambda_handler(event, LocalContext())
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers[name.lower()] = ",".join(values)
+    return response["statusCode"], headers, json.loads(response["body"])
+
+
+def post(body: str | bytes | dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
+    event = load_event("api-create-call.json")
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, bytes):
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    else:
+        event["body"] = body
+    event.update(overrides)
+    return event
+
+
+def test_the_create_event_registers_and_answers_201(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    gateway, store = ports
+    status, headers, body = invoke(load_event("api-create-call.json"))
+    assert status == 201
+    assert headers["content-type"] == "application/json"
+    assert set(body) >= {"call_id", "sip_uri", "millis_region", "lookup_key", "status", "created_at", "expires_at"}
+    assert body["status"] == "registered"
+    assert body["lookup_key"] == "+14155550100"
+    assert body["call_id"] in store.items
+    assert gateway.calls == [
+        {
+            "agent_id": "my-agent-id",
+            "metadata": {"caller": "+14155550100", "crm_ticket": "T-1001"},
+            "include_metadata_in_prompt": True,
+        }
+    ]
+
+
+def test_the_budget_stays_inside_the_function_timeout(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    gateway, _ = ports
+    api_handler.lambda_handler(load_event("api-create-call.json"), LocalContext(timeout_seconds=5))
+    assert 3.5 < gateway.budgets[0] <= 4.0
+
+
+def test_get_and_lookup_events(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    _, _created_headers, created = invoke(load_event("api-create-call.json"))
+    get_event = load_event("api-get-call.json")
+    get_event["pathParameters"]["call_id"] = created["call_id"]
+    get_event["path"] = f"/calls/{created['call_id']}"
+    status, _, got = invoke(get_event)
+    assert (status, got) == (200, created)
+    status, _, found = invoke(load_event("api-lookup-call.json"))
+    assert (status, found["call_id"]) == (200, created["call_id"])
+
+
+def test_unknown_call_is_404_with_a_hint(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    status, _, body = invoke(load_event("api-get-call.json"))
+    assert status == 404
+    assert body["error"] == "call_not_found"
+    assert body["hint"]
+    assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+
+def test_lookup_without_a_key_is_400(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    event = load_event("api-lookup-call.json")
+    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
+    status, _, body = invoke(event)
+    assert status == 400
+    assert body["details"][0]["field"] == "query.lookup_key"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ("{not json", 400, "invalid_json"),
+        ("", 400, "invalid_request"),
+        ("[1, 2]", 400, "invalid_request"),
+        ('"agent"', 400, "invalid_request"),
+        ({"agent_id": "a", "agent": "b"}, 400, "invalid_request"),
+        ({"agent_id": 42}, 400, "invalid_request"),
+        ({"agent_id": "a", "include_metadata_in_prompt": "yes"}, 400, "invalid_request"),
+        ({"agent_id": "a", "lookup_key": ""}, 400, "invalid_request"),
+        ({"agent_id": "a", "lookup_key": "k" * 129}, 400, "invalid_request"),
+        ({"agent_id": "a", "metadata": {"v": "x" * 9000}}, 400, "invalid_request"),
+        ({"metadata": {"a": 1}}, 400, "invalid_request"),
+        ("[" * 5000 + "]" * 5000, 400, "invalid_request"),
+        ('{"agent_id": "a", "metadata": ' + '{"a": ' * 5000 + "1" + "}" * 5001, 400, "invalid_request"),
+        ("[" * 30000 + "]" * 30000, 400, "invalid_json"),
+        ({"agent_id": "a", "metadata": {"x": "y" * (MAX_BODY_BYTES + 1)}}, 413, "body_too_large"),
+        ("\u00e9" * (MAX_BODY_BYTES // 2 + 1), 413, "body_too_large"),
+        (b"\xff\xfe" * (MAX_BODY_BYTES // 2 + 10), 413, "body_too_large"),
+    ],
+    ids=[
+        "bad-json",
+        "empty",
+        "array",
+        "string",
+        "unknown-field",
+        "wrong-type",
+        "bool-as-string",
+        "empty-lookup-key",
+        "long-lookup-key",
+        "big-metadata",
+        "no-agent",
+        "deep-array",
+        "deep-metadata",
+        "too-deep-to-parse",
+        "huge",
+        "huge-multibyte",
+        "huge-binary",
+    ],
+)
+def test_bad_input_is_a_4xx_and_reaches_neither_millis_nor_dynamodb(
+    ports: tuple[FakeGateway, MemoryStore], body: Any, status: int, code: str
+) -> None:
+    gateway, store = ports
+    got_status, headers, answer = invoke(post(body))
+    assert (got_status, answer["error"]) == (status, code)
+    assert answer["message"]
+    assert headers["content-type"] == "application/json"
+    assert gateway.calls == []
+    assert store.operations == 0
+
+
+def test_non_json_content_type_is_415(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    gateway, _ = ports
+    event = post("agent_id=a")
+    event["headers"]["Content-Type"] = "text/plain"
+    event["multiValueHeaders"]["Content-Type"] = ["text/plain"]
+    status, _, body = invoke(event)
+    assert (status, body["error"]) == (415, "unsupported_media_type")
+    assert gateway.calls == []
+
+
+def test_unknown_route_is_a_json_404(ports: tuple[FakeGateway, MemoryStore]) -> None:
+    event = load_event("api-lookup-call.json")
+    event["path"] = "/nothing"
+    status, _, body = invoke(event)
+    assert (status, body["error"]) == (404, "route_not_found")
+
+
+ATTEMPTS = (Attempt("us-west", "http_503", 10.0), Attempt("eu-west", "timeout", 2000.0))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "retry_after"),
+    [
+        (MillisUnavailable("both down", ATTEMPTS), 503, "millis_unavailable", "2"),
+        (MillisUnavailable("limited", ATTEMPTS, rate_limited=True, retry_after=9), 429, "millis_rate_limited", "9"),
+        (MillisAuthError("Millis rejected the API key (HTTP 401)"), 502, "millis_key_rejected", None),
+        (MillisBadResponse("no call_id"), 502, "millis_bad_response", None),
+        (MillisRejectedRequest("refused", status=404, detail="Agent not found"), 404, "millis_rejected_request", None),
+        (MillisRejectedRequest("refused", status=422, detail=[{"msg": "x"}]), 422, "millis_rejected_request", None),
+        (MillisRejectedRequest("refused", status=400, detail="bad"), 422, "millis_rejected_request", None),
+        (MillisKeyUnavailable("secret unreadable"), 503, "millis_key_unavailable", "2"),
+    ],
+)
+def test_millis_failures_map_to_precise_statuses(
+    monkeypatch: pytest.MonkeyPatch, error: BridgeError, status: int, code: str, retry_after: str | None
+) -> None:
+    store = MemoryStore()
+    monkeypatch.setattr(
+        api_handler, "service", CallService(FakeGateway(error), store, ttl_seconds=60, default_agent_id=None)
+    )
+    got_status, headers, body = invoke(load_event("api-create-call.json"))
+    assert (got_status, body["error"]) == (status, code)
+    assert headers.get("retry-after") == retry_after
+    assert store.items == {}
+
+
+def test_millis_detail_is_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = MillisRejectedRequest("refused", status=404, detail="Agent my-agent-id not found")
+    monkeypatch.setattr(
+        api_handler, "service", CallService(FakeGateway(error), MemoryStore(), ttl_seconds=60, default_agent_id=None)
+    )
+    _, _, body = invoke(load_event("api-create-call.json"))
+    assert body["details"][0] == {"millis_status": 404, "millis_detail": "Agent my-agent-id not found"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (StoreUnavailable("DynamoDB put failed (ProvisionedThroughputExceededException)."), 503),
+        (CallAlreadyExists("x"), 502),
+    ],
+)
+def test_store_failures_are_not_acknowledged(monkeypatch: pytest.MonkeyPatch, error: BridgeError, status: int) -> None:
+    monkeypatch.setattr(
+        api_handler, "service", CallService(FakeGateway(), MemoryStore(error), ttl_seconds=60, default_agent_id=None)
+    )
+    got_status, headers, body = invoke(load_event("api-create-call.json"))
+    assert got_status == status
+    assert "call_id" not in body
+    if status == 503:
+        assert headers["retry-after"] == "2"
+
+
+def test_an_unexpected_exception_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken(FakeGateway):
+        def register(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("bug")
+
+    monkeypatch.setattr(
+        api_handler, "service", CallService(Broken(), MemoryStore(), ttl_seconds=60, default_agent_id=None)
+    )
+    status, _, body = invoke(load_event("api-create-call.json"))
+    assert (status, body["error"]) == (500, "internal_error")
+    assert "bug" not in body["message"]

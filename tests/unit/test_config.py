@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from millis_sip.config import DEFAULT_MILLIS_URLS, Settings
+from millis_sip.errors import ConfigurationError
+from millis_sip.regions import MillisRegion
+
+
+def test_defaults_use_the_documented_hosts_and_the_nearest_region() -> None:
+    settings = Settings.from_env({"CALLS_TABLE_NAME": "calls", "AWS_REGION": "eu-central-1"})
+    assert settings.millis_urls == DEFAULT_MILLIS_URLS
+    assert settings.millis_urls[MillisRegion.US_WEST] == "https://api-west.millis.ai"
+    assert settings.millis_urls[MillisRegion.EU_WEST] == "https://api-eu-west.millis.ai"
+    assert settings.millis_region.order == (MillisRegion.EU_WEST, MillisRegion.US_WEST)
+    assert settings.call_ttl_seconds == 3600
+    assert settings.default_agent_id is None
+    assert settings.api_key_secret_arn is None
+
+
+def test_overrides_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "CALLS_TABLE_NAME": "calls",
+            "AWS_REGION": "eu-central-1",
+            "MILLIS_REGION": "us-west",
+            "MILLIS_US_WEST_URL": "http://127.0.0.1:8080/us-west/",
+            "DEFAULT_AGENT_ID": "agent-1",
+            "CALL_TTL_SECONDS": "300",
+            "MILLIS_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-central-1:123456789012:secret:millis-AbCdEf",
+        }
+    )
+    assert settings.millis_region.primary is MillisRegion.US_WEST
+    assert settings.millis_urls[MillisRegion.US_WEST] == "http://127.0.0.1:8080/us-west"
+    assert settings.default_agent_id == "agent-1"
+    assert settings.call_ttl_seconds == 300
+    assert settings.api_key_secret_arn is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "CALLS_TABLE_NAME"),
+        ({"CALLS_TABLE_NAME": "t", "MILLIS_REGION": "ap-south"}, "MILLIS_REGION"),
+        ({"CALLS_TABLE_NAME": "t", "MILLIS_US_WEST_URL": "ftp://x"}, "MILLIS_US_WEST_URL"),
+        ({"CALLS_TABLE_NAME": "t", "CALL_TTL_SECONDS": "ten"}, "CALL_TTL_SECONDS"),
+        ({"CALLS_TABLE_NAME": "t", "CALL_TTL_SECONDS": "5"}, "CALL_TTL_SECONDS"),
+    ],
+)
+def test_bad_configuration_fails_at_start_up_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env)

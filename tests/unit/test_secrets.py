@@ -1,0 +1,72 @@
+"""The key from Secrets Manager, through Powertools' provider, against a stubbed client."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from millis_sip.errors import ConfigurationError, MillisKeyUnavailable
+from millis_sip.secrets import PLACEHOLDER, StaticApiKey, api_key_source
+
+ARN = "arn:aws:secretsmanager:us-west-2:123456789012:secret:millis-AbCdEf"
+KEY = "pk_live_1234567890"
+
+
+@pytest.fixture
+def client_and_stub() -> tuple[object, Stubber]:
+    client = boto3.client("secretsmanager", region_name="us-west-2")
+    return client, Stubber(client)
+
+
+def answer(stub: Stubber, value: str) -> None:
+    stub.add_response("get_secret_value", {"ARN": ARN, "Name": "millis", "SecretString": value}, {"SecretId": ARN})
+
+
+@pytest.mark.parametrize("stored", [KEY, f"  {KEY}\n", f'{{"api_key": "{KEY}"}}'])
+def test_reads_a_raw_or_json_key(client_and_stub: tuple[object, Stubber], stored: str) -> None:
+    client, stub = client_and_stub
+    answer(stub, stored)
+    with stub:
+        assert api_key_source(ARN, 300, secrets_client=client)() == KEY
+
+
+def test_caches_the_key_for_its_max_age(client_and_stub: tuple[object, Stubber]) -> None:
+    client, stub = client_and_stub
+    answer(stub, KEY)
+    source = api_key_source(ARN, 300, secrets_client=client)
+    with stub:
+        assert source() == KEY
+        assert source() == KEY  # a second fetch would find no stubbed answer and fail
+    stub.assert_no_pending_responses()
+
+
+def test_a_failed_fetch_is_not_cached_and_says_nothing_secret(client_and_stub: tuple[object, Stubber]) -> None:
+    client, stub = client_and_stub
+    stub.add_client_error("get_secret_value", "AccessDeniedException", "not allowed", 400)
+    answer(stub, KEY)
+    source = api_key_source(ARN, 300, secrets_client=client)
+    with stub:
+        with pytest.raises(MillisKeyUnavailable, match="AccessDeniedException"):
+            source()
+        assert source() == KEY
+
+
+@pytest.mark.parametrize("stored", [PLACEHOLDER, "  ", '{"other": "x"}', "{not json"])
+def test_a_secret_without_a_key_is_unavailable_with_a_fix(client_and_stub: tuple[object, Stubber], stored: str) -> None:
+    client, stub = client_and_stub
+    answer(stub, stored)
+    with stub, pytest.raises(MillisKeyUnavailable, match="store the Millis private key"):
+        api_key_source(ARN, 300, secrets_client=client)()
+
+
+def test_locally_the_key_comes_from_the_environment() -> None:
+    source = api_key_source(None, 300, env={"MILLIS_API_KEY": KEY})
+    assert isinstance(source, StaticApiKey)
+    assert source() == KEY
+    assert KEY not in repr(source)
+
+
+def test_no_key_anywhere_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="MILLIS_API_KEY"):
+        api_key_source(None, 300, env={})
