@@ -175,11 +175,12 @@ def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, payload: Any = None, raw: str | None = None) -> None:
             data = raw.encode() if raw is not None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         def do_POST(self) -> None:
             raw = self._read()

@@ -42,3 +42,7 @@ def load_event(name: str) -> dict[str, Any]:
 @pytest.fixture
 def event() -> Any:
     return load_event
+
+
+# The integration rig's fixtures (DynamoDB Local, the Millis simulator, a fresh ApiFunction), for every suite.
+from tests.support.rig import api, ddb, dynamodb, logs, make_api, sim, simulator  # noqa: E402, F401

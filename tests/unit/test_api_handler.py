@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import api_handler
+from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from millis_sip.errors import (
     Attempt,
@@ -25,6 +26,12 @@ from millis_sip.models import MAX_BODY_BYTES
 from millis_sip.registration import CallService
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryStore
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_environment() -> None:
+    """A fresh import with the unit-test environment, whatever another suite loaded before."""
+    load_function("api_handler")
 
 
 @pytest.fixture

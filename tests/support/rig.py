@@ -1,0 +1,91 @@
+"""Integration rig (a pytest plugin, loaded by tests/conftest.py): AWS's DynamoDB Local (table from template.yaml) and the Millis simulator on loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from dev.dynamodb_local import DynamoDBLocal
+from dev.functions import load_function
+from dev.millis_simulator import MillisSimulator
+from dev.template import create_table
+from millis_sip.observability import logger
+
+TABLE = "calls-integration"
+
+
+@pytest.fixture(scope="session")
+def ddb() -> Iterator[DynamoDBLocal]:
+    with DynamoDBLocal() as server:
+        create_table(ddb_client(server.endpoint), table_name=TABLE)
+        yield server
+
+
+def ddb_client(endpoint: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-west-2")
+
+
+@pytest.fixture
+def dynamodb(ddb: DynamoDBLocal) -> Any:
+    return ddb_client(ddb.endpoint)
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[MillisSimulator]:
+    with MillisSimulator(api_key="integration-private-key") as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator: MillisSimulator) -> Iterator[MillisSimulator]:
+    simulator.clear()
+    simulator.uri_field = "sip_uri"
+    simulator.known_agents = None
+    yield simulator
+    simulator.clear()
+
+
+@pytest.fixture
+def make_api(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
+    """Loads ApiFunction's entry module as a fresh execution environment pointed at the rig."""
+
+    def make(**overrides: str) -> ModuleType:
+        env = {**sim.env(), "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint, "CALLS_TABLE_NAME": TABLE, **overrides}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return load_function("api_handler")
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: Callable[..., ModuleType]) -> ModuleType:
+    return make_api()
+
+
+class LogCapture:
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> LogCapture:
+    """Everything the functions' Powertools logger writes during the test (its handler keeps the stdout
+    it was created with, so pytest's capsys does not see it)."""
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    monkeypatch.setattr(handler, "stream", stream)
+    return LogCapture(stream)
