@@ -1,4 +1,5 @@
-"""Integration rig (a pytest plugin, loaded by tests/conftest.py): AWS's DynamoDB Local (table from template.yaml) and the Millis simulator on loopback."""
+"""Integration rig, imported by tests/conftest.py: AWS's DynamoDB Local (table from template.yaml)
+and the Millis simulator on loopback."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,8 +44,8 @@ def sam_build(build_dir: Path, arch: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def host_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield sam_build(tmp_path_factory.mktemp("sam-build-host"), HOST_ARCH)
+def host_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sam_build(tmp_path_factory.mktemp("sam-build-host"), HOST_ARCH)
 
 
 def test_built_function_holds_only_its_entry_module(host_build: Path) -> None:
