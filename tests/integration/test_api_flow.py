@@ -11,24 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.lambda_context import LocalContext
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.errors import CallAlreadyExists
 from millis_sip.models import CallRecord, CallStatus
 from millis_sip.store import DynamoCallStore
 from tests.conftest import load_event
+from tests.support.invoke import invoke
 from tests.support.rig import TABLE, LogCapture
 
 pytestmark = pytest.mark.integration
-
-
-def invoke(api: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
-    response = api.lambda_handler(event, LocalContext())
-    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-    for name, values in (response.get("multiValueHeaders") or {}).items():
-        headers[name.lower()] = ",".join(values)
-    return response["statusCode"], headers, json.loads(response["body"])
 
 
 def create_event(**body: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from millis_sip.models import MAX_BODY_BYTES
 from millis_sip.registration import CallService
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryStore
+from tests.support.invoke import invoke as invoke_handler
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,11 +44,7 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeGateway, MemoryStore]:
 
 
 def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
-    response = api_handler.lambda_handler(event, LocalContext())
-    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-    for name, values in (response.get("multiValueHeaders") or {}).items():
-        headers[name.lower()] = ",".join(values)
-    return response["statusCode"], headers, json.loads(response["body"])
+    return invoke_handler(api_handler, event)
 
 
 def post(body: str | bytes | dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
