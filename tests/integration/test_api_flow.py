@@ -38,9 +38,15 @@ def items_with(dynamodb: Any, lookup_key: str) -> list[dict[str, Any]]:
     return items
 
 
-def test_register_get_and_lookup_with_the_events_files(api: ModuleType, sim: MillisSimulator, dynamodb: Any) -> None:
+def test_register_get_and_lookup_with_the_events_files(
+    api: ModuleType, sim: MillisSimulator, dynamodb: Any, logs: LogCapture
+) -> None:
     status, _, created = invoke(api, load_event("api-create-call.json"))
     assert status == 201
+    [registered] = [r for r in logs.records() if r["message"] == "Call registered"]
+    assert registered["correlation_id"] == load_event("api-create-call.json")["requestContext"]["requestId"]
+    assert registered["call_id"] == created["call_id"]
+    assert sim.api_key not in logs.text
     assert created["millis_region"] == "us-west"  # AWS_REGION us-west-2
     assert created["sip_uri"].startswith("sip:call-") and created["sip_uri"].endswith(
         "@sip-us-west.millis-simulator.test"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -66,3 +67,14 @@ def test_lookup_finds_the_newest_unexpired_registration() -> None:
 def test_unknown_call_is_not_found() -> None:
     with pytest.raises(CallNotFound):
         service(FakeGateway(), MemoryStore(), Clock()).get("nope")
+
+
+def test_a_registration_publishes_its_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    service(FakeGateway(), MemoryStore(), Clock()).register(RegisterCallRequest(agent_id="a"), budget=3.0)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    by_name = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: m for m in emitted}
+    assert by_name["Registrations"]["MillisRegion"] == "us-west"
+    assert by_name["Registrations"]["Registrations"] == [1.0]
+    assert by_name["MillisLatency"]["MillisLatency"] == [12.0]
+    assert by_name["Registrations"]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MillisSipBridge"
+    assert "Failovers" not in by_name
