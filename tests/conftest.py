@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 
@@ -37,11 +35,6 @@ os.environ.update(BASE_ENV)
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
-
-
-@pytest.fixture
-def event() -> Any:
-    return load_event
 
 
 # The integration rig's fixtures (DynamoDB Local, the Millis simulator, a fresh ApiFunction), for every suite.
