@@ -13,7 +13,11 @@ from types import ModuleType
 from dev.template import ROOT
 
 LAYER_DIR = ROOT / "layers" / "millis_sip"
-FUNCTION_DIRS = {"api_handler": ROOT / "functions" / "api"}
+FUNCTION_DIRS = {
+    "api_handler": ROOT / "functions" / "api",
+    "sma_handler": ROOT / "functions" / "sip_media_app",
+    "chime_resources": ROOT / "functions" / "chime_resources",
+}
 
 
 def load_function(

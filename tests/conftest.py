@@ -27,7 +27,9 @@ BASE_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "INFO",
 }
-for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "DEFAULT_AGENT_ID"):
+_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "DEFAULT_AGENT_ID")
+_CHIME = ("VOICE_CONNECTOR_ARN_US_WEST", "VOICE_CONNECTOR_ARN_EU_WEST", "MILLIS_SIP_HOST_US_WEST", "MILLIS_SIP_HOST_EU_WEST")
+for _name in (*_UNSET, *_CHIME, "FAILURE_MESSAGE", "BRIDGE_TIMEOUT_SECONDS", "CHIME_ANSWER_SECONDS"):
     os.environ.pop(_name, None)
 os.environ.update(BASE_ENV)
 
@@ -37,5 +39,14 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
+CHIME_FIXTURES = ROOT / "tests" / "fixtures" / "chime-events"
+
+
+def chime_fixture(name: str) -> dict[str, Any]:
+    """A documented or captured Chime event or response (sources: tests/fixtures/chime-events/SOURCES.md)."""
+    event: dict[str, Any] = json.loads((CHIME_FIXTURES / name).read_text())
+    return event
+
+
 # The integration rig's fixtures (DynamoDB Local, the Millis simulator, a fresh ApiFunction), for every suite.
-from tests.support.rig import api, ddb, dynamodb, logs, make_api, sim, simulator  # noqa: E402, F401
+from tests.support.rig import api, ddb, dynamodb, logs, make_api, make_sma, sim, simulator, sma  # noqa: E402, F401

@@ -52,22 +52,55 @@ def sim(simulator: MillisSimulator) -> Iterator[MillisSimulator]:
     simulator.clear()
 
 
-@pytest.fixture
-def make_api(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
-    """Loads ApiFunction's entry module as a fresh execution environment pointed at the rig."""
+VOICE_CONNECTOR_US_WEST = "arn:aws:chime:us-west-2:111122223333:vc/uswestconnector0000000a"
+VOICE_CONNECTOR_EU_WEST = "arn:aws:chime:us-west-2:111122223333:vc/euwestconnector0000000b"
+SMA_ENV = {
+    "DEFAULT_AGENT_ID": "phone-agent",
+    "VOICE_CONNECTOR_ARN_US_WEST": VOICE_CONNECTOR_US_WEST,
+    "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
+    "VOICE_CONNECTOR_ARN_EU_WEST": VOICE_CONNECTOR_EU_WEST,
+    "MILLIS_SIP_HOST_EU_WEST": "sip-eu-west.millis-simulator.test",
+}
 
+
+def _loader(
+    module: str, defaults: dict[str, str], ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., ModuleType]:
     def make(**overrides: str) -> ModuleType:
-        env = {**sim.env(), "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint, "CALLS_TABLE_NAME": TABLE, **overrides}
+        env = {
+            **sim.env(),
+            "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
+            "CALLS_TABLE_NAME": TABLE,
+            **defaults,
+            **overrides,
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        return load_function("api_handler")
+        return load_function(module)
 
     return make
 
 
 @pytest.fixture
+def make_api(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
+    """Loads ApiFunction's entry module as a fresh execution environment pointed at the rig."""
+    return _loader("api_handler", {}, ddb, sim, monkeypatch)
+
+
+@pytest.fixture
 def api(make_api: Callable[..., ModuleType]) -> ModuleType:
     return make_api()
+
+
+@pytest.fixture
+def make_sma(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
+    """Loads SipMediaAppFunction's entry module, with Voice Connectors routing to the simulator's SIP hosts."""
+    return _loader("sma_handler", SMA_ENV, ddb, sim, monkeypatch)
+
+
+@pytest.fixture
+def sma(make_sma: Callable[..., ModuleType]) -> ModuleType:
+    return make_sma()
 
 
 class LogCapture:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -39,14 +40,7 @@ class Settings:
             return env.get(name, "").strip() or default
 
         def number(name: str, default: float, low: float, high: float) -> float:
-            raw = get(name, str(default))
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-            if not low <= value <= high:
-                raise ConfigurationError(f"{name}={raw} must be between {low:g} and {high:g}")
-            return value
+            return _number(env, name, default, low, high)
 
         table = get("CALLS_TABLE_NAME")
         if not table:
@@ -80,3 +74,78 @@ def _base_url(name: str, raw: str, region: MillisRegion) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"{name}={raw!r} is not an http(s) URL")
     return url
+
+
+VOICE_CONNECTOR_ARN = re.compile(r"^arn:aws[a-z-]*:chime:[a-z0-9-]+:\d{12}:vcg?/[A-Za-z0-9]+$")
+DEFAULT_FAILURE_MESSAGE = "Sorry, we cannot take your call right now. Please try again later."
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceRoute:
+    """How a phone call reaches one Millis region: the Voice Connector whose origination route points at
+    that region's SIP host."""
+
+    region: MillisRegion
+    voice_connector_arn: str
+    sip_host: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChimeSettings:
+    """The SIP media application's settings (README, "Chime SIP media application")."""
+
+    routes: Mapping[MillisRegion, VoiceRoute]
+    bridge_timeout_seconds: int
+    answer_seconds: float
+    failure_message: str
+    failure_voice: str
+    failure_language: str
+    failure_engine: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ChimeSettings:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, "").strip() or default
+
+        routes: dict[MillisRegion, VoiceRoute] = {}
+        for region in MillisRegion:
+            suffix = region.name  # US_WEST, EU_WEST
+            arn, host = get(f"VOICE_CONNECTOR_ARN_{suffix}"), get(f"MILLIS_SIP_HOST_{suffix}").lower().rstrip(".")
+            if not arn and not host:
+                continue
+            if not VOICE_CONNECTOR_ARN.match(arn):
+                raise ConfigurationError(
+                    f"VOICE_CONNECTOR_ARN_{suffix}={arn!r} is not a Voice Connector ARN "
+                    f"(arn:aws:chime:<region>:<account>:vc/<id>); set it with MILLIS_SIP_HOST_{suffix}, or neither"
+                )
+            if not host:
+                raise ConfigurationError(
+                    f"MILLIS_SIP_HOST_{suffix} is empty: name the Millis SIP host that Voice Connector routes to"
+                )
+            routes[region] = VoiceRoute(region, arn, host)
+        engine = get("FAILURE_MESSAGE_ENGINE", "neural")
+        if engine not in ("standard", "neural"):
+            raise ConfigurationError(f"FAILURE_MESSAGE_ENGINE={engine!r}: use standard or neural")
+        return cls(
+            routes=routes,
+            bridge_timeout_seconds=int(_number(env, "BRIDGE_TIMEOUT_SECONDS", 30, 1, 120)),
+            answer_seconds=_number(env, "CHIME_ANSWER_SECONDS", 4.0, 1.0, 4.8),
+            # "-" turns the spoken message off: the caller hears the carrier's tone for SIP 480.
+            failure_message="" if get("FAILURE_MESSAGE") == "-" else get("FAILURE_MESSAGE", DEFAULT_FAILURE_MESSAGE),
+            failure_voice=get("FAILURE_MESSAGE_VOICE", "Joanna"),
+            failure_language=get("FAILURE_MESSAGE_LANGUAGE", "en-US"),
+            failure_engine=engine,
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip() or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name}={raw} must be between {low:g} and {high:g}")
+    return value

@@ -115,8 +115,21 @@ class RegisterCallRequest(BaseModel):
 
 
 class CallStatus(StrEnum):
-    REGISTERED = "registered"
+    """Where a call is (README, "Call status"). Moves only forward:
+    registered -> claimed -> bridged -> ended, and registered/claimed/bridged -> failed.
+    ``expired`` is never stored: it is how a ``registered`` record reads once it has lapsed."""
+
+    REGISTERED = "registered"  # registered with Millis, waiting for a carrier or a phone call
+    CLAIMED = "claimed"  # a Chime phone call took it and is being bridged to Millis
+    BRIDGED = "bridged"  # the phone call is connected to the Millis agent
+    ENDED = "ended"  # the phone call is over
+    FAILED = "failed"  # the call could not be bridged (see reason)
     EXPIRED = "expired"
+
+
+class CallSource(StrEnum):
+    HTTP = "http"  # POST /calls
+    CHIME = "chime"  # registered by the SIP media application for an inbound phone call
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +144,16 @@ class CallRecord:
     expires_at: datetime
     lookup_key: str | None = None
     agent_id: str | None = None
-    source: str = "http"
+    source: str = CallSource.HTTP
+    # Filled in when a Chime phone call uses the registration.
+    transaction_id: str | None = None
+    caller_number: str | None = None
+    dialed_number: str | None = None
+    leg_b_call_id: str | None = None
+    bridged_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    reason: str | None = None
 
     def as_seen_at(self, now: datetime) -> CallRecord:
         """The record with ``expired`` status once its registration has lapsed (TTL deletion lags)."""
@@ -155,6 +177,11 @@ class CallView(BaseModel):
     created_at: str = Field(description="ISO 8601, UTC, milliseconds.")
     expires_at: str = Field(description="When the registration lapses (ISO 8601, UTC).")
     agent_id: str | None = None
+    source: str = Field(default=CallSource.HTTP, description="http (POST /calls) or chime (inbound phone call).")
+    reason: str | None = Field(default=None, description="Why a call failed or ended.")
+    bridged_at: str | None = Field(default=None, description="When the phone call reached the agent.")
+    ended_at: str | None = None
+    duration_seconds: int | None = Field(default=None, description="Time connected to the agent.")
 
     @classmethod
     def of(cls, record: CallRecord) -> CallView:
@@ -167,6 +194,11 @@ class CallView(BaseModel):
             created_at=iso(record.created_at),
             expires_at=iso(record.expires_at),
             agent_id=record.agent_id,
+            source=record.source,
+            reason=record.reason,
+            bridged_at=iso(record.bridged_at) if record.bridged_at else None,
+            ended_at=iso(record.ended_at) if record.ended_at else None,
+            duration_seconds=record.duration_seconds,
         )
 
 

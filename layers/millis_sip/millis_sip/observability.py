@@ -5,6 +5,8 @@ Metrics (namespace from POWERTOOLS_METRICS_NAMESPACE):
   Failovers       count, dimension MillisRegion        ...of which the nearest region failed first
   MillisLatency   milliseconds, dimension MillisRegion time of the successful attempt
   Errors          count, dimension ErrorKind           every error answered, by its code
+  InboundCalls    count, dimension Outcome             Chime phone calls: claimed, bridging, bridged, ended
+  CallFailures    count, dimension Reason              Chime phone calls released without an agent, and why
 """
 
 from __future__ import annotations
@@ -41,3 +43,12 @@ def count_registration(region: str, *, failed_over: bool, latency_ms: float) -> 
 
 def count_error(kind: str) -> None:
     _dimensioned("Errors", MetricUnit.Count, 1, "ErrorKind", kind)
+
+
+def count_call_outcome(outcome: str) -> None:
+    _dimensioned("InboundCalls", MetricUnit.Count, 1, "Outcome", outcome)
+
+
+def count_call_failure(reason: str) -> None:
+    # Reasons carry Chime's ErrorType after a colon; the dimension keeps only the stable part.
+    _dimensioned("CallFailures", MetricUnit.Count, 1, "Reason", reason.split(":", 1)[0])
