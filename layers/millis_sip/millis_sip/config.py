@@ -113,12 +113,12 @@ class ChimeSettings:
         for region in MillisRegion:
             suffix = region.name  # US_WEST, EU_WEST
             arn, host = get(f"VOICE_CONNECTOR_ARN_{suffix}"), get(f"MILLIS_SIP_HOST_{suffix}").lower().rstrip(".")
-            if not arn and not host:
-                continue
+            if not arn:
+                continue  # no Voice Connector for this region: phone calls use the other one
             if not VOICE_CONNECTOR_ARN.match(arn):
                 raise ConfigurationError(
                     f"VOICE_CONNECTOR_ARN_{suffix}={arn!r} is not a Voice Connector ARN "
-                    f"(arn:aws:chime:<region>:<account>:vc/<id>); set it with MILLIS_SIP_HOST_{suffix}, or neither"
+                    "(arn:aws:chime:<region>:<account>:vc/<id>)"
                 )
             if not host:
                 raise ConfigurationError(
