@@ -8,14 +8,17 @@ import os
 import platform
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dev.dynamodb_local import DynamoDBLocal
 from dev.millis_simulator import MillisSimulator
 from tests.conftest import EVENTS, ROOT
-from tests.support.rig import TABLE
+from tests.support.rig import SMA_ENV, TABLE
+from tests.support.sma_schema import validate_response
 
 pytestmark = pytest.mark.template
 BIN = Path(sys.executable).parent
@@ -61,22 +64,29 @@ def test_built_layer_holds_the_package_its_data_and_no_tests(host_build: Path) -
     assert list((python / "pydantic_core").glob(f"*{SO_SUFFIX[HOST_ARCH]}.so"))
 
 
-def test_built_artifact_serves_a_request(
-    host_build: Path, ddb: DynamoDBLocal, simulator: MillisSimulator, tmp_path: Path
-) -> None:
-    simulator.clear()
+def run_built(
+    build: Path,
+    function_id: str,
+    module: str,
+    event_path: Path,
+    ddb: DynamoDBLocal,
+    simulator: MillisSimulator,
+    **extra_env: str,
+) -> dict[str, Any]:
+    """Invoke a built function in a fresh interpreter with no site-packages: every third-party import
+    must come from the built layer. Returns the handler's answer and where the modules came from."""
     script = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(host_build / 'MillisSipLayer' / 'python')!r}, {str(host_build / 'ApiFunction')!r}]\n"
-        "import api_handler\n"
+        f"sys.path[:0] = [{str(build / 'MillisSipLayer' / 'python')!r}, {str(build / function_id)!r}]\n"
+        f"import {module} as entry\n"
         "from types import SimpleNamespace\n"
-        "ctx = SimpleNamespace(function_name='ApiFunction', memory_limit_in_mb=512, aws_request_id='build-test',\n"
-        "    invoked_function_arn='arn:aws:lambda:us-west-2:123456789012:function:ApiFunction',\n"
+        f"ctx = SimpleNamespace(function_name={function_id!r}, memory_limit_in_mb=512, aws_request_id='build-test',\n"
+        f"    invoked_function_arn='arn:aws:lambda:us-west-2:123456789012:function:{function_id}',\n"
         "    get_remaining_time_in_millis=lambda: 20000)\n"
-        f"event = json.load(open({str(EVENTS / 'api-create-call.json')!r}))\n"
-        "response = api_handler.lambda_handler(event, ctx)\n"
+        f"event = json.load(open({str(event_path)!r}))\n"
+        "response = entry.lambda_handler(event, ctx)\n"
         "print('RESULT ' + json.dumps({'response': response, 'files': [m.__file__ for m in\n"
-        "    (api_handler, __import__('httpx'), __import__('pydantic'), __import__('boto3'))]}))\n"
+        "    (entry, __import__('httpx'), __import__('pydantic'), __import__('boto3'))]}))\n"
     )
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -90,19 +100,57 @@ def test_built_artifact_serves_a_request(
         "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
         "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
         **simulator.env(),
+        **extra_env,
     }
-    # -S: no site-packages, so every third-party import must come from the built layer.
     result = subprocess.run(
-        [sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-S", "-B", "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    outcome = json.loads(line.removeprefix("RESULT "))
+    outcome: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    assert all(str(build) in path for path in outcome["files"])
+    return outcome
+
+
+def test_built_artifact_serves_a_request(host_build: Path, ddb: DynamoDBLocal, simulator: MillisSimulator) -> None:
+    simulator.clear()
+    outcome = run_built(host_build, "ApiFunction", "api_handler", EVENTS / "api-create-call.json", ddb, simulator)
     response = outcome["response"]
     assert response["statusCode"] == 201, response
     assert json.loads(response["body"])["sip_uri"].startswith("sip:call-sim-")
-    assert all(str(host_build) in path for path in outcome["files"])
     assert len(simulator.registrations()) == 1
+
+
+@pytest.mark.parametrize("name", ["sma-new-inbound-call.json", "sma-new-inbound-call-doc-shape.json"])
+def test_built_sip_media_app_bridges_a_new_inbound_call(
+    name: str, host_build: Path, ddb: DynamoDBLocal, simulator: MillisSimulator, tmp_path: Path
+) -> None:
+    simulator.clear()
+    event = json.loads((EVENTS / name).read_text())
+    event["CallDetails"]["TransactionId"] = f"build-{uuid.uuid4()}"
+    # A caller with no pending HTTP registration (the ApiFunction test registered one for the events' caller).
+    event["CallDetails"]["Participants"][0]["From"] = "+1206" + str(uuid.uuid4().int)[:7]
+    path = tmp_path / name
+    path.write_text(json.dumps(event))
+    outcome = run_built(host_build, "SipMediaAppFunction", "sma_handler", path, ddb, simulator, **SMA_ENV)
+    response = outcome["response"]
+    validate_response(response)
+    [action] = response["Actions"]
+    assert action["Type"] == "CallAndBridge"
+    [endpoint] = action["Parameters"]["Endpoints"]
+    assert endpoint["Arn"] == SMA_ENV["VOICE_CONNECTOR_ARN_US_WEST"]
+    assert endpoint["Uri"].startswith("call-sim-")
+    assert len(simulator.registrations()) == 1
+
+
+def test_built_functions_hold_only_their_entry_modules(host_build: Path) -> None:
+    for function_id, module in (
+        ("SipMediaAppFunction", "sma_handler.py"),
+        ("ChimeResourcesFunction", "chime_resources.py"),
+    ):
+        assert sorted(p.name for p in (host_build / function_id).iterdir()) == [module]
+    for nested in ("VoiceConnectorUsWestStack", "SipMediaApplicationStack"):
+        assert (host_build / nested / "template.yaml").is_file()
 
 
 def test_arm64_build_ships_arm64_wheels(tmp_path: Path) -> None:

@@ -24,8 +24,39 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=TOOL_ENV, timeout=300, check=False)
 
 
+# Regions whose CloudFormation has AWS::Chime::VoiceConnector and AWS::Chime::SipMediaApplication (the
+# resource schemas shipped with cfn-lint); README "Chime SIP media application" lists the same.
+CHIME_CFN_REGIONS = (
+    "us-east-1",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+)
+NESTED = ("templates/voice-connector.yaml", "templates/sip-media-application.yaml")
+
+
 def test_cfn_lint_is_clean_with_no_warnings() -> None:
     result = run(str(BIN / "cfn-lint"), "template.yaml")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_the_main_template_lints_in_regions_without_chime_too() -> None:
+    # The HTTP API must deploy anywhere: no Chime type may appear outside the nested stacks.
+    result = run(
+        str(BIN / "cfn-lint"), "--regions", "us-west-2", "us-east-2", "eu-north-1", "sa-east-1", "--", "template.yaml"
+    )
+    assert (result.returncode, result.stdout) == (0, "")
+    types = {r["Type"] for r in load_template()["Resources"].values()}
+    assert not any(t.startswith("AWS::Chime::") for t in types)
+
+
+def test_the_chime_nested_stacks_lint_in_every_region_that_has_the_chime_types() -> None:
+    result = run(str(BIN / "cfn-lint"), "--regions", *CHIME_CFN_REGIONS, "--", *NESTED)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
@@ -99,14 +130,27 @@ def test_runtime_architecture_and_layer_build() -> None:
 
 
 def test_outputs_a_user_needs() -> None:
-    assert {"ApiUrl", "ApiKeyId", "MillisApiKeySecretArn", "CallsTableName", "ApiFunctionArn"} <= set(
-        load_template()["Outputs"]
+    outputs = load_template()["Outputs"]
+    assert {"ApiUrl", "ApiKeyId", "MillisApiKeySecretArn", "CallsTableName", "ApiFunctionArn"} <= set(outputs)
+    assert {"SipMediaAppFunctionArn", "SipMediaApplicationId", "VoiceConnectorUsWestArn"} <= set(outputs)
+
+
+def declared_variables(function_id: str | None = None) -> set[str]:
+    template = load_template()
+    names = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    functions = (
+        [function_id]
+        if function_id
+        else [k for k, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
     )
+    for name in functions:
+        names |= set(resource(name)["Properties"].get("Environment", {}).get("Variables", {}))
+    return names
 
 
 def test_every_function_variable_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    variables = set(load_template()["Globals"]["Function"]["Environment"]["Variables"])
+    variables = declared_variables()
     variables |= {"MILLIS_CONNECT_TIMEOUT", "MILLIS_READ_TIMEOUT", "MILLIS_HTTP_DEADLINE", "MILLIS_API_KEY_MAX_AGE"}
     missing = {name for name in variables if f"`{name}`" not in readme}
     assert not missing
@@ -114,10 +158,63 @@ def test_every_function_variable_is_documented_in_the_readme() -> None:
 
 def test_sam_local_env_file_sets_only_declared_variables() -> None:
     # SAM CLI overrides only the variables the template declares; anything else would be silently ignored.
-    declared = set(load_template()["Globals"]["Function"]["Environment"]["Variables"])
     env_file = json.loads((EVENTS / "env.json").read_text())
-    for values in env_file.values():
-        assert set(values) <= declared
+    for section, values in env_file.items():
+        declared = declared_variables(None if section == "Parameters" else section)
+        assert set(values) <= declared, section
+
+
+def test_sip_media_app_function_has_only_the_table_and_secret_actions_it_uses() -> None:
+    granted = {action for s in statements("SipMediaAppFunction") for action in s["Action"]}
+    assert granted == {
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "secretsmanager:GetSecretValue",
+    }
+    for statement in statements("SipMediaAppFunction"):
+        assert "*" not in json.dumps(statement["Resource"])
+
+
+def test_only_chime_may_invoke_the_sip_media_app_function_and_only_from_this_account() -> None:
+    permission = resource("SipMediaAppPermission")
+    assert permission["Condition"] == "UseChime"
+    props = permission["Properties"]
+    assert props["Principal"] == "voiceconnector.chime.amazonaws.com"
+    assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert props["Action"] == "lambda:InvokeFunction"
+    assert props["FunctionName"] == {"Fn::GetAtt": ["SipMediaAppFunction", "Arn"]}
+
+
+def test_the_custom_resource_function_exists_only_to_create_chime_resources() -> None:
+    function = resource("ChimeResourcesFunction")
+    assert function["Condition"] == "CreateChime"
+    [statement] = statements("ChimeResourcesFunction")
+    assert set(statement["Action"]) == {
+        "chime:PutVoiceConnectorOrigination",
+        "chime:DeleteVoiceConnectorOrigination",
+        "chime:CreateSipRule",
+        "chime:UpdateSipRule",
+        "chime:DeleteSipRule",
+    }
+    for logical_id in ("VoiceConnectorUsWestStack", "VoiceConnectorEuWestStack", "SipMediaApplicationStack"):
+        stack = resource(logical_id)
+        assert stack["Type"] == "AWS::Serverless::Application"
+        assert stack["Condition"] in {"CreateChime", "CreateUsWestConnector", "CreateEuWestConnector"}
+
+
+def test_the_code_handles_the_custom_resource_types_the_templates_use() -> None:
+    import chime_resources  # noqa: F401 - the module names the types it serves in its docstring
+
+    used = set()
+    for path in NESTED:
+        used |= {
+            r["Type"] for r in load_template(ROOT / path)["Resources"].values() if r["Type"].startswith("Custom::")
+        }
+    assert used == {"Custom::VoiceConnectorOrigination", "Custom::SipRule"}
+    source = (ROOT / "functions" / "chime_resources" / "chime_resources.py").read_text()
+    assert all(f'"{kind}"' in source for kind in used)
 
 
 def test_events_route_to_the_template_routes() -> None:
