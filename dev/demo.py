@@ -2,7 +2,8 @@
 
 Starts DynamoDB Local and creates the table from template.yaml, starts the Millis simulator (or uses
 real Millis when MILLIS_API_KEY is set), serves the API on http://127.0.0.1:3000 the way
-`sam local start-api` would, and runs a short scripted call: register, get, carrier lookup. With
+`sam local start-api` would, and runs a short scripted call: register, get, carrier lookup. With the
+simulator it then plays a phone call through SipMediaAppFunction (the events/ files, in-process). With
 --serve it then keeps the API up for curl until Ctrl-C.
 """
 
@@ -23,9 +24,10 @@ import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
 from dev.functions import load_function
+from dev.lambda_context import LocalContext
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
-from dev.template import create_table
+from dev.template import ROOT, create_table
 
 TABLE = "millis-sip-bridge-calls"
 LOCAL_API_KEY = "local-api-key"
@@ -83,6 +85,64 @@ def script(base_url: str, api_key: str, sim: MillisSimulator | None) -> bool:
     return ok
 
 
+DEMO_VOICE_CONNECTORS = {
+    "VOICE_CONNECTOR_ARN_US_WEST": "arn:aws:chime:us-west-2:111122223333:vc/demouswest0000000000000",
+    "VOICE_CONNECTOR_ARN_EU_WEST": "arn:aws:chime:us-west-2:111122223333:vc/demoeuwest0000000000000",
+    "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
+    "MILLIS_SIP_HOST_EU_WEST": "sip-eu-west.millis-simulator.test",
+    "DEFAULT_AGENT_ID": "demo-phone-agent",
+}
+
+
+def _event(name: str, tx: str, caller: str, attributes: dict[str, str] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
+    event["CallDetails"]["TransactionId"] = tx
+    event["CallDetails"]["Participants"][0]["From"] = caller
+    if attributes is not None:
+        event["CallDetails"]["TransactionAttributes"] = attributes
+    return event
+
+
+def phone_script(base_url: str, api_key: str) -> bool:
+    """A phone call through SipMediaAppFunction: Chime's invocations, played from events/ in-process."""
+    os.environ.update(DEMO_VOICE_CONNECTORS)
+    sma = load_function("sma_handler")
+    ok = True
+    with httpx.Client(base_url=base_url, headers={"x-api-key": api_key}, timeout=30) as http:
+        caller = "+14155550177"
+        crm = http.post("/calls", json={"agent_id": "crm-agent", "metadata": {"ticket": "T-7"}, "lookup_key": caller})
+        registered = _show("Your backend registers the caller's call first (POST /calls)", crm)
+        tx = "demo-" + registered["call_id"][-12:]
+
+        def invoke(title: str, event: dict[str, Any]) -> dict[str, Any]:
+            answer: dict[str, Any] = sma.lambda_handler(event, LocalContext(function_name="SipMediaAppFunction"))
+            print(f"\n--- {title}\n{json.dumps(answer['Actions'], indent=2)}")
+            return answer
+
+        bridging = invoke(
+            f"{caller} dials in: NEW_INBOUND_CALL -> CallAndBridge (claims that registration)",
+            _event("sma-new-inbound-call.json", tx, caller),
+        )
+        attributes = bridging.get("TransactionAttributes", {})
+        ok &= bool(attributes.get("millis_call_id") == registered["call_id"])
+        bridged = invoke(
+            "The agent answers: ACTION_SUCCESSFUL", _event("sma-bridge-succeeded.json", tx, caller, attributes)
+        )
+        ended = invoke(
+            "The caller hangs up: HANGUP -> hang up the agent's leg",
+            _event("sma-hangup-caller.json", tx, caller, bridged.get("TransactionAttributes", attributes)),
+        )
+        ok &= [a["Type"] for a in ended["Actions"]] == ["Hangup"]
+        record = _show("The record (GET /calls/{call_id})", http.get(f"/calls/{registered['call_id']}"))
+        ok &= bool(record.get("status") == "ended" and record.get("reason") == "caller_hung_up")
+        stranger = invoke(
+            "Someone with no registration calls: registered on the nearest region with DefaultAgentId",
+            _event("sma-new-inbound-call.json", tx + "-2", "+14155550188"),
+        )
+        ok &= [a["Type"] for a in stranger["Actions"]] == ["CallAndBridge"]
+    return ok
+
+
 @contextlib.contextmanager
 def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimulator | None]]:
     real_key = os.environ.get("MILLIS_API_KEY", "").strip()
@@ -132,7 +192,11 @@ def main() -> int:
     try:
         with local_stack(args.port, args.verbose) as (api, sim):
             ok = script(api.url, LOCAL_API_KEY, sim)
-            print(f"\n{'Demo OK' if ok else 'Demo FAILED'}: registered, read back and looked up a call.")
+            what = "registered, read back and looked up a call"
+            if sim is not None:
+                ok &= phone_script(api.url, LOCAL_API_KEY)
+                what += "; bridged a phone call"
+            print(f"\n{'Demo OK' if ok else 'Demo FAILED'}: {what}.")
             if args.serve:
                 if sim is not None:
                     sim.clear()
