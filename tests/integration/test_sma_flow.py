@@ -324,3 +324,20 @@ def test_an_unexpected_failure_inside_still_answers(sma: ModuleType, monkeypatch
     monkeypatch.setattr(sma.app, "handle", explode)
     result = call(sma, new_call(fresh_caller()))
     assert [a["Type"] for a in result["Actions"]] == ["Hangup"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        "NEW_INBOUND_CALL",
+        {},
+        {"InvocationEventType": "NEW_INBOUND_CALL"},
+        {"CallDetails": {"TransactionId": 5}},
+    ],
+)
+def test_the_handler_answers_whatever_it_is_invoked_with(event: Any, sma: ModuleType, sim: MillisSimulator) -> None:
+    result = sma.lambda_handler(event, LocalContext(function_name="SipMediaAppFunction"))
+    validate_response(result)
+    assert sim.registrations() == []

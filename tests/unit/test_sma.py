@@ -148,7 +148,7 @@ def test_both_documented_shapes_bridge_through_the_nearest_regions_voice_connect
     assert attrs["millis_call_id"] == "fake-1" and attrs["attempt"] == "1" and len(attrs) <= 10
     record = store.items["fake-1"]
     assert (record.status, record.source, record.transaction_id) == (CallStatus.CLAIMED, CallSource.CHIME, tx)
-    assert (record.caller_number, record.dialed_number, record.lookup_key) == (CALLER, DIALED, CALLER)
+    assert (record.caller_number, record.dialed_number, record.lookup_key) == (CALLER, DIALED, None)
     assert store.marks[transaction_key(tx, 1)].state is TransactionState.DONE
 
 

@@ -261,7 +261,7 @@ class SipMediaApp:
             status=CallStatus.CLAIMED,
             created_at=now,
             expires_at=(now + self._ttl).replace(microsecond=0),
-            lookup_key=caller.from_ if caller.from_ and _TOKEN.match(caller.from_) else None,
+            # No lookup_key: carrier lookups find only registrations made over HTTP, never a phone call's.
             agent_id=self._default_agent_id,
             source=CallSource.CHIME,
             transaction_id=tx,
