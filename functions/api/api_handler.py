@@ -15,7 +15,6 @@ from millis_sip.millis import HttpMillisGateway
 from millis_sip.models import CallId, CallView, ErrorBody, LookupKey, RegisterCallRequest
 from millis_sip.observability import logger, metrics, tracer
 from millis_sip.registration import CallService
-from millis_sip.secrets import api_key_source
 from millis_sip.store import DYNAMODB_CONFIG, DynamoCallStore
 
 DEADLINE_MARGIN_SECONDS = 1.0  # leave time to store the call and answer before the function times out
@@ -24,14 +23,7 @@ settings = Settings.from_env()
 if settings.millis_region.warning:
     logger.warning(settings.millis_region.warning)
 service = CallService(
-    HttpMillisGateway(
-        HttpMillisGateway.new_client(),
-        settings.millis_urls,
-        settings.millis_region.order,
-        api_key_source(settings.api_key_secret_arn, settings.secret_max_age),
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-    ),
+    HttpMillisGateway.from_settings(settings),
     DynamoCallStore(boto3.client("dynamodb", config=DYNAMODB_CONFIG), settings.calls_table_name),
     ttl_seconds=settings.call_ttl_seconds,
     default_agent_id=settings.default_agent_id,

@@ -11,7 +11,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from millis_sip.config import ChimeSettings, Settings
 from millis_sip.millis import HttpMillisGateway
 from millis_sip.observability import count_call_failure, logger, metrics, tracer
-from millis_sip.secrets import api_key_source
 from millis_sip.sma import SipMediaApp, fallback_response
 from millis_sip.sma_events import SmaEvent
 from millis_sip.store import DYNAMODB_CHIME_CONFIG, DynamoCallStore
@@ -26,14 +25,7 @@ def build() -> tuple[SipMediaApp, ChimeSettings]:
         logger.warning(settings.millis_region.warning)
     if not chime.routes:
         logger.warning("No Voice Connector is configured: every phone call will be released without an agent")
-    gateway = HttpMillisGateway(
-        HttpMillisGateway.new_client(),
-        settings.millis_urls,
-        settings.millis_region.order,
-        api_key_source(settings.api_key_secret_arn, settings.secret_max_age),
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-    )
+    gateway = HttpMillisGateway.from_settings(settings)
     store = DynamoCallStore(boto3.client("dynamodb", config=DYNAMODB_CHIME_CONFIG), settings.calls_table_name)
     app = SipMediaApp(
         gateway,

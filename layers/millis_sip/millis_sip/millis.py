@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -26,7 +26,11 @@ from millis_sip.errors import (
 )
 from millis_sip.models import TOKEN_PATTERN
 from millis_sip.regions import MillisRegion
+from millis_sip.secrets import api_key_source
 from millis_sip.sip import InvalidSipUri, parse_sip_uri
+
+if TYPE_CHECKING:
+    from millis_sip.config import Settings
 
 REGISTER_PATH = "/register_sip_call"
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -84,6 +88,19 @@ class HttpMillisGateway:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpMillisGateway:
+        """The gateway an entry module builds once: its own pooled client, the key from Secrets Manager
+        (or MILLIS_API_KEY locally), the configured timeouts, nearest region first."""
+        return cls(
+            cls.new_client(),
+            settings.millis_urls,
+            settings.millis_region.order,
+            api_key_source(settings.api_key_secret_arn, settings.secret_max_age),
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
 
     @staticmethod
     def new_client() -> httpx.Client:

@@ -30,6 +30,7 @@ from millis_sip.millis import MIN_ATTEMPT_SECONDS, MillisGateway
 from millis_sip.models import TOKEN_PATTERN, CallRecord, CallSource, CallStatus, iso
 from millis_sip.observability import count_call_failure, count_call_outcome, count_registration, logger
 from millis_sip.regions import MillisRegion
+from millis_sip.registration import utc_now
 from millis_sip.sip import InvalidSipUri, parse_sip_uri
 from millis_sip.sma_actions import (
     HANGUP_NORMAL,
@@ -74,10 +75,6 @@ class Unroutable(BridgeError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SipMediaApp:
