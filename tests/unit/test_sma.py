@@ -684,3 +684,13 @@ def test_the_response_never_shares_state_between_invocations() -> None:
     first = answer(app, inbound(), clock)
     first["Actions"].append({"Type": "Hangup"})
     assert len(answer(app, later("sma-hangup-caller.json", {}), clock)["Actions"]) == 1
+
+
+def test_a_retry_of_a_call_whose_uri_did_not_fit_is_released_again() -> None:
+    app, gateway, store, clock = make_app(FakeGateway(host="elsewhere.example"))
+    answer(app, inbound(), clock)
+    tx = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
+    store.marks[transaction_key(tx, 1)] = TransactionMark(TransactionState.DONE, millis_call_id="fake-1")
+    again = answer(app, inbound(), clock)
+    assert again["TransactionAttributes"] == {"failure_reason": "sip_host_mismatch"}
+    assert len(gateway.calls) == 1

@@ -310,7 +310,10 @@ class SipMediaApp:
             record = None
         if record is None:
             return self._release(caller, "retry_without_record")
-        return self._bridge_answer(event, caller, record, attempt)
+        try:
+            return self._bridge_answer(event, caller, record, attempt)
+        except Unroutable as exc:  # the first invocation found it unroutable and is recording that
+            return self._release(caller, exc.reason, count=False)
 
     def _bridge_answer(self, event: SmaEvent, caller: Participant, record: CallRecord, attempt: int) -> dict[str, Any]:
         route, user = self._route(record)
