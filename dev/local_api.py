@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dev.lambda_context import LocalContext
-from dev.template import api_key_required, api_routes
+from dev.template import api_key_required, api_routes, routes_without_api_key
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 STAGE = "v1"
@@ -94,6 +94,7 @@ class LocalApi:
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
         self.routes = [(method, resource, _route_pattern(resource)) for method, resource in api_routes(function_name)]
+        self.open_routes = routes_without_api_key(function_name)
         # One execution environment: Lambda never runs two invocations in one at the same time.
         self._invoke_lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
@@ -128,9 +129,10 @@ class LocalApi:
         route = next(((r, match) for m, r, p in self.routes if m == method and (match := p.match(path))), None)
         if route is None:  # API Gateway's answer for a method or resource it does not have
             return 403, {"Content-Type": "application/json"}, b'{"message":"Missing Authentication Token"}'
-        if self.api_key is not None and lower.get("x-api-key") != self.api_key:
-            return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
         resource, match = route
+        keyed = (method, resource) not in self.open_routes
+        if keyed and self.api_key is not None and lower.get("x-api-key") != self.api_key:
+            return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
         params = {k: unquote(v) for k, v in match.groupdict().items()}
         event = build_event(method, raw_path, resource, params, headers, body)
         context = LocalContext(function_name=self.function_name, timeout_seconds=self.timeout_seconds)

@@ -82,3 +82,13 @@ def api_routes(function_id: str = "ApiFunction") -> list[tuple[str, str]]:
 
 def api_key_required(api_id: str = "MillisApi") -> bool:
     return bool(resource(api_id)["Properties"].get("Auth", {}).get("ApiKeyRequired", False))
+
+
+def routes_without_api_key(function_id: str = "ApiFunction") -> set[tuple[str, str]]:
+    """The routes whose event sets Auth.ApiKeyRequired false (the Millis webhook)."""
+    events = resource(function_id)["Properties"].get("Events", {})
+    return {
+        (str(e["Properties"]["Method"]).upper(), str(e["Properties"]["Path"]))
+        for e in events.values()
+        if e.get("Type") == "Api" and e["Properties"].get("Auth", {}).get("ApiKeyRequired") is False
+    }

@@ -18,7 +18,7 @@ from millis_sip.models import CallRecord, CallStatus
 from millis_sip.store import DynamoCallStore
 from tests.conftest import load_event
 from tests.support.invoke import invoke
-from tests.support.rig import TABLE, LogCapture
+from tests.support.rig import TABLE, WEBHOOK_SECRET, LogCapture
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,13 @@ def test_register_get_and_lookup_with_the_events_files(
         "agent_id": "my-agent-id",
         "metadata": {"caller": "+14155550100", "crm_ticket": "T-1001"},
         "include_metadata_in_prompt": True,
+        # The stack's own session webhook, on the URL the request came in on, with the shared secret.
+        "agent_config": {
+            "session_data_webhook": {
+                "url": "https://abc123.execute-api.us-west-2.amazonaws.com/v1/webhooks/millis",
+                "headers": {"X-Webhook-Secret": WEBHOOK_SECRET},
+            }
+        },
     }
 
     item = dynamodb.get_item(TableName=TABLE, Key={"call_id": {"S": created["call_id"]}})["Item"]
@@ -186,7 +193,7 @@ def test_millis_region_override(make_api: Callable[..., ModuleType], sim: Millis
 
 
 def test_default_agent_is_used_when_none_is_named(make_api: Callable[..., ModuleType], sim: MillisSimulator) -> None:
-    api = make_api(DEFAULT_AGENT_ID="house-agent")
+    api = make_api(DEFAULT_AGENT_ID="house-agent", SESSION_WEBHOOK="disabled")
     status, _, created = invoke(api, create_event(metadata={"a": 1}))
     assert (status, created["agent_id"]) == (201, "house-agent")
     assert sim.registrations()[0].body == {"metadata": {"a": 1}, "agent_id": "house-agent"}

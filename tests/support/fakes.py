@@ -61,8 +61,29 @@ class MemoryStore:
 
     def latest_for(self, lookup_key: str, now: datetime) -> CallRecord | None:
         self._touch()
-        live = [r for r in self.items.values() if r.lookup_key == lookup_key and r.expires_at > now]
+        live = [
+            r
+            for r in self.items.values()
+            if r.lookup_key == lookup_key and r.expires_at > now and r.status is CallStatus.REGISTERED
+        ]
         return max(live, key=lambda r: r.created_at, default=None)
+
+    def close_session(
+        self, call_id: str, *, status: CallStatus, reason: str, now: datetime, expires_at: datetime, **fields: Any
+    ) -> str:
+        self._touch()
+        stored = self.items.get(call_id)
+        if stored is None:
+            return "unknown"
+        known = {k: v for k, v in fields.items() if v is not None}
+        is_open = stored.status in (CallStatus.REGISTERED, CallStatus.CLAIMED, CallStatus.BRIDGED)
+        changes: dict[str, Any] = {**known, "ended_at": stored.ended_at or now}
+        if is_open:
+            changes.update(status=status, expires_at=expires_at, reason=reason)
+            if stored.duration_seconds is None and known.get("millis_duration_seconds") is not None:
+                changes["duration_seconds"] = known["millis_duration_seconds"]
+        self.items[call_id] = replace(stored, **changes)
+        return "closed" if is_open else "annotated"
 
 
 class MemoryInboundStore(MemoryStore):

@@ -19,12 +19,15 @@ from dev.template import create_table
 from millis_sip.observability import logger
 
 TABLE = "calls-integration"
+IDEMPOTENCY_TABLE = "idempotency-integration"
+WEBHOOK_SECRET = "integration-webhook-secret"
 
 
 @pytest.fixture(scope="session")
 def ddb() -> Iterator[DynamoDBLocal]:
     with DynamoDBLocal() as server:
         create_table(ddb_client(server.endpoint), table_name=TABLE)
+        create_table(ddb_client(server.endpoint), "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
         yield server
 
 
@@ -84,7 +87,13 @@ def _loader(
 @pytest.fixture
 def make_api(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
     """Loads ApiFunction's entry module as a fresh execution environment pointed at the rig."""
-    return _loader("api_handler", {}, ddb, sim, monkeypatch)
+    return _loader(
+        "api_handler",
+        {"IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE, "WEBHOOK_SECRET": WEBHOOK_SECRET},
+        ddb,
+        sim,
+        monkeypatch,
+    )
 
 
 @pytest.fixture

@@ -31,6 +31,11 @@ class Settings:
     read_timeout: float
     http_deadline: float
     secret_max_age: int
+    webhook_secret_arn: str | None = None
+    session_webhook: bool = True
+    webhook_url: str | None = None
+    idempotency_table_name: str | None = None
+    idempotency_ttl_seconds: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,7 +70,28 @@ class Settings:
             read_timeout=number("MILLIS_READ_TIMEOUT", 5.0, 0.1, 25),
             http_deadline=number("MILLIS_HTTP_DEADLINE", 12.0, 0.5, 25),
             secret_max_age=int(number("MILLIS_API_KEY_MAX_AGE", 300, 0, 3600)),
+            webhook_secret_arn=get("WEBHOOK_SECRET_ARN") or None,
+            session_webhook=_switch("SESSION_WEBHOOK", get("SESSION_WEBHOOK", "enabled")),
+            webhook_url=_webhook_url(get("WEBHOOK_URL")),
+            idempotency_table_name=get("IDEMPOTENCY_TABLE_NAME") or None,
+            idempotency_ttl_seconds=int(number("IDEMPOTENCY_TTL_SECONDS", 86400, 60, 7 * 86400)),
         )
+
+
+def _switch(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("enabled", "disabled", "true", "false"):
+        raise ConfigurationError(f"{name}={raw!r}: use enabled or disabled")
+    return value in ("enabled", "true")
+
+
+def _webhook_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"WEBHOOK_URL={raw!r} is not an http(s) URL")
+    return raw
 
 
 def _base_url(name: str, raw: str, region: MillisRegion) -> str:

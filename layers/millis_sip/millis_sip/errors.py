@@ -109,3 +109,27 @@ class InvalidRequest(BridgeError):
     """The request is well-formed but cannot be served as it stands (e.g. no agent to use)."""
 
     code = "invalid_request"
+
+
+class WebhookUnauthorized(BridgeError):
+    """The webhook request did not carry the shared secret."""
+
+    code = "unauthorized"
+
+
+class WebhookSecretUnavailable(BridgeError):
+    """The webhook secret could not be read: the webhook cannot be authenticated now."""
+
+    code = "webhook_secret_unavailable"
+
+
+class IdempotencyKeyReused(BridgeError):
+    """The Idempotency-Key was used before with a different body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(BridgeError):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_in_progress"

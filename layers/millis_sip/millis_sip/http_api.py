@@ -3,7 +3,7 @@ place where exceptions become HTTP answers (JSON that says what was wrong and ho
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -16,6 +16,8 @@ from millis_sip.errors import (
     BridgeError,
     CallAlreadyExists,
     CallNotFound,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidRequest,
     MillisAuthError,
     MillisBadResponse,
@@ -23,6 +25,8 @@ from millis_sip.errors import (
     MillisRejectedRequest,
     MillisUnavailable,
     StoreUnavailable,
+    WebhookSecretUnavailable,
+    WebhookUnauthorized,
 )
 from millis_sip.models import MAX_BODY_BYTES, ErrorBody
 from millis_sip.observability import count_error, logger
@@ -40,7 +44,14 @@ _DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     MillisUnavailable: (503, "Retry after the number of seconds in Retry-After."),
     MillisKeyUnavailable: (503, "Retry shortly; if it persists, check the secret and the function's access to it."),
     StoreUnavailable: (503, "Retry after the number of seconds in Retry-After; nothing was acknowledged."),
+    WebhookUnauthorized: (401, "Send the stack's webhook secret in the X-Webhook-Secret header."),
+    WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
+    IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
+    IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),
 }
+
+# A guard authenticates a request before anything else reads it (the body is not even parsed).
+Guard = Callable[[Mapping[str, Any]], None]
 
 
 def error_response(
@@ -68,8 +79,12 @@ def error_response(
 class BridgeResolver(APIGatewayRestResolver):
     """APIGatewayRestResolver with validation, a body-size limit and the error mapping registered."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, guards: Mapping[str, Guard] | None = None, body_limits: Mapping[str, int] | None = None
+    ) -> None:
         super().__init__(enable_validation=True)
+        self._guards = dict(guards or {})
+        self._body_limits = dict(body_limits or {})
         self.exception_handler(RequestValidationError)(self._invalid_request)
         self.exception_handler(RequestUnsupportedContentType)(self._unsupported_type)
         self.exception_handler(RecursionError)(self._too_deep)
@@ -78,24 +93,27 @@ class BridgeResolver(APIGatewayRestResolver):
         self.not_found()(self._no_route)
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        resource = str(event.get("resource") or event.get("path") or "")
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        guard = self._guards.get(resource)
+        if guard is not None:
+            try:
+                guard(event)
+            except BridgeError as exc:
+                return _proxy(self._domain_error(exc, request_id=request_id))
+        limit = self._body_limits.get(resource, MAX_BODY_BYTES)
         body = event.get("body")
-        if isinstance(body, str) and _body_bytes(body, bool(event.get("isBase64Encoded"))) > MAX_BODY_BYTES:
-            request_id = (event.get("requestContext") or {}).get("requestId")
+        if isinstance(body, str) and _body_bytes(body, bool(event.get("isBase64Encoded")), limit) > limit:
             logger.info("Request body too large", extra={"body_chars": len(body)})
-            response = error_response(
-                413,
-                "body_too_large",
-                f"The request body is larger than {MAX_BODY_BYTES} bytes.",
-                hint="Send a smaller agent_config or metadata.",
-                request_id=request_id,
+            return _proxy(
+                error_response(
+                    413,
+                    "body_too_large",
+                    f"The request body is larger than {limit} bytes.",
+                    hint="Send a smaller agent_config or metadata.",
+                    request_id=request_id,
+                )
             )
-            return {
-                "statusCode": response.status_code,
-                "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "multiValueHeaders": {},
-                "body": response.body,
-                "isBase64Encoded": False,
-            }
         return super().resolve(event, context)
 
     # --- handlers -------------------------------------------------------------------------------
@@ -151,7 +169,7 @@ class BridgeResolver(APIGatewayRestResolver):
             request_id=self._request_id(),
         )
 
-    def _domain_error(self, exc: BridgeError) -> Response[str]:
+    def _domain_error(self, exc: BridgeError, request_id: str | None = None) -> Response[str]:
         status, hint = next((spec for cls, spec in _DOMAIN_ERRORS.items() if isinstance(exc, cls)), (500, None))
         headers: dict[str, str] = {}
         details: list[dict[str, Any]] | None = None
@@ -165,6 +183,8 @@ class BridgeResolver(APIGatewayRestResolver):
             headers["Retry-After"] = str(exc.retry_after)
         elif status == 503:
             headers["Retry-After"] = "2"
+        elif status == 409:
+            headers["Retry-After"] = "1"
         if isinstance(exc, MillisUnavailable | MillisAuthError | MillisBadResponse | MillisRejectedRequest):
             attempts = [{"region": a.region, "outcome": a.outcome, "elapsed_ms": a.elapsed_ms} for a in exc.attempts]
             if attempts:
@@ -172,7 +192,13 @@ class BridgeResolver(APIGatewayRestResolver):
         log = logger.error if status >= 500 else logger.info
         log("Request failed", extra={"error": code, "status": status, "reason": exc.message})
         return error_response(
-            status, code, exc.message, hint=hint, details=details, request_id=self._request_id(), headers=headers
+            status,
+            code,
+            exc.message,
+            hint=hint,
+            details=details,
+            request_id=request_id or self._request_id(),
+            headers=headers,
         )
 
     def _unexpected(self, exc: Exception) -> Response[str]:
@@ -190,14 +216,25 @@ class BridgeResolver(APIGatewayRestResolver):
             404,
             "route_not_found",
             f"No route for {self.current_event.http_method} {self.current_event.path}.",
-            hint="Routes: POST /calls, GET /calls?lookup_key=..., GET /calls/{call_id}.",
+            hint="Routes: POST /calls, GET /calls?lookup_key=..., GET /calls/{call_id}, POST /webhooks/millis.",
             request_id=self._request_id(),
         )
 
 
-def _body_bytes(body: str, base64_encoded: bool) -> int:
+def _proxy(response: Response[str]) -> dict[str, Any]:
+    """A Response as the API Gateway proxy answer, for answers given before the resolver runs."""
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(response.headers or {})},
+        "multiValueHeaders": {},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+def _body_bytes(body: str, base64_encoded: bool, limit: int) -> int:
     if base64_encoded:
         return len(body) * 3 // 4
-    if len(body) * 4 <= MAX_BODY_BYTES:
+    if len(body) * 4 <= limit:
         return len(body)  # even all 4-byte characters would fit
     return len(body.encode("utf-8", "surrogatepass"))

@@ -154,6 +154,9 @@ class CallRecord:
     ended_at: datetime | None = None
     duration_seconds: int | None = None
     reason: str | None = None
+    # From Millis' session_data_webhook, when the session ends.
+    millis_call_status: str | None = None
+    millis_duration_seconds: int | None = None
 
     def as_seen_at(self, now: datetime) -> CallRecord:
         """The record with ``expired`` status once its registration has lapsed (TTL deletion lags)."""
@@ -182,6 +185,8 @@ class CallView(BaseModel):
     bridged_at: str | None = Field(default=None, description="When the phone call reached the agent.")
     ended_at: str | None = None
     duration_seconds: int | None = Field(default=None, description="Time connected to the agent.")
+    millis_call_status: str | None = Field(default=None, description="How Millis says the session ended.")
+    millis_duration_seconds: int | None = Field(default=None, description="Session length as Millis reports it.")
 
     @classmethod
     def of(cls, record: CallRecord) -> CallView:
@@ -199,6 +204,8 @@ class CallView(BaseModel):
             bridged_at=iso(record.bridged_at) if record.bridged_at else None,
             ended_at=iso(record.ended_at) if record.ended_at else None,
             duration_seconds=record.duration_seconds,
+            millis_call_status=record.millis_call_status,
+            millis_duration_seconds=record.millis_duration_seconds,
         )
 
 
@@ -210,3 +217,41 @@ class ErrorBody(BaseModel):
     hint: str | None = Field(default=None, description="How to fix it.")
     details: list[dict[str, Any]] | None = None
     request_id: str | None = None
+
+
+MAX_WEBHOOK_BODY_BYTES = 1024 * 1024  # session data can carry a transcript; the bridge keeps four fields
+MILLIS_FAILED_STATUSES = frozenset({"error"})
+
+
+class SessionDataWebhook(BaseModel):
+    """Millis' ``session_data_webhook`` payload: the fields the bridge keeps. Everything else Millis sends
+    (metadata, transcript, recording, costs) is ignored and never stored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    call_id: CallId
+    session_id: str | None = Field(default=None, max_length=256)
+    call_status: str | None = Field(
+        default=None, max_length=64, description="user-ended, api-ended, agent-ended, timeout, error, ..."
+    )
+    duration: float | None = Field(default=None, ge=0, le=7 * 86400, description="Session length in seconds.")
+    error_message: str | None = Field(default=None, max_length=10_000)
+
+    @property
+    def failed(self) -> bool:
+        return (self.call_status or "").lower() in MILLIS_FAILED_STATUSES
+
+
+class WebhookAck(BaseModel):
+    received: bool = True
+    call_id: str
+    outcome: str = Field(description="closed (status moved), annotated (already closed) or unknown_call.")
+
+
+def with_session_webhook(payload: dict[str, Any], url: str, header: str, secret: str) -> dict[str, Any]:
+    """``payload`` with this stack's session webhook in ``agent_config``, unless the caller set one."""
+    config = payload.get("agent_config")
+    if isinstance(config, dict) and "session_data_webhook" in config:
+        return payload
+    hook = {"url": url, "headers": {header: secret}}
+    return {**payload, "agent_config": {**(config or {}), "session_data_webhook": hook}}

@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from millis_sip.errors import CallNotFound, StoreUnavailable
+from millis_sip.errors import BridgeError, CallNotFound, StoreUnavailable
 from millis_sip.millis import MillisGateway
-from millis_sip.models import CallRecord, CallStatus, RegisterCallRequest
+from millis_sip.models import CallRecord, CallStatus, RegisterCallRequest, SessionDataWebhook, with_session_webhook
 from millis_sip.observability import count_registration, logger
 from millis_sip.store import CallStore
+
+WEBHOOK_HEADER = "X-Webhook-Secret"
+WEBHOOK_PATH = "/webhooks/millis"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionWebhook:
+    """This stack's session webhook, put into each registration's agent_config so that Millis reports the
+    end of every session (README, "Call lifecycle"). ``url`` None: the URL the request came in on."""
+
+    secret: Callable[[], str]
+    url: str | None = None
+
+    def attach(self, payload: dict[str, Any], request_url: str | None = None) -> dict[str, Any]:
+        target = self.url or request_url
+        if not target:
+            return payload
+        try:
+            secret = self.secret()
+        except BridgeError as exc:
+            logger.warning("Registering without the session webhook", extra={"error": exc.code})
+            return payload
+        return with_session_webhook(payload, target, WEBHOOK_HEADER, secret)
 
 
 class CallService:
@@ -25,14 +50,16 @@ class CallService:
         ttl_seconds: int,
         default_agent_id: str | None,
         clock: Callable[[], datetime] = utc_now,
+        webhook: SessionWebhook | None = None,
     ) -> None:
         self._gateway = gateway
         self._store = store
         self._ttl = timedelta(seconds=ttl_seconds)
         self._default_agent_id = default_agent_id
         self._clock = clock
+        self._webhook = webhook
 
-    def register(self, request: RegisterCallRequest, *, budget: float) -> CallRecord:
+    def register(self, request: RegisterCallRequest, *, budget: float, webhook_url: str | None = None) -> CallRecord:
         """Register with Millis (nearest region, one failover) and store the call.
 
         The caller is only told about a call that is stored: when the store fails after Millis
@@ -40,6 +67,8 @@ class CallService:
         reconciliation.
         """
         payload = request.millis_payload(self._default_agent_id)
+        if self._webhook is not None:
+            payload = self._webhook.attach(payload, webhook_url)
         registration = self._gateway.register(payload, budget=budget)
         logger.append_keys(call_id=registration.call_id)
         now = self._clock()
@@ -85,3 +114,29 @@ class CallService:
         if record is None:
             raise CallNotFound("No unexpired registration for that lookup_key.")
         return record.as_seen_at(now)
+
+    def close_session(self, hook: SessionDataWebhook) -> str:
+        """Millis' session webhook: the call is over. Replays and late deliveries change nothing."""
+        now = self._clock()
+        status = CallStatus.FAILED if hook.failed else CallStatus.ENDED
+        reason = f"millis_{hook.call_status or 'ended'}"
+        outcome = self._store.close_session(
+            hook.call_id,
+            status=status,
+            reason=reason[:128],
+            now=now,
+            expires_at=(now + self._ttl).replace(microsecond=0),
+            millis_call_status=hook.call_status,
+            millis_duration_seconds=round(hook.duration) if hook.duration is not None else None,
+            millis_session_id=hook.session_id,
+        )
+        log = logger.warning if outcome == "unknown" else logger.info
+        log(
+            "Millis session webhook",
+            extra={"call_id": hook.call_id, "outcome": outcome, "call_status": hook.call_status},
+        )
+        if hook.failed and hook.error_message:
+            logger.warning(
+                "Millis reported an error for the session", extra={"error_message": hook.error_message[:500]}
+            )
+        return outcome

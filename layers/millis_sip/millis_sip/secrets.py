@@ -11,14 +11,14 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from millis_sip.errors import ConfigurationError, MillisKeyUnavailable
+from millis_sip.errors import BridgeError, ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 # What the stack puts in the secret it creates, until the operator stores the real key.
 PLACEHOLDER = "REPLACE_WITH_MILLIS_PRIVATE_KEY"
-_JSON_FIELDS = ("api_key", "MILLIS_API_KEY", "private_key")
+_JSON_FIELDS = ("api_key", "MILLIS_API_KEY", "private_key", "secret")
 
 
 class StaticApiKey:
@@ -34,8 +34,12 @@ class StaticApiKey:
         return "StaticApiKey(<redacted>)"
 
 
-class SecretsManagerApiKey:
-    """The key in a Secrets Manager secret: the raw key, or JSON with an ``api_key`` field."""
+class CachedSecret:
+    """A secret in Secrets Manager, cached for ``max_age`` seconds; a failed fetch is never cached."""
+
+    label = "secret"
+    unavailable: type[BridgeError] = MillisKeyUnavailable
+    empty_message = "The secret is empty."
 
     def __init__(self, provider: SecretsProvider, secret_id: str, max_age: int) -> None:
         self._provider = provider
@@ -51,19 +55,35 @@ class SecretsManagerApiKey:
             cause = exc.__cause__ or exc.__context__
             reason = type(cause).__name__ if cause is not None else "GetParameterError"
             code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
-            raise MillisKeyUnavailable(
-                f"Could not read the Millis API key from Secrets Manager ({code or reason}); will retry."
+            raise self.unavailable(
+                f"Could not read the {self.label} from Secrets Manager ({code or reason}); will retry."
             ) from None
         key = _extract(value)
         if not key or key == PLACEHOLDER:
-            raise MillisKeyUnavailable(
-                "The Millis API key secret holds no key yet: store the Millis private key in it "
-                "(see the stack output MillisApiKeySecretArn)."
-            )
+            raise self.unavailable(self.empty_message)
         return key
 
     def __repr__(self) -> str:
-        return f"SecretsManagerApiKey(secret_id={self._secret_id!r})"
+        return f"{type(self).__name__}(secret_id={self._secret_id!r})"
+
+
+class SecretsManagerApiKey(CachedSecret):
+    """The Millis key in a Secrets Manager secret: the raw key, or JSON with an ``api_key`` field."""
+
+    label = "Millis API key"
+    unavailable = MillisKeyUnavailable
+    empty_message = (
+        "The Millis API key secret holds no key yet: store the Millis private key in it "
+        "(see the stack output MillisApiKeySecretArn)."
+    )
+
+
+class WebhookSecret(CachedSecret):
+    """The shared secret Millis sends back with its session webhook (the stack generates it)."""
+
+    label = "webhook secret"
+    unavailable = WebhookSecretUnavailable
+    empty_message = "The webhook secret is empty."
 
 
 def _extract(value: Any) -> str:
@@ -100,3 +120,16 @@ def api_key_source(
             "No Millis API key: set MILLIS_API_KEY_SECRET_ARN (in AWS) or MILLIS_API_KEY (locally)."
         )
     return StaticApiKey(key)
+
+
+def webhook_secret_source(
+    secret_arn: str | None, max_age: int, *, env: Mapping[str, str] | None = None, secrets_client: Any = None
+) -> StaticApiKey | WebhookSecret | None:
+    """The webhook secret: WEBHOOK_SECRET_ARN (AWS), else WEBHOOK_SECRET (local), else None (webhook off)."""
+    env = os.environ if env is None else env
+    if secret_arn:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        return WebhookSecret(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
+    secret = env.get("WEBHOOK_SECRET", "").strip()
+    return StaticApiKey(secret) if secret else None

@@ -57,7 +57,13 @@ class CallStore(Protocol):
     def get(self, call_id: str) -> CallRecord | None: ...
 
     def latest_for(self, lookup_key: str, now: datetime) -> CallRecord | None:
-        """The newest registration for ``lookup_key`` that has not expired at ``now``."""
+        """The newest registration for ``lookup_key`` that has not expired at ``now`` and is not used yet."""
+        ...
+
+    def close_session(
+        self, call_id: str, *, status: CallStatus, reason: str, now: datetime, expires_at: datetime, **fields: Any
+    ) -> str:
+        """Millis reports the session over: close the call if it is open, else only add Millis' fields."""
         ...
 
 
@@ -139,8 +145,12 @@ def to_item(record: CallRecord) -> dict[str, Any]:
         moment = getattr(record, name)
         if moment is not None:
             item[name] = {"S": iso(moment)}
-    if record.duration_seconds is not None:
-        item["duration_seconds"] = {"N": str(record.duration_seconds)}
+    for name in ("duration_seconds", "millis_duration_seconds"):
+        number = getattr(record, name)
+        if number is not None:
+            item[name] = {"N": str(number)}
+    if record.millis_call_status is not None:
+        item["millis_call_status"] = {"S": record.millis_call_status}
     return item
 
 
@@ -157,7 +167,10 @@ def from_item(item: dict[str, Any]) -> CallRecord:
         value = s(name)
         return _time(value) if value else None
 
-    duration = item.get("duration_seconds")
+    def n(name: str) -> int | None:
+        value = item.get(name)
+        return int(value["N"]) if value else None
+
     return CallRecord(
         call_id=item["call_id"]["S"],
         sip_uri=item["sip_uri"]["S"],
@@ -168,7 +181,9 @@ def from_item(item: dict[str, Any]) -> CallRecord:
         source=s("source") or CallSource.HTTP,
         bridged_at=t("bridged_at"),
         ended_at=t("ended_at"),
-        duration_seconds=int(duration["N"]) if duration else None,
+        duration_seconds=n("duration_seconds"),
+        millis_duration_seconds=n("millis_duration_seconds"),
+        millis_call_status=s("millis_call_status"),
         **{name: s(name) for name in _OPTIONAL_TEXT},
     )
 
@@ -203,9 +218,63 @@ class DynamoCallStore:
         return from_item(item)
 
     def latest_for(self, lookup_key: str, now: datetime) -> CallRecord | None:
-        for item in self._newest_first(lookup_key, now):
+        for item in self._newest_first(lookup_key, now, only_status=CallStatus.REGISTERED):
             return from_item(item)
         return None
+
+    def close_session(
+        self, call_id: str, *, status: CallStatus, reason: str, now: datetime, expires_at: datetime, **fields: Any
+    ) -> str:
+        """Millis says the session is over. ``closed``: the call moved to ``status``; ``annotated``: it was
+        already over, Millis' fields were added; ``unknown``: no such call (nothing is created)."""
+        values: dict[str, Any] = {":now": {"S": iso(now)}, ":exp": {"N": str(int(expires_at.timestamp()))}}
+        sets = ["updated_at = :now", "ended_at = if_not_exists(ended_at, :now)"]
+        for name, value in fields.items():
+            if value is None:
+                continue
+            values[f":{name}"] = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+            sets.append(f"{name} = :{name}")
+        open_statuses = (CallStatus.REGISTERED, CallStatus.CLAIMED, CallStatus.BRIDGED)
+        for i, open_status in enumerate(open_statuses):
+            values[f":open{i}"] = {"S": open_status.value}
+        values[":to"] = {"S": status.value}
+        values[":reason"] = {"S": reason}
+        closing_only = []
+        if ":millis_duration_seconds" in values:  # a call no phone leg timed: Millis' duration is the duration
+            closing_only.append("duration_seconds = if_not_exists(duration_seconds, :millis_duration_seconds)")
+        exists = "attribute_exists(call_id) AND attribute_not_exists(kind)"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"call_id": {"S": call_id}},
+                UpdateExpression="SET "
+                + ", ".join([*sets, "#status = :to", "expires_at = :exp", "reason = :reason", *closing_only]),
+                ConditionExpression=f"{exists} AND #status IN (:open0, :open1, :open2)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+            return "closed"
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _unavailable("update", exc) from None
+        except BotoCoreError as exc:
+            raise _unavailable("update", exc) from None
+        annotate = {k: v for k, v in values.items() if not k.startswith((":open", ":to", ":exp", ":reason"))}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"call_id": {"S": call_id}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=exists,
+                ExpressionAttributeValues=annotate,
+            )
+            return "annotated"
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return "unknown"
+            raise _unavailable("update", exc) from None
+        except BotoCoreError as exc:
+            raise _unavailable("update", exc) from None
 
     # --- the SIP media application's operations ----------------------------------------------
 
