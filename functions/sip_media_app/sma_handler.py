@@ -11,6 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from millis_sip.config import ChimeSettings, Settings
 from millis_sip.millis import HttpMillisGateway
 from millis_sip.observability import count_call_failure, logger, metrics, tracer
+from millis_sip.registration import SessionWebhook
+from millis_sip.secrets import webhook_secret_source
 from millis_sip.sma import SipMediaApp, fallback_response
 from millis_sip.sma_events import SmaEvent
 from millis_sip.store import DYNAMODB_CHIME_CONFIG, DynamoCallStore
@@ -27,6 +29,10 @@ def build() -> tuple[SipMediaApp, ChimeSettings]:
         logger.warning("No Voice Connector is configured: every phone call will be released without an agent")
     gateway = HttpMillisGateway.from_settings(settings)
     store = DynamoCallStore(boto3.client("dynamodb", config=DYNAMODB_CHIME_CONFIG), settings.calls_table_name)
+    secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
+    webhook = None
+    if secret is not None and settings.session_webhook and settings.webhook_url:
+        webhook = SessionWebhook(secret, settings.webhook_url)
     app = SipMediaApp(
         gateway,
         store,
@@ -34,6 +40,7 @@ def build() -> tuple[SipMediaApp, ChimeSettings]:
         region_order=settings.millis_region.order,
         ttl_seconds=settings.call_ttl_seconds,
         default_agent_id=settings.default_agent_id,
+        webhook=webhook,
     )
     return app, chime
 

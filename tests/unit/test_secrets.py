@@ -6,8 +6,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from millis_sip.errors import ConfigurationError, MillisKeyUnavailable
-from millis_sip.secrets import PLACEHOLDER, StaticApiKey, api_key_source
+from millis_sip.errors import ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
+from millis_sip.secrets import PLACEHOLDER, StaticApiKey, api_key_source, webhook_secret_source
 
 ARN = "arn:aws:secretsmanager:us-west-2:123456789012:secret:millis-AbCdEf"
 KEY = "pk_live_1234567890"
@@ -70,3 +70,23 @@ def test_locally_the_key_comes_from_the_environment() -> None:
 def test_no_key_anywhere_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="MILLIS_API_KEY"):
         api_key_source(None, 300, env={})
+
+
+def test_the_webhook_secret_is_read_the_same_way_and_a_failure_is_retried(
+    client_and_stub: tuple[object, Stubber],
+) -> None:
+    client, stub = client_and_stub
+    stub.add_client_error("get_secret_value", "InternalServiceError", "try again", 500)
+    answer(stub, "generated-webhook-secret")
+    source = webhook_secret_source(ARN, 300, secrets_client=client)
+    assert source is not None
+    with stub:
+        with pytest.raises(WebhookSecretUnavailable, match="webhook secret"):
+            source()
+        assert source() == "generated-webhook-secret"
+
+
+def test_without_a_webhook_secret_the_webhook_is_off() -> None:
+    assert webhook_secret_source(None, 300, env={}) is None
+    local = webhook_secret_source(None, 300, env={"WEBHOOK_SECRET": "s"})
+    assert local is not None and local() == "s"

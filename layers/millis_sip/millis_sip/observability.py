@@ -11,13 +11,33 @@ Metrics (namespace from POWERTOOLS_METRICS_NAMESPACE):
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-logger = Logger()
+_PHONE = re.compile(r"\+\d{6,15}")
+
+
+def mask_phone_numbers(text: str) -> str:
+    """+14155550100 -> +1415***0100: enough to tell calls apart, not enough to call anyone."""
+    return _PHONE.sub(lambda m: f"{m[0][:5]}***{m[0][-4:]}", text)
+
+
+class MaskingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON log lines with every E.164-looking number masked (MASK_PHONE_NUMBERS, default on)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_phone_numbers(super().format(record))
+
+
+_masking = os.environ.get("MASK_PHONE_NUMBERS", "true").strip().lower() not in ("false", "0", "no")
+logger = Logger(logger_formatter=MaskingFormatter()) if _masking else Logger()
 # Patch only what the functions use: patching every supported library costs cold-start time.
 tracer = Tracer(patch_modules=["botocore", "httpx"])
 metrics = Metrics()

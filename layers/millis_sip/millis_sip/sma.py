@@ -30,7 +30,7 @@ from millis_sip.millis import MIN_ATTEMPT_SECONDS, MillisGateway
 from millis_sip.models import TOKEN_PATTERN, CallRecord, CallSource, CallStatus, iso
 from millis_sip.observability import count_call_failure, count_call_outcome, count_registration, logger
 from millis_sip.regions import MillisRegion
-from millis_sip.registration import utc_now
+from millis_sip.registration import SessionWebhook, utc_now
 from millis_sip.sip import InvalidSipUri, parse_sip_uri
 from millis_sip.sma_actions import (
     HANGUP_NORMAL,
@@ -90,6 +90,7 @@ class SipMediaApp:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        webhook: SessionWebhook | None = None,
     ) -> None:
         self._gateway = gateway
         self._store = store
@@ -100,6 +101,7 @@ class SipMediaApp:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
+        self._webhook = webhook
 
     def handle(self, event: SmaEvent, *, deadline: float) -> dict[str, Any]:
         """Answer one invocation. ``deadline`` is on the ``monotonic`` clock: the answer must be ready by then."""
@@ -232,7 +234,12 @@ class SipMediaApp:
             "chime_transaction_id": tx,
             "chime_call_id": caller.call_id,
         }
-        payload = {"agent_id": self._default_agent_id, "metadata": {k: v for k, v in metadata.items() if v}}
+        payload: dict[str, Any] = {
+            "agent_id": self._default_agent_id,
+            "metadata": {k: v for k, v in metadata.items() if v},
+        }
+        if self._webhook is not None:
+            payload = self._webhook.attach(payload)
         budget = deadline - self._monotonic() - STORE_RESERVE_SECONDS
         try:
             registration = self._gateway.register(payload, budget=budget, regions=usable)
