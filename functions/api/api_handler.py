@@ -27,7 +27,6 @@ from millis_sip.config import Settings
 from millis_sip.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
-    InvalidRequest,
     StoreUnavailable,
     WebhookUnauthorized,
 )
@@ -39,6 +38,8 @@ from millis_sip.models import (
     CallId,
     CallView,
     ErrorBody,
+    GatewayMessage,
+    IdempotencyKey,
     LookupKey,
     RegisterCallRequest,
     SessionDataWebhook,
@@ -82,10 +83,40 @@ def verify_webhook(event: Mapping[str, Any]) -> None:
 
 app = BridgeResolver(guards={WEBHOOK_PATH: verify_webhook}, body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES})
 
-_ERRORS: dict[int, Any] = {
-    status: {"description": text, "content": {"application/json": {"model": ErrorBody}}}
-    for status, text in {400: "Invalid request", 404: "Not found", 503: "Millis or DynamoDB unavailable"}.items()
+
+def _errors(**statuses: str) -> dict[int, Any]:
+    return {
+        int(status.removeprefix("e")): {"description": text, "content": {"application/json": {"model": ErrorBody}}}
+        for status, text in statuses.items()
+    }
+
+
+# Answered by API Gateway itself, before the function runs.
+_GATEWAY = {
+    403: {"description": "No or wrong x-api-key", "content": {"application/json": {"model": GatewayMessage}}},
+    429: {"description": "Throttled by the usage plan, or Millis rate-limited every region (Retry-After)"},
 }
+_READ_ERRORS = {**_errors(e400="Invalid request", e404="Not found", e503="DynamoDB unavailable"), **_GATEWAY}
+_CREATE_ERRORS = (
+    _errors(
+        e400="Invalid request (details name each field)",
+        e404="Millis does not know the agent",
+        e409="A request with this Idempotency-Key is in progress",
+        e413="Body over 64 KiB",
+        e415="Not JSON",
+        e422="Millis refused the body, or the Idempotency-Key was used with another body",
+        e502="Millis rejected the key or answered something unusable",
+        e503="Millis, the key or DynamoDB unavailable; retry after Retry-After",
+    )
+    | _GATEWAY
+)
+_WEBHOOK_ERRORS = _errors(
+    e400="Invalid payload",
+    e401="No or wrong X-Webhook-Secret",
+    e413="Body over 1 MiB",
+    e415="Not JSON",
+    e503="The webhook secret or DynamoDB unavailable",
+)
 
 
 def _json(status: int, view: CallView | WebhookAck | dict[str, Any]) -> Response[str]:
@@ -152,36 +183,45 @@ idempotency = IdempotencyConfig(
 register_once = _idempotent(_register)
 
 
-@app.post("/calls", summary="Register a call with Millis", responses={201: {"description": "Registered"}, **_ERRORS})
-@tracer.capture_method(capture_response=False)
+@app.post(
+    "/calls",
+    summary="Register a call with Millis",
+    responses={
+        201: {"description": "Registered", "content": {"application/json": {"model": CallView}}},
+        **_CREATE_ERRORS,
+    },
+)
 def create_call(
     body: RegisterCallRequest,
     idempotency_key: Annotated[
-        str | None,
+        IdempotencyKey | None,
         Header(
             alias=IDEMPOTENCY_HEADER.lower(),
             description="Retries with the same key and body get the first answer, without a second registration.",
-            max_length=128,
         ),
     ] = None,
 ) -> Response[str]:
     if idempotency_key is None or register_once is None:
         return _json(201, _register(body))
-    if not _TOKEN.match(idempotency_key):
-        raise InvalidRequest(f"{IDEMPOTENCY_HEADER} must be 1 to 128 visible ASCII characters, no spaces.")
     return _json(201, register_once(idempotency_key, body))
 
 
-@app.get("/calls", summary="Carrier lookup: the newest unexpired call for a lookup key", responses=_ERRORS)
-@tracer.capture_method(capture_response=False)
+@app.get(
+    "/calls",
+    summary="Carrier lookup: the newest unused, unexpired registration for a lookup key",
+    responses={200: {"description": "Found", "content": {"application/json": {"model": CallView}}}, **_READ_ERRORS},
+)
 def lookup_call(
     lookup_key: Annotated[LookupKey, Query(description="The key the call was registered with.")],
 ) -> Response[str]:
     return _json(200, CallView.of(service.lookup(lookup_key)))
 
 
-@app.get("/calls/<call_id>", summary="A call by its Millis call_id", responses=_ERRORS)
-@tracer.capture_method(capture_response=False)
+@app.get(
+    "/calls/<call_id>",
+    summary="A call by its Millis call_id",
+    responses={200: {"description": "The call", "content": {"application/json": {"model": CallView}}}, **_READ_ERRORS},
+)
 def get_call(call_id: Annotated[CallId, Path(description="The Millis call_id.")]) -> Response[str]:
     logger.append_keys(call_id=call_id)
     return _json(200, CallView.of(service.get(call_id)))
@@ -190,13 +230,51 @@ def get_call(call_id: Annotated[CallId, Path(description="The Millis call_id.")]
 @app.post(
     WEBHOOK_PATH,
     summary="Millis session_data_webhook: the call is over (authenticated by X-Webhook-Secret, not the API key)",
-    responses={200: {"description": "Received"}, 401: {"description": "No or wrong X-Webhook-Secret"}},
+    responses={
+        200: {"description": "Received", "content": {"application/json": {"model": WebhookAck}}},
+        **_WEBHOOK_ERRORS,
+    },
 )
-@tracer.capture_method(capture_response=False)
 def millis_webhook(body: SessionDataWebhook) -> Response[str]:
     logger.append_keys(call_id=body.call_id)
     outcome = service.close_session(body)
     return _json(200, WebhookAck(call_id=body.call_id, outcome=outcome))
+
+
+_openapi: str | None = None
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The OpenAPI document Powertools derives from the routes, with the API's two credentials and
+    without the 422 Powertools declares for request validation (this API answers those with 400)."""
+    schema = app.get_openapi_schema(
+        title="Millis SIP Bridge",
+        version="1.0.0",
+        summary="Register calls with Millis AI, look them up for carriers, receive Millis' session webhook.",
+    )
+    document: dict[str, Any] = json.loads(schema.model_dump_json(by_alias=True, exclude_none=True))
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                responses.pop("422")
+            operation["security"] = [{"webhookSecret": []}] if path == WEBHOOK_PATH else [{"apiKey": []}]
+    components = document.setdefault("components", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(unused, None)
+    components["securitySchemes"] = {
+        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        "webhookSecret": {"type": "apiKey", "in": "header", "name": WEBHOOK_HEADER},
+    }
+    return document
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi_document() -> Response[str]:
+    global _openapi
+    if _openapi is None:
+        _openapi = json.dumps(openapi_schema())
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=_openapi)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

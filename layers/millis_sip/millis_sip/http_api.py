@@ -3,6 +3,7 @@ place where exceptions become HTTP answers (JSON that says what was wrong and ho
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -88,6 +89,8 @@ class BridgeResolver(APIGatewayRestResolver):
         self.exception_handler(RequestValidationError)(self._invalid_request)
         self.exception_handler(RequestUnsupportedContentType)(self._unsupported_type)
         self.exception_handler(RecursionError)(self._too_deep)
+        self.exception_handler(UnicodeDecodeError)(self._not_utf8)
+        self.exception_handler(binascii.Error)(self._not_utf8)
         self.exception_handler(BridgeError)(self._domain_error)
         self.exception_handler(Exception)(self._unexpected)
         self.not_found()(self._no_route)
@@ -166,6 +169,15 @@ class BridgeResolver(APIGatewayRestResolver):
             "invalid_json",
             "The request body is nested too deeply to parse.",
             hint="Flatten metadata and agent_config.",
+            request_id=self._request_id(),
+        )
+
+    def _not_utf8(self, exc: Exception) -> Response[str]:
+        return error_response(
+            400,
+            "invalid_json",
+            "The request body is not UTF-8 encoded JSON.",
+            hint="Send a JSON object encoded as UTF-8 with Content-Type: application/json.",
             request_id=self._request_id(),
         )
 

@@ -48,7 +48,9 @@ class _Token:
 _LOOKUP_KEY = _Token("lookup_key", "+14155550100")
 _CALL_ID = _Token("call_id", "7d9c2c1e-7f7b-4c5e-9b1e-2f4a1d0c9e11")
 _AGENT_ID = _Token("agent_id", "my-agent-id")
+_IDEMPOTENCY_KEY = _Token("Idempotency-Key", "order-7781")
 LookupKey = Annotated[str, AfterValidator(_LOOKUP_KEY), _LOOKUP_KEY.schema]
+IdempotencyKey = Annotated[str, AfterValidator(_IDEMPOTENCY_KEY), _IDEMPOTENCY_KEY.schema]
 CallId = Annotated[str, AfterValidator(_CALL_ID), _CALL_ID.schema]
 AgentId = Annotated[str, AfterValidator(_AGENT_ID), _AGENT_ID.schema]
 
@@ -207,6 +209,12 @@ class CallView(BaseModel):
             millis_call_status=record.millis_call_status,
             millis_duration_seconds=record.millis_duration_seconds,
         )
+
+
+class GatewayMessage(BaseModel):
+    """API Gateway's own answers (a missing API key, throttling): ``{"message": "Forbidden"}``."""
+
+    message: str
 
 
 class ErrorBody(BaseModel):
