@@ -19,6 +19,7 @@ import api_handler
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from millis_sip.registration import CallService
+from millis_sip.secrets import StaticApiKey
 from millis_sip.sma_events import SmaEvent
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryInboundStore
@@ -140,7 +141,7 @@ def test_the_webhook_with_any_body_and_secret(body: str, secret: str | None, mon
 @pytest.fixture(scope="module")
 def monkeypatch_secret() -> Iterator[None]:
     original = api_handler.webhook_secret
-    api_handler.webhook_secret = lambda: "unit-webhook-secret"
+    api_handler.webhook_secret = StaticApiKey("unit-webhook-secret")
     yield
     api_handler.webhook_secret = original
 
