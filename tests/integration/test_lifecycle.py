@@ -269,3 +269,27 @@ def test_concurrent_requests_with_one_key_register_once(api: ModuleType, sim: Mi
         t.join(30)
     assert len(sim.registrations()) == 1
     assert results.count(201) >= 1 and set(results) <= {201, 409}
+
+
+def test_millis_echoing_the_webhook_secret_in_an_error_never_shows_it(api: ModuleType, sim: MillisSimulator) -> None:
+    # FastAPI's 422 echoes the offending input: Millis could send the agent_config back, secret and all.
+    echo = {
+        "detail": [
+            {
+                "loc": ["body", "agent_config"],
+                "msg": "bad",
+                "input": {
+                    "session_data_webhook": {
+                        "url": "https://x/webhooks/millis",
+                        "headers": {"X-Webhook-Secret": WEBHOOK_SECRET},
+                    }
+                },
+            }
+        ]
+    }
+    for region in ("us-west", "eu-west"):
+        sim.set_fault(region, Fault(status=422, body=json.dumps(echo)))
+    status, _, answer = create(api, agent_id="a")
+    assert status == 422
+    assert WEBHOOK_SECRET not in json.dumps(answer)
+    assert "[redacted]" in json.dumps(answer)

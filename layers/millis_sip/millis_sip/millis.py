@@ -175,7 +175,7 @@ class HttpMillisGateway:
                 "(not the public key) in the stack's secret."
             )
         if status >= 400:
-            detail = _detail(body, key)
+            detail = _detail(body, (key, *_header_secrets(payload)))
             raise MillisRejectedRequest(
                 f"Millis refused the registration (HTTP {status}): check agent_id and agent_config.",
                 status=status,
@@ -218,8 +218,19 @@ def _parse_registration(body: bytes, status: int) -> tuple[str, str]:
     return call_id, uri.uri
 
 
-def _detail(body: bytes | None, key: str) -> object:
-    """Millis' error detail, bounded and with the key redacted should Millis ever echo it."""
+def _header_secrets(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """Header values the bridge put into the session webhook (the webhook's shared secret)."""
+    config = payload.get("agent_config")
+    hook = config.get("session_data_webhook") if isinstance(config, dict) else None
+    headers = hook.get("headers") if isinstance(hook, dict) else None
+    if not isinstance(headers, dict):
+        return ()
+    return tuple(v for v in headers.values() if isinstance(v, str) and len(v) >= 8)
+
+
+def _detail(body: bytes | None, secrets: tuple[str, ...]) -> object:
+    """Millis' error detail, bounded and with every secret redacted should Millis ever echo one
+    (FastAPI's 422 echoes the offending input)."""
     if not body:
         return None
     try:
@@ -228,9 +239,10 @@ def _detail(body: bytes | None, key: str) -> object:
         text = json.dumps(detail, ensure_ascii=False)
     except (ValueError, RecursionError):
         detail = text = body.decode("utf-8", "replace")
-    if key and key in text:
-        text = text.replace(key, "[redacted]")
-        detail = text
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+            detail = text
     if len(text) > MAX_DETAIL_CHARS:
         return text[:MAX_DETAIL_CHARS] + "..."
     return detail
