@@ -242,3 +242,73 @@ def test_readme_commands_exist_in_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in set(re.findall(r"^\s*make ([a-z-]+)", readme, flags=re.MULTILINE)):
         assert re.search(rf"^{target}:", makefile, flags=re.MULTILINE), target
+
+
+# --- the security model, asserted over every function the template defines --------------------------------
+
+
+def all_functions() -> list[str]:
+    return [k for k, r in load_template()["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+
+
+# AWS requires "*" here: chime-sdk-voice has no resource-level permissions for these actions.
+WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeOriginationAndSipRules"}}
+SECRET_READERS = {
+    "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction"},
+    "WebhookSecret": {"ApiFunction", "SipMediaAppFunction"},
+}
+
+
+def test_no_wildcard_actions_and_no_wildcard_resources_but_where_aws_requires_them() -> None:
+    for function_id in all_functions():
+        properties = resource(function_id)["Properties"]
+        assert all(isinstance(p, dict) for p in properties.get("Policies", [])), "no managed policies"
+        for statement in statements(function_id):
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in action for action in actions), (function_id, actions)
+            if statement["Resource"] == "*":
+                assert statement["Sid"] in WILDCARD_RESOURCE_ALLOWED.get(function_id, set()), function_id
+            else:
+                assert "*" not in json.dumps(statement["Resource"]), (function_id, statement["Resource"])
+
+
+def test_each_function_gets_only_the_table_actions_it_uses() -> None:
+    used = {
+        "ApiFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+        "SipMediaAppFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+        "ChimeResourcesFunction": set(),
+    }
+    for function_id in all_functions():
+        on_calls = {
+            action
+            for s in statements(function_id)
+            for action in s["Action"]
+            if "CallsTable" in json.dumps(s["Resource"])
+        }
+        assert on_calls == used[function_id], function_id
+
+
+def test_secrets_are_readable_only_by_the_functions_that_need_them() -> None:
+    readers: dict[str, set[str]] = {name: set() for name in SECRET_READERS}
+    for function_id in all_functions():
+        for statement in statements(function_id):
+            if "secretsmanager:GetSecretValue" in statement["Action"]:
+                for name in SECRET_READERS:
+                    if name in json.dumps(statement["Resource"]):
+                        readers[name].add(function_id)
+    assert readers == SECRET_READERS
+    for function_id in all_functions():
+        env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
+        assert "MILLIS_API_KEY" not in env, "the key never travels in an environment variable in AWS"
+    assert load_template()["Globals"]["Function"]["Environment"]["Variables"]["MILLIS_API_KEY"] == ""
+
+
+def test_no_output_or_parameter_carries_a_secret() -> None:
+    template = load_template()
+    for name, output in template["Outputs"].items():
+        text = json.dumps(output["Value"])
+        assert "SecretString" not in text and "resolve:secretsmanager" not in text, name
+    for name in template["Parameters"]:
+        # A parameter named like a key or secret would invite pasting the value; only ARNs are taken.
+        assert not any(word in name.lower() for word in ("key", "secret")) or name.endswith("Arn"), name
