@@ -1,0 +1,99 @@
+"""Log hygiene: everything a full run writes (the functions' JSON logs, metrics on stdout, any library's
+logging) holds neither the Millis key nor the webhook secret, and phone numbers only masked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+
+from dev.lambda_context import LocalContext
+from dev.millis_simulator import Fault, MillisSimulator
+from tests.conftest import ROOT, load_event
+from tests.support.invoke import invoke
+from tests.support.rig import WEBHOOK_SECRET, LogCapture
+
+pytestmark = pytest.mark.integration
+CALLER = "+14155550177"
+
+
+def test_a_full_run_logs_no_secret_and_no_phone_number(
+    make_api: Callable[..., ModuleType],
+    make_sma: Callable[..., ModuleType],
+    sim: MillisSimulator,
+    logs: LogCapture,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = make_api(POWERTOOLS_LOG_LEVEL="DEBUG")
+    sma = make_sma(WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_URL="https://abc.example/v1/webhooks/millis")
+
+    create = load_event("api-create-call.json")
+    create["body"] = json.dumps({"agent_id": "a", "lookup_key": CALLER, "metadata": {"caller": CALLER}})
+    _, _, call = invoke(api, create)
+    lookup = load_event("api-lookup-call.json")
+    lookup["queryStringParameters"] = {"lookup_key": CALLER}
+    invoke(api, lookup)
+    bad = load_event("api-create-call.json")
+    bad["body"] = json.dumps({"agent_id": "a", "lookup_key": f"{CALLER} x", "colour": CALLER})
+    invoke(api, bad)
+
+    tx = str(uuid.uuid4())
+    inbound = load_event("sma-new-inbound-call.json")
+    inbound["CallDetails"]["TransactionId"] = tx
+    inbound["CallDetails"]["Participants"][0]["From"] = "+14155550188"
+    bridging = sma.lambda_handler(inbound, LocalContext())
+    for name in ("sma-bridge-succeeded.json", "sma-hangup-caller.json"):
+        event = load_event(name)
+        event["CallDetails"]["TransactionId"] = tx
+        event["CallDetails"]["TransactionAttributes"] = bridging["TransactionAttributes"]
+        sma.lambda_handler(event, LocalContext())
+
+    hook = load_event("api-millis-webhook.json")
+    hook["headers"]["X-Webhook-Secret"] = WEBHOOK_SECRET
+    hook["body"] = json.dumps({"call_id": call["call_id"], "call_status": "error", "error_message": f"from {CALLER}"})
+    invoke(api, hook)
+    hook["headers"]["X-Webhook-Secret"] = WEBHOOK_SECRET + "-wrong"
+    invoke(api, hook)
+
+    for region in ("us-west", "eu-west"):  # Millis rejects the key; then echoes the body in a 422
+        sim.set_fault(region, Fault(status=401, times=1))
+    invoke(api, create)
+    echo = json.dumps({"detail": [{"input": {"key": sim.api_key, "hook": WEBHOOK_SECRET, "n": CALLER}}]})
+    for region in ("us-west", "eu-west"):
+        sim.set_fault(region, Fault(status=422, body=echo, times=1))
+    invoke(api, create)
+    failing = make_sma(CALLS_TABLE_NAME="no-such-table", WEBHOOK_SECRET=WEBHOOK_SECRET)
+    inbound["CallDetails"]["TransactionId"] = str(uuid.uuid4())
+    failing.lambda_handler(inbound, LocalContext())
+
+    written = logs.text + capsys.readouterr().out + "\n".join(r.getMessage() for r in caplog.records)
+    assert len(logs.records()) >= 10  # the run did log
+    for secret in (sim.api_key, WEBHOOK_SECRET):
+        assert secret not in written
+    for number in (CALLER, "+14155550188"):
+        assert number not in logs.text
+    assert "+1415***0177" in logs.text  # masked, still telling calls apart
+
+
+def test_the_mask_and_the_setting_that_turns_it_off() -> None:
+    from millis_sip.observability import mask_phone_numbers
+
+    assert mask_phone_numbers("call from +14155550100 to +442071838750") == "call from +1415***0100 to +4420***8750"
+    assert mask_phone_numbers("id 12345678901 and +12") == "id 12345678901 and +12"
+    script = (
+        "from millis_sip.observability import logger, MaskingFormatter\n"
+        "print(isinstance(logger.registered_formatter, MaskingFormatter))\n"
+    )
+    for setting, masked in (("true", "True"), ("false", "False"), ("", "True")):
+        env = {**os.environ, "MASK_PHONE_NUMBERS": setting, "PYTHONPATH": str(ROOT / "layers" / "millis_sip")}
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=True
+        )
+        assert result.stdout.strip() == masked, setting
