@@ -30,7 +30,7 @@ TRANSACTION_KEY_PREFIX = "chime-transaction#"
 
 # Standard retry mode: exponential backoff with jitter on throttling and transient errors.
 DYNAMODB_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 3},  # the first attempt and two retries
     connect_timeout=2,
     read_timeout=3,
     tcp_keepalive=True,
@@ -38,7 +38,7 @@ DYNAMODB_CONFIG = Config(
 # A phone call waits on the SIP media application, and Chime waits 5 s for its answer: fail fast, and
 # let the call go on without the write (the record travels in TransactionAttributes).
 DYNAMODB_CHIME_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2},
+    retries={"mode": "standard", "total_max_attempts": 2},  # the first attempt and one retry
     connect_timeout=0.5,
     read_timeout=1.0,
     tcp_keepalive=True,
