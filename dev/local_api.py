@@ -6,11 +6,12 @@ its proxy response."""
 from __future__ import annotations
 
 import base64
+import queue
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -81,7 +82,7 @@ def build_event(
 class LocalApi:
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | Sequence[Handler],
         *,
         api_key: str | None,
         host: str = "127.0.0.1",
@@ -89,14 +90,17 @@ class LocalApi:
         function_name: str = "ApiFunction",
         timeout_seconds: float = 20.0,
     ) -> None:
-        self.handler = handler
+        # Each handler is one execution environment: Lambda never runs two invocations in one at the same
+        # time, and runs as many environments as there are concurrent requests (here: at most len(handlers)).
+        self.handlers = [handler] if callable(handler) else list(handler)
+        self._free: queue.Queue[Handler] = queue.Queue()
+        for each in self.handlers:
+            self._free.put(each)
         self.api_key = api_key if api_key_required() else None
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
         self.routes = [(method, resource, _route_pattern(resource)) for method, resource in api_routes(function_name)]
         self.open_routes = routes_without_api_key(function_name)
-        # One execution environment: Lambda never runs two invocations in one at the same time.
-        self._invoke_lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -136,8 +140,11 @@ class LocalApi:
         params = {k: unquote(v) for k, v in match.groupdict().items()}
         event = build_event(method, raw_path, resource, params, headers, body)
         context = LocalContext(function_name=self.function_name, timeout_seconds=self.timeout_seconds)
-        with self._invoke_lock:
-            result = self.handler(event, context)
+        environment = self._free.get()
+        try:
+            result = environment(event, context)
+        finally:
+            self._free.put(environment)
         out_headers = dict(result.get("headers") or {})
         for name, values in (result.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(values)
