@@ -30,7 +30,9 @@ from dev.millis_simulator import Fault, MillisSimulator
 from dev.template import ROOT, create_table
 
 TABLE = "millis-sip-bridge-calls"
+IDEMPOTENCY_TABLE = "millis-sip-bridge-idempotency"
 LOCAL_API_KEY = "local-api-key"
+LOCAL_WEBHOOK_SECRET = "local-webhook-secret"  # noqa: S105 - the local stand-in for the generated secret
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
@@ -65,6 +67,18 @@ def script(base_url: str, api_key: str, sim: MillisSimulator | None) -> bool:
         ok &= created.status_code == 201
         if created.status_code != 201:
             return False
+        again = http.post(
+            "/calls",
+            json={"agent_id": "demo-agent", "lookup_key": "+14155550122"},
+            headers={"Idempotency-Key": "demo-order-1"},
+        )
+        retried = http.post(
+            "/calls",
+            json={"agent_id": "demo-agent", "lookup_key": "+14155550122"},
+            headers={"Idempotency-Key": "demo-order-1"},
+        )
+        _show("A retry with the same Idempotency-Key gets the first answer (no second registration)", retried)
+        ok &= again.status_code == retried.status_code == 201 and again.json() == retried.json()
         got = http.get(f"/calls/{call['call_id']}")
         _show("Read it back (GET /calls/{call_id})", got)
         ok &= got.status_code == 200 and got.json()["sip_uri"] == call["sip_uri"]
@@ -135,6 +149,14 @@ def phone_script(base_url: str, api_key: str) -> bool:
         ok &= [a["Type"] for a in ended["Actions"]] == ["Hangup"]
         record = _show("The record (GET /calls/{call_id})", http.get(f"/calls/{registered['call_id']}"))
         ok &= bool(record.get("status") == "ended" and record.get("reason") == "caller_hung_up")
+        hook = httpx.post(
+            f"{base_url}/webhooks/millis",
+            headers={"X-Webhook-Secret": LOCAL_WEBHOOK_SECRET},
+            json={"call_id": registered["call_id"], "call_status": "user-ended", "duration": 42.5},
+        )
+        _show("Millis reports the session over (POST /webhooks/millis, X-Webhook-Secret, no API key)", hook)
+        closed = http.get(f"/calls/{registered['call_id']}").json()
+        ok &= bool(hook.status_code == 200 and closed.get("millis_call_status") == "user-ended")
         stranger = invoke(
             "Someone with no registration calls: registered on the nearest region with DefaultAgentId",
             _event("sma-new-inbound-call.json", tx + "-2", "+14155550188"),
@@ -154,6 +176,8 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION", "us-west-2"),
             "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
             "CALLS_TABLE_NAME": TABLE,
+            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
+            "WEBHOOK_SECRET": LOCAL_WEBHOOK_SECRET,
             "MILLIS_API_KEY_SECRET_ARN": "",
             "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
             "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
@@ -162,9 +186,9 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "POWERTOOLS_METRICS_DISABLED": "false" if verbose else "true",
         }
         os.environ.update(env)
-        create_table(
-            boto3.client("dynamodb", endpoint_url=ddb.endpoint, region_name=env["AWS_REGION"]), table_name=TABLE
-        )
+        client = boto3.client("dynamodb", endpoint_url=ddb.endpoint, region_name=env["AWS_REGION"])
+        create_table(client, table_name=TABLE)
+        create_table(client, "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
         sim: MillisSimulator | None = None
         if real_key:
             print("MILLIS_API_KEY is set: registering with real Millis.")

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from dev.lambda_context import LocalContext
 from dev.millis_simulator import Fault, MillisSimulator
@@ -103,7 +103,9 @@ def dynamodb_fails(client: Any, operation: str, code: str, times: int, status: i
         if len(seen) > times:
             return None
         body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
-        return AWSResponse(request.url, status, {"x-amzn-RequestId": "injected"}, _Raw(body))
+        headers = HTTPHeaders()
+        headers["x-amzn-RequestId"] = "injected"
+        return AWSResponse(request.url, status, headers, _Raw(body))
 
     event = f"before-send.dynamodb.{operation}"
     client.meta.events.register(event, answer)
