@@ -46,7 +46,7 @@ pytest: ## all pytest suites
 unit: ## unit tests only (no sockets)
 	@$(PY) -m pytest tests/unit
 
-integration: ## integration tests (DynamoDB Local + Millis simulator)
+integration: ## integration and contract tests (DynamoDB Local + Millis simulator)
 	@$(PY) -m pytest tests/integration
 
 template: ## template tests (cfn-lint, sam validate --lint, sam build + invoke the artifact)
