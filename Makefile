@@ -47,7 +47,7 @@ unit: ## unit tests only (no sockets)
 	@$(PY) -m pytest tests/unit
 
 integration: ## integration and contract tests (DynamoDB Local + Millis simulator)
-	@$(PY) -m pytest tests/integration
+	@$(PY) -m pytest tests/integration tests/contract
 
 template: ## template tests (cfn-lint, sam validate --lint, sam build + invoke the artifact)
 	@$(PY) -m pytest tests/template
