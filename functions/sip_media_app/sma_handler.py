@@ -11,11 +11,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from millis_sip.config import ChimeSettings, Settings
 from millis_sip.millis import HttpMillisGateway
 from millis_sip.observability import count_call_failure, logger, metrics, tracer
-from millis_sip.registration import SessionWebhook
 from millis_sip.secrets import webhook_secret_source
 from millis_sip.sma import SipMediaApp, fallback_response
 from millis_sip.sma_events import SmaEvent
 from millis_sip.store import DYNAMODB_CHIME_CONFIG, DynamoCallStore
+from millis_sip.webhook import SessionWebhook
 
 ANSWER_MARGIN_SECONDS = 0.3  # between the answer being ready and the function's own timeout
 

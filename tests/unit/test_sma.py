@@ -694,3 +694,15 @@ def test_a_retry_of_a_call_whose_uri_did_not_fit_is_released_again() -> None:
     again = answer(app, inbound(), clock)
     assert again["TransactionAttributes"] == {"failure_reason": "sip_host_mismatch"}
     assert len(gateway.calls) == 1
+
+
+def test_a_participant_with_an_unknown_tag_is_hung_up_by_call_id_only() -> None:
+    # Found by hypothesis: a tag Chime never sends must not reach a Hangup action.
+    app, _, _, clock = make_app()
+    event = load_event("sma-hangup-caller.json")
+    event["CallDetails"]["Participants"][1]["ParticipantTag"] = "0"
+    result = answer(app, event, clock)
+    assert result["Actions"][0]["Parameters"] == {
+        "SipResponseCode": "0",
+        "CallId": "d41f7b2c-9a3e-4e6d-8c15-2b7a0f9e4d31",
+    }

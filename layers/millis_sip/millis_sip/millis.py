@@ -24,7 +24,7 @@ from millis_sip.errors import (
     MillisRejectedRequest,
     MillisUnavailable,
 )
-from millis_sip.models import TOKEN_PATTERN
+from millis_sip.records import TOKEN_PATTERN
 from millis_sip.regions import MillisRegion
 from millis_sip.secrets import api_key_source
 from millis_sip.sip import InvalidSipUri, parse_sip_uri

@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
 
 from millis_sip.errors import InvalidRequest
+from millis_sip.records import TOKEN_PATTERN, CallRecord, CallSource, CallStatus, iso
+
+__all__ = ["TOKEN_PATTERN", "CallRecord", "CallSource", "CallStatus", "iso"]  # re-exported for the edge
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AGENT_CONFIG_BYTES = 48 * 1024
 MAX_METADATA_BYTES = 8 * 1024
 MAX_AGENT_CONFIG_DEPTH = 16
 MAX_METADATA_DEPTH = 8
-
-# lookup_key, call_id and agent_id: visible ASCII, no spaces, 1-128 characters. That admits E.164
-# numbers, SIP Call-IDs (local@host) and carrier references.
-TOKEN_PATTERN = r"^[\x21-\x7e]{1,128}$"  # noqa: S105 - a regex, not a secret
 
 _TOKEN = re.compile(TOKEN_PATTERN)
 
@@ -116,61 +112,6 @@ class RegisterCallRequest(BaseModel):
         return payload
 
 
-class CallStatus(StrEnum):
-    """Where a call is (README, "Call status"). Moves only forward:
-    registered -> claimed -> bridged -> ended, and registered/claimed/bridged -> failed.
-    ``expired`` is never stored: it is how a ``registered`` record reads once it has lapsed."""
-
-    REGISTERED = "registered"  # registered with Millis, waiting for a carrier or a phone call
-    CLAIMED = "claimed"  # a Chime phone call took it and is being bridged to Millis
-    BRIDGED = "bridged"  # the phone call is connected to the Millis agent
-    ENDED = "ended"  # the phone call is over
-    FAILED = "failed"  # the call could not be bridged (see reason)
-    EXPIRED = "expired"
-
-
-class CallSource(StrEnum):
-    HTTP = "http"  # POST /calls
-    CHIME = "chime"  # registered by the SIP media application for an inbound phone call
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """A registered call as the bridge stores it. Never holds the Millis key, agent_config or metadata."""
-
-    call_id: str
-    sip_uri: str
-    millis_region: str
-    status: CallStatus
-    created_at: datetime
-    expires_at: datetime
-    lookup_key: str | None = None
-    agent_id: str | None = None
-    source: str = CallSource.HTTP
-    # Filled in when a Chime phone call uses the registration.
-    transaction_id: str | None = None
-    caller_number: str | None = None
-    dialed_number: str | None = None
-    leg_b_call_id: str | None = None
-    bridged_at: datetime | None = None
-    ended_at: datetime | None = None
-    duration_seconds: int | None = None
-    reason: str | None = None
-    # From Millis' session_data_webhook, when the session ends.
-    millis_call_status: str | None = None
-    millis_duration_seconds: int | None = None
-
-    def as_seen_at(self, now: datetime) -> CallRecord:
-        """The record with ``expired`` status once its registration has lapsed (TTL deletion lags)."""
-        if self.status is CallStatus.REGISTERED and now >= self.expires_at:
-            return replace(self, status=CallStatus.EXPIRED)
-        return self
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 class CallView(BaseModel):
     """What the API answers for a call."""
 
@@ -254,12 +195,3 @@ class WebhookAck(BaseModel):
     received: bool = True
     call_id: str
     outcome: str = Field(description="closed (status moved), annotated (already closed) or unknown_call.")
-
-
-def with_session_webhook(payload: dict[str, Any], url: str, header: str, secret: str) -> dict[str, Any]:
-    """``payload`` with this stack's session webhook in ``agent_config``, unless the caller set one."""
-    config = payload.get("agent_config")
-    if isinstance(config, dict) and "session_data_webhook" in config:
-        return payload
-    hook = {"url": url, "headers": {header: secret}}
-    return {**payload, "agent_config": {**(config or {}), "session_data_webhook": hook}}

@@ -15,8 +15,10 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
@@ -38,8 +40,31 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
 
 _masking = os.environ.get("MASK_PHONE_NUMBERS", "true").strip().lower() not in ("false", "0", "no")
 logger = Logger(logger_formatter=MaskingFormatter()) if _masking else Logger()
-# Patch only what the functions use: patching every supported library costs cold-start time.
-tracer = Tracer(patch_modules=["botocore", "httpx"])
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+class _Tracing(Protocol):
+    def capture_lambda_handler(self, *, capture_response: bool) -> Callable[[_Handler], _Handler]: ...
+
+
+class _NoTracer:
+    """Stands in for Powertools' Tracer when tracing is off, so the X-Ray SDK (about 200 ms of every cold
+    start, see README "Performance") is never imported."""
+
+    def capture_lambda_handler(self, *, capture_response: bool) -> Callable[[_Handler], _Handler]:
+        return lambda handler: handler
+
+
+def _tracer() -> _Tracing:
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("true", "1"):
+        return _NoTracer()
+    from aws_lambda_powertools import Tracer
+
+    # Patch only what the functions use: patching every supported library costs cold-start time.
+    return Tracer(patch_modules=["botocore", "httpx"])
+
+
+tracer = _tracer()
 metrics = Metrics()
 _metrics_enabled = not is_metrics_disabled()  # single_metric does not check POWERTOOLS_METRICS_DISABLED itself
 # Reads (GET) publish no metric by design; the flush warning would fire on every one of them.

@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from millis_sip.errors import BridgeError, CallNotFound, StoreUnavailable
+from millis_sip.errors import CallNotFound, StoreUnavailable
 from millis_sip.millis import MillisGateway
-from millis_sip.models import CallRecord, CallStatus, RegisterCallRequest, SessionDataWebhook, with_session_webhook
+from millis_sip.models import CallRecord, CallStatus, RegisterCallRequest, SessionDataWebhook
+from millis_sip.webhook import WEBHOOK_HEADER, WEBHOOK_PATH, SessionWebhook, utc_now
+
+__all__ = ["WEBHOOK_HEADER", "WEBHOOK_PATH", "CallService", "SessionWebhook", "utc_now"]
 from millis_sip.observability import count_registration, logger
 from millis_sip.store import CallStore
-
-WEBHOOK_HEADER = "X-Webhook-Secret"
-WEBHOOK_PATH = "/webhooks/millis"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionWebhook:
-    """This stack's session webhook, put into each registration's agent_config so that Millis reports the
-    end of every session (README, "Call lifecycle"). ``url`` None: the URL the request came in on."""
-
-    secret: Callable[[], str]
-    url: str | None = None
-
-    def attach(self, payload: dict[str, Any], request_url: str | None = None) -> dict[str, Any]:
-        target = self.url or request_url
-        if not target:
-            return payload
-        try:
-            secret = self.secret()
-        except BridgeError as exc:
-            logger.warning("Registering without the session webhook", extra={"error": exc.code})
-            return payload
-        return with_session_webhook(payload, target, WEBHOOK_HEADER, secret)
 
 
 class CallService:

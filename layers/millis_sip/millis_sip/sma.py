@@ -27,10 +27,9 @@ from typing import Any
 from millis_sip.config import ChimeSettings, VoiceRoute
 from millis_sip.errors import BridgeError, MillisError, StoreUnavailable
 from millis_sip.millis import MIN_ATTEMPT_SECONDS, MillisGateway
-from millis_sip.models import TOKEN_PATTERN, CallRecord, CallSource, CallStatus, iso
 from millis_sip.observability import count_call_failure, count_call_outcome, count_registration, logger
+from millis_sip.records import TOKEN_PATTERN, CallRecord, CallSource, CallStatus, iso
 from millis_sip.regions import MillisRegion
-from millis_sip.registration import SessionWebhook, utc_now
 from millis_sip.sip import InvalidSipUri, parse_sip_uri
 from millis_sip.sma_actions import (
     HANGUP_NORMAL,
@@ -55,6 +54,7 @@ from millis_sip.sma_events import (
     SmaEvent,
 )
 from millis_sip.store import InboundCallStore, TransactionMark, TransactionState, transaction_key
+from millis_sip.webhook import SessionWebhook, utc_now
 
 STORE_RESERVE_SECONDS = 0.5  # kept back from Millis for the DynamoDB write and the answer
 POLL_SECONDS = 0.1  # while another invocation of the same transaction is still working

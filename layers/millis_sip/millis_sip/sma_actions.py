@@ -65,7 +65,7 @@ def hangup(call_id: str | None, tag: str | None = None, code: str = HANGUP_NORMA
     parameters: dict[str, str] = {"SipResponseCode": code}
     if call_id:
         parameters["CallId"] = call_id
-    if tag:
+    if tag in ("LEG-A", "LEG-B"):  # anything else Chime would refuse: the CallId is enough
         parameters["ParticipantTag"] = tag
     if len(parameters) == 1:
         parameters["ParticipantTag"] = "LEG-A"

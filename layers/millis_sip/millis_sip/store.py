@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from millis_sip.config import MAX_CALL_TTL_SECONDS
 from millis_sip.errors import CallAlreadyExists, StoreUnavailable
-from millis_sip.models import CallRecord, CallSource, CallStatus, iso
+from millis_sip.records import CallRecord, CallSource, CallStatus, iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
