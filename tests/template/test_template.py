@@ -137,7 +137,10 @@ def test_runtime_architecture_and_layer_build() -> None:
     assert template["Parameters"]["Architecture"]["Default"] == "arm64"
     layer = resource("MillisSipLayer")
     assert layer["Metadata"]["BuildMethod"] == "python3.13"
-    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Tracing"] == {"Fn::If": ["TracingActive", "Active", "PassThrough"]}
+    assert function_globals["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == {
+        "Fn::If": ["TracingActive", "false", "true"]
+    }
 
 
 def test_outputs_a_user_needs() -> None:
