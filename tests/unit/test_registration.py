@@ -72,9 +72,10 @@ def test_unknown_call_is_not_found() -> None:
 def test_a_registration_publishes_its_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     service(FakeGateway(), MemoryStore(), Clock()).register(RegisterCallRequest(agent_id="a"), budget=3.0)
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    by_name = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: m for m in emitted}
-    assert by_name["Registrations"]["MillisRegion"] == "us-west"
-    assert by_name["Registrations"]["Registrations"] == [1.0]
-    assert by_name["MillisLatency"]["MillisLatency"] == [12.0]
-    assert by_name["Registrations"]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MillisSipBridge"
-    assert "Failovers" not in by_name
+    [line] = emitted  # one embedded-metric-format line for the metrics that share the MillisRegion dimension
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "MillisSipBridge"
+    assert directive["Dimensions"] == [["MillisRegion", "service"]]
+    assert [m["Name"] for m in directive["Metrics"]] == ["Registrations", "MillisLatency"]
+    assert (line["MillisRegion"], line["service"]) == ("us-west", "millis-sip-bridge")
+    assert (line["Registrations"], line["MillisLatency"]) == ([1.0], [12.0])

@@ -11,16 +11,18 @@ Metrics (namespace from POWERTOOLS_METRICS_NAMESPACE):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 _PHONE = re.compile(r"\+\d{6,15}")
@@ -66,24 +68,46 @@ def _tracer() -> _Tracing:
 
 tracer = _tracer()
 metrics = Metrics()
-_metrics_enabled = not is_metrics_disabled()  # single_metric does not check POWERTOOLS_METRICS_DISABLED itself
+_metrics_enabled = not is_metrics_disabled()
 # Reads (GET) publish no metric by design; the flush warning would fire on every one of them.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
-def _dimensioned(name: str, unit: MetricUnit, value: float, dimension: str, dimension_value: str) -> None:
-    # One metric with its own dimension, without leaking that dimension onto the other metrics.
+def _emit(dimension: str, dimension_value: str, *values: tuple[str, MetricUnit, float]) -> None:
+    """Metrics that share one dimension, as one CloudWatch embedded-metric-format line (what Powertools'
+    single_metric writes, once per metric; one line for several is a fraction of the cost on the hot path),
+    without leaking that dimension onto the other metrics of the invocation."""
     if not _metrics_enabled:
         return
-    with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
-        m.add_dimension(name=dimension, value=dimension_value)
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip()
+    dimensions = [dimension, "service"] if service else [dimension]
+    document: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": metrics.namespace,
+                    "Dimensions": [dimensions],
+                    "Metrics": [{"Name": name, "Unit": unit.value} for name, unit, _ in values],
+                }
+            ],
+        },
+        dimension: dimension_value,
+        **({"service": service} if service else {}),
+        **{name: [float(value)] for name, _, value in values},
+    }
+    print(json.dumps(document, separators=(",", ":")))  # noqa: T201 - EMF goes to stdout, as Powertools does
+
+
+def _dimensioned(name: str, unit: MetricUnit, value: float, dimension: str, dimension_value: str) -> None:
+    _emit(dimension, dimension_value, (name, unit, value))
 
 
 def count_registration(region: str, *, failed_over: bool, latency_ms: float) -> None:
-    _dimensioned("Registrations", MetricUnit.Count, 1, "MillisRegion", region)
-    _dimensioned("MillisLatency", MetricUnit.Milliseconds, latency_ms, "MillisRegion", region)
+    values = [("Registrations", MetricUnit.Count, 1.0), ("MillisLatency", MetricUnit.Milliseconds, latency_ms)]
     if failed_over:
-        _dimensioned("Failovers", MetricUnit.Count, 1, "MillisRegion", region)
+        values.append(("Failovers", MetricUnit.Count, 1.0))
+    _emit("MillisRegion", region, *values)
 
 
 def count_error(kind: str) -> None:

@@ -1,0 +1,266 @@
+"""`make bench`: cold start, warm hot path, failover cost and footprint, each as a ratio against a floor
+measured in the same run (machines here are shared and noisy: absolute numbers move, ratios much less).
+Prints a table, writes docs/benchmarks.json and draws docs/benchmarks.png (README, "Performance")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from dev.bench import cold_start, failover, footprint, hot_path
+from dev.dynamodb_local import DynamoDBLocal
+from dev.functions import load_function
+from dev.millis_simulator import MillisSimulator
+from dev.template import ROOT, create_table
+
+TABLE, IDEMPOTENCY_TABLE = "bench-calls", "bench-idempotency"
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+TARGETS = {"cold_start_ratio": 1.15, "warm_overhead_p50_us": 500.0, "refused_failover_extra_ms": 50.0}
+
+
+def sam_build(build: Path) -> Path:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env |= {"SAM_CLI_TELEMETRY": "0", "SAM_CLI_DISABLE_CHECK_UPDATE": "1"}
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "sam"),
+            "build",
+            "--build-dir",
+            str(build),
+            "--parameter-overrides",
+            f"Architecture={HOST_ARCH}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
+    return build
+
+
+@contextmanager
+def rig() -> Iterator[tuple[DynamoDBLocal, MillisSimulator, dict[str, str]]]:
+    with ExitStack() as stack:
+        ddb = stack.enter_context(DynamoDBLocal())
+        sim = stack.enter_context(MillisSimulator())
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=ddb.endpoint,
+            region_name="us-west-2",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",  # noqa: S106 - DynamoDB Local accepts any credentials
+        )
+        create_table(client, table_name=TABLE)
+        create_table(client, "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
+        env = {
+            "AWS_REGION": "us-west-2",
+            "AWS_DEFAULT_REGION": "us-west-2",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
+            "CALLS_TABLE_NAME": TABLE,
+            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
+            "MILLIS_API_KEY_SECRET_ARN": "",
+            "WEBHOOK_SECRET": "bench-webhook-secret",
+            "DEFAULT_AGENT_ID": "bench-agent",
+            "VOICE_CONNECTOR_ARN_US_WEST": "arn:aws:chime:us-west-2:111122223333:vc/benchuswest000000000000",
+            "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
+            "VOICE_CONNECTOR_ARN_EU_WEST": "arn:aws:chime:us-west-2:111122223333:vc/bencheuwest000000000000",
+            "MILLIS_SIP_HOST_EU_WEST": "sip-eu-west.millis-simulator.test",
+            "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
+            "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **sim.env(),
+        }
+        yield ddb, sim, env
+
+
+def loader(env: dict[str, str], module: str) -> Any:
+    def load(**overrides: str) -> ModuleType:
+        os.environ.update({**env, **overrides})
+        loaded = load_function(module)
+        os.environ.update(env)
+        return loaded
+
+    return load
+
+
+def interleaved(path: Any, base: Any, rounds: int = 3) -> tuple[hot_path.Timings, hot_path.Timings]:
+    """Path and floor in alternating blocks, so that noise on the machine hits both."""
+    mine, floor = hot_path.Timings(), hot_path.Timings()
+    for _ in range(rounds):
+        for target, timings in ((base, floor), (path, mine)):
+            got = target()
+            timings.totals += got.totals
+            for name, values in got.stages.items():
+                timings.stages[name] += values
+    return mine, floor
+
+
+def run(repeats: int, invocations: int, build: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    }
+    print("cold start ...", flush=True)
+    results["cold_start"] = cold_start.measure(build, repeats)
+    results["cold_start_breakdown_ms"] = {t: cold_start.breakdown(build, t) for t in cold_start.TARGETS}
+    results["cold_start_tracing_active"] = cold_start.measure(
+        build, max(3, repeats // 3), {"POWERTOOLS_TRACE_DISABLED": "false"}
+    )
+    with rig() as (ddb, sim, env):
+        block = max(30, invocations // 3)
+        print("hot path ...", flush=True)
+        api = loader(env, "api_handler")()
+        mine, base = interleaved(
+            lambda: hot_path.api_path(api, block), lambda: hot_path.floor(sim, ddb.endpoint, TABLE, block, chime=False)
+        )
+        results["hot_path_api"] = hot_path.report(mine, base)
+        sma = loader(env, "sma_handler")()
+        mine, base = interleaved(
+            lambda: hot_path.sma_path(sma, block), lambda: hot_path.floor(sim, ddb.endpoint, TABLE, block, chime=True)
+        )
+        results["hot_path_chime"] = hot_path.report(mine, base)
+        print("failover ...", flush=True)
+        results["failover"] = failover.measure(loader(env, "api_handler"), read_timeout=0.5)
+        print("footprint ...", flush=True)
+        results["peak_memory"] = footprint.peak_memory_mb(build, env)
+    results["zipped_mb"] = footprint.zipped_sizes(build)
+    results["layer_packages_mb"] = footprint.unzipped_layer_packages(build)
+    results["targets"] = {
+        "cold_start ApiFunction": (results["cold_start"]["ApiFunction"]["ratio"], TARGETS["cold_start_ratio"]),
+        "cold_start SipMediaAppFunction": (
+            results["cold_start"]["SipMediaAppFunction"]["ratio"],
+            TARGETS["cold_start_ratio"],
+        ),
+        "warm overhead POST /calls (us)": (results["hot_path_api"]["overhead_p50_us"], TARGETS["warm_overhead_p50_us"]),
+        "warm overhead NEW_INBOUND_CALL (us)": (
+            results["hot_path_chime"]["overhead_p50_us"],
+            TARGETS["warm_overhead_p50_us"],
+        ),
+        "failover after refused (ms)": (results["failover"]["refused_extra_ms"], TARGETS["refused_failover_extra_ms"]),
+        "failover after black hole (ms)": (
+            results["failover"]["black_hole_extra_ms"],
+            results["failover"]["read_timeout_ms"] * 1.1,
+        ),
+    }
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"machine: {results['machine']}", "", "cold start (init inside a fresh interpreter, median)"]
+    for name, r in results["cold_start"].items():
+        lines.append(f"  {name:<22} {r['median_ms']:8.1f} ms   x{r['ratio']:.2f}")
+    for name, r in results["cold_start_tracing_active"].items():
+        if name != "floor":
+            lines.append(f"  {name + ' +X-Ray':<22} {r['median_ms']:8.1f} ms   x{r['ratio']:.2f}")
+    for label, key in (("POST /calls", "hot_path_api"), ("NEW_INBOUND_CALL", "hot_path_chime")):
+        r = results[key]
+        lines += [
+            "",
+            f"warm hot path: {label} (per invocation)",
+            f"  path   p50 {r['path_p50_us']:9.0f} us  p99 {r['path_p99_us']:9.0f} us",
+            f"  floor  p50 {r['floor_p50_us']:9.0f} us  p99 {r['floor_p99_us']:9.0f} us",
+            f"  overhead p50 {r['overhead_p50_us']:8.0f} us   x{r['ratio_p50']:.2f}",
+        ]
+        for stage, us in r["stages_p50_us"].items():
+            lines.append(f"    {stage:<62} {us:8.0f} us")
+    f = results["failover"]
+    lines += [
+        "",
+        "failover (POST /calls, median)",
+        f"  nearest region            {f['nearest_ms']:8.1f} ms",
+        f"  nearest refuses           {f['refused_ms']:8.1f} ms  (+{f['refused_extra_ms']:.1f})",
+        f"  nearest black-holes       {f['black_hole_ms']:8.1f} ms  (+{f['black_hole_extra_ms']:.1f},"
+        f" read timeout {f['read_timeout_ms']:.0f})",
+    ]
+    lines += ["", "footprint"] + [f"  peak RSS {k:<26} {v:7.1f} MiB" for k, v in results["peak_memory"].items()]
+    lines += [f"  zipped   {k:<26} {v:7.2f} MiB" for k, v in results["zipped_mb"].items()]
+    lines += ["", "targets"]
+    for name, (value, limit) in results["targets"].items():
+        lines.append(f"  {'met ' if value <= limit else 'MISS'} {name:<40} {value:10.2f}  (target <= {limit:.2f})")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cold, hot) = plt.subplots(1, 2, figsize=(13, 5))
+    packages: list[str] = []
+    for breakdown in results["cold_start_breakdown_ms"].values():
+        packages += [p for p in breakdown if p not in packages]
+    targets = list(results["cold_start_breakdown_ms"])
+    left = [0.0] * len(targets)
+    colours = plt.get_cmap("tab20")
+    for i, package in enumerate(packages):
+        values = [results["cold_start_breakdown_ms"][t].get(package, 0.0) for t in targets]
+        cold.barh(targets, values, left=left, label=package, color=colours(i % 20))
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    cold.set_xlabel("import time, ms (each module's own time, by package)")
+    cold.set_title("Cold start: where the import time goes")
+    cold.legend(fontsize=7, loc="lower right")
+    cold.invert_yaxis()
+
+    labels: list[str] = []
+    floors: list[float] = []
+    stages: dict[str, list[float]] = {}
+    for label, key in (("POST /calls", "hot_path_api"), ("NEW_INBOUND_CALL", "hot_path_chime")):
+        labels.append(label)
+        floors.append(results[key]["floor_p50_us"] / 1000)
+        for stage, us in results[key]["stages_p50_us"].items():
+            stages.setdefault(stage, []).append(us / 1000)
+    x = range(len(labels))
+    hot.bar(
+        [i - 0.2 for i in x], floors, width=0.4, label="floor: the same network calls, made directly", color="#999999"
+    )
+    bottom = [0.0] * len(labels)
+    for j, (stage, values) in enumerate(stages.items()):
+        hot.bar([i + 0.2 for i in x], values, width=0.4, bottom=bottom, label=stage, color=colours(j * 2))
+        bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+    hot.set_xticks(list(x), labels)
+    hot.set_ylabel("ms per invocation (p50)")
+    hot.set_title("Warm hot path: floor vs the function, by stage")
+    hot.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=11, help="cold starts per target")
+    parser.add_argument("--invocations", type=int, default=600, help="warm invocations per path")
+    parser.add_argument("--build-dir", type=Path, help="reuse a `sam build` (host architecture) instead of building")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        build = args.build_dir or sam_build(Path(scratch) / "build")
+        results = run(args.repeats, args.invocations, build)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "benchmarks.png")
+    print(table(results))
+    print(f"\nwrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Footprint: peak memory of a warm function (a process of its own running the built artifact against
+DynamoDB Local and the simulator), against the floor process; zipped size of the built layer and functions."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from dev.bench import EVENTS
+from dev.bench.cold_start import FLOOR, function_env
+
+_WARM = """
+import json, resource
+from types import SimpleNamespace
+{imports}
+ctx = SimpleNamespace(function_name="bench", memory_limit_in_mb=512, aws_request_id="bench",
+    invoked_function_arn="arn:aws:lambda:us-west-2:123456789012:function:bench",
+    get_remaining_time_in_millis=lambda: 20000)
+event = json.load(open({event!r}))
+for i in range(50):
+    {invoke}
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _peak(code: str, env: Mapping[str, str]) -> float:
+    result = subprocess.run(
+        [sys.executable, "-S", "-B", "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return int(result.stdout.split("MAXRSS_KB")[-1]) / 1024
+
+
+def peak_memory_mb(build: Path, env: Mapping[str, str]) -> dict[str, float]:
+    base = function_env(build, env)
+    floor = _peak(
+        _WARM.format(
+            imports=FLOOR.strip().replace("\n", "\n"), event=str(EVENTS / "api-create-call.json"), invoke="pass"
+        ),
+        base,
+    )
+    api = _peak(
+        _WARM.format(
+            imports="import api_handler",
+            event=str(EVENTS / "api-create-call.json"),
+            invoke="api_handler.lambda_handler(event, ctx)",
+        ),
+        base,
+    )
+    sma = _peak(
+        _WARM.format(
+            imports="import sma_handler, uuid",
+            event=str(EVENTS / "sma-new-inbound-call.json"),
+            invoke='event["CallDetails"]["TransactionId"] = str(uuid.uuid4()); sma_handler.lambda_handler(event, ctx)',
+        ),
+        base,
+    )
+    return {"floor_mb": floor, "ApiFunction_mb": api, "SipMediaAppFunction_mb": sma}
+
+
+def zipped_sizes(build: Path) -> dict[str, float]:
+    """MiB of each artifact zipped as SAM would upload it (deflate)."""
+    sizes = {}
+    for name in ("MillisSipLayer", "ApiFunction", "SipMediaAppFunction", "ChimeResourcesFunction"):
+        folder = build / name
+        if not folder.is_dir():
+            continue
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(folder))
+        sizes[name] = buffer.tell() / (1024 * 1024)
+    return sizes
+
+
+def unzipped_layer_packages(build: Path, top: int = 8) -> dict[str, float]:
+    python = build / "MillisSipLayer" / "python"
+    sizes: dict[str, float] = {}
+    for entry in python.iterdir():
+        if entry.is_dir() and not entry.name.endswith(".dist-info"):
+            sizes[entry.name] = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file()) / (1024 * 1024)
+    return dict(sorted(sizes.items(), key=lambda kv: kv[1], reverse=True)[:top])
