@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
+from dev.bench import load_event
 from dev.bench.hot_path import quiet
 from dev.lambda_context import LocalContext
 
@@ -33,8 +34,6 @@ def black_hole() -> Iterator[int]:
 
 
 def time_registrations(module: ModuleType, n: int) -> list[float]:
-    from dev.bench import load_event  # noqa: PLC0415 - the events/ files
-
     event = load_event("api-create-call.json")
     event["body"] = '{"agent_id": "bench-agent"}'
     samples = []

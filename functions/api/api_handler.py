@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from millis_sip import snapstart
 from millis_sip.config import Settings
 from millis_sip.errors import (
     IdempotencyInProgress,
@@ -59,8 +60,9 @@ if settings.millis_region.warning:
     logger.warning(settings.millis_region.warning)
 dynamodb = boto3.client("dynamodb", config=DYNAMODB_CONFIG)
 webhook_secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
+gateway = HttpMillisGateway.from_settings(settings)
 service = CallService(
-    HttpMillisGateway.from_settings(settings),
+    gateway,
     DynamoCallStore(dynamodb, settings.calls_table_name),
     ttl_seconds=settings.call_ttl_seconds,
     default_agent_id=settings.default_agent_id,
@@ -68,6 +70,19 @@ service = CallService(
     if webhook_secret and settings.session_webhook
     else None,
 )
+
+
+def _forget_secrets() -> None:
+    if webhook_secret is not None:
+        webhook_secret.forget()
+
+
+def _after_restore() -> None:
+    gateway.after_restore()
+    _forget_secrets()
+
+
+snapstart.register(before_snapshot=_forget_secrets, after_restore=_after_restore)
 
 
 def verify_webhook(event: Mapping[str, Any]) -> None:

@@ -3,11 +3,13 @@ configuration are built once per execution environment. The handler always answe
 media application response: a phone call is live while it runs, so nothing may escape it."""
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from millis_sip import snapstart
 from millis_sip.config import ChimeSettings, Settings
 from millis_sip.millis import HttpMillisGateway
 from millis_sip.observability import count_call_failure, logger, metrics, tracer
@@ -20,7 +22,7 @@ from millis_sip.webhook import SessionWebhook
 ANSWER_MARGIN_SECONDS = 0.3  # between the answer being ready and the function's own timeout
 
 
-def build() -> tuple[SipMediaApp, ChimeSettings]:
+def build() -> tuple[SipMediaApp, ChimeSettings, Callable[[], None], Callable[[], None]]:
     settings = Settings.from_env()
     chime = ChimeSettings.from_env()
     if settings.millis_region.warning:
@@ -42,14 +44,24 @@ def build() -> tuple[SipMediaApp, ChimeSettings]:
         default_agent_id=settings.default_agent_id,
         webhook=webhook,
     )
-    return app, chime
+
+    def forget_secrets() -> None:
+        if secret is not None:
+            secret.forget()
+
+    def after_restore() -> None:
+        gateway.after_restore()
+        forget_secrets()
+
+    return app, chime, forget_secrets, after_restore
 
 
 app: SipMediaApp | None = None
 chime: ChimeSettings | None = None
 setup_error: Exception | None = None
 try:
-    app, chime = build()
+    app, chime, _before_snapshot, _after_restore = build()
+    snapstart.register(before_snapshot=_before_snapshot, after_restore=_after_restore)
 except Exception as exc:  # noqa: BLE001 - every invocation answers without it instead of crashing
     setup_error = exc
     logger.exception("SipMediaAppFunction is misconfigured: every phone call will be released")

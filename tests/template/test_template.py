@@ -198,7 +198,18 @@ def test_only_chime_may_invoke_the_sip_media_app_function_and_only_from_this_acc
     assert props["Principal"] == "voiceconnector.chime.amazonaws.com"
     assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
     assert props["Action"] == "lambda:InvokeFunction"
-    assert props["FunctionName"] == {"Fn::GetAtt": ["SipMediaAppFunction", "Arn"]}
+    assert props["FunctionName"] == {"Ref": "SipMediaAppFunction.Alias"}  # what Chime invokes
+
+
+def test_snapstart_is_a_parameter_on_published_versions() -> None:
+    template = load_template()
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["AutoPublishAlias"] == "live"
+    assert function_globals["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    assert template["Parameters"]["SnapStart"]["AllowedValues"] == ["None", "PublishedVersions"]
+    assert resource("SipMediaApplicationStack")["Properties"]["Parameters"]["LambdaArn"] == {
+        "Ref": "SipMediaAppFunction.Alias"
+    }
 
 
 def test_the_custom_resource_function_exists_only_to_create_chime_resources() -> None:

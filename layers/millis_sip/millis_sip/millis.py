@@ -102,6 +102,14 @@ class HttpMillisGateway:
             read_timeout=settings.read_timeout,
         )
 
+    def after_restore(self) -> None:
+        """A restored SnapStart snapshot holds no live connection: open new ones, read the key again."""
+        stale, self._client = self._client, self.new_client()
+        stale.close()
+        forget = getattr(self._api_key, "forget", None)
+        if callable(forget):
+            forget()
+
     @staticmethod
     def new_client() -> httpx.Client:
         """The pooled client the entry modules build once; timeouts are set per attempt."""

@@ -30,6 +30,9 @@ class StaticApiKey:
     def __call__(self) -> str:
         return self._key
 
+    def forget(self) -> None:
+        """Nothing cached: the value came from the environment."""
+
     def __repr__(self) -> str:
         return "StaticApiKey(<redacted>)"
 
@@ -62,6 +65,10 @@ class CachedSecret:
         if not key or key == PLACEHOLDER:
             raise self.unavailable(self.empty_message)
         return key
+
+    def forget(self) -> None:
+        """Drop the cached value: the next call reads Secrets Manager again (SnapStart restore)."""
+        self._provider.clear_cache()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(secret_id={self._secret_id!r})"
