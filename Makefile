@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export SAM_CLI_DISABLE_CHECK_UPDATE := 1
 
-.PHONY: load help install demo serve test lint fmt typecheck pytest unit integration template build validate clean
+.PHONY: bench load help install demo serve test lint fmt typecheck pytest unit integration template build validate clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ demo: install ## register and look up a call locally (DynamoDB Local + Millis si
 
 serve: install ## like demo, then keep the local API on http://127.0.0.1:3000 for curl (Ctrl-C stops)
 	@$(PY) -m dev.demo --serve
+
+bench: install ## benchmarks: cold start, warm hot path, failover, footprint as ratios to floors; writes docs/benchmarks.{json,png}
+	@$(PY) -m dev.bench
 
 load: install ## load test on loopback: 400 concurrent registrations + lookups, faults midway; nothing lost (REQUESTS=, CONCURRENCY=)
 	@$(PY) -m dev.load_test --requests $(or $(REQUESTS),400) --concurrency $(or $(CONCURRENCY),32)

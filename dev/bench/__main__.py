@@ -166,10 +166,10 @@ def run(repeats: int, invocations: int, build: Path) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     lines = [f"machine: {results['machine']}", "", "cold start (init inside a fresh interpreter, median)"]
     for name, r in results["cold_start"].items():
-        lines.append(f"  {name:<22} {r['median_ms']:8.1f} ms   x{r['ratio']:.2f}")
+        lines.append(f"  {name:<28} {r['median_ms']:8.1f} ms   x{r['ratio']:.2f}")
     for name, r in results["cold_start_tracing_active"].items():
         if name != "floor":
-            lines.append(f"  {name + ' +X-Ray':<22} {r['median_ms']:8.1f} ms   x{r['ratio']:.2f}")
+            lines.append(f"  {name + ' +X-Ray':<28} {r['median_ms']:8.1f} ms   x{r['ratio']:.2f}")
     for label, key in (("POST /calls", "hot_path_api"), ("NEW_INBOUND_CALL", "hot_path_chime")):
         r = results[key]
         lines += [
@@ -177,7 +177,9 @@ def table(results: dict[str, Any]) -> str:
             f"warm hot path: {label} (per invocation)",
             f"  path   p50 {r['path_p50_us']:9.0f} us  p99 {r['path_p99_us']:9.0f} us",
             f"  floor  p50 {r['floor_p50_us']:9.0f} us  p99 {r['floor_p99_us']:9.0f} us",
-            f"  overhead p50 {r['overhead_p50_us']:8.0f} us   x{r['ratio_p50']:.2f}",
+            f"  vs floor p50 {r['vs_floor_p50_us']:+8.0f} us   x{r['ratio_p50']:.3f}",
+            f"  overhead (each invocation minus its own network calls) p50 {r['overhead_p50_us']:6.0f} us,"
+            f" p99 {r['overhead_p99_us']:6.0f} us",
         ]
         for stage, us in r["stages_p50_us"].items():
             lines.append(f"    {stage:<62} {us:8.0f} us")
@@ -191,7 +193,7 @@ def table(results: dict[str, Any]) -> str:
         f" read timeout {f['read_timeout_ms']:.0f})",
     ]
     lines += ["", "footprint"] + [f"  peak RSS {k:<26} {v:7.1f} MiB" for k, v in results["peak_memory"].items()]
-    lines += [f"  zipped   {k:<26} {v:7.2f} MiB" for k, v in results["zipped_mb"].items()]
+    lines += [f"  zipped   {k:<26} {v * 1024:9.1f} KiB" for k, v in results["zipped_mb"].items()]
     lines += ["", "targets"]
     for name, (value, limit) in results["targets"].items():
         lines.append(f"  {'met ' if value <= limit else 'MISS'} {name:<40} {value:10.2f}  (target <= {limit:.2f})")

@@ -14,7 +14,7 @@ from dev.bench import EVENTS
 from dev.bench.cold_start import FLOOR, function_env
 
 _WARM = """
-import json, resource
+import json
 from types import SimpleNamespace
 {imports}
 ctx = SimpleNamespace(function_name="bench", memory_limit_in_mb=512, aws_request_id="bench",
@@ -23,7 +23,8 @@ ctx = SimpleNamespace(function_name="bench", memory_limit_in_mb=512, aws_request
 event = json.load(open({event!r}))
 for i in range(50):
     {invoke}
-print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across fork and exec)
+print("MAXRSS_KB", next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
 
 

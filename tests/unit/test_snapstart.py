@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -15,7 +16,7 @@ from millis_sip.secrets import SecretsManagerApiKey
 
 
 @pytest.fixture
-def registry() -> Iterator[tuple[list, list]]:
+def registry() -> Iterator[tuple[list[Any], list[Any]]]:
     before, after = snapshot_restore_py.get_before_snapshot(), snapshot_restore_py.get_after_restore()
     saved = (list(before), list(after))
     before.clear()
@@ -26,7 +27,7 @@ def registry() -> Iterator[tuple[list, list]]:
 
 
 @pytest.mark.parametrize("module", ["api_handler", "sma_handler"])
-def test_each_function_registers_its_hooks(module: str, registry: tuple[list, list]) -> None:
+def test_each_function_registers_its_hooks(module: str, registry: tuple[list[Any], list[Any]]) -> None:
     before, after = registry
     loaded = load_function(module)
     assert len(before) == len(after) == 1
