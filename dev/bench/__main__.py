@@ -120,7 +120,7 @@ def run(repeats: int, invocations: int, build: Path) -> dict[str, Any]:
     }
     print("cold start ...", flush=True)
     results["cold_start"] = cold_start.measure(build, repeats)
-    results["cold_start_breakdown_ms"] = {t: cold_start.breakdown(build, t) for t in cold_start.TARGETS}
+    results["cold_start_breakdown_ms"] = {t: cold_start.breakdown(build, t, top=10) for t in cold_start.TARGETS}
     results["cold_start_tracing_active"] = cold_start.measure(
         build, max(3, repeats // 3), {"POWERTOOLS_TRACE_DISABLED": "false"}
     )
@@ -206,7 +206,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (cold, hot) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (cold, hot) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1.3, 1], "wspace": 0.45})
     packages: list[str] = []
     for breakdown in results["cold_start_breakdown_ms"].values():
         packages += [p for p in breakdown if p not in packages]
@@ -219,31 +219,41 @@ def plot(results: dict[str, Any], path: Path) -> None:
         left = [a + b for a, b in zip(left, values, strict=True)]
     cold.set_xlabel("import time, ms (each module's own time, by package)")
     cold.set_title("Cold start: where the import time goes")
-    cold.legend(fontsize=7, loc="lower right")
+    cold.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     cold.invert_yaxis()
 
     labels: list[str] = []
-    floors: list[float] = []
     stages: dict[str, list[float]] = {}
     for label, key in (("POST /calls", "hot_path_api"), ("NEW_INBOUND_CALL", "hot_path_chime")):
         labels.append(label)
-        floors.append(results[key]["floor_p50_us"] / 1000)
         for stage, us in results[key]["stages_p50_us"].items():
-            stages.setdefault(stage, []).append(us / 1000)
-    x = range(len(labels))
-    hot.bar(
-        [i - 0.2 for i in x], floors, width=0.4, label="floor: the same network calls, made directly", color="#999999"
-    )
+            if not stage.startswith("network"):
+                stages.setdefault(stage, []).append(us)
     bottom = [0.0] * len(labels)
     for j, (stage, values) in enumerate(stages.items()):
-        hot.bar([i + 0.2 for i in x], values, width=0.4, bottom=bottom, label=stage, color=colours(j * 2))
+        hot.bar(labels, values, bottom=bottom, label=stage, color=colours(2 * j + 2), width=0.5)
         bottom = [a + b for a, b in zip(bottom, values, strict=True)]
-    hot.set_xticks(list(x), labels)
-    hot.set_ylabel("ms per invocation (p50)")
-    hot.set_title("Warm hot path: floor vs the function, by stage")
-    hot.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    for i, key in enumerate(("hot_path_api", "hot_path_chime")):
+        paired = results[key]["overhead_p50_us"]
+        hot.plot([i - 0.3, i + 0.3], [paired, paired], color="black", linewidth=2)
+        hot.annotate(
+            f"invocation minus its network: {paired:.0f} us",
+            (i, paired),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
+    hot.axhline(500, color="red", linestyle="--", linewidth=1, label="target: 500 us above the floor")
+    hot.set_ylabel("us per invocation (p50), network excluded")
+    hot.set_title("Warm hot path: what the function adds to its network calls")
+    hot.set_ylim(0, max(results[k]["overhead_p50_us"] for k in ("hot_path_api", "hot_path_chime")) * 1.25)
+    hot.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def replot(out: Path) -> None:
+    plot(json.loads((out / "benchmarks.json").read_text()), out / "benchmarks.png")
 
 
 def main() -> int:
