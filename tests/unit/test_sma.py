@@ -706,3 +706,11 @@ def test_a_participant_with_an_unknown_tag_is_hung_up_by_call_id_only() -> None:
         "SipResponseCode": "0",
         "CallId": "d41f7b2c-9a3e-4e6d-8c15-2b7a0f9e4d31",
     }
+
+
+def test_with_dynamodb_down_the_call_spends_no_more_time_on_it() -> None:
+    store = MemoryInboundStore(StoreUnavailable("down"))
+    app, gateway, _, clock = make_app(store=store)
+    assert types(answer(app, inbound(), clock)) == ["CallAndBridge"]
+    assert store.operations == 1  # the transaction put failed: no claim query, no commit
+    assert len(gateway.calls) == 1

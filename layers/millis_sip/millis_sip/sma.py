@@ -142,9 +142,12 @@ class SipMediaApp:
             return self._release(caller, mark.reason or "failed", count=False)
         if mark is not None and mark.state is TransactionState.PENDING:
             return self._release(caller, "retry_in_progress")
-        lock = key if mark is not None else None  # None: DynamoDB was unavailable, go on without it
+        lock = key if mark is not None else None
+        # DynamoDB just failed (after its retries): every further call would spend the caller's time too.
+        # No claim; register, answer, and let the record ride in TransactionAttributes to a later event.
+        store_up = mark is not None
 
-        record = self._claim(caller, tx, lock) if attempt == 1 else None
+        record = self._claim(caller, tx, lock) if attempt == 1 and store_up else None
         if record is None:
             try:
                 record = self._register(caller, tx, attempt=attempt, deadline=deadline, regions=regions)
@@ -155,14 +158,21 @@ class SipMediaApp:
                 self._route(record)
             except Unroutable as exc:
                 failed = replace(record, status=CallStatus.FAILED, reason=exc.reason, ended_at=record.created_at)
-                self._commit(failed, lock)
-                self._fail_transaction(lock, exc.reason)
+                if store_up:
+                    self._commit(failed, lock)
+                    self._fail_transaction(lock, exc.reason)
                 logger.error(
                     "The Millis SIP URI cannot go through the Voice Connector",
                     extra={"millis_call_id": record.call_id, "reason": exc.reason, "sip_uri": record.sip_uri},
                 )
                 return self._release(caller, exc.reason)
-            self._commit(record, lock)
+            if store_up:
+                self._commit(record, lock)
+            else:
+                logger.error(
+                    "DynamoDB is unavailable: bridging without storing; a later event writes the record",
+                    extra={"millis_call_id": record.call_id},
+                )
         return self._bridge_answer(event, caller, record, attempt)
 
     def _own(self, key: str, deadline: float) -> TransactionMark | None:
