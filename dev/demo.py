@@ -19,7 +19,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
@@ -27,7 +26,7 @@ from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
-from dev.template import ROOT, create_table
+from dev.template import ROOT, create_tables
 
 TABLE = "millis-sip-bridge-calls"
 IDEMPOTENCY_TABLE = "millis-sip-bridge-idempotency"
@@ -186,9 +185,7 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "POWERTOOLS_METRICS_DISABLED": "false" if verbose else "true",
         }
         os.environ.update(env)
-        client = boto3.client("dynamodb", endpoint_url=ddb.endpoint, region_name=env["AWS_REGION"])
-        create_table(client, table_name=TABLE)
-        create_table(client, "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
+        create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE, region=env["AWS_REGION"])
         sim: MillisSimulator | None = None
         if real_key:
             print("MILLIS_API_KEY is set: registering with real Millis.")

@@ -24,14 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
 from dev.environments import start_environments
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
-from dev.template import create_table
+from dev.template import create_tables
 
 API_KEY = "load-api-key"
 TABLE, IDEMPOTENCY_TABLE = "load-calls", "load-idempotency"
@@ -88,15 +87,7 @@ class Report:
 def stack(concurrency: int) -> Iterator[tuple[LocalApi, MillisSimulator, Any]]:
     with contextlib.ExitStack() as stack:
         ddb = stack.enter_context(DynamoDBLocal())
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=ddb.endpoint,
-            region_name="us-west-2",
-            aws_access_key_id="load",
-            aws_secret_access_key="load",  # noqa: S106 - DynamoDB Local accepts any credentials
-        )
-        create_table(client, table_name=TABLE)
-        create_table(client, "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
+        client = create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE)
         sim = stack.enter_context(MillisSimulator())
         env = {
             **os.environ,

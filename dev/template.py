@@ -70,6 +70,22 @@ def create_table(client: Any, logical_id: str = "CallsTable", table_name: str | 
     return str(args["TableName"])
 
 
+def create_tables(endpoint: str, calls_table: str, idempotency_table: str, region: str = "us-west-2") -> Any:
+    """Both of the template's tables in a DynamoDB Local at ``endpoint``; returns the client used."""
+    import boto3
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local accepts any credentials
+    )
+    create_table(client, table_name=calls_table)
+    create_table(client, "IdempotencyTable", table_name=idempotency_table)
+    return client
+
+
 def api_routes(function_id: str = "ApiFunction") -> list[tuple[str, str]]:
     """(METHOD, path template) for every Api event of the function, e.g. ("GET", "/calls/{call_id}")."""
     events = resource(function_id)["Properties"].get("Events", {})

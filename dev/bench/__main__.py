@@ -17,13 +17,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
-
 from dev.bench import cold_start, failover, footprint, hot_path
 from dev.dynamodb_local import DynamoDBLocal
 from dev.functions import load_function
 from dev.millis_simulator import MillisSimulator
-from dev.template import ROOT, create_table
+from dev.template import ROOT, create_tables
 
 TABLE, IDEMPOTENCY_TABLE = "bench-calls", "bench-idempotency"
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
@@ -59,15 +57,7 @@ def rig() -> Iterator[tuple[DynamoDBLocal, MillisSimulator, dict[str, str]]]:
     with ExitStack() as stack:
         ddb = stack.enter_context(DynamoDBLocal())
         sim = stack.enter_context(MillisSimulator())
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=ddb.endpoint,
-            region_name="us-west-2",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",  # noqa: S106 - DynamoDB Local accepts any credentials
-        )
-        create_table(client, table_name=TABLE)
-        create_table(client, "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
+        create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE)
         env = {
             "AWS_REGION": "us-west-2",
             "AWS_DEFAULT_REGION": "us-west-2",
