@@ -186,15 +186,13 @@ def report(path: Timings, base: Timings) -> dict[str, Any]:
     calls made inside that same invocation (on loopback DynamoDB Local answers in milliseconds and its
     jitter alone exceeds the overhead, so two separate samples cannot resolve it)."""
     mine, floor_ = path.summary(), base.summary()
-    stages = {name: statistics.median(values) * 1e6 for name, values in path.stages.items()}
-    network = stages.get("millis", 0.0) + stages.get("dynamodb", 0.0)
     zero = [0.0] * len(path.totals)
-    paired = sorted(
-        (total - millis - dynamo) * 1e6
-        for total, millis, dynamo in zip(
-            path.totals, path.stages.get("millis", zero), path.stages.get("dynamodb", zero), strict=True
-        )
-    )
+    millis, dynamo = path.stages.get("millis", zero), path.stages.get("dynamodb", zero)
+    domain_total = path.stages.get("domain", zero)
+    network = [(m + d) * 1e6 for m, d in zip(millis, dynamo, strict=True)]
+    domain = [dt * 1e6 - n for dt, n in zip(domain_total, network, strict=True)]
+    edge = [(t - dt) * 1e6 for t, dt in zip(path.totals, domain_total, strict=True)]
+    paired = sorted(t * 1e6 - n for t, n in zip(path.totals, network, strict=True))
     return {
         **{f"path_{k}": v for k, v in mine.items()},
         **{f"floor_{k}": v for k, v in floor_.items()},
@@ -202,11 +200,10 @@ def report(path: Timings, base: Timings) -> dict[str, Any]:
         "overhead_p99_us": paired[min(len(paired) - 1, int(0.99 * len(paired)))],
         "vs_floor_p50_us": mine["p50_us"] - floor_["p50_us"],
         "ratio_p50": mine["p50_us"] / floor_["p50_us"],
+        # Each stage measured within each invocation, then its median.
         "stages_p50_us": {
-            "network (Millis + DynamoDB, inside the function)": network,
-            "domain (around the network calls)": max(stages.get("domain", 0.0) - network, 0.0),
-            "edge (handler, parsing, validation, logs, metrics, answer)": max(
-                mine["p50_us"] - stages.get("domain", 0.0), 0.0
-            ),
+            "network (Millis + DynamoDB, inside the function)": statistics.median(network),
+            "domain (around the network calls)": statistics.median(domain),
+            "edge (handler, parsing, validation, logs, metrics, answer)": statistics.median(edge),
         },
     }
