@@ -714,3 +714,11 @@ def test_with_dynamodb_down_the_call_spends_no_more_time_on_it() -> None:
     assert types(answer(app, inbound(), clock)) == ["CallAndBridge"]
     assert store.operations == 1  # the transaction put failed: no claim query, no commit
     assert len(gateway.calls) == 1
+
+
+def test_digits_that_are_not_ascii_are_not_numbers() -> None:
+    # Found by hypothesis: "²".isdigit() is True, int("²") raises.
+    app, _, _, clock = make_app()
+    event = later("sma-bridge-failed.json", {"attempt": "²", "bridged_at": "٣"}, Sequence="²")
+    answer(app, event, clock)
+    assert SmaEvent.parse({"Sequence": "²"}).sequence is None

@@ -258,7 +258,7 @@ def _detail(body: bytes | None, secrets: tuple[str, ...]) -> object:
 
 def _retry_after(response: httpx.Response) -> int | None:
     raw = response.headers.get("Retry-After", "")
-    return min(int(raw), 60) if raw.isdigit() else None
+    return min(int(raw), 60) if raw.isascii() and raw.isdigit() else None  # "²".isdigit() is True
 
 
 def _ms(seconds: float) -> float:

@@ -559,7 +559,8 @@ def fallback_response(event: SmaEvent) -> dict[str, Any]:
 
 
 def _int(value: str | None, default: int) -> int:
-    return int(value) if value and value.isdigit() else default
+    # isascii(): "²".isdigit() is True and int("²") fails (found by hypothesis)
+    return int(value) if value and value.isascii() and value.isdigit() else default
 
 
 def _epoch_ms(moment: datetime) -> int:
