@@ -250,8 +250,8 @@ def test_a_key_that_cannot_be_read_sends_nothing() -> None:
 @pytest.mark.parametrize("header", ["²", "-1", "soon", "Wed, 21 Oct 2026 07:28:00 GMT", ""])
 def test_a_retry_after_that_is_not_a_whole_number_is_ignored(header: str) -> None:
     answers: dict[str, list[Answer]] = {
-        "us.example": [httpx.Response(503, headers={"Retry-After": header})],
-        "eu.example": [httpx.Response(429, headers={"Retry-After": header})],
+        "us.example": [httpx.Response(503, headers=[(b"Retry-After", header.encode("latin-1"))])],
+        "eu.example": [httpx.Response(429, headers=[(b"Retry-After", header.encode("latin-1"))])],
     }
     with pytest.raises(MillisUnavailable) as caught:
         gateway(answers, []).register({}, budget=10)
