@@ -326,3 +326,14 @@ def test_no_output_or_parameter_carries_a_secret() -> None:
     for name in template["Parameters"]:
         # A parameter named like a key or secret would invite pasting the value; only ARNs are taken.
         assert not any(word in name.lower() for word in ("key", "secret")) or name.endswith("Arn"), name
+
+
+def test_samconfig_grants_the_capabilities_the_template_needs() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    capabilities = set(config["default"]["deploy"]["parameters"]["capabilities"].split())
+    types = {r["Type"] for r in load_template()["Resources"].values()}
+    assert "CAPABILITY_IAM" in capabilities  # the functions' roles
+    if "AWS::Serverless::Application" in types:
+        assert "CAPABILITY_AUTO_EXPAND" in capabilities
