@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,38 +17,14 @@ from types import ModuleType
 from typing import Any
 
 from dev.bench import cold_start, failover, footprint, hot_path
+from dev.build import sam_build
 from dev.dynamodb_local import DynamoDBLocal
 from dev.functions import load_function
 from dev.millis_simulator import MillisSimulator
 from dev.template import ROOT, create_tables
 
 TABLE, IDEMPOTENCY_TABLE = "bench-calls", "bench-idempotency"
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
 TARGETS = {"cold_start_ratio": 1.15, "warm_overhead_p50_us": 500.0, "refused_failover_extra_ms": 50.0}
-
-
-def sam_build(build: Path) -> Path:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env |= {"SAM_CLI_TELEMETRY": "0", "SAM_CLI_DISABLE_CHECK_UPDATE": "1"}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "sam"),
-            "build",
-            "--build-dir",
-            str(build),
-            "--parameter-overrides",
-            f"Architecture={HOST_ARCH}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
-    return build
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import uuid
@@ -14,41 +13,20 @@ from typing import Any
 
 import pytest
 
+from dev.build import HOST_ARCH, sam_build
 from dev.dynamodb_local import DynamoDBLocal
 from dev.millis_simulator import MillisSimulator
-from tests.conftest import EVENTS, ROOT
+from tests.conftest import EVENTS
 from tests.support.rig import SMA_ENV, TABLE
 from tests.support.sma_schema import validate_response
 
 pytestmark = pytest.mark.template
-BIN = Path(sys.executable).parent
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
 SO_SUFFIX = {"x86_64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
-
-
-def sam_build(build_dir: Path, arch: str) -> Path:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # sam looks for python3.13 on the PATH
-        "SAM_CLI_TELEMETRY": "0",
-        "SAM_CLI_DISABLE_CHECK_UPDATE": "1",
-    }
-    result = subprocess.run(
-        [str(BIN / "sam"), "build", "--build-dir", str(build_dir), "--parameter-overrides", f"Architecture={arch}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return build_dir
 
 
 @pytest.fixture(scope="module")
 def host_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sam_build(tmp_path_factory.mktemp("sam-build-host"), HOST_ARCH)
+    return sam_build(tmp_path_factory.mktemp("sam-build-host"), HOST_ARCH, timeout=600)
 
 
 def test_built_function_holds_only_its_entry_module(host_build: Path) -> None:
@@ -156,7 +134,7 @@ def test_built_functions_hold_only_their_entry_modules(host_build: Path) -> None
 def test_arm64_build_ships_arm64_wheels(tmp_path: Path) -> None:
     if HOST_ARCH == "arm64":
         pytest.skip("the host build already is arm64")
-    build = sam_build(tmp_path / "sam-build-arm64", "arm64")
+    build = sam_build(tmp_path / "sam-build-arm64", "arm64", timeout=600)
     python = build / "MillisSipLayer" / "python"
     assert list((python / "pydantic_core").glob("*aarch64-linux-gnu.so"))
     assert not list((python / "pydantic_core").glob("*x86_64-linux-gnu.so"))
