@@ -208,11 +208,7 @@ class DynamoCallStore:
             raise _unavailable("put", exc) from None
 
     def get(self, call_id: str) -> CallRecord | None:
-        try:
-            answer = self._client.get_item(TableName=self._table, Key={"call_id": {"S": call_id}}, ConsistentRead=True)
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable("get", exc) from None
-        item = answer.get("Item")
+        item = self._get_raw(call_id)
         if not item or "kind" in item:  # Chime transaction markers share the table; they are not calls
             return None
         return from_item(item)
@@ -310,10 +306,6 @@ class DynamoCallStore:
         except BotoCoreError as exc:
             raise _unavailable("put", exc) from None
         return TransactionMark(TransactionState.ACQUIRED)
-
-    def transaction(self, key: str) -> TransactionMark | None:
-        item = self._get_raw(key)
-        return _mark(item) if item else None
 
     def fail_transaction(self, key: str, reason: str) -> None:
         self._update(
