@@ -52,6 +52,8 @@ from millis_sip.sma_events import (
     NEW_INBOUND_CALL,
     Participant,
     SmaEvent,
+    still_up_besides,
+    whole_number,
 )
 from millis_sip.store import InboundCallStore, TransactionMark, TransactionState, transaction_key
 from millis_sip.webhook import SessionWebhook, utc_now
@@ -407,7 +409,7 @@ class SipMediaApp:
 
     def _hangup(self, event: SmaEvent) -> dict[str, Any]:
         gone = event.acted_on()
-        remaining = [p for p in event.participants if p is not gone and p.call_id and not p.disconnected]
+        remaining = still_up_besides(event, gone)
         actions = [hangup(p.call_id, p.tag, HANGUP_NORMAL) for p in remaining]
         snapshot = self._snapshot(event)
         if snapshot is not None:
@@ -546,10 +548,7 @@ def fallback_response(event: SmaEvent) -> dict[str, Any]:
     """The answer when the application itself cannot run (configuration, a bug): never leave a leg up
     that nobody will hang up, and never tear down a call that is working."""
     if event.type == HANGUP:
-        gone = event.acted_on()
-        return response(
-            [hangup(p.call_id, p.tag) for p in event.participants if p is not gone and p.call_id and not p.disconnected]
-        )
+        return response([hangup(p.call_id, p.tag) for p in still_up_besides(event, event.acted_on())])
     if event.type in (NEW_INBOUND_CALL, INVALID_LAMBDA_RESPONSE):
         return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
     if event.type == ACTION_FAILED and event.action_type != "Hangup":
@@ -559,8 +558,8 @@ def fallback_response(event: SmaEvent) -> dict[str, Any]:
 
 
 def _int(value: str | None, default: int) -> int:
-    # isascii(): "²".isdigit() is True and int("²") fails (found by hypothesis)
-    return int(value) if value and value.isascii() and value.isdigit() else default
+    number = whole_number(value)
+    return default if number is None else number
 
 
 def _epoch_ms(moment: datetime) -> int:

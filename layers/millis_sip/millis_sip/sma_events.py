@@ -43,13 +43,15 @@ def _tag(value: object) -> str | None:
     return text.upper() if text else None
 
 
-def _int(value: object) -> int | None:
+def whole_number(value: object) -> int | None:
+    """An int, or a string of ASCII digits ("²".isdigit() is True, and int("²") raises), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isascii() and text.isdigit():
+        return int(text)
     return None
 
 
@@ -75,7 +77,7 @@ class Participant:
             to=_text(raw.get("To")),
             from_=_text(raw.get("From")),
             direction=_text(raw.get("Direction")),
-            start_ms=_int(raw.get("StartTimeInMilliseconds")),
+            start_ms=whole_number(raw.get("StartTimeInMilliseconds")),
             status=_text(raw.get("Status")),
         )
 
@@ -107,7 +109,7 @@ class SmaEvent:
         }
         return cls(
             type=_text(event.get("InvocationEventType")) or "UNKNOWN",
-            sequence=_int(event.get("Sequence")),
+            sequence=whole_number(event.get("Sequence")),
             transaction_id=_text(details.get("TransactionId")),
             attributes=attributes,
             participants=participants,
@@ -154,3 +156,8 @@ def event_participants(raw: object) -> tuple[Participant, ...]:
     if not isinstance(raw, list):
         return ()
     return tuple(Participant.parse(p) for p in raw[:10] if isinstance(p, dict))
+
+
+def still_up_besides(event: SmaEvent, gone: Participant | None) -> list[Participant]:
+    """The legs other than ``gone`` that Chime has not reported disconnected (and that can be named)."""
+    return [p for p in event.participants if p is not gone and p.call_id and not p.disconnected]
