@@ -45,9 +45,7 @@ def _peak(code: str, env: Mapping[str, str]) -> float:
 def peak_memory_mb(build: Path, env: Mapping[str, str]) -> dict[str, float]:
     base = function_env(build, env)
     floor = _peak(
-        _WARM.format(
-            imports=FLOOR.strip().replace("\n", "\n"), event=str(EVENTS / "api-create-call.json"), invoke="pass"
-        ),
+        _WARM.format(imports=FLOOR.strip(), event=str(EVENTS / "api-create-call.json"), invoke="pass"),
         base,
     )
     api = _peak(

@@ -8,6 +8,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -174,7 +175,7 @@ def test_concurrent_claims_on_dynamodb_have_exactly_one_winner(dynamodb: Any) ->
     barrier = threading.Barrier(8)
 
     def claim(n: int) -> None:
-        mine = CallRecord(**{**_fields(candidate), "status": CallStatus.CLAIMED, "transaction_id": f"tx-{n}"})
+        mine = replace(candidate, status=CallStatus.CLAIMED, transaction_id=f"tx-{n}")
         barrier.wait()
         wins.append(store.commit_inbound(mine, transaction_key=None, claim=True, now=now))
 
@@ -187,10 +188,6 @@ def test_concurrent_claims_on_dynamodb_have_exactly_one_winner(dynamodb: Any) ->
     stored = store.get(record.call_id)
     assert stored is not None and stored.status is CallStatus.CLAIMED
     assert store.pending_for(key, now) == []
-
-
-def _fields(record: CallRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in CallRecord.__slots__}
 
 
 def test_a_retried_invocation_never_registers_twice(sma: ModuleType, sim: MillisSimulator) -> None:
