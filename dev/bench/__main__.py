@@ -16,14 +16,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dev.bench import cold_start, failover, footprint, hot_path
+from dev.bench import FUNCTION_CONFIG, IDEMPOTENCY_TABLE, TABLE, cold_start, failover, footprint, hot_path
 from dev.build import sam_build
 from dev.dynamodb_local import DynamoDBLocal
 from dev.functions import load_function
 from dev.millis_simulator import MillisSimulator
 from dev.template import ROOT, create_tables
 
-TABLE, IDEMPOTENCY_TABLE = "bench-calls", "bench-idempotency"
 TARGETS = {"cold_start_ratio": 1.15, "warm_overhead_p50_us": 500.0, "refused_failover_extra_ms": 50.0}
 
 
@@ -33,27 +32,7 @@ def rig() -> Iterator[tuple[DynamoDBLocal, MillisSimulator, dict[str, str]]]:
         ddb = stack.enter_context(DynamoDBLocal())
         sim = stack.enter_context(MillisSimulator())
         create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE)
-        env = {
-            "AWS_REGION": "us-west-2",
-            "AWS_DEFAULT_REGION": "us-west-2",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
-            "CALLS_TABLE_NAME": TABLE,
-            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
-            "MILLIS_API_KEY_SECRET_ARN": "",
-            "WEBHOOK_SECRET": "bench-webhook-secret",
-            "DEFAULT_AGENT_ID": "bench-agent",
-            "VOICE_CONNECTOR_ARN_US_WEST": "arn:aws:chime:us-west-2:111122223333:vc/benchuswest000000000000",
-            "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
-            "VOICE_CONNECTOR_ARN_EU_WEST": "arn:aws:chime:us-west-2:111122223333:vc/bencheuwest000000000000",
-            "MILLIS_SIP_HOST_EU_WEST": "sip-eu-west.millis-simulator.test",
-            "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
-            "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            **sim.env(),
-        }
+        env = {**FUNCTION_CONFIG, "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint, **sim.env()}
         yield ddb, sim, env
 
 

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
+from dev.bench import FUNCTION_CONFIG
 from dev.template import ROOT
 
 
@@ -41,24 +42,12 @@ print("ELAPSED", time.perf_counter() - _t0)
 
 
 def function_env(build: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What the template gives the functions, pointed nowhere (nothing is called at import)."""
+    """The functions' configuration pointed nowhere (nothing is called at import), the build on the path."""
     return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(str(p) for p in artifact_paths(build)),
-        "AWS_REGION": "us-west-2",
-        "AWS_DEFAULT_REGION": "us-west-2",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "CALLS_TABLE_NAME": "bench-calls",
-        "IDEMPOTENCY_TABLE_NAME": "bench-idempotency",
+        **FUNCTION_CONFIG,
         "MILLIS_API_KEY": "bench-key",
-        "WEBHOOK_SECRET": "bench-webhook-secret",
-        "DEFAULT_AGENT_ID": "bench-agent",
-        "VOICE_CONNECTOR_ARN_US_WEST": "arn:aws:chime:us-west-2:111122223333:vc/benchuswest000000000000",
-        "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
-        "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
-        "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here; the SDK is still imported and patched
         **(extra or {}),
     }
 
