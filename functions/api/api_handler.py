@@ -3,7 +3,6 @@ execution environment; routes parse input into models and call one domain method
 
 import hmac
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -35,7 +34,6 @@ from millis_sip.http_api import BridgeResolver
 from millis_sip.millis import HttpMillisGateway
 from millis_sip.models import (
     MAX_WEBHOOK_BODY_BYTES,
-    TOKEN_PATTERN,
     CallId,
     CallView,
     ErrorBody,
@@ -47,13 +45,13 @@ from millis_sip.models import (
     WebhookAck,
 )
 from millis_sip.observability import logger, metrics, tracer
-from millis_sip.registration import WEBHOOK_HEADER, WEBHOOK_PATH, CallService, SessionWebhook
+from millis_sip.registration import CallService
 from millis_sip.secrets import webhook_secret_source
 from millis_sip.store import DYNAMODB_CONFIG, DynamoCallStore
+from millis_sip.webhook import WEBHOOK_HEADER, WEBHOOK_PATH, SessionWebhook
 
 DEADLINE_MARGIN_SECONDS = 1.0  # leave time to store the call and answer before the function times out
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-_TOKEN = re.compile(TOKEN_PATTERN)
 
 settings = Settings.from_env()
 if settings.millis_region.warning:

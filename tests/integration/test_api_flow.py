@@ -14,7 +14,7 @@ import pytest
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.errors import CallAlreadyExists
-from millis_sip.models import CallRecord, CallStatus
+from millis_sip.records import CallRecord, CallStatus
 from millis_sip.store import DynamoCallStore
 from tests.conftest import load_event
 from tests.support.invoke import invoke

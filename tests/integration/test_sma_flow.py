@@ -17,7 +17,7 @@ import pytest
 
 from dev.lambda_context import LocalContext
 from dev.millis_simulator import Fault, MillisSimulator
-from millis_sip.models import CallRecord, CallStatus
+from millis_sip.records import CallRecord, CallStatus
 from millis_sip.store import DynamoCallStore, transaction_key
 from tests.conftest import load_event
 from tests.support.invoke import invoke

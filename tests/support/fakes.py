@@ -9,7 +9,7 @@ from typing import Any
 
 from millis_sip.errors import Attempt, BridgeError, CallAlreadyExists
 from millis_sip.millis import MillisRegistration
-from millis_sip.models import CallRecord, CallStatus
+from millis_sip.records import CallRecord, CallStatus
 from millis_sip.regions import MillisRegion
 from millis_sip.store import TransactionMark, TransactionState
 

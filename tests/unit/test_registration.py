@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from millis_sip.errors import CallNotFound, StoreUnavailable
-from millis_sip.models import CallStatus, RegisterCallRequest
+from millis_sip.models import RegisterCallRequest
+from millis_sip.records import CallStatus
 from millis_sip.registration import CallService
 from tests.support.fakes import FakeGateway, MemoryStore
 

@@ -14,7 +14,7 @@ import pytest
 from millis_sip.config import ChimeSettings, VoiceRoute
 from millis_sip.errors import MillisUnavailable, StoreUnavailable
 from millis_sip.millis import HttpMillisGateway
-from millis_sip.models import CallRecord, CallSource, CallStatus
+from millis_sip.records import CallRecord, CallSource, CallStatus
 from millis_sip.regions import MillisRegion
 from millis_sip.sma import STORE_RESERVE_SECONDS, SipMediaApp, attributes, fallback_response
 from millis_sip.sma_events import SmaEvent

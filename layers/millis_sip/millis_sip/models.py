@@ -10,9 +10,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
 
 from millis_sip.errors import InvalidRequest
-from millis_sip.records import TOKEN_PATTERN, CallRecord, CallSource, CallStatus, iso
-
-__all__ = ["TOKEN_PATTERN", "CallRecord", "CallSource", "CallStatus", "iso"]  # re-exported for the edge
+from millis_sip.records import TOKEN_PATTERN, CallRecord, CallSource, iso
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AGENT_CONFIG_BYTES = 48 * 1024

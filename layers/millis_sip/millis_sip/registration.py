@@ -7,12 +7,11 @@ from datetime import datetime, timedelta
 
 from millis_sip.errors import CallNotFound, StoreUnavailable
 from millis_sip.millis import MillisGateway
-from millis_sip.models import CallRecord, CallStatus, RegisterCallRequest, SessionDataWebhook
-from millis_sip.webhook import WEBHOOK_HEADER, WEBHOOK_PATH, SessionWebhook, utc_now
-
-__all__ = ["WEBHOOK_HEADER", "WEBHOOK_PATH", "CallService", "SessionWebhook", "utc_now"]
+from millis_sip.models import RegisterCallRequest, SessionDataWebhook
 from millis_sip.observability import count_registration, logger
+from millis_sip.records import CallRecord, CallStatus
 from millis_sip.store import CallStore
+from millis_sip.webhook import SessionWebhook, utc_now
 
 
 class CallService:
