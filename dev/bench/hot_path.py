@@ -23,9 +23,10 @@ import httpx
 from dev.bench import load_event
 from dev.lambda_context import LocalContext
 from dev.millis_simulator import MillisSimulator
-from millis_sip.millis import HttpMillisGateway
+from millis_sip.adapters.dynamodb.clients import API_CONFIG, PHONE_CONFIG
+from millis_sip.adapters.dynamodb.store import LOOKUP_INDEX
+from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.observability import logger
-from millis_sip.store import DYNAMODB_CHIME_CONFIG, DYNAMODB_CONFIG, LOOKUP_INDEX
 
 
 @dataclass
@@ -83,10 +84,11 @@ def _run(invoke: Callable[[int], None], stages: dict[str, float], n: int, warmup
 
 def api_path(module: ModuleType, n: int, warmup: int = 30) -> Timings:
     stages: dict[str, float] = defaultdict(float)
-    service = module.service
-    service.register = _timed(stages, "domain", service.register)
-    service._gateway.register = _timed(stages, "millis", service._gateway.register)
-    service._store.put_new = _timed(stages, "dynamodb", service._store.put_new)
+    api = module.api
+    registrar = api.services.registrar
+    registrar.register = _timed(stages, "domain", registrar.register)
+    api.gateway.register = _timed(stages, "millis", api.gateway.register)
+    api.store.put_new = _timed(stages, "dynamodb", api.store.put_new)
     event = load_event("api-create-call.json")
     event["body"] = '{"agent_id": "bench-agent", "metadata": {"crm_ticket": "T-1"}, "lookup_key": "+14155550100"}'
 
@@ -101,11 +103,11 @@ def api_path(module: ModuleType, n: int, warmup: int = 30) -> Timings:
 
 def sma_path(module: ModuleType, n: int, warmup: int = 30) -> Timings:
     stages: dict[str, float] = defaultdict(float)
-    app = module.app
-    app.handle = _timed(stages, "domain", app.handle)
-    app._gateway.register = _timed(stages, "millis", app._gateway.register)
+    sma = module.sma
+    sma.app.handle = _timed(stages, "domain", sma.app.handle)
+    sma.gateway.register = _timed(stages, "millis", sma.gateway.register)
     for name in ("begin_transaction", "pending_for", "commit_inbound"):
-        setattr(app._store, name, _timed(stages, "dynamodb", getattr(app._store, name)))
+        setattr(sma.store, name, _timed(stages, "dynamodb", getattr(sma.store, name)))
     template = load_event("sma-new-inbound-call.json")
 
     def invoke(i: int) -> None:
@@ -124,7 +126,7 @@ def floor(sim: MillisSimulator, endpoint: str, table: str, n: int, *, chime: boo
     """The network calls the path cannot avoid, made directly: one POST to Millis and the DynamoDB calls
     (API: one conditional put; phone call: the transaction put, two index queries, one transaction)."""
     http = HttpMillisGateway.new_client()
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint, config=DYNAMODB_CHIME_CONFIG if chime else DYNAMODB_CONFIG)
+    ddb = boto3.client("dynamodb", endpoint_url=endpoint, config=PHONE_CONFIG if chime else API_CONFIG)
     url = sim.base_url("us-west") + "/register_sip_call"
     payload = {"agent_id": "bench-agent", "metadata": {"crm_ticket": "T-1"}}
     stages: dict[str, float] = defaultdict(float)

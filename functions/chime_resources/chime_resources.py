@@ -1,5 +1,5 @@
 """ChimeResourcesFunction: CloudFormation custom resources for the Chime settings CloudFormation has no
-type for, through the ``chime-sdk-voice`` API (README, "Chime SIP media application"):
+type for, through the ``chime-sdk-voice`` API (docs/chime.md):
 
 - ``Custom::VoiceConnectorOrigination``: a Voice Connector's origination routes (where it sends calls:
   the Millis SIP host). Properties: VoiceConnectorId, Routes [{Host, Port, Protocol, Priority, Weight}].
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -23,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
+from millis_sip.adapters.aws import error_code
+from millis_sip.core.calls import E164
+
 if TYPE_CHECKING:
     from mypy_boto3_chime_sdk_voice import ChimeSDKVoiceClient
 
@@ -30,7 +32,6 @@ logger = logging.getLogger("chime_resources")
 logger.setLevel(logging.INFO)
 
 TIMEOUT_MARGIN_SECONDS = 5.0  # send FAILED this long before the function's own timeout
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 ORIGINATION_SUFFIX = "/origination"
 FAILED_PREFIX = "failed-"  # physical id of a resource whose create failed: nothing to delete
 
@@ -166,7 +167,7 @@ class Resources:
                 try:
                     self._chime.delete_voice_connector_origination(VoiceConnectorId=connector)
                 except ClientError as exc:
-                    if _code(exc) != "NotFoundException":
+                    if error_code(exc) != "NotFoundException":
                         raise
             return physical, {}
         connector = _text(properties, "VoiceConnectorId")
@@ -222,12 +223,8 @@ class Resources:
             self._chime.update_sip_rule(SipRuleId=rule_id, Name=name, Disabled=True)
             self._chime.delete_sip_rule(SipRuleId=rule_id)
         except ClientError as exc:
-            if _code(exc) != "NotFoundException":
+            if error_code(exc) != "NotFoundException":
                 raise
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 _resources: Resources | None = None
@@ -249,7 +246,7 @@ def lambda_handler(event: dict[str, Any], context: Any, *, send: Sender = put_re
         responder.answer("FAILED", _fallback_physical_id(event), reason=f"Invalid properties: {exc}")
     except ClientError as exc:
         logger.exception("chime-sdk-voice refused the change")
-        responder.answer("FAILED", _fallback_physical_id(event), reason=f"{_code(exc)}: {exc}")
+        responder.answer("FAILED", _fallback_physical_id(event), reason=f"{error_code(exc)}: {exc}")
     except Exception as exc:
         logger.exception("Unexpected failure")
         responder.answer("FAILED", _fallback_physical_id(event), reason=f"{type(exc).__name__}: {exc}")

@@ -13,9 +13,10 @@ import pytest
 
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
-from millis_sip.errors import CallAlreadyExists
-from millis_sip.records import CallRecord, CallStatus
-from millis_sip.store import DynamoCallStore
+from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.core.calls import CallRecord, CallStatus
+from millis_sip.core.errors import CallAlreadyExists
+from millis_sip.core.sip import parse_sip_uri
 from tests.conftest import load_event
 from tests.support.invoke import invoke
 from tests.support.rig import TABLE, WEBHOOK_SECRET, LogCapture
@@ -89,11 +90,17 @@ def test_lookup_returns_the_newest_unexpired_registration(api: ModuleType, ddb: 
     first = invoke(api, create_event(agent_id="a", lookup_key=key))[2]
     second = invoke(api, create_event(agent_id="a", lookup_key=key))[2]
     invoke(api, create_event(agent_id="a", lookup_key="+14155550198"))
-    store = DynamoCallStore(api.service._store._client, TABLE)
+    store = DynamoCallStore(api.dynamodb, TABLE)
     now = datetime.now(UTC)
     store.put_new(  # newer, but already expired (TTL deletion lags): never returned
         CallRecord(
-            "expired-1", "sip:x@h.example", "us-west", CallStatus.REGISTERED, now, now - timedelta(seconds=1), key
+            "expired-1",
+            parse_sip_uri("sip:x@h.example"),
+            "us-west",
+            CallStatus.REGISTERED,
+            now,
+            now - timedelta(seconds=1),
+            key,
         )
     )
     event = load_event("api-lookup-call.json")
@@ -111,13 +118,17 @@ def test_lookup_returns_the_newest_unexpired_registration(api: ModuleType, ddb: 
 def test_a_stored_call_is_never_overwritten(api: ModuleType, dynamodb: Any) -> None:
     store = DynamoCallStore(dynamodb, TABLE)
     now = datetime.now(UTC)
-    original = CallRecord("dup-1", "sip:a@one.example", "us-west", CallStatus.REGISTERED, now, now + timedelta(hours=1))
+    original = CallRecord(
+        "dup-1", parse_sip_uri("sip:a@one.example"), "us-west", CallStatus.REGISTERED, now, now + timedelta(hours=1)
+    )
     store.put_new(original)
     with pytest.raises(CallAlreadyExists):
-        store.put_new(CallRecord("dup-1", "sip:b@two.example", "eu-west", CallStatus.REGISTERED, now, now))
+        store.put_new(
+            CallRecord("dup-1", parse_sip_uri("sip:b@two.example"), "eu-west", CallStatus.REGISTERED, now, now)
+        )
     stored = store.get("dup-1")
     assert stored is not None
-    assert (stored.sip_uri, stored.millis_region) == ("sip:a@one.example", "us-west")
+    assert (str(stored.sip_uri), stored.millis_region) == ("sip:a@one.example", "us-west")
     assert stored.expires_at == original.expires_at.replace(microsecond=0)
 
 

@@ -160,7 +160,7 @@ def test_a_phone_call_is_bridged_whatever_dynamodb_does(sma: ModuleType, operati
     event = load_event("sma-new-inbound-call.json")
     event["CallDetails"]["TransactionId"] = str(uuid.uuid4())
     event["CallDetails"]["Participants"][0]["From"] = "+1206" + str(uuid.uuid4().int)[:7]
-    client = sma.app._store._client
+    client = sma.sma.dynamodb
     with dynamodb_fails(client, operation, "ThrottlingException", times=10):
         answer = sma.lambda_handler(event, LocalContext())
     validate_response(answer)
@@ -172,21 +172,21 @@ def test_the_secret_failing_at_cold_start_is_retried_on_the_next_invocation(
     make_api: Callable[..., ModuleType], sim: MillisSimulator
 ) -> None:
     api = make_api()
-    key_source = api.service._gateway._api_key
+    key_source = api.gateway._api_key
     calls = {"n": 0}
     real = key_source.__call__
 
     def flaky() -> str:
         calls["n"] += 1
         if calls["n"] == 1:
-            from millis_sip.errors import MillisKeyUnavailable
+            from millis_sip.core.errors import MillisKeyUnavailable
 
             raise MillisKeyUnavailable(
                 "Could not read the Millis API key from Secrets Manager (Throttling); will retry."
             )
         return str(real())
 
-    api.service._gateway._api_key = flaky
+    api.gateway._api_key = flaky
     status, headers, answer = create(api)
     assert (status, answer["error"], headers["retry-after"]) == (503, "millis_key_unavailable", "2")
     assert sim.registrations() == []  # nothing was sent without a key

@@ -17,8 +17,10 @@ import pytest
 
 from dev.lambda_context import LocalContext
 from dev.millis_simulator import Fault, MillisSimulator
-from millis_sip.records import CallRecord, CallStatus
-from millis_sip.store import DynamoCallStore, transaction_key
+from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.core.calls import CallRecord, CallStatus
+from millis_sip.core.router import transaction_key
+from millis_sip.core.sip import parse_sip_uri
 from tests.conftest import load_event
 from tests.support.invoke import invoke
 from tests.support.rig import TABLE, VOICE_CONNECTOR_EU_WEST, VOICE_CONNECTOR_US_WEST, LogCapture
@@ -162,7 +164,7 @@ def test_concurrent_claims_on_dynamodb_have_exactly_one_winner(dynamodb: Any) ->
     key = fresh_caller()
     record = CallRecord(
         call_id=f"race-{uuid.uuid4().hex}",
-        sip_uri="sip:call-race@sip-us-west.millis-simulator.test",
+        sip_uri=parse_sip_uri("sip:call-race@sip-us-west.millis-simulator.test"),
         millis_region="us-west",
         status=CallStatus.REGISTERED,
         created_at=now,
@@ -233,7 +235,7 @@ def test_millis_down_in_both_regions_releases_the_caller(
     assert [a["Type"] for a in result["Actions"]] == ["Speak", "Hangup"]
     reason = result["TransactionAttributes"]["failure_reason"]
     assert reason in {"millis_unavailable", "millis_bad_response"}
-    mark = item(dynamodb, transaction_key(event["CallDetails"]["TransactionId"], 1))
+    mark = item(dynamodb, transaction_key("chime", event["CallDetails"]["TransactionId"], 1))
     assert (mark["state"], mark["reason"]) == ("failed", reason)
 
 

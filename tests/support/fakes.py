@@ -1,17 +1,19 @@
-"""In-memory stand-ins for the two ports, for unit tests of logic that does not care about storage."""
+"""In-memory implementations of the core's ports, for unit tests of logic that does not care about storage.
+``MemoryStore`` is held to the same contract as the DynamoDB adapter by tests/integration/test_store_contract.py,
+so it cannot drift from what DynamoDB Local does."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from millis_sip.errors import Attempt, BridgeError, CallAlreadyExists
-from millis_sip.millis import MillisRegistration
-from millis_sip.records import CallRecord, CallStatus
-from millis_sip.regions import MillisRegion
-from millis_sip.store import TransactionMark, TransactionState
+from millis_sip.core.calls import FIELDS_OF_MOVE, MOVES, OPEN, CallRecord, CallStatus
+from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists
+from millis_sip.core.ports import MillisRegistration, MillisReport, SessionOutcome, TransactionMark, TransactionState
+from millis_sip.core.regions import MillisRegion
+from millis_sip.core.sip import parse_sip_uri
 
 
 class FakeGateway:
@@ -34,24 +36,52 @@ class FakeGateway:
         region = regions[0] if regions else MillisRegion.US_WEST
         host = self.host.format(region=region.value)
         return MillisRegistration(
-            f"fake-{n}", f"sip:call-fake-{n}@{host}", region, (Attempt(region.value, "ok", 12.0),)
+            f"fake-{n}", parse_sip_uri(f"sip:call-fake-{n}@{host}"), region, (Attempt(region.value, "ok", 12.0),)
         )
 
 
+@dataclass
+class _Marker:
+    mark: TransactionMark
+    lease_until: datetime | None = None
+
+
+@dataclass
 class MemoryStore:
-    def __init__(self, fail_with: BridgeError | None = None) -> None:
-        self.items: dict[str, CallRecord] = {}
-        self.fail_with = fail_with
-        self.operations = 0
+    """The call store in memory: the same conditions as DynamoCallStore, no I/O. ``fail_with`` makes every
+    operation raise (a store that is down); ``operations`` counts them."""
+
+    fail_with: BridgeError | None = None
+    items: dict[str, CallRecord] = field(default_factory=dict)
+    markers: dict[str, _Marker] = field(default_factory=dict)
+    operations: int = 0
 
     def _touch(self) -> None:
         self.operations += 1
         if self.fail_with is not None:
             raise self.fail_with
 
+    @property
+    def marks(self) -> dict[str, TransactionMark]:
+        return {key: marker.mark for key, marker in self.markers.items()}
+
+    def mark(
+        self,
+        key: str,
+        state: TransactionState,
+        *,
+        lease_until: datetime | None = None,
+        millis_call_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Set a phone call's marker as another invocation would have left it."""
+        self.markers[key] = _Marker(TransactionMark(state, millis_call_id, reason), lease_until)
+
+    # --- CallStore ------------------------------------------------------------------------------------
+
     def put_new(self, record: CallRecord) -> None:
         self._touch()
-        if record.call_id in self.items:
+        if record.call_id in self.items or record.call_id in self.markers:
             raise CallAlreadyExists(record.call_id)
         self.items[record.call_id] = record
 
@@ -61,85 +91,119 @@ class MemoryStore:
 
     def latest_for(self, lookup_key: str, now: datetime) -> CallRecord | None:
         self._touch()
-        live = [
-            r
-            for r in self.items.values()
-            if r.lookup_key == lookup_key and r.expires_at > now and r.status is CallStatus.REGISTERED
-        ]
-        return max(live, key=lambda r: r.created_at, default=None)
+        pending = self._pending(lookup_key, now)
+        return pending[0] if pending else None
 
     def close_session(
-        self, call_id: str, *, status: CallStatus, reason: str, now: datetime, expires_at: datetime, **fields: Any
-    ) -> str:
+        self,
+        call_id: str,
+        *,
+        status: CallStatus,
+        reason: str,
+        now: datetime,
+        expires_at: datetime,
+        report: MillisReport,
+    ) -> SessionOutcome:
         self._touch()
         stored = self.items.get(call_id)
         if stored is None:
-            return "unknown"
-        known = {k: v for k, v in fields.items() if v is not None}
-        is_open = stored.status in (CallStatus.REGISTERED, CallStatus.CLAIMED, CallStatus.BRIDGED)
-        changes: dict[str, Any] = {**known, "ended_at": stored.ended_at or now}
+            return SessionOutcome.UNKNOWN
+        changes: dict[str, Any] = {"ended_at": stored.ended_at or now}
+        if report.call_status is not None:
+            changes["millis_call_status"] = report.call_status
+        if report.duration_seconds is not None:
+            changes["millis_duration_seconds"] = report.duration_seconds
+        if report.session_id is not None:
+            changes["millis_session_id"] = report.session_id
+        is_open = stored.status in OPEN
         if is_open:
             changes.update(status=status, expires_at=expires_at, reason=reason)
-            if stored.duration_seconds is None and known.get("millis_duration_seconds") is not None:
-                changes["duration_seconds"] = known["millis_duration_seconds"]
+            if stored.duration_seconds is None and report.duration_seconds is not None:
+                changes["duration_seconds"] = report.duration_seconds
         self.items[call_id] = replace(stored, **changes)
-        return "closed" if is_open else "annotated"
+        return SessionOutcome.CLOSED if is_open else SessionOutcome.ANNOTATED
 
-
-class MemoryInboundStore(MemoryStore):
-    """The SIP media application's store in memory: the same conditions as DynamoCallStore, no I/O."""
-
-    def __init__(self, fail_with: BridgeError | None = None) -> None:
-        super().__init__(fail_with)
-        self.marks: dict[str, TransactionMark] = {}
+    # --- InboundCallStore -----------------------------------------------------------------------------
 
     def begin_transaction(
         self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime
     ) -> TransactionMark:
         self._touch()
-        mark = self.marks.get(key)
-        lease_over = mark is not None and mark.lease_until is not None and mark.lease_until < now
-        if mark is None or (mark.state is TransactionState.PENDING and lease_over):
-            self.marks[key] = TransactionMark(
-                TransactionState.PENDING, lease_until=now + timedelta(seconds=lease_seconds)
+        marker = self.markers.get(key)
+        lease_over = marker is not None and marker.lease_until is not None and marker.lease_until < now
+        if marker is None or (marker.mark.state is TransactionState.PENDING and lease_over):
+            self.markers[key] = _Marker(
+                TransactionMark(TransactionState.PENDING), lease_until=now + timedelta(seconds=lease_seconds)
             )
             return TransactionMark(TransactionState.ACQUIRED)
-        return mark
+        return marker.mark
 
     def fail_transaction(self, key: str, reason: str) -> None:
         self._touch()
-        self.marks[key] = TransactionMark(TransactionState.FAILED, reason=reason)
+        marker = self.markers.setdefault(key, _Marker(TransactionMark(TransactionState.FAILED)))
+        marker.mark = replace(marker.mark, state=TransactionState.FAILED, reason=reason)
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         self._touch()
-        found = [
-            r
-            for r in self.items.values()
-            if r.lookup_key == lookup_key and r.expires_at > now and r.status is CallStatus.REGISTERED
-        ]
-        return sorted(found, key=lambda r: r.created_at, reverse=True)
+        return self._pending(lookup_key, now)[:5]
 
     def commit_inbound(self, record: CallRecord, *, transaction_key: str | None, claim: bool, now: datetime) -> bool:
         self._touch()
         stored = self.items.get(record.call_id)
         if claim:
-            if stored is None or stored.status is not CallStatus.REGISTERED or stored.expires_at <= now:
+            unclaimed = (
+                stored is not None
+                and stored.status is CallStatus.REGISTERED
+                and stored.expires_at > now
+                and stored.transaction_id is None
+            )
+            again = (
+                stored is not None
+                and stored.status is CallStatus.CLAIMED
+                and stored.transaction_id == record.transaction_id
+            )
+            if stored is None or not (unclaimed or again):
                 return False
+            record = replace(
+                stored,
+                status=CallStatus.CLAIMED,
+                transaction_id=record.transaction_id,
+                caller_number=record.caller_number or stored.caller_number,
+                dialed_number=record.dialed_number or stored.dialed_number,
+            )
         elif stored is not None:
             raise CallAlreadyExists(record.call_id)
         self.items[record.call_id] = record
         if transaction_key is not None:
-            self.marks[transaction_key] = TransactionMark(TransactionState.DONE, millis_call_id=record.call_id)
+            marker = self.markers.setdefault(transaction_key, _Marker(TransactionMark(TransactionState.DONE)))
+            marker.mark = replace(marker.mark, state=TransactionState.DONE, millis_call_id=record.call_id)
         return True
 
     def transition(
         self, snapshot: CallRecord, to: CallStatus, *, allowed_from: tuple[CallStatus, ...], now: datetime
     ) -> bool:
         self._touch()
+        assert set(allowed_from) <= set(MOVES[to]), f"{allowed_from} -> {to} is not a move of the state machine"
         stored = self.items.get(snapshot.call_id)
-        if stored is not None and (
-            stored.status not in allowed_from or stored.transaction_id != snapshot.transaction_id
-        ):
+        if stored is None:
+            self.items[snapshot.call_id] = replace(snapshot, status=to)
+            return True
+        if stored.status not in allowed_from or stored.transaction_id != snapshot.transaction_id:
             return False
-        self.items[snapshot.call_id] = replace(snapshot, status=to)
+        moved = replace(snapshot, status=to)
+        # As DynamoDB's update: the move's own fields overwrite; every other field keeps what is stored.
+        own = {"status", "expires_at", *FIELDS_OF_MOVE.get(to, ())}
+        merged = {
+            name: getattr(moved, name) if name in own or getattr(stored, name) is None else getattr(stored, name)
+            for name in CallRecord.__dataclass_fields__
+        }
+        self.items[snapshot.call_id] = CallRecord(**merged)
         return True
+
+    def _pending(self, lookup_key: str, now: datetime) -> list[CallRecord]:
+        found = [
+            r
+            for r in self.items.values()
+            if r.lookup_key == lookup_key and r.expires_at > now and r.status is CallStatus.REGISTERED
+        ]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)

@@ -1,17 +1,58 @@
-"""Invoke a function's handler in-process with an API Gateway event and unpack its proxy response."""
+"""Run the management API in-process: ApiFunction's own wiring (``api_handler.compose``) over in-memory
+ports, or a loaded entry module's handler, with an API Gateway event; unpack its proxy response."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
+import api_handler
 from dev.lambda_context import LocalContext
+from millis_sip.adapters.secrets import StaticApiKey
+from millis_sip.config import Settings
+from millis_sip.core.ports import Clock
+from tests.support.fakes import FakeGateway, MemoryStore
 
 
-def invoke(module: ModuleType, event: dict[str, Any], **context: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
-    response = module.lambda_handler(event, LocalContext(**context))
+class Handler(Protocol):
+    def lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]: ...
+
+
+class FakeApi:
+    """The management API as ApiFunction composes it, over a fake Millis and an in-memory store."""
+
+    def __init__(
+        self,
+        gateway: FakeGateway | None = None,
+        store: MemoryStore | None = None,
+        *,
+        webhook_secret: str | None = None,
+        clock: Clock | None = None,
+        **settings: Any,
+    ) -> None:
+        self.gateway = gateway if gateway is not None else FakeGateway()
+        self.store = store if store is not None else MemoryStore()
+        self.settings = dataclasses.replace(Settings.from_env(), **settings)
+        self.app, self.services = api_handler.compose(
+            self.settings,
+            gateway=self.gateway,
+            store=self.store,
+            webhook_secret=StaticApiKey(webhook_secret) if webhook_secret else None,
+            idempotency=None,
+            clock=clock,
+        )
+
+    def lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self.app.resolve(event, context)
+
+
+def unpack(response: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     for name, values in (response.get("multiValueHeaders") or {}).items():
         headers[name.lower()] = ",".join(values)
     return response["statusCode"], headers, json.loads(response["body"])
+
+
+def invoke(target: Handler, event: dict[str, Any], **context: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
+    return unpack(target.lambda_handler(event, LocalContext(**context)))

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from dev.dynamodb_local import DynamoDBLocal
+from dev.function_env import SIMULATOR_VOICE_CONNECTORS, function_env
 from dev.functions import load_function
 from dev.millis_simulator import MillisSimulator
 from dev.template import create_table
@@ -55,28 +56,22 @@ def sim(simulator: MillisSimulator) -> Iterator[MillisSimulator]:
     simulator.clear()
 
 
-VOICE_CONNECTOR_US_WEST = "arn:aws:chime:us-west-2:111122223333:vc/uswestconnector0000000a"
-VOICE_CONNECTOR_EU_WEST = "arn:aws:chime:us-west-2:111122223333:vc/euwestconnector0000000b"
-SMA_ENV = {
-    "DEFAULT_AGENT_ID": "phone-agent",
-    "VOICE_CONNECTOR_ARN_US_WEST": VOICE_CONNECTOR_US_WEST,
-    "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
-    "VOICE_CONNECTOR_ARN_EU_WEST": VOICE_CONNECTOR_EU_WEST,
-    "MILLIS_SIP_HOST_EU_WEST": "sip-eu-west.millis-simulator.test",
-}
+VOICE_CONNECTOR_US_WEST = SIMULATOR_VOICE_CONNECTORS["VOICE_CONNECTOR_ARN_US_WEST"]
+VOICE_CONNECTOR_EU_WEST = SIMULATOR_VOICE_CONNECTORS["VOICE_CONNECTOR_ARN_EU_WEST"]
 
 
 def _loader(
-    module: str, defaults: dict[str, str], ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch
+    module: str, ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch, **defaults: str
 ) -> Callable[..., ModuleType]:
     def make(**overrides: str) -> ModuleType:
-        env = {
-            **sim.env(),
-            "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
-            "CALLS_TABLE_NAME": TABLE,
-            **defaults,
-            **overrides,
-        }
+        env = function_env(
+            calls_table=TABLE,
+            millis=sim.env(),
+            dynamodb_endpoint=ddb.endpoint,
+            idempotency_table=IDEMPOTENCY_TABLE,
+            webhook_secret=WEBHOOK_SECRET,
+            extra={**defaults, **overrides},
+        )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         return load_function(module)
@@ -87,13 +82,7 @@ def _loader(
 @pytest.fixture
 def make_api(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
     """Loads ApiFunction's entry module as a fresh execution environment pointed at the rig."""
-    return _loader(
-        "api_handler",
-        {"IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE, "WEBHOOK_SECRET": WEBHOOK_SECRET},
-        ddb,
-        sim,
-        monkeypatch,
-    )
+    return _loader("api_handler", ddb, sim, monkeypatch)
 
 
 @pytest.fixture
@@ -104,7 +93,7 @@ def api(make_api: Callable[..., ModuleType]) -> ModuleType:
 @pytest.fixture
 def make_sma(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
     """Loads SipMediaAppFunction's entry module, with Voice Connectors routing to the simulator's SIP hosts."""
-    return _loader("sma_handler", SMA_ENV, ddb, sim, monkeypatch)
+    return _loader("sma_handler", ddb, sim, monkeypatch, DEFAULT_AGENT_ID="phone-agent", **SIMULATOR_VOICE_CONNECTORS)
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ import pytest
 
 from dev.build import HOST_ARCH, sam_build
 from dev.dynamodb_local import DynamoDBLocal
+from dev.function_env import SIMULATOR_VOICE_CONNECTORS, function_env
 from dev.millis_simulator import MillisSimulator
 from tests.conftest import EVENTS
-from tests.support.rig import SMA_ENV, TABLE
+from tests.support.rig import TABLE
 from tests.support.sma_schema import validate_response
 
 pytestmark = pytest.mark.template
@@ -35,7 +36,7 @@ def test_built_function_holds_only_its_entry_module(host_build: Path) -> None:
 
 def test_built_layer_holds_the_package_its_data_and_no_tests(host_build: Path) -> None:
     python = host_build / "MillisSipLayer" / "python"
-    assert (python / "millis_sip" / "data" / "regions.csv").is_file()
+    assert (python / "millis_sip" / "core" / "data" / "regions.csv").is_file()
     assert (python / "httpx").is_dir()
     assert (python / "aws_lambda_powertools").is_dir()
     assert not list(python.glob("tests")) and not list(python.glob("millis_sip/**/__pycache__"))
@@ -68,17 +69,7 @@ def run_built(
     )
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "AWS_REGION": "us-west-2",
-        "AWS_DEFAULT_REGION": "us-west-2",
-        "AWS_ACCESS_KEY_ID": "build",
-        "AWS_SECRET_ACCESS_KEY": "build",
-        "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
-        "CALLS_TABLE_NAME": TABLE,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
-        "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
-        **simulator.env(),
-        **extra_env,
+        **function_env(calls_table=TABLE, millis=simulator.env(), dynamodb_endpoint=ddb.endpoint, extra=extra_env),
     }
     result = subprocess.run(
         [sys.executable, "-S", "-B", "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -110,13 +101,14 @@ def test_built_sip_media_app_bridges_a_new_inbound_call(
     event["CallDetails"]["Participants"][0]["From"] = "+1206" + str(uuid.uuid4().int)[:7]
     path = tmp_path / name
     path.write_text(json.dumps(event))
-    outcome = run_built(host_build, "SipMediaAppFunction", "sma_handler", path, ddb, simulator, **SMA_ENV)
+    phone = {"DEFAULT_AGENT_ID": "phone-agent", **SIMULATOR_VOICE_CONNECTORS}
+    outcome = run_built(host_build, "SipMediaAppFunction", "sma_handler", path, ddb, simulator, **phone)
     response = outcome["response"]
     validate_response(response)
     [action] = response["Actions"]
     assert action["Type"] == "CallAndBridge"
     [endpoint] = action["Parameters"]["Endpoints"]
-    assert endpoint["Arn"] == SMA_ENV["VOICE_CONNECTOR_ARN_US_WEST"]
+    assert endpoint["Arn"] == SIMULATOR_VOICE_CONNECTORS["VOICE_CONNECTOR_ARN_US_WEST"]
     assert endpoint["Uri"].startswith("call-sim-")
     assert len(simulator.registrations()) == 1
 

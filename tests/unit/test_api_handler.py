@@ -1,4 +1,4 @@
-"""ApiFunction routes and error mapping, with the ports swapped for fakes (no sockets)."""
+"""ApiFunction routes and error mapping, with its own wiring over in-memory ports (no sockets)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-import api_handler
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
-from millis_sip.errors import (
+from millis_sip.core.errors import (
     Attempt,
     BridgeError,
     CallAlreadyExists,
@@ -22,10 +21,10 @@ from millis_sip.errors import (
     MillisUnavailable,
     StoreUnavailable,
 )
-from millis_sip.models import MAX_BODY_BYTES
-from millis_sip.registration import CallService
+from millis_sip.edges.http.models import MAX_BODY_BYTES
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryStore
+from tests.support.invoke import FakeApi
 from tests.support.invoke import invoke as invoke_handler
 
 
@@ -36,15 +35,12 @@ def _fresh_environment() -> None:
 
 
 @pytest.fixture
-def ports(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeGateway, MemoryStore]:
-    gateway, store = FakeGateway(), MemoryStore()
-    service = CallService(gateway, store, ttl_seconds=3600, default_agent_id=None)
-    monkeypatch.setattr(api_handler, "service", service)
-    return gateway, store
+def api() -> FakeApi:
+    return FakeApi()
 
 
-def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
-    return invoke_handler(api_handler, event)
+def invoke(api: FakeApi, event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    return invoke_handler(api, event)
 
 
 def post(body: str | bytes | dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
@@ -59,9 +55,9 @@ def post(body: str | bytes | dict[str, Any] | None, **overrides: Any) -> dict[st
     return event
 
 
-def test_the_create_event_registers_and_answers_201(ports: tuple[FakeGateway, MemoryStore]) -> None:
-    gateway, store = ports
-    status, headers, body = invoke(load_event("api-create-call.json"))
+def test_the_create_event_registers_and_answers_201(api: FakeApi) -> None:
+    gateway, store = api.gateway, api.store
+    status, headers, body = invoke(api, load_event("api-create-call.json"))
     assert status == 201
     assert headers["content-type"] == "application/json"
     assert set(body) >= {"call_id", "sip_uri", "millis_region", "lookup_key", "status", "created_at", "expires_at"}
@@ -77,35 +73,35 @@ def test_the_create_event_registers_and_answers_201(ports: tuple[FakeGateway, Me
     ]
 
 
-def test_the_budget_stays_inside_the_function_timeout(ports: tuple[FakeGateway, MemoryStore]) -> None:
-    gateway, _ = ports
-    api_handler.lambda_handler(load_event("api-create-call.json"), LocalContext(timeout_seconds=5))
+def test_the_budget_stays_inside_the_function_timeout(api: FakeApi) -> None:
+    gateway = api.gateway
+    api.lambda_handler(load_event("api-create-call.json"), LocalContext(timeout_seconds=5))
     assert 3.5 < gateway.budgets[0] <= 4.0
 
 
-def test_get_and_lookup_events(ports: tuple[FakeGateway, MemoryStore]) -> None:
-    _, _created_headers, created = invoke(load_event("api-create-call.json"))
+def test_get_and_lookup_events(api: FakeApi) -> None:
+    _, _created_headers, created = invoke(api, load_event("api-create-call.json"))
     get_event = load_event("api-get-call.json")
     get_event["pathParameters"]["call_id"] = created["call_id"]
     get_event["path"] = f"/calls/{created['call_id']}"
-    status, _, got = invoke(get_event)
+    status, _, got = invoke(api, get_event)
     assert (status, got) == (200, created)
-    status, _, found = invoke(load_event("api-lookup-call.json"))
+    status, _, found = invoke(api, load_event("api-lookup-call.json"))
     assert (status, found["call_id"]) == (200, created["call_id"])
 
 
-def test_unknown_call_is_404_with_a_hint(ports: tuple[FakeGateway, MemoryStore]) -> None:
-    status, _, body = invoke(load_event("api-get-call.json"))
+def test_unknown_call_is_404_with_a_hint(api: FakeApi) -> None:
+    status, _, body = invoke(api, load_event("api-get-call.json"))
     assert status == 404
     assert body["error"] == "call_not_found"
     assert body["hint"]
     assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 
-def test_lookup_without_a_key_is_400(ports: tuple[FakeGateway, MemoryStore]) -> None:
+def test_lookup_without_a_key_is_400(api: FakeApi) -> None:
     event = load_event("api-lookup-call.json")
     event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
-    status, _, body = invoke(event)
+    status, _, body = invoke(api, event)
     assert status == 400
     assert body["details"][0]["field"] == "query.lookup_key"
 
@@ -152,10 +148,10 @@ def test_lookup_without_a_key_is_400(ports: tuple[FakeGateway, MemoryStore]) -> 
     ],
 )
 def test_bad_input_is_a_4xx_and_reaches_neither_millis_nor_dynamodb(
-    ports: tuple[FakeGateway, MemoryStore], body: Any, status: int, code: str
+    api: FakeApi, body: Any, status: int, code: str
 ) -> None:
-    gateway, store = ports
-    got_status, headers, answer = invoke(post(body))
+    gateway, store = api.gateway, api.store
+    got_status, headers, answer = invoke(api, post(body))
     assert (got_status, answer["error"]) == (status, code)
     assert answer["message"]
     assert headers["content-type"] == "application/json"
@@ -163,20 +159,56 @@ def test_bad_input_is_a_4xx_and_reaches_neither_millis_nor_dynamodb(
     assert store.operations == 0
 
 
-def test_non_json_content_type_is_415(ports: tuple[FakeGateway, MemoryStore]) -> None:
-    gateway, _ = ports
+def test_non_json_content_type_is_415(api: FakeApi) -> None:
+    gateway = api.gateway
     event = post("agent_id=a")
     event["headers"]["Content-Type"] = "text/plain"
     event["multiValueHeaders"]["Content-Type"] = ["text/plain"]
-    status, _, body = invoke(event)
+    status, _, body = invoke(api, event)
     assert (status, body["error"]) == (415, "unsupported_media_type")
     assert gateway.calls == []
 
 
-def test_unknown_route_is_a_json_404(ports: tuple[FakeGateway, MemoryStore]) -> None:
+def with_content_type(event: dict[str, Any], value: str) -> dict[str, Any]:
+    for headers in (event["headers"], event["multiValueHeaders"]):
+        for name in [n for n in headers if n.lower() == "content-type"]:
+            del headers[name]
+    event["headers"]["Content-Type"] = value
+    event["multiValueHeaders"]["Content-Type"] = [value]
+    return event
+
+
+def test_a_form_body_is_415_not_a_confusing_400(api: FakeApi) -> None:
+    # curl -d without -H sends application/x-www-form-urlencoded; Powertools would parse it as a form.
+    event = with_content_type(post({"agent_id": "a"}), "application/x-www-form-urlencoded")
+    status, _, body = invoke(api, event)
+    assert (status, body["error"]) == (415, "unsupported_media_type")
+    assert "curl" in body["hint"]
+    assert api.gateway.calls == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["APPLICATION/JSON", "Application/Json; charset=UTF-8", "application/vnd.api+json", "application/json"],
+)
+def test_media_types_are_case_insensitive_and_json_suffixes_are_json(api: FakeApi, content_type: str) -> None:
+    status, _, body = invoke(api, with_content_type(post({"agent_id": "a"}), content_type))
+    assert status == 201, body
+
+
+def test_a_raw_plus_in_a_lookup_key_gets_a_hint_to_encode_it(api: FakeApi) -> None:
+    event = load_event("api-lookup-call.json")
+    event["queryStringParameters"] = {"lookup_key": " 14155550100"}  # what "?lookup_key=+1415..." decodes to
+    event["multiValueQueryStringParameters"] = {"lookup_key": [" 14155550100"]}
+    status, _, body = invoke(api, event)
+    assert status == 400
+    assert "%2B" in body["hint"]
+
+
+def test_unknown_route_is_a_json_404(api: FakeApi) -> None:
     event = load_event("api-lookup-call.json")
     event["path"] = "/nothing"
-    status, _, body = invoke(event)
+    status, _, body = invoke(api, event)
     assert (status, body["error"]) == (404, "route_not_found")
 
 
@@ -197,24 +229,20 @@ ATTEMPTS = (Attempt("us-west", "http_503", 10.0), Attempt("eu-west", "timeout", 
     ],
 )
 def test_millis_failures_map_to_precise_statuses(
-    monkeypatch: pytest.MonkeyPatch, error: BridgeError, status: int, code: str, retry_after: str | None
+    error: BridgeError, status: int, code: str, retry_after: str | None
 ) -> None:
     store = MemoryStore()
-    monkeypatch.setattr(
-        api_handler, "service", CallService(FakeGateway(error), store, ttl_seconds=60, default_agent_id=None)
-    )
-    got_status, headers, body = invoke(load_event("api-create-call.json"))
+    api = FakeApi(FakeGateway(error), store)
+    got_status, headers, body = invoke(api, load_event("api-create-call.json"))
     assert (got_status, body["error"]) == (status, code)
     assert headers.get("retry-after") == retry_after
     assert store.items == {}
 
 
-def test_millis_detail_is_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_millis_detail_is_passed_on() -> None:
     error = MillisRejectedRequest("refused", status=404, detail="Agent my-agent-id not found")
-    monkeypatch.setattr(
-        api_handler, "service", CallService(FakeGateway(error), MemoryStore(), ttl_seconds=60, default_agent_id=None)
-    )
-    _, _, body = invoke(load_event("api-create-call.json"))
+    api = FakeApi(FakeGateway(error), MemoryStore())
+    _, _, body = invoke(api, load_event("api-create-call.json"))
     assert body["details"][0] == {"millis_status": 404, "millis_detail": "Agent my-agent-id not found"}
 
 
@@ -225,25 +253,21 @@ def test_millis_detail_is_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
         (CallAlreadyExists("x"), 502),
     ],
 )
-def test_store_failures_are_not_acknowledged(monkeypatch: pytest.MonkeyPatch, error: BridgeError, status: int) -> None:
-    monkeypatch.setattr(
-        api_handler, "service", CallService(FakeGateway(), MemoryStore(error), ttl_seconds=60, default_agent_id=None)
-    )
-    got_status, headers, body = invoke(load_event("api-create-call.json"))
+def test_store_failures_are_not_acknowledged(error: BridgeError, status: int) -> None:
+    api = FakeApi(FakeGateway(), MemoryStore(error))
+    got_status, headers, body = invoke(api, load_event("api-create-call.json"))
     assert got_status == status
     assert "call_id" not in body
     if status == 503:
         assert headers["retry-after"] == "2"
 
 
-def test_an_unexpected_exception_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_exception_is_a_json_500() -> None:
     class Broken(FakeGateway):
         def register(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("bug")
 
-    monkeypatch.setattr(
-        api_handler, "service", CallService(Broken(), MemoryStore(), ttl_seconds=60, default_agent_id=None)
-    )
-    status, _, body = invoke(load_event("api-create-call.json"))
+    api = FakeApi(Broken(), MemoryStore())
+    status, _, body = invoke(api, load_event("api-create-call.json"))
     assert (status, body["error"]) == (500, "internal_error")
     assert "bug" not in body["message"]

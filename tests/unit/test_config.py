@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from millis_sip.config import DEFAULT_MILLIS_URLS, Settings
-from millis_sip.errors import ConfigurationError
-from millis_sip.regions import MillisRegion
+from millis_sip.core.errors import ConfigurationError
+from millis_sip.core.regions import MillisRegion
 
 
 def test_defaults_use_the_documented_hosts_and_the_nearest_region() -> None:

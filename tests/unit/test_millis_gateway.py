@@ -9,15 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from millis_sip.errors import (
+from millis_sip.adapters.millis_http import MAX_RESPONSE_BYTES, HttpMillisGateway
+from millis_sip.core.errors import (
     MillisAuthError,
     MillisBadResponse,
     MillisKeyUnavailable,
     MillisRejectedRequest,
     MillisUnavailable,
 )
-from millis_sip.millis import MAX_RESPONSE_BYTES, HttpMillisGateway
-from millis_sip.regions import MillisRegion
+from millis_sip.core.regions import MillisRegion
 
 KEY = "pk_live_secret_value"
 URLS = {MillisRegion.US_WEST: "https://us.example/", MillisRegion.EU_WEST: "https://eu.example"}
@@ -71,7 +71,7 @@ def test_posts_the_callers_fields_with_the_raw_key() -> None:
         "include_metadata_in_prompt": False,
     }
     result = gateway({"us.example": [ok()]}, seen).register(payload, budget=5)
-    assert (result.call_id, result.sip_uri, result.region) == ("c-1", OK["sip_uri"], MillisRegion.US_WEST)
+    assert (result.call_id, str(result.sip_uri), result.region) == ("c-1", OK["sip_uri"], MillisRegion.US_WEST)
     request = seen[0]
     assert request.method == "POST"
     assert str(request.url) == "https://us.example/register_sip_call"
@@ -82,12 +82,12 @@ def test_posts_the_callers_fields_with_the_raw_key() -> None:
 
 def test_accepts_the_sip_spelling_of_the_uri_field() -> None:
     result = gateway({"us.example": [ok(call_id="c-2", sip="sip:call-c-2@h.example")]}, []).register({}, budget=5)
-    assert result.sip_uri == "sip:call-c-2@h.example"
+    assert str(result.sip_uri) == "sip:call-c-2@h.example"
 
 
 def test_prefers_sip_uri_when_both_spellings_are_present() -> None:
     answer = ok(call_id="c-3", sip_uri="sip:a@one.example", sip="sip:b@two.example")
-    assert gateway({"us.example": [answer]}, []).register({}, budget=5).sip_uri == "sip:a@one.example"
+    assert str(gateway({"us.example": [answer]}, []).register({}, budget=5).sip_uri) == "sip:a@one.example"
 
 
 @pytest.mark.parametrize(

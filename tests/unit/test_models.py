@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from millis_sip.errors import InvalidRequest
-from millis_sip.models import MAX_METADATA_DEPTH, RegisterCallRequest
+from millis_sip.core.errors import InvalidRequest
+from millis_sip.edges.http.models import MAX_METADATA_DEPTH, RegisterCallRequest
 
 
 def parse(body: dict[str, Any]) -> RegisterCallRequest:
@@ -15,7 +15,10 @@ def parse(body: dict[str, Any]) -> RegisterCallRequest:
 
 def test_only_the_fields_the_caller_sent_are_forwarded() -> None:
     request = parse({"agent_id": "a", "metadata": {"x": [1, {"y": None}]}, "lookup_key": "+14155550100"})
-    assert request.millis_payload(default_agent_id="fallback") == {"agent_id": "a", "metadata": {"x": [1, {"y": None}]}}
+    assert request.to_command().millis_payload(default_agent_id="fallback") == {
+        "agent_id": "a",
+        "metadata": {"x": [1, {"y": None}]},
+    }
 
 
 def test_all_four_millis_fields_pass_through_unchanged() -> None:
@@ -25,17 +28,19 @@ def test_all_four_millis_fields_pass_through_unchanged() -> None:
         "metadata": {},
         "include_metadata_in_prompt": True,
     }
-    assert parse(body).millis_payload(None) == body
+    assert parse(body).to_command().millis_payload(None) == body
 
 
 def test_default_agent_fills_in_only_when_no_agent_was_named() -> None:
-    assert parse({}).millis_payload("default-agent") == {"agent_id": "default-agent"}
-    assert parse({"agent_config": {"prompt": "p"}}).millis_payload("default-agent") == {"agent_config": {"prompt": "p"}}
+    assert parse({}).to_command().millis_payload("default-agent") == {"agent_id": "default-agent"}
+    assert parse({"agent_config": {"prompt": "p"}}).to_command().millis_payload("default-agent") == {
+        "agent_config": {"prompt": "p"}
+    }
 
 
 def test_no_agent_and_no_default_is_an_invalid_request() -> None:
     with pytest.raises(InvalidRequest, match="agent_id or agent_config"):
-        parse({"metadata": {"a": 1}}).millis_payload(None)
+        parse({"metadata": {"a": 1}}).to_command().millis_payload(None)
 
 
 @pytest.mark.parametrize(

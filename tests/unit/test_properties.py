@@ -8,22 +8,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import api_handler
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
-from millis_sip.registration import CallService
-from millis_sip.secrets import StaticApiKey
-from millis_sip.sma_events import SmaEvent
+from millis_sip.edges.chime.events import SmaEvent
 from tests.conftest import load_event
-from tests.support.fakes import FakeGateway, MemoryInboundStore
+from tests.support.invoke import FakeApi
 from tests.support.sma_schema import validate_response
 from tests.unit.test_sma import CHIME, make_app
 
@@ -55,19 +50,16 @@ def _fresh_environment() -> None:
     load_function("api_handler")
 
 
-@contextmanager
-def fakes() -> Iterator[tuple[FakeGateway, MemoryInboundStore]]:
-    gateway, store = FakeGateway(), MemoryInboundStore()
-    original = api_handler.service
-    api_handler.service = CallService(gateway, store, ttl_seconds=3600, default_agent_id=None)
-    try:
-        yield gateway, store
-    finally:
-        api_handler.service = original
+WEBHOOK_SECRET = "unit-webhook-secret"
 
 
-def call(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    response = api_handler.lambda_handler(event, LocalContext())
+def fresh() -> FakeApi:
+    """A fresh management API (ApiFunction's wiring over in-memory ports) for one example."""
+    return FakeApi(webhook_secret=WEBHOOK_SECRET)
+
+
+def call(api: FakeApi, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = api.lambda_handler(event, LocalContext())
     body = json.loads(response["body"])
     assert isinstance(body, dict)
     return response["statusCode"], body
@@ -82,12 +74,12 @@ def test_post_calls_never_fails_with_5xx_and_refused_requests_touch_nothing(
     event["body"], event["isBase64Encoded"] = body, base64_encoded
     event["headers"]["Content-Type"] = content_type
     event["multiValueHeaders"]["Content-Type"] = [content_type]
-    with fakes() as (gateway, store):
-        status, answer = call(event)
+    api = fresh()
+    status, answer = call(api, event)
     assert status < 500, answer
     if status != 201:
         assert "error" in answer and "message" in answer
-        assert gateway.calls == [] and store.items == {}
+        assert api.gateway.calls == [] and api.store.items == {}
 
 
 @SETTINGS
@@ -97,10 +89,10 @@ def test_any_idempotency_key_is_accepted_or_refused_cleanly(key: str, body: dict
     event["body"] = json.dumps(body)
     event["headers"]["Idempotency-Key"] = key
     event["multiValueHeaders"]["Idempotency-Key"] = [key]
-    with fakes() as (gateway, _):
-        status, answer = call(event)
+    api = fresh()
+    status, answer = call(api, event)
     assert status in (201, 400), answer
-    assert (status == 201) == (len(gateway.calls) == 1)
+    assert (status == 201) == (len(api.gateway.calls) == 1)
 
 
 @SETTINGS
@@ -109,11 +101,11 @@ def test_lookups_with_any_query_string(value: str, name: str) -> None:
     event = load_event("api-lookup-call.json")
     event["queryStringParameters"] = {name: value}
     event["multiValueQueryStringParameters"] = {name: [value]}
-    with fakes() as (_, store):
-        status, answer = call(event)
+    api = fresh()
+    status, answer = call(api, event)
     assert status in (400, 404), answer
     if status == 400:
-        assert store.operations == 0
+        assert api.store.operations == 0
 
 
 @SETTINGS
@@ -121,36 +113,28 @@ def test_lookups_with_any_query_string(value: str, name: str) -> None:
 def test_get_with_any_path_parameter(call_id: str) -> None:
     event = load_event("api-get-call.json")
     event["pathParameters"] = {"call_id": call_id}
-    with fakes() as (_, store):
-        status, answer = call(event)
+    api = fresh()
+    status, answer = call(api, event)
     assert status in (400, 404), answer
     if status == 400:
-        assert store.operations == 0
+        assert api.store.operations == 0
 
 
 @SETTINGS
-@given(body=bodies, secret=st.one_of(st.none(), header_values, st.just("unit-webhook-secret")))
-def test_the_webhook_with_any_body_and_secret(body: str, secret: str | None, monkeypatch_secret: None) -> None:
+@given(body=bodies, secret=st.one_of(st.none(), header_values, st.just(WEBHOOK_SECRET)))
+def test_the_webhook_with_any_body_and_secret(body: str, secret: str | None) -> None:
     event = load_event("api-millis-webhook.json")
     event["body"] = body
     for headers in (event["headers"], event["multiValueHeaders"]):
         headers.pop("X-Webhook-Secret", None)
     if secret is not None:
         event["headers"]["X-Webhook-Secret"] = secret
-    with fakes() as (gateway, store):
-        status, answer = call(event)
+    api = fresh()
+    status, answer = call(api, event)
     assert status < 500, answer
-    if secret != "unit-webhook-secret":
-        assert status == 401 and store.operations == 0
-    assert gateway.calls == []
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_secret() -> Iterator[None]:
-    original = api_handler.webhook_secret
-    api_handler.webhook_secret = StaticApiKey("unit-webhook-secret")
-    yield
-    api_handler.webhook_secret = original
+    if secret != WEBHOOK_SECRET:
+        assert status == 401 and api.store.operations == 0
+    assert api.gateway.calls == []
 
 
 # --- SIP media application events ----------------------------------------------------------------------------

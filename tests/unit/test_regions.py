@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from millis_sip.regions import MillisRegion, choose_millis_region, known_choices
+from millis_sip.core.regions import MillisRegion, choose_millis_region, known_choices
 
 US, EU = MillisRegion.US_WEST, MillisRegion.EU_WEST
 

@@ -1,3 +1,5 @@
+"""The core's registration and lookup services over in-memory ports and the fake clock."""
+
 from __future__ import annotations
 
 import json
@@ -5,31 +7,48 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from millis_sip.errors import CallNotFound, StoreUnavailable
-from millis_sip.models import RegisterCallRequest
-from millis_sip.records import CallStatus
-from millis_sip.registration import CallService
+from millis_sip.core.calls import CallStatus
+from millis_sip.core.errors import CallNotFound, InvalidRequest, StoreUnavailable
+from millis_sip.core.lookup import CallDirectory
+from millis_sip.core.registration import RegisterCall, Registrar, SessionWebhook
+from millis_sip.observability import emf_metrics
+from tests.support.clock import FakeClock
 from tests.support.fakes import FakeGateway, MemoryStore
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, 250_000, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
+class Secret:
+    def __call__(self) -> str:
+        return "hook-secret"
 
-    def __call__(self) -> datetime:
-        return self.now
+    def forget(self) -> None:
+        return None
 
 
-def service(gateway: FakeGateway, store: MemoryStore, clock: Clock, default_agent: str | None = None) -> CallService:
-    return CallService(gateway, store, ttl_seconds=600, default_agent_id=default_agent, clock=clock)
+def registrar(
+    gateway: FakeGateway,
+    store: MemoryStore,
+    clock: FakeClock,
+    default_agent: str | None = None,
+    webhook: SessionWebhook | None = None,
+) -> Registrar:
+    return Registrar(
+        gateway,
+        store,
+        clock=clock,
+        ttl_seconds=600,
+        default_agent_id=default_agent,
+        metrics=emf_metrics,
+        webhook=webhook,
+    )
 
 
 def test_registers_and_stores_the_call_with_its_ttl() -> None:
-    gateway, store, clock = FakeGateway(), MemoryStore(), Clock()
-    request = RegisterCallRequest(agent_id="a", lookup_key="+14155550100")
-    record = service(gateway, store, clock).register(request, budget=3.0)
+    gateway, store, clock = FakeGateway(), MemoryStore(), FakeClock(T0)
+    record = registrar(gateway, store, clock).register(
+        RegisterCall(agent_id="a", lookup_key="+14155550100"), budget=3.0
+    )
     assert store.items[record.call_id] == record
     assert record.status is CallStatus.REGISTERED
     assert record.created_at == T0
@@ -38,40 +57,69 @@ def test_registers_and_stores_the_call_with_its_ttl() -> None:
     assert gateway.budgets == [3.0]
 
 
+def test_only_the_fields_that_were_sent_reach_millis_and_the_default_agent_fills_in() -> None:
+    gateway = FakeGateway()
+    calls = registrar(gateway, MemoryStore(), FakeClock(T0), default_agent="fallback")
+    calls.register(RegisterCall(metadata={"k": [1, None]}, include_metadata_in_prompt=False), budget=3.0)
+    assert gateway.calls == [
+        {"metadata": {"k": [1, None]}, "include_metadata_in_prompt": False, "agent_id": "fallback"}
+    ]
+
+
+def test_without_an_agent_or_a_default_nothing_reaches_millis() -> None:
+    gateway = FakeGateway()
+    with pytest.raises(InvalidRequest, match="agent_id or agent_config"):
+        registrar(gateway, MemoryStore(), FakeClock(T0)).register(RegisterCall(metadata={"a": 1}), budget=3.0)
+    assert gateway.calls == []
+
+
+def test_the_session_webhook_is_added_unless_the_caller_set_one() -> None:
+    gateway = FakeGateway()
+    hook = SessionWebhook(Secret(), url=None)
+    calls = registrar(gateway, MemoryStore(), FakeClock(T0), webhook=hook)
+    calls.register(RegisterCall(agent_id="a"), budget=3.0, webhook_url="https://api.example/v1/webhooks/millis")
+    own = {"url": "https://mine.example/hook"}
+    calls.register(RegisterCall(agent_id="a", agent_config={"session_data_webhook": own}), budget=3.0)
+    assert gateway.calls[0]["agent_config"]["session_data_webhook"] == {
+        "url": "https://api.example/v1/webhooks/millis",
+        "headers": {"X-Webhook-Secret": "hook-secret"},
+    }
+    assert gateway.calls[1]["agent_config"] == {"session_data_webhook": own}
+
+
 def test_store_failure_is_not_acknowledged() -> None:
     gateway, store = FakeGateway(), MemoryStore(fail_with=StoreUnavailable("DynamoDB put failed (Throttling)."))
     with pytest.raises(StoreUnavailable):
-        service(gateway, store, Clock()).register(RegisterCallRequest(agent_id="a"), budget=3.0)
+        registrar(gateway, store, FakeClock(T0)).register(RegisterCall(agent_id="a"), budget=3.0)
     assert len(gateway.calls) == 1
 
 
 def test_get_reports_an_expired_registration_as_expired() -> None:
-    gateway, store, clock = FakeGateway(), MemoryStore(), Clock()
-    calls = service(gateway, store, clock)
-    record = calls.register(RegisterCallRequest(agent_id="a"), budget=3.0)
-    clock.now = T0 + timedelta(seconds=601)
-    assert calls.get(record.call_id).status is CallStatus.EXPIRED
+    gateway, store, clock = FakeGateway(), MemoryStore(), FakeClock(T0)
+    record = registrar(gateway, store, clock).register(RegisterCall(agent_id="a"), budget=3.0)
+    clock.advance(601)
+    assert CallDirectory(store, clock=clock).get(record.call_id).status is CallStatus.EXPIRED
 
 
 def test_lookup_finds_the_newest_unexpired_registration() -> None:
-    gateway, store, clock = FakeGateway(), MemoryStore(), Clock()
-    calls = service(gateway, store, clock)
-    calls.register(RegisterCallRequest(agent_id="a", lookup_key="k"), budget=3.0)
-    clock.now += timedelta(seconds=5)
-    newer = calls.register(RegisterCallRequest(agent_id="a", lookup_key="k"), budget=3.0)
-    assert calls.lookup("k").call_id == newer.call_id
-    clock.now += timedelta(seconds=700)
+    gateway, store, clock = FakeGateway(), MemoryStore(), FakeClock(T0)
+    calls, directory = registrar(gateway, store, clock), CallDirectory(store, clock=clock)
+    calls.register(RegisterCall(agent_id="a", lookup_key="k"), budget=3.0)
+    clock.advance(5)
+    newer = calls.register(RegisterCall(agent_id="a", lookup_key="k"), budget=3.0)
+    assert directory.lookup("k").call_id == newer.call_id
+    clock.advance(700)
     with pytest.raises(CallNotFound):
-        calls.lookup("k")
+        directory.lookup("k")
 
 
 def test_unknown_call_is_not_found() -> None:
     with pytest.raises(CallNotFound):
-        service(FakeGateway(), MemoryStore(), Clock()).get("nope")
+        CallDirectory(MemoryStore(), clock=FakeClock(T0)).get("nope")
 
 
 def test_a_registration_publishes_its_metrics(capsys: pytest.CaptureFixture[str]) -> None:
-    service(FakeGateway(), MemoryStore(), Clock()).register(RegisterCallRequest(agent_id="a"), budget=3.0)
+    registrar(FakeGateway(), MemoryStore(), FakeClock(T0)).register(RegisterCall(agent_id="a"), budget=3.0)
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     [line] = emitted  # one embedded-metric-format line for the metrics that share the MillisRegion dimension
     [directive] = line["_aws"]["CloudWatchMetrics"]
@@ -80,3 +128,9 @@ def test_a_registration_publishes_its_metrics(capsys: pytest.CaptureFixture[str]
     assert [m["Name"] for m in directive["Metrics"]] == ["Registrations", "MillisLatency"]
     assert (line["MillisRegion"], line["service"]) == ("us-west", "millis-sip-bridge")
     assert (line["Registrations"], line["MillisLatency"]) == ([1.0], [12.0])
+
+
+def test_the_record_expiry_is_whole_seconds_after_the_ttl() -> None:
+    clock = FakeClock(T0)
+    record = registrar(FakeGateway(), MemoryStore(), clock).register(RegisterCall(agent_id="a"), budget=3.0)
+    assert record.expires_at - record.created_at == timedelta(seconds=600) - timedelta(microseconds=250_000)

@@ -6,8 +6,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from millis_sip.errors import ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
-from millis_sip.secrets import PLACEHOLDER, StaticApiKey, api_key_source, webhook_secret_source
+from millis_sip.adapters.secrets import PLACEHOLDER, StaticApiKey, api_key_source, webhook_secret_source
+from millis_sip.core.errors import ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
 
 ARN = "arn:aws:secretsmanager:us-west-2:123456789012:secret:millis-AbCdEf"
 KEY = "pk_live_1234567890"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from millis_sip.sip import InvalidSipUri, parse_sip_uri
+from millis_sip.core.sip import InvalidSipUri, parse_sip_uri
 
 
 @pytest.mark.parametrize(

@@ -1,26 +1,32 @@
-"""SipMediaApp against in-memory ports and a fake clock: every invocation type, the deadline, routing,
-retries, claims and hang-ups. Every answer is checked against the documented response schema."""
+"""The SIP media application (Chime edge) on the core's router, against in-memory ports and the fake clock:
+every invocation type, the deadline, routing, retries, claims and hang-ups. Every answer is checked against
+the documented response schema."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.config import ChimeSettings, VoiceRoute
-from millis_sip.errors import MillisUnavailable, StoreUnavailable
-from millis_sip.millis import HttpMillisGateway
-from millis_sip.records import CallRecord, CallSource, CallStatus
-from millis_sip.regions import MillisRegion
-from millis_sip.sma import STORE_RESERVE_SECONDS, SipMediaApp, attributes, fallback_response
-from millis_sip.sma_events import SmaEvent
-from millis_sip.store import TransactionMark, TransactionState, transaction_key
+from millis_sip.core.calls import CallRecord, CallSource, CallStatus
+from millis_sip.core.errors import MillisUnavailable, StoreUnavailable
+from millis_sip.core.lifecycle import PhoneCalls
+from millis_sip.core.ports import NoMetrics, TransactionState
+from millis_sip.core.regions import MillisRegion
+from millis_sip.core.router import STORE_RESERVE_SECONDS, CallRouter, transaction_key
+from millis_sip.core.sip import parse_sip_uri
+from millis_sip.edges.chime import attributes
+from millis_sip.edges.chime.app import SipMediaApp, fallback_response
+from millis_sip.edges.chime.events import SmaEvent
 from tests.conftest import CHIME_FIXTURES, chime_fixture, load_event
-from tests.support.fakes import FakeGateway, MemoryInboundStore
+from tests.support.clock import T0, FakeClock
+from tests.support.fakes import FakeGateway, MemoryStore
 from tests.support.sma_schema import validate_response
 
 US, EU = MillisRegion.US_WEST, MillisRegion.EU_WEST
@@ -35,51 +41,25 @@ CHIME = ChimeSettings(
     failure_language="en-US",
     failure_engine="neural",
 )
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CALLER, DIALED = "+14155550100", "+15055550123"
-
-
-class Clock:
-    """Wall clock and monotonic clock moving together; sleep() advances both."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.slept = 0.0
-
-    def now(self) -> datetime:
-        return T0 + timedelta(seconds=self.t - 1000.0)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.slept += seconds
-        self.t += seconds
+TX = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
+Clock = FakeClock
 
 
 def make_app(
     gateway: Any = None,
-    store: MemoryInboundStore | None = None,
+    store: MemoryStore | None = None,
     *,
     chime: ChimeSettings = CHIME,
     agent: str | None = "phone-agent",
-    clock: Clock | None = None,
-) -> tuple[SipMediaApp, FakeGateway, MemoryInboundStore, Clock]:
+    clock: FakeClock | None = None,
+) -> tuple[SipMediaApp, FakeGateway, MemoryStore, FakeClock]:
     gateway = gateway if gateway is not None else FakeGateway(host="sip-{region}.example")
-    store = store if store is not None else MemoryInboundStore()
-    clock = clock or Clock()
-    app = SipMediaApp(
-        gateway,
-        store,
-        chime,
-        region_order=(US, EU),
-        ttl_seconds=3600,
-        default_agent_id=agent,
-        clock=clock.now,
-        monotonic=clock.monotonic,
-        sleep=clock.sleep,
-    )
-    return app, gateway, store, clock
+    store = store if store is not None else MemoryStore()
+    clock = clock or FakeClock()
+    router = CallRouter(gateway, store, clock=clock, region_order=(US, EU), ttl_seconds=3600, default_agent_id=agent)
+    calls = PhoneCalls(store, clock=clock, ttl_seconds=3600)
+    return SipMediaApp(router, calls, chime, metrics=NoMetrics()), gateway, store, clock
 
 
 def answer(app: SipMediaApp, event: dict[str, Any] | object, clock: Clock) -> dict[str, Any]:
@@ -108,7 +88,7 @@ def later(name: str, attrs: dict[str, str], **changes: Any) -> dict[str, Any]:
 def pending(call_id: str = "crm-1", *, lookup_key: str = CALLER, region: str = "eu-west", age: int = 60) -> CallRecord:
     return CallRecord(
         call_id=call_id,
-        sip_uri=f"sip:call-{call_id}@sip-{region}.example",
+        sip_uri=parse_sip_uri(f"sip:call-{call_id}@sip-{region}.example"),
         millis_region=region,
         status=CallStatus.REGISTERED,
         created_at=T0 - timedelta(seconds=age),
@@ -149,7 +129,7 @@ def test_both_documented_shapes_bridge_through_the_nearest_regions_voice_connect
     record = store.items["fake-1"]
     assert (record.status, record.source, record.transaction_id) == (CallStatus.CLAIMED, CallSource.CHIME, tx)
     assert (record.caller_number, record.dialed_number, record.lookup_key) == (CALLER, DIALED, None)
-    assert store.marks[transaction_key(tx, 1)].state is TransactionState.DONE
+    assert store.marks[transaction_key("chime", tx, 1)].state is TransactionState.DONE
 
 
 @pytest.mark.parametrize("path", sorted(CHIME_FIXTURES.glob("sma_NEW_INBOUND_CALL_*.json")), ids=lambda p: p.name)
@@ -275,7 +255,7 @@ class LongUserGateway(FakeGateway):
         registration = super().register(payload, budget=budget, regions=regions)
         return type(registration)(
             registration.call_id,
-            f"sip:{self.user}@sip-us-west.example",
+            parse_sip_uri(f"sip:{self.user}@sip-us-west.example"),
             registration.region,
             registration.attempts,
         )
@@ -326,7 +306,7 @@ def test_only_regions_with_a_voice_connector_are_tried() -> None:
 
 
 def test_a_pending_http_registration_for_the_caller_is_claimed_instead_of_registering() -> None:
-    store = MemoryInboundStore()
+    store = MemoryStore()
     store.items["crm-1"] = pending("crm-1")
     store.items["crm-old"] = pending("crm-old", age=600)
     app, gateway, _, clock = make_app(store=store)
@@ -343,7 +323,7 @@ def test_a_pending_http_registration_for_the_caller_is_claimed_instead_of_regist
 
 
 def test_the_dialed_number_is_the_second_choice_and_expired_or_used_ones_are_skipped() -> None:
-    store = MemoryInboundStore()
+    store = MemoryStore()
     store.items["expired"] = pending("expired", age=4000)
     store.items["used"] = replace(pending("used"), status=CallStatus.CLAIMED, transaction_id="other")
     store.items["by-dialed"] = pending("by-dialed", lookup_key=DIALED)
@@ -354,8 +334,8 @@ def test_the_dialed_number_is_the_second_choice_and_expired_or_used_ones_are_ski
 
 
 def test_a_pending_registration_that_cannot_be_routed_is_left_alone() -> None:
-    store = MemoryInboundStore()
-    store.items["crm-1"] = replace(pending("crm-1"), sip_uri="sip:call-crm-1@elsewhere.example")
+    store = MemoryStore()
+    store.items["crm-1"] = replace(pending("crm-1"), sip_uri=parse_sip_uri("sip:call-crm-1@elsewhere.example"))
     app, gateway, _, clock = make_app(store=store)
     assert types(answer(app, inbound(), clock)) == ["CallAndBridge"]
     assert store.items["crm-1"].status is CallStatus.REGISTERED
@@ -382,21 +362,21 @@ def test_a_retry_after_a_failure_fails_again_without_calling_millis_twice() -> N
     assert len(gateway.calls) == 1
 
 
-def test_a_retry_waits_for_the_first_invocation_and_uses_its_answer() -> None:
+def test_a_retry_waits_for_the_first_invocation_and_uses_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     app, gateway, store, clock = make_app()
-    tx = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
-    key = transaction_key(tx, 1)
-    store.marks[key] = TransactionMark(TransactionState.PENDING, lease_until=clock.now() + timedelta(seconds=2))
+    key = transaction_key("chime", TX, 1)
+    store.mark(key, TransactionState.PENDING, lease_until=clock.now() + timedelta(seconds=2))
     record = replace(pending("first"), status=CallStatus.CLAIMED, millis_region="us-west")
-    record = replace(record, sip_uri="sip:call-first@sip-us-west.example", transaction_id=tx)
+    record = replace(record, sip_uri=parse_sip_uri("sip:call-first@sip-us-west.example"), transaction_id=TX)
+    sleep = clock.sleep
 
     def first_finishes(seconds: float) -> None:
-        clock.sleep(seconds)
+        sleep(seconds)
         if clock.slept >= 0.5:
             store.items["first"] = record
-            store.marks[key] = TransactionMark(TransactionState.DONE, millis_call_id="first")
+            store.mark(key, TransactionState.DONE, millis_call_id="first")
 
-    app._sleep = first_finishes
+    monkeypatch.setattr(clock, "sleep", first_finishes)
     result = answer(app, inbound(), clock)
     assert result["Actions"][0]["Parameters"]["Endpoints"][0]["Uri"] == "call-first"
     assert gateway.calls == []
@@ -404,9 +384,8 @@ def test_a_retry_waits_for_the_first_invocation_and_uses_its_answer() -> None:
 
 def test_a_retry_whose_first_invocation_never_finishes_is_released_by_the_deadline() -> None:
     app, gateway, store, clock = make_app()
-    tx = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
-    store.marks[transaction_key(tx, 1)] = TransactionMark(
-        TransactionState.PENDING, lease_until=clock.now() + timedelta(seconds=60)
+    store.mark(
+        transaction_key("chime", TX, 1), TransactionState.PENDING, lease_until=clock.now() + timedelta(seconds=60)
     )
     started = clock.t
     result = answer(app, inbound(), clock)
@@ -417,16 +396,15 @@ def test_a_retry_whose_first_invocation_never_finishes_is_released_by_the_deadli
 
 def test_an_abandoned_transaction_is_taken_over_once_its_lease_is_over() -> None:
     app, gateway, store, clock = make_app()
-    tx = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
-    store.marks[transaction_key(tx, 1)] = TransactionMark(
-        TransactionState.PENDING, lease_until=clock.now() - timedelta(seconds=1)
+    store.mark(
+        transaction_key("chime", TX, 1), TransactionState.PENDING, lease_until=clock.now() - timedelta(seconds=1)
     )
     assert types(answer(app, inbound(), clock)) == ["CallAndBridge"]
     assert len(gateway.calls) == 1
 
 
 def test_dynamodb_down_does_not_drop_the_call() -> None:
-    app, _, store, clock = make_app(store=MemoryInboundStore(StoreUnavailable("down")))
+    app, _, store, clock = make_app(store=MemoryStore(StoreUnavailable("down")))
     result = answer(app, inbound(), clock)
     assert types(result) == ["CallAndBridge"]
     assert result["TransactionAttributes"]["millis_call_id"] == "fake-1"
@@ -455,12 +433,12 @@ def test_bridge_success_marks_the_record_bridged_with_the_b_leg() -> None:
 
 
 def test_a_bridge_success_for_a_record_never_stored_writes_it_from_the_attributes() -> None:
-    app, _, store, clock = make_app(store=MemoryInboundStore(StoreUnavailable("down")))
+    app, _, store, clock = make_app(store=MemoryStore(StoreUnavailable("down")))
     attrs = bridged_call(app, clock)
     store.fail_with = None
     answer(app, later("sma-bridge-succeeded.json", attrs), clock)
     record = store.items["fake-1"]
-    assert (record.status, record.sip_uri, record.caller_number) == (
+    assert (record.status, str(record.sip_uri), record.caller_number) == (
         CallStatus.BRIDGED,
         "sip:call-fake-1@sip-us-west.example",
         CALLER,
@@ -483,7 +461,7 @@ def test_a_failed_bridge_tries_the_other_region_once_then_releases() -> None:
 
 
 def test_a_claimed_http_registration_is_not_re_registered_when_its_bridge_fails() -> None:
-    store = MemoryInboundStore()
+    store = MemoryStore()
     store.items["crm-1"] = pending("crm-1")
     app, gateway, _, clock = make_app(store=store)
     attrs = bridged_call(app, clock)
@@ -675,8 +653,8 @@ def test_the_fallback_answer(name: str, expected: list[str]) -> None:
 
 
 def test_attributes_stay_within_chimes_limit() -> None:
-    record = replace(pending("x" * 128, lookup_key="k" * 128), sip_uri="sip:" + "u" * 200 + "@h.example")
-    assert len(attributes(record, 2)) <= 9  # bridged_at is the tenth
+    record = replace(pending("x" * 128, lookup_key="k" * 128), sip_uri=parse_sip_uri("sip:" + "u" * 200 + "@h.example"))
+    assert len(attributes.encode(record, 2, bridged_at=T0)) <= 10
 
 
 def test_the_response_never_shares_state_between_invocations() -> None:
@@ -689,8 +667,7 @@ def test_the_response_never_shares_state_between_invocations() -> None:
 def test_a_retry_of_a_call_whose_uri_did_not_fit_is_released_again() -> None:
     app, gateway, store, clock = make_app(FakeGateway(host="elsewhere.example"))
     answer(app, inbound(), clock)
-    tx = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
-    store.marks[transaction_key(tx, 1)] = TransactionMark(TransactionState.DONE, millis_call_id="fake-1")
+    store.mark(transaction_key("chime", TX, 1), TransactionState.DONE, millis_call_id="fake-1")
     again = answer(app, inbound(), clock)
     assert again["TransactionAttributes"] == {"failure_reason": "sip_host_mismatch"}
     assert len(gateway.calls) == 1
@@ -709,7 +686,7 @@ def test_a_participant_with_an_unknown_tag_is_hung_up_by_call_id_only() -> None:
 
 
 def test_with_dynamodb_down_the_call_spends_no_more_time_on_it() -> None:
-    store = MemoryInboundStore(StoreUnavailable("down"))
+    store = MemoryStore(StoreUnavailable("down"))
     app, gateway, _, clock = make_app(store=store)
     assert types(answer(app, inbound(), clock)) == ["CallAndBridge"]
     assert store.operations == 1  # the transaction put failed: no claim query, no commit

@@ -11,8 +11,8 @@ import snapshot_restore_py
 from botocore.stub import Stubber
 
 from dev.functions import load_function
-from millis_sip.millis import HttpMillisGateway
-from millis_sip.secrets import SecretsManagerApiKey
+from millis_sip.adapters.millis_http import HttpMillisGateway
+from millis_sip.adapters.secrets import SecretsManagerApiKey
 
 
 @pytest.fixture
@@ -31,10 +31,10 @@ def test_each_function_registers_its_hooks(module: str, registry: tuple[list[Any
     before, after = registry
     loaded = load_function(module)
     assert len(before) == len(after) == 1
-    client_before = (loaded.gateway if module == "api_handler" else loaded.app._gateway)._client
+    client_before = (loaded.gateway if module == "api_handler" else loaded.sma.gateway)._client
     (hook, args, kwargs) = after[0]
     hook(*args, **kwargs)
-    gateway = loaded.gateway if module == "api_handler" else loaded.app._gateway
+    gateway = loaded.gateway if module == "api_handler" else loaded.sma.gateway
     assert gateway._client is not client_before  # new connections after a restore
     assert client_before.is_closed
 

@@ -8,20 +8,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from millis_sip.errors import ConfigurationError
-from millis_sip.regions import MillisRegion, RegionChoice, choose_millis_region
+from millis_sip.core.calls import MAX_CALL_TTL_SECONDS
+from millis_sip.core.errors import ConfigurationError
+from millis_sip.core.regions import MillisRegion, RegionChoice, choose_millis_region
 
 DEFAULT_MILLIS_URLS: Mapping[MillisRegion, str] = {
     MillisRegion.US_WEST: "https://api-west.millis.ai",
     MillisRegion.EU_WEST: "https://api-eu-west.millis.ai",
 }
-MAX_CALL_TTL_SECONDS = 86_400
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     calls_table_name: str
-    aws_region: str
     millis_region: RegionChoice
     millis_urls: Mapping[MillisRegion, str]
     api_key_secret_arn: str | None
@@ -60,7 +59,6 @@ class Settings:
         }
         return cls(
             calls_table_name=table,
-            aws_region=aws_region,
             millis_region=choose_millis_region(aws_region, region_setting),
             millis_urls=urls,
             api_key_secret_arn=get("MILLIS_API_KEY_SECRET_ARN") or None,
@@ -118,7 +116,7 @@ class VoiceRoute:
 
 @dataclass(frozen=True, slots=True)
 class ChimeSettings:
-    """The SIP media application's settings (README, "Chime SIP media application")."""
+    """The SIP media application's settings (docs/chime.md)."""
 
     routes: Mapping[MillisRegion, VoiceRoute]
     bridge_timeout_seconds: int

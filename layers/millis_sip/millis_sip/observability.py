@@ -1,12 +1,15 @@
 """Logger, Tracer and Metrics, configured through the template's Globals (POWERTOOLS_* variables).
 
-Metrics (namespace from POWERTOOLS_METRICS_NAMESPACE):
+The core logs through the standard library (``logging.getLogger("millis_sip....")``); those lines go through
+the same Powertools handler and formatter as the edges' (JSON, the invocation's correlation id, phone numbers
+masked). Metrics are CloudWatch embedded-metric-format lines (namespace POWERTOOLS_METRICS_NAMESPACE):
+
   Registrations   count, dimension MillisRegion        a call registered and stored
   Failovers       count, dimension MillisRegion        ...of which the nearest region failed first
   MillisLatency   milliseconds, dimension MillisRegion time of the successful attempt
   Errors          count, dimension ErrorKind           every error answered, by its code
-  InboundCalls    count, dimension Outcome             Chime phone calls: claimed, bridging, bridged, ended
-  CallFailures    count, dimension Reason              Chime phone calls released without an agent, and why
+  InboundCalls    count, dimension Outcome             phone calls: claimed, bridging, retried, bridged, ended
+  CallFailures    count, dimension Reason              phone calls released without an agent, and why
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
 
 _masking = os.environ.get("MASK_PHONE_NUMBERS", "true").strip().lower() not in ("false", "0", "no")
 logger = Logger(logger_formatter=MaskingFormatter()) if _masking else Logger()
+
+
+def _route_core_logs() -> None:
+    """The package's standard-library loggers write through Powertools' handler (and only there)."""
+    package = logging.getLogger("millis_sip")
+    package.handlers = list(logger.handlers)
+    package.setLevel(logger.log_level)
+    package.propagate = False
+
+
+_route_core_logs()
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
@@ -51,7 +65,7 @@ class _Tracing(Protocol):
 
 class _NoTracer:
     """Stands in for Powertools' Tracer when tracing is off, so the X-Ray SDK (about 200 ms of every cold
-    start, see README "Performance") is never imported."""
+    start, see docs/performance.md) is never imported."""
 
     def capture_lambda_handler(self, *, capture_response: bool) -> Callable[[_Handler], _Handler]:
         return lambda handler: handler
@@ -99,25 +113,26 @@ def _emit(dimension: str, dimension_value: str, *values: tuple[str, MetricUnit, 
     print(json.dumps(document, separators=(",", ":")))  # noqa: T201 - EMF goes to stdout, as Powertools does
 
 
-def _dimensioned(name: str, unit: MetricUnit, value: float, dimension: str, dimension_value: str) -> None:
-    _emit(dimension, dimension_value, (name, unit, value))
+class EmfMetrics:
+    """The core's ``Metrics`` port as embedded-metric-format lines."""
+
+    def registered(self, region: str, *, failed_over: bool, latency_ms: float) -> None:
+        values = [("Registrations", MetricUnit.Count, 1.0), ("MillisLatency", MetricUnit.Milliseconds, latency_ms)]
+        if failed_over:
+            values.append(("Failovers", MetricUnit.Count, 1.0))
+        _emit("MillisRegion", region, *values)
+
+    def inbound(self, outcome: str) -> None:
+        _emit("Outcome", outcome, ("InboundCalls", MetricUnit.Count, 1.0))
+
+    def inbound_failure(self, reason: str) -> None:
+        # Reasons carry Chime's ErrorType after a colon; the dimension keeps only the stable part.
+        _emit("Reason", reason.split(":", 1)[0], ("CallFailures", MetricUnit.Count, 1.0))
 
 
-def count_registration(region: str, *, failed_over: bool, latency_ms: float) -> None:
-    values = [("Registrations", MetricUnit.Count, 1.0), ("MillisLatency", MetricUnit.Milliseconds, latency_ms)]
-    if failed_over:
-        values.append(("Failovers", MetricUnit.Count, 1.0))
-    _emit("MillisRegion", region, *values)
+emf_metrics = EmfMetrics()
 
 
 def count_error(kind: str) -> None:
-    _dimensioned("Errors", MetricUnit.Count, 1, "ErrorKind", kind)
-
-
-def count_call_outcome(outcome: str) -> None:
-    _dimensioned("InboundCalls", MetricUnit.Count, 1, "Outcome", outcome)
-
-
-def count_call_failure(reason: str) -> None:
-    # Reasons carry Chime's ErrorType after a colon; the dimension keeps only the stable part.
-    _dimensioned("CallFailures", MetricUnit.Count, 1, "Reason", reason.split(":", 1)[0])
+    """An error answered to a caller, by its code (Errors)."""
+    _emit("ErrorKind", kind, ("Errors", MetricUnit.Count, 1.0))

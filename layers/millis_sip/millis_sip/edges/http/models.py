@@ -1,24 +1,25 @@
-"""Request, response and record models. Requests are validated here, at the edge, before anything
-reaches Millis or DynamoDB: unknown fields, wrong types and oversized or over-nested values are refused."""
+"""The management API's request and response models (pydantic). Requests are validated here, at the edge,
+before anything reaches Millis or DynamoDB: unknown fields, wrong types and oversized or over-nested values
+are refused. Each request model turns into a plain core command (``to_command``)."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
 
-from millis_sip.errors import InvalidRequest
-from millis_sip.records import TOKEN_PATTERN, CallRecord, CallSource, iso
+from millis_sip.core.calls import TOKEN, TOKEN_PATTERN, CallRecord, CallSource
+from millis_sip.core.clock import iso
+from millis_sip.core.lifecycle import SessionReport
+from millis_sip.core.ports import SessionOutcome
+from millis_sip.core.registration import RegisterCall
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AGENT_CONFIG_BYTES = 48 * 1024
 MAX_METADATA_BYTES = 8 * 1024
 MAX_AGENT_CONFIG_DEPTH = 16
 MAX_METADATA_DEPTH = 8
-
-_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 class _Token:
@@ -31,7 +32,7 @@ class _Token:
         )
 
     def __call__(self, value: str) -> str:
-        if not _TOKEN.match(value):
+        if not TOKEN.match(value):
             raise ValueError(
                 f"{self.what} must be 1 to 128 visible ASCII characters, no spaces (e.g. {self.example}); "
                 f"got {len(value)} characters"
@@ -95,19 +96,14 @@ class RegisterCallRequest(BaseModel):
         description="What a carrier will look the call up by: an E.164 number, a SIP Call-ID, a carrier reference.",
     )
 
-    def millis_payload(self, default_agent_id: str | None) -> dict[str, Any]:
-        """Exactly the Millis fields the caller sent; DEFAULT_AGENT_ID only when neither agent field was."""
-        payload = self.model_dump(
-            include={"agent_id", "agent_config", "metadata", "include_metadata_in_prompt"}, exclude_unset=True
+    def to_command(self) -> RegisterCall:
+        return RegisterCall(
+            agent_id=self.agent_id,
+            agent_config=self.agent_config,
+            metadata=self.metadata,
+            include_metadata_in_prompt=self.include_metadata_in_prompt,
+            lookup_key=self.lookup_key,
         )
-        if self.agent_id is None and self.agent_config is None:
-            if default_agent_id is None:
-                raise InvalidRequest(
-                    "No agent to register the call with: send agent_id or agent_config, "
-                    "or deploy the stack with a DefaultAgentId."
-                )
-            payload["agent_id"] = default_agent_id
-        return payload
 
 
 class CallView(BaseModel):
@@ -128,12 +124,13 @@ class CallView(BaseModel):
     duration_seconds: int | None = Field(default=None, description="Time connected to the agent.")
     millis_call_status: str | None = Field(default=None, description="How Millis says the session ended.")
     millis_duration_seconds: int | None = Field(default=None, description="Session length as Millis reports it.")
+    millis_session_id: str | None = Field(default=None, description="Millis' id of the session.")
 
     @classmethod
     def of(cls, record: CallRecord) -> CallView:
         return cls(
             call_id=record.call_id,
-            sip_uri=record.sip_uri,
+            sip_uri=str(record.sip_uri),
             millis_region=record.millis_region,
             lookup_key=record.lookup_key,
             status=record.status.value,
@@ -147,6 +144,7 @@ class CallView(BaseModel):
             duration_seconds=record.duration_seconds,
             millis_call_status=record.millis_call_status,
             millis_duration_seconds=record.millis_duration_seconds,
+            millis_session_id=record.millis_session_id,
         )
 
 
@@ -167,7 +165,6 @@ class ErrorBody(BaseModel):
 
 
 MAX_WEBHOOK_BODY_BYTES = 1024 * 1024  # session data can carry a transcript; the bridge keeps four fields
-MILLIS_FAILED_STATUSES = frozenset({"error"})
 
 
 class SessionDataWebhook(BaseModel):
@@ -184,12 +181,20 @@ class SessionDataWebhook(BaseModel):
     duration: float | None = Field(default=None, ge=0, le=7 * 86400, description="Session length in seconds.")
     error_message: str | None = Field(default=None, max_length=10_000)
 
-    @property
-    def failed(self) -> bool:
-        return (self.call_status or "").lower() in MILLIS_FAILED_STATUSES
+    def to_report(self) -> SessionReport:
+        return SessionReport(
+            call_id=self.call_id,
+            session_id=self.session_id,
+            call_status=self.call_status,
+            duration=self.duration,
+            error_message=self.error_message,
+        )
 
 
 class WebhookAck(BaseModel):
     received: bool = True
     call_id: str
-    outcome: str = Field(description="closed (status moved), annotated (already closed) or unknown_call.")
+    outcome: SessionOutcome = Field(
+        description="closed (the call was open and is now over), annotated (it was already over: Millis' fields "
+        "were added) or unknown (no such call; nothing is created)."
+    )

@@ -111,25 +111,17 @@ class InvalidRequest(BridgeError):
     code = "invalid_request"
 
 
-class WebhookUnauthorized(BridgeError):
-    """The webhook request did not carry the shared secret."""
+class Unroutable(BridgeError):
+    """The call's SIP URI cannot go the way this edge sends calls (e.g. through a Voice Connector)."""
 
-    code = "unauthorized"
+    code = "uri_not_routable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class WebhookSecretUnavailable(BridgeError):
     """The webhook secret could not be read: the webhook cannot be authenticated now."""
 
     code = "webhook_secret_unavailable"
-
-
-class IdempotencyKeyReused(BridgeError):
-    """The Idempotency-Key was used before with a different body."""
-
-    code = "idempotency_key_reused"
-
-
-class IdempotencyInProgress(BridgeError):
-    """A request with the same Idempotency-Key is still being processed."""
-
-    code = "idempotency_in_progress"

@@ -1,10 +1,10 @@
-"""The HTTP edge: a REST resolver that refuses oversized bodies before parsing them, and the one
-place where exceptions become HTTP answers (JSON that says what was wrong and how to fix it)."""
+"""The management API's REST resolver: Powertools' APIGatewayRestResolver with request validation, guards that
+authenticate a route before its body is read, body-size limits, and every exception mapped to a JSON answer."""
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -13,68 +13,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from millis_sip.errors import (
-    BridgeError,
-    CallAlreadyExists,
-    CallNotFound,
-    IdempotencyInProgress,
-    IdempotencyKeyReused,
-    InvalidRequest,
-    MillisAuthError,
-    MillisBadResponse,
-    MillisKeyUnavailable,
-    MillisRejectedRequest,
-    MillisUnavailable,
-    StoreUnavailable,
-    WebhookSecretUnavailable,
-    WebhookUnauthorized,
-)
-from millis_sip.models import MAX_BODY_BYTES, ErrorBody
-from millis_sip.observability import count_error, logger
-
-# status, hint; the message comes from the exception.
-_DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
-    InvalidRequest: (400, None),
-    CallNotFound: (404, "Check the id, or register the call first; registrations expire (see expires_at)."),
-    MillisAuthError: (
-        502,
-        "Put the Millis private key into the secret named by the stack output MillisApiKeySecretArn.",
-    ),
-    MillisBadResponse: (502, "Millis answered something unusable; retry, and report it if it persists."),
-    CallAlreadyExists: (502, "Millis returned a call_id that is already stored; retry the registration."),
-    MillisUnavailable: (503, "Retry after the number of seconds in Retry-After."),
-    MillisKeyUnavailable: (503, "Retry shortly; if it persists, check the secret and the function's access to it."),
-    StoreUnavailable: (503, "Retry after the number of seconds in Retry-After; nothing was acknowledged."),
-    WebhookUnauthorized: (401, "Send the stack's webhook secret in the X-Webhook-Secret header."),
-    WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
-    IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
-    IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),
-}
+from millis_sip.core.errors import BridgeError
+from millis_sip.edges.http.errors import domain_error_response, error_response
+from millis_sip.edges.http.models import MAX_BODY_BYTES
+from millis_sip.observability import logger
 
 # A guard authenticates a request before anything else reads it (the body is not even parsed).
 Guard = Callable[[Mapping[str, Any]], None]
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    hint: str | None = None,
-    details: Sequence[dict[str, Any]] | None = None,
-    request_id: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response[str]:
-    body = ErrorBody(
-        error=code, message=message, hint=hint, details=list(details) if details else None, request_id=request_id
-    )
-    count_error(code)
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=body.model_dump_json(exclude_none=True),
-        headers=headers,
-    )
 
 
 class BridgeResolver(APIGatewayRestResolver):
@@ -104,6 +49,10 @@ class BridgeResolver(APIGatewayRestResolver):
                 guard(event)
             except BridgeError as exc:
                 return _proxy(self._domain_error(exc, request_id=request_id))
+        event, media_type = _with_json_media_type(event)
+        if media_type is not None:
+            logger.info("Request body is not JSON", extra={"content_type": media_type[:100]})
+            return _proxy(self._unsupported_type(None, request_id))
         limit = self._body_limits.get(resource, MAX_BODY_BYTES)
         body = event.get("body")
         if isinstance(body, str) and _body_bytes(body, bool(event.get("isBase64Encoded")), limit) > limit:
@@ -144,23 +93,28 @@ class BridgeResolver(APIGatewayRestResolver):
             }
             for e in errors
         ]
+        hint = "See details; docs/api.md lists every field and its limits."
+        if any(e.get("loc", ())[:1] == ("query",) and " " in str(e.get("input", "")) for e in errors):
+            hint = "A '+' in a query string reads as a space: URL-encode it as %2B (e.g. lookup_key=%2B14155550100)."
         logger.info("Request rejected", extra={"problems": details})
         return error_response(
             400,
             "invalid_request",
             "; ".join(f"{d['field']}: {d['problem']}" for d in details) or "The request is invalid.",
-            hint="See details; the API reference in the README lists every field and its limits.",
+            hint=hint,
             details=details,
             request_id=self._request_id(),
         )
 
-    def _unsupported_type(self, exc: RequestUnsupportedContentType) -> Response[str]:
+    def _unsupported_type(
+        self, exc: RequestUnsupportedContentType | None, request_id: str | None = None
+    ) -> Response[str]:
         return error_response(
             415,
             "unsupported_media_type",
             "The request body must be JSON.",
-            hint="Send Content-Type: application/json.",
-            request_id=self._request_id(),
+            hint="Send Content-Type: application/json (curl -d sends application/x-www-form-urlencoded unless told).",
+            request_id=request_id or self._request_id(),
         )
 
     def _too_deep(self, exc: RecursionError) -> Response[str]:
@@ -182,36 +136,7 @@ class BridgeResolver(APIGatewayRestResolver):
         )
 
     def _domain_error(self, exc: BridgeError, request_id: str | None = None) -> Response[str]:
-        status, hint = next((spec for cls, spec in _DOMAIN_ERRORS.items() if isinstance(exc, cls)), (500, None))
-        headers: dict[str, str] = {}
-        details: list[dict[str, Any]] | None = None
-        code = exc.code
-        if isinstance(exc, MillisRejectedRequest):
-            status = 404 if exc.status == 404 else 422
-            details = [{"millis_status": exc.status, "millis_detail": exc.detail}]
-        elif isinstance(exc, MillisUnavailable):
-            if exc.rate_limited:
-                status, code = 429, "millis_rate_limited"
-            headers["Retry-After"] = str(exc.retry_after)
-        elif status == 503:
-            headers["Retry-After"] = "2"
-        elif status == 409:
-            headers["Retry-After"] = "1"
-        if isinstance(exc, MillisUnavailable | MillisAuthError | MillisBadResponse | MillisRejectedRequest):
-            attempts = [{"region": a.region, "outcome": a.outcome, "elapsed_ms": a.elapsed_ms} for a in exc.attempts]
-            if attempts:
-                details = [*(details or []), {"attempts": attempts}]
-        log = logger.error if status >= 500 else logger.info
-        log("Request failed", extra={"error": code, "status": status, "reason": exc.message})
-        return error_response(
-            status,
-            code,
-            exc.message,
-            hint=hint,
-            details=details,
-            request_id=request_id or self._request_id(),
-            headers=headers,
-        )
+        return domain_error_response(exc, request_id or self._request_id())
 
     def _unexpected(self, exc: Exception) -> Response[str]:
         logger.exception("Unhandled error")
@@ -231,6 +156,33 @@ class BridgeResolver(APIGatewayRestResolver):
             hint="Routes: POST /calls, GET /calls?lookup_key=..., GET /calls/{call_id}, POST /webhooks/millis.",
             request_id=self._request_id(),
         )
+
+
+def _with_json_media_type(event: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    """The event with a JSON Content-Type spelled as the resolver matches it (media types are
+    case-insensitive: ``APPLICATION/JSON`` is JSON), or the media type that is not JSON. A body without a
+    Content-Type is read as JSON."""
+    if not event.get("body"):
+        return event, None
+    headers = event.get("headers") or {}
+    name = next((k for k in headers if str(k).lower() == "content-type"), None)
+    if name is None:
+        return event, None
+    value = str(headers[name])
+    media_type = value.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return event, value
+    if value.startswith("application/json"):
+        return event, None
+    canonical = "application/json" + (";" + value.split(";", 1)[1] if ";" in value else "")
+    changed = dict(event)
+    changed["headers"] = {**{k: v for k, v in headers.items() if k != name}, "content-type": canonical}
+    if event.get("multiValueHeaders"):
+        multi = {k: v for k, v in event["multiValueHeaders"].items() if str(k).lower() != "content-type"}
+        changed["multiValueHeaders"] = {**multi, "content-type": [canonical]}
+    return changed, None
 
 
 def _proxy(response: Response[str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Amazon Chime SDK SIP media application invocations, read defensively.
 
-Both documented shapes are accepted (``SipMediaApplicationId`` or ``SipApplicationId``, ``Status``
-present or absent, ``Sequence`` above 1). Error fields are read at the top level and in ``ActionData``.
+Both documented shapes are accepted (``Status`` present or absent, ``Sequence`` above 1; the application id,
+``SipMediaApplicationId`` or ``SipApplicationId``, is not needed). Error fields are read at the top level
+and in ``ActionData``.
 Participant tags are compared case-insensitively (a documented example uses ``Leg-A``). Parsing never
 raises: a field of the wrong type reads as absent, so an event from a future API version, an abridged
 sample or plain garbage still yields an ``SmaEvent`` the handler can answer.
@@ -62,7 +63,6 @@ class Participant:
     to: str | None
     from_: str | None
     direction: str | None
-    start_ms: int | None
     status: str | None
 
     @property
@@ -77,7 +77,6 @@ class Participant:
             to=_text(raw.get("To")),
             from_=_text(raw.get("From")),
             direction=_text(raw.get("Direction")),
-            start_ms=whole_number(raw.get("StartTimeInMilliseconds")),
             status=_text(raw.get("Status")),
         )
 
@@ -93,8 +92,6 @@ class SmaEvent:
     action_parameters: Mapping[str, Any] = field(default_factory=dict)
     error_type: str | None = None
     error_message: str | None = None
-    sip_media_application_id: str | None = None
-    aws_region: str | None = None
 
     @classmethod
     def parse(cls, raw: object) -> SmaEvent:
@@ -117,9 +114,6 @@ class SmaEvent:
             action_parameters=_mapping(action.get("Parameters")),
             error_type=_text(action.get("ErrorType")) or _text(event.get("ErrorType")) or _text(action.get("Error")),
             error_message=_text(action.get("ErrorMessage")) or _text(event.get("ErrorMessage")),
-            sip_media_application_id=_text(details.get("SipMediaApplicationId"))
-            or _text(details.get("SipApplicationId")),
-            aws_region=_text(details.get("AwsRegion")),
         )
 
     def leg(self, tag: str) -> Participant | None:

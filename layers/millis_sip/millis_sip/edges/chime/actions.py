@@ -1,6 +1,6 @@
 """SIP media application responses, built fresh for every invocation (never a shared template dict).
 
-Limits honoured here (see README, "Chime SIP media application"): at most 10 actions per response, at
+Limits honoured here (docs/chime.md): at most 10 actions per response, at
 most 10 TransactionAttributes (string to string), SIP header names starting with ``x-`` and values within
 2048 characters, ``Uri`` of a Voice Connector endpoint 1-36 characters from the allowed set.
 """

@@ -1,4 +1,4 @@
-"""The Millis gateway: ``POST {base}/register_sip_call`` on the nearest region, failing over once.
+"""The Millis gateway over httpx: ``POST {base}/register_sip_call`` on the nearest region, failing over once.
 
 Failover happens on connection errors, timeouts, 5xx and 429, and only while the caller's deadline
 leaves time for another try. 401/403 (the key), 404 and 422 (the caller's agent or body) and any other
@@ -8,15 +8,15 @@ leaves time for another try. 401/403 (the key), 404 and 422 (the caller's agent 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from millis_sip.errors import (
+from millis_sip.adapters.secrets import api_key_source
+from millis_sip.core.calls import TOKEN
+from millis_sip.core.errors import (
     Attempt,
     MillisAuthError,
     MillisBadResponse,
@@ -24,10 +24,9 @@ from millis_sip.errors import (
     MillisRejectedRequest,
     MillisUnavailable,
 )
-from millis_sip.records import TOKEN_PATTERN
-from millis_sip.regions import MillisRegion
-from millis_sip.secrets import api_key_source
-from millis_sip.sip import InvalidSipUri, parse_sip_uri
+from millis_sip.core.ports import MIN_ATTEMPT_SECONDS, MillisRegistration
+from millis_sip.core.regions import MillisRegion
+from millis_sip.core.sip import InvalidSipUri, SipUri, parse_sip_uri
 
 if TYPE_CHECKING:
     from millis_sip.config import Settings
@@ -35,28 +34,6 @@ if TYPE_CHECKING:
 REGISTER_PATH = "/register_sip_call"
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_DETAIL_CHARS = 1000
-MIN_ATTEMPT_SECONDS = 0.2  # below this, a try cannot finish: do not start it
-_CALL_ID = re.compile(TOKEN_PATTERN)
-
-
-@dataclass(frozen=True, slots=True)
-class MillisRegistration:
-    call_id: str
-    sip_uri: str
-    region: MillisRegion
-    attempts: tuple[Attempt, ...]
-
-    @property
-    def failed_over(self) -> bool:
-        return len(self.attempts) > 1
-
-
-class MillisGateway(Protocol):
-    def register(
-        self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
-    ) -> MillisRegistration:
-        """Register a SIP call within ``budget`` seconds, trying ``regions`` in order (default: nearest first)."""
-        ...
 
 
 class _Retryable(Exception):
@@ -154,7 +131,9 @@ class HttpMillisGateway:
             retry_after=(last.retry_after if last and last.retry_after else 2),
         )
 
-    def _attempt(self, region: MillisRegion, payload: Mapping[str, Any], key: str, remaining: float) -> tuple[str, str]:
+    def _attempt(
+        self, region: MillisRegion, payload: Mapping[str, Any], key: str, remaining: float
+    ) -> tuple[str, SipUri]:
         timeout = httpx.Timeout(
             connect=min(self._connect_timeout, remaining),
             read=min(self._read_timeout, remaining),
@@ -206,7 +185,7 @@ def _read_capped(response: httpx.Response) -> bytes | None:
     return b"".join(chunks)
 
 
-def _parse_registration(body: bytes, status: int) -> tuple[str, str]:
+def _parse_registration(body: bytes, status: int) -> tuple[str, SipUri]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -214,7 +193,7 @@ def _parse_registration(body: bytes, status: int) -> tuple[str, str]:
     if not isinstance(data, dict):
         raise MillisBadResponse("Millis answered with JSON that is not an object.")
     call_id = data.get("call_id")
-    if not isinstance(call_id, str) or not _CALL_ID.match(call_id):
+    if not isinstance(call_id, str) or not TOKEN.match(call_id):
         raise MillisBadResponse("Millis answered without a usable call_id (1-128 visible ASCII characters).")
     raw_uri = data.get("sip_uri") if data.get("sip_uri") is not None else data.get("sip")
     if raw_uri is None:
@@ -223,7 +202,7 @@ def _parse_registration(body: bytes, status: int) -> tuple[str, str]:
         uri = parse_sip_uri(raw_uri)
     except InvalidSipUri as exc:
         raise MillisBadResponse(f"Millis answered with an unusable SIP URI: {exc}.") from None
-    return call_id, uri.uri
+    return call_id, uri
 
 
 def _header_secrets(payload: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,28 +1,54 @@
-"""Call records and the values they hold: plain dataclasses and enums, no pydantic, so that the SIP media
-application (which validates nothing with pydantic) does not pay for importing it at cold start."""
+"""Call records and their state machine: plain dataclasses and enums (no pydantic: a phone call waits on the
+cold start of every module here)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
+
+from millis_sip.core.sip import SipUri
 
 # lookup_key, call_id and agent_id: visible ASCII, no spaces, 1-128 characters. That admits E.164
 # numbers, SIP Call-IDs (local@host) and carrier references.
 TOKEN_PATTERN = r"^[\x21-\x7e]{1,128}$"  # noqa: S105 - a regex, not a secret
+TOKEN = re.compile(TOKEN_PATTERN)
+E164_PATTERN = r"^\+[1-9]\d{1,14}$"
+E164 = re.compile(E164_PATTERN)
+MAX_CALL_TTL_SECONDS = 86_400  # no registration lives longer: lookups never read older items
 
 
 class CallStatus(StrEnum):
-    """Where a call is (README, "Call status"). Moves only forward:
-    registered -> claimed -> bridged -> ended, and registered/claimed/bridged -> failed.
+    """Where a call is (docs/operations.md, "Call lifecycle"). Moves only forward, see ``MOVES``.
     ``expired`` is never stored: it is how a ``registered`` record reads once it has lapsed."""
 
     REGISTERED = "registered"  # registered with Millis, waiting for a carrier or a phone call
-    CLAIMED = "claimed"  # a Chime phone call took it and is being bridged to Millis
+    CLAIMED = "claimed"  # a phone call took it and is being bridged to Millis
     BRIDGED = "bridged"  # the phone call is connected to the Millis agent
     ENDED = "ended"  # the phone call is over
     FAILED = "failed"  # the call could not be bridged (see reason)
     EXPIRED = "expired"
+
+
+OPEN = (CallStatus.REGISTERED, CallStatus.CLAIMED, CallStatus.BRIDGED)
+ON_A_PHONE = (CallStatus.CLAIMED, CallStatus.BRIDGED)
+
+# The state machine: the statuses a call may move to each status from. Every move is one conditional write,
+# so a duplicate, late or out-of-order event finds the call elsewhere and changes nothing.
+MOVES: dict[CallStatus, tuple[CallStatus, ...]] = {
+    CallStatus.CLAIMED: (CallStatus.REGISTERED,),  # a phone call claims an HTTP registration
+    CallStatus.BRIDGED: (CallStatus.CLAIMED,),  # the agent answered the bridged leg
+    CallStatus.ENDED: OPEN,  # a hang-up (claimed/bridged), or Millis' session report (any open call)
+    CallStatus.FAILED: OPEN,  # the bridge failed, the carrier refused the answer, Millis reported an error
+}
+
+# The fields a move writes over what is stored; every other field of the snapshot is only filled in if missing.
+FIELDS_OF_MOVE: dict[CallStatus, tuple[str, ...]] = {
+    CallStatus.BRIDGED: ("bridged_at", "leg_b_call_id"),
+    CallStatus.ENDED: ("ended_at", "duration_seconds", "reason"),
+    CallStatus.FAILED: ("ended_at", "reason"),
+}
 
 
 class CallSource(StrEnum):
@@ -35,7 +61,7 @@ class CallRecord:
     """A registered call as the bridge stores it. Never holds the Millis key, agent_config or metadata."""
 
     call_id: str
-    sip_uri: str
+    sip_uri: SipUri
     millis_region: str
     status: CallStatus
     created_at: datetime
@@ -43,7 +69,7 @@ class CallRecord:
     lookup_key: str | None = None
     agent_id: str | None = None
     source: str = CallSource.HTTP
-    # Filled in when a Chime phone call uses the registration.
+    # Filled in when a phone call uses the registration.
     transaction_id: str | None = None
     caller_number: str | None = None
     dialed_number: str | None = None
@@ -55,13 +81,10 @@ class CallRecord:
     # From Millis' session_data_webhook, when the session ends.
     millis_call_status: str | None = None
     millis_duration_seconds: int | None = None
+    millis_session_id: str | None = None
 
     def as_seen_at(self, now: datetime) -> CallRecord:
         """The record with ``expired`` status once its registration has lapsed (TTL deletion lags)."""
         if self.status is CallStatus.REGISTERED and now >= self.expires_at:
             return replace(self, status=CallStatus.EXPIRED)
         return self
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

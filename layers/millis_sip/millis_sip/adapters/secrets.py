@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from millis_sip.errors import BridgeError, ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
+from millis_sip.core.errors import BridgeError, ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider

@@ -1,0 +1,1 @@
+"""DynamoDB: the call store (``store``), its item encoding (``codec``) and its clients (``clients``)."""

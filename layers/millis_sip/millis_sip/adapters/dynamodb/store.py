@@ -1,0 +1,313 @@
+"""The call store on DynamoDB: one item per call, plus one marker per phone call (docs/operations.md, "The
+item"). It implements the core's ``CallStore`` and ``InboundCallStore`` ports.
+
+Every write is conditional: a new call only if absent, a status only forward (``core.calls.MOVES``). Lookups
+by ``lookup_key`` read the ``by-lookup-key`` index newest first and skip registrations that have expired
+(TTL deletion lags by up to two days, so expiry is checked on read too). Every botocore error becomes
+``StoreUnavailable`` in one place (``_send``); a write whose condition did not hold comes back as ``Rejected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from millis_sip.adapters.aws import error_code
+from millis_sip.adapters.dynamodb.codec import (
+    Item,
+    epoch,
+    from_item,
+    is_call,
+    mark_from_item,
+    marker_item,
+    n,
+    s,
+    to_item,
+)
+from millis_sip.core.calls import FIELDS_OF_MOVE, MAX_CALL_TTL_SECONDS, OPEN, CallRecord, CallStatus
+from millis_sip.core.clock import epoch_ms, iso
+from millis_sip.core.errors import CallAlreadyExists, StoreUnavailable
+from millis_sip.core.ports import MillisReport, SessionOutcome, TransactionMark, TransactionState
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+LOOKUP_INDEX = "by-lookup-key"
+LOOKUP_PAGE_SIZE = 20
+CLAIM_CANDIDATES = 5
+_OPERATIONS = {
+    "put_item": "put",
+    "get_item": "get",
+    "update_item": "update",
+    "query": "query",
+    "transact_write_items": "transact_write",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A write whose condition did not hold; ``item`` is the item as it was, when DynamoDB returned it."""
+
+    item: Item | None = None
+
+
+class DynamoCallStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # --- the HTTP API's operations ------------------------------------------------------------------
+
+    def put_new(self, record: CallRecord) -> None:
+        answer = self._send(
+            "put_item", TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(call_id)"
+        )
+        if isinstance(answer, Rejected):
+            raise CallAlreadyExists(f"A call with id {record.call_id!r} is already stored.")
+
+    def get(self, call_id: str) -> CallRecord | None:
+        item = self._get_item(call_id)
+        return from_item(item) if item and is_call(item) else None
+
+    def latest_for(self, lookup_key: str, now: datetime) -> CallRecord | None:
+        for item in self._newest_first(lookup_key, now):
+            return from_item(item)
+        return None
+
+    def close_session(
+        self,
+        call_id: str,
+        *,
+        status: CallStatus,
+        reason: str,
+        now: datetime,
+        expires_at: datetime,
+        report: MillisReport,
+    ) -> SessionOutcome:
+        """Millis says the session is over: close the call if it is open, else only add Millis' fields."""
+        values: Item = {":now": s(iso(now))}
+        sets = ["updated_at = :now", "ended_at = if_not_exists(ended_at, :now)"]
+        reported = {
+            "millis_call_status": s(report.call_status) if report.call_status is not None else None,
+            "millis_duration_seconds": n(report.duration_seconds) if report.duration_seconds is not None else None,
+            "millis_session_id": s(report.session_id) if report.session_id is not None else None,
+        }
+        for name, value in reported.items():
+            if value is not None:
+                values[f":{name}"] = value
+                sets.append(f"{name} = :{name}")
+        exists = "attribute_exists(call_id) AND attribute_not_exists(kind)"
+        closing = {":to": s(status.value), ":reason": s(reason), ":exp": epoch(expires_at)}
+        closing.update({f":open{i}": s(st.value) for i, st in enumerate(OPEN)})
+        closing_sets = ["#status = :to", "expires_at = :exp", "reason = :reason"]
+        if report.duration_seconds is not None:  # a call no phone leg timed: Millis' duration is the duration
+            closing_sets.append("duration_seconds = if_not_exists(duration_seconds, :millis_duration_seconds)")
+        closed = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(call_id)},
+            UpdateExpression="SET " + ", ".join([*sets, *closing_sets]),
+            ConditionExpression=f"{exists} AND #status IN ({', '.join(f':open{i}' for i in range(len(OPEN)))})",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={**values, **closing},
+        )
+        if not isinstance(closed, Rejected):
+            return SessionOutcome.CLOSED
+        annotated = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(call_id)},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=exists,
+            ExpressionAttributeValues=values,
+        )
+        return SessionOutcome.UNKNOWN if isinstance(annotated, Rejected) else SessionOutcome.ANNOTATED
+
+    # --- the inbound-call router's operations --------------------------------------------------------
+
+    def begin_transaction(
+        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime
+    ) -> TransactionMark:
+        now_ms = epoch_ms(now)
+        answer = self._send(
+            "put_item",
+            TableName=self._table,
+            Item=marker_item(key, lease_until_ms=now_ms + int(lease_seconds * 1000), expires_at=expires_at),
+            # Free, or owned by an invocation that ran out of time without finishing.
+            ConditionExpression="attribute_not_exists(call_id) OR (#state = :pending AND lease_until < :now)",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":pending": s(TransactionState.PENDING.value), ":now": n(now_ms)},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",  # saves a read
+        )
+        if not isinstance(answer, Rejected):
+            return TransactionMark(TransactionState.ACQUIRED)
+        item = answer.item or self._get_item(key)
+        return mark_from_item(item) if item else TransactionMark(TransactionState.PENDING)
+
+    def fail_transaction(self, key: str, reason: str) -> None:
+        self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(key)},
+            UpdateExpression="SET #state = :failed, reason = :reason",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":failed": s(TransactionState.FAILED.value), ":reason": s(reason)},
+        )
+
+    def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
+        found: list[CallRecord] = []
+        for item in self._newest_first(lookup_key, now):
+            found.append(from_item(item))
+            if len(found) >= CLAIM_CANDIDATES:
+                break
+        return found
+
+    def commit_inbound(self, record: CallRecord, *, transaction_key: str | None, claim: bool, now: datetime) -> bool:
+        if claim:
+            first: Item = {"Update": self._claim_update(record, now)}
+        else:
+            first = {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(record),
+                    "ConditionExpression": "attribute_not_exists(call_id)",
+                }
+            }
+        items: list[Any] = [first]
+        if transaction_key is not None:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"call_id": s(transaction_key)},
+                        "UpdateExpression": "SET #state = :done, millis_call_id = :id",
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": {
+                            ":done": s(TransactionState.DONE.value),
+                            ":id": s(record.call_id),
+                        },
+                    }
+                }
+            )
+        if isinstance(self._send("transact_write_items", TransactItems=items), Rejected):
+            if claim:
+                return False
+            raise CallAlreadyExists(f"A call with id {record.call_id!r} is already stored.")
+        return True
+
+    def _claim_update(self, record: CallRecord, now: datetime) -> Item:
+        values: Item = {
+            ":claimed": s(CallStatus.CLAIMED.value),
+            ":registered": s(CallStatus.REGISTERED.value),
+            ":tx": s(record.transaction_id or ""),
+            ":now": epoch(now),
+            ":updated": s(iso(now)),
+        }
+        assignments = ["#status = :claimed", "transaction_id = :tx", "updated_at = :updated"]
+        for name in ("caller_number", "dialed_number"):
+            value = getattr(record, name)
+            if value is not None:
+                assignments.append(f"{name} = :{name}")
+                values[f":{name}"] = s(value)
+        return {
+            "TableName": self._table,
+            "Key": {"call_id": s(record.call_id)},
+            "UpdateExpression": "SET " + ", ".join(assignments),
+            # Unclaimed and unexpired, or already claimed by this very phone call (a retried invocation).
+            "ConditionExpression": (
+                "(#status = :registered AND expires_at > :now AND attribute_not_exists(transaction_id))"
+                " OR (#status = :claimed AND transaction_id = :tx)"
+            ),
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+        }
+
+    def transition(
+        self, snapshot: CallRecord, to: CallStatus, *, allowed_from: tuple[CallStatus, ...], now: datetime
+    ) -> bool:
+        item = to_item(replace(snapshot, status=to))
+        item.pop("call_id")
+        changing = {"status", "expires_at", *FIELDS_OF_MOVE.get(to, ())}
+        names: dict[str, str] = {"#status": "status", "#tx": "transaction_id"}
+        values: Item = {":now_text": s(iso(now)), ":tx": s(snapshot.transaction_id or "")}
+        assignments = ["updated_at = :now_text"]
+        for i, (name, value) in enumerate(sorted(item.items())):
+            ref = {"status": "#status", "transaction_id": "#tx"}.get(name, f"#a{i}")
+            names[ref] = name
+            values[f":v{i}"] = value
+            if name in changing:
+                assignments.append(f"{ref} = :v{i}")
+            else:  # keep what is stored; fill in what is missing (a record that was never written)
+                assignments.append(f"{ref} = if_not_exists({ref}, :v{i})")
+        allowed = []
+        for j, status in enumerate(allowed_from):
+            values[f":from{j}"] = s(status.value)
+            allowed.append(f":from{j}")
+        answer = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(snapshot.call_id)},
+            UpdateExpression="SET " + ", ".join(assignments),
+            ConditionExpression=f"attribute_not_exists(call_id) OR (#status IN ({', '.join(allowed)}) AND #tx = :tx)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        return not isinstance(answer, Rejected)
+
+    # --- reading and the one error translator ---------------------------------------------------------
+
+    def _get_item(self, key: str) -> Item | None:
+        answer = self._send("get_item", TableName=self._table, Key={"call_id": s(key)}, ConsistentRead=True)
+        assert not isinstance(answer, Rejected)  # noqa: S101 - a read has no condition
+        item: Item | None = answer.get("Item")
+        return item
+
+    def _newest_first(self, lookup_key: str, now: datetime) -> Iterator[Item]:
+        """Unexpired ``registered`` calls for ``lookup_key``, newest first. No registration lives longer
+        than MAX_CALL_TTL_SECONDS: older items need not be read at all."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": LOOKUP_INDEX,
+            "KeyConditionExpression": "lookup_key = :k AND created_at > :since",
+            "FilterExpression": "expires_at > :now AND #status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":k": s(lookup_key),
+                ":since": s(iso(now - timedelta(seconds=MAX_CALL_TTL_SECONDS))),
+                ":now": epoch(now),
+                ":status": s(CallStatus.REGISTERED.value),
+            },
+            "ScanIndexForward": False,
+            "Limit": LOOKUP_PAGE_SIZE,
+        }
+        while True:
+            page = self._send("query", **kwargs)
+            assert not isinstance(page, Rejected)  # noqa: S101 - a read has no condition
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _send(self, method: str, **kwargs: Any) -> Item | Rejected:
+        """Call DynamoDB. A write whose condition did not hold is ``Rejected``; anything else that fails (after
+        botocore's retries) is ``StoreUnavailable``, with the error code and never the item."""
+        operation = _OPERATIONS[method]
+        try:
+            answer: Item = getattr(self._client, method)(**kwargs)
+        except ClientError as exc:
+            code = error_code(exc)
+            response: dict[str, Any] = dict(exc.response)
+            if code == "ConditionalCheckFailedException":
+                return Rejected(response.get("Item"))
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return Rejected()
+            raise StoreUnavailable(f"DynamoDB {operation} failed ({code}).") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB {operation} failed ({type(exc).__name__}).") from None
+        return answer

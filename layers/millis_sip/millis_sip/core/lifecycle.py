@@ -1,0 +1,127 @@
+"""Every move a call makes after it is registered (the state machine is ``calls.MOVES``): bridged, ended,
+failed as a phone system reports them, and closed when Millis reports the end of the session. Each move is
+one conditional write: a duplicate, late or out-of-order report changes nothing."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from millis_sip.core.calls import ON_A_PHONE, CallRecord, CallStatus
+from millis_sip.core.errors import StoreUnavailable
+from millis_sip.core.ports import CallStore, Clock, InboundCallStore, Metrics, MillisReport, NoMetrics, SessionOutcome
+
+log = logging.getLogger(__name__)
+
+MILLIS_FAILED_STATUSES = frozenset({"error"})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReport:
+    """Millis' ``session_data_webhook``: the fields the bridge keeps (the rest is never stored)."""
+
+    call_id: str
+    session_id: str | None = None
+    call_status: str | None = None
+    duration: float | None = None  # seconds
+    error_message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return (self.call_status or "").lower() in MILLIS_FAILED_STATUSES
+
+
+class SessionReports:
+    """Millis' session webhook: the call is over. Replays and late deliveries change nothing."""
+
+    def __init__(self, store: CallStore, *, clock: Clock, ttl_seconds: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl_seconds)
+
+    def close(self, report: SessionReport) -> SessionOutcome:
+        now = self._clock.now()
+        status = CallStatus.FAILED if report.failed else CallStatus.ENDED
+        reason = f"millis_{report.call_status or 'ended'}"
+        outcome = self._store.close_session(
+            report.call_id,
+            status=status,
+            reason=reason[:128],
+            now=now,
+            expires_at=(now + self._ttl).replace(microsecond=0),
+            report=MillisReport(
+                call_status=report.call_status,
+                duration_seconds=round(report.duration) if report.duration is not None else None,
+                session_id=report.session_id,
+            ),
+        )
+        (log.warning if outcome is SessionOutcome.UNKNOWN else log.info)(
+            "Millis session webhook",
+            extra={"call_id": report.call_id, "outcome": outcome.value, "call_status": report.call_status},
+        )
+        if report.failed and report.error_message:
+            log.warning("Millis reported an error for the session", extra={"error_message": report.error_message[:500]})
+        return outcome
+
+
+class PhoneCalls:
+    """A phone call's moves after the router handed it to Millis, as the phone system reports them. The
+    snapshot is the call as the phone system's own state carries it (Chime's TransactionAttributes), so a
+    record that could not be written when the call started is written by the first move that succeeds."""
+
+    def __init__(
+        self, store: InboundCallStore, *, clock: Clock, ttl_seconds: int, metrics: Metrics | None = None
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._metrics = metrics or NoMetrics()
+
+    def bridged(self, snapshot: CallRecord, *, leg_id: str | None) -> datetime:
+        """The agent answered. Returns when (the phone system keeps it to time the call)."""
+        now = self._clock.now()
+        moved = replace(snapshot, bridged_at=now, leg_b_call_id=leg_id, expires_at=self._expiry(now))
+        self._move(moved, CallStatus.BRIDGED, (CallStatus.CLAIMED,), now)
+        self._metrics.inbound("bridged")
+        return now
+
+    def ended(self, snapshot: CallRecord, *, who: str, bridged_at: datetime | None) -> bool:
+        """One side hung up (``who``: caller, agent, unknown); the duration counts from ``bridged_at``."""
+        now = self._clock.now()
+        if bridged_at is not None:
+            duration, reason = max(0, round((now - bridged_at).total_seconds())), f"{who}_hung_up"
+        else:
+            duration, reason = 0, f"{who}_hung_up_before_bridge"
+        ended = replace(snapshot, ended_at=now, duration_seconds=duration, reason=reason, expires_at=self._expiry(now))
+        moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now)
+        if moved:
+            self._metrics.inbound("ended")
+        return moved
+
+    def failed(
+        self, snapshot: CallRecord, *, reason: str, allowed_from: tuple[CallStatus, ...] = (CallStatus.CLAIMED,)
+    ) -> bool:
+        """The call could not go on (the bridge failed, the phone system refused the answer)."""
+        now = self._clock.now()
+        failed = replace(snapshot, reason=reason, ended_at=now, expires_at=self._expiry(now))
+        return self._move(failed, CallStatus.FAILED, allowed_from, now)
+
+    def _move(self, snapshot: CallRecord, to: CallStatus, allowed_from: tuple[CallStatus, ...], now: datetime) -> bool:
+        try:
+            moved = self._store.transition(snapshot, to, allowed_from=allowed_from, now=now)
+        except StoreUnavailable as exc:
+            log.error(
+                "Could not record the call's new status",
+                extra={"millis_call_id": snapshot.call_id, "status": to.value, "error": str(exc)},
+            )
+            return False
+        if not moved:
+            log.info(
+                "Status not changed: the call is already past it",
+                extra={"millis_call_id": snapshot.call_id, "status": to.value},
+            )
+        return moved
+
+    def _expiry(self, now: datetime) -> datetime:
+        return (now + self._ttl).replace(microsecond=0)

@@ -1,0 +1,185 @@
+"""The ports: what the domain needs from the outside world, as protocols. Adapters implement them
+(``millis_sip.adapters``); tests implement them in memory (``tests/support/fakes.py``, held to the same
+contract as DynamoDB Local by ``tests/integration/test_store_contract.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from millis_sip.core.calls import CallRecord, CallStatus
+from millis_sip.core.errors import Attempt
+from millis_sip.core.regions import MillisRegion
+from millis_sip.core.sip import SipUri
+
+# --- time, secrets, metrics -----------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Wall time, UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (deadlines)."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class Secret(Protocol):
+    """A credential read when needed (Secrets Manager in AWS, the environment locally). Raises a
+    ``BridgeError`` when it cannot be read; never logs or echoes the value."""
+
+    def __call__(self) -> str: ...
+
+    def forget(self) -> None:
+        """Drop any cached value (after a SnapStart restore)."""
+        ...
+
+
+class Metrics(Protocol):
+    def registered(self, region: str, *, failed_over: bool, latency_ms: float) -> None:
+        """A call was registered with Millis (Registrations, Failovers, MillisLatency)."""
+        ...
+
+    def inbound(self, outcome: str) -> None:
+        """A phone call moved on: claimed, bridging, retried, bridged, ended (InboundCalls)."""
+        ...
+
+    def inbound_failure(self, reason: str) -> None:
+        """A phone call was released without an agent, and why (CallFailures)."""
+        ...
+
+
+class NoMetrics:
+    """Metrics that go nowhere (the default where none are wired)."""
+
+    def registered(self, region: str, *, failed_over: bool, latency_ms: float) -> None:
+        return None
+
+    def inbound(self, outcome: str) -> None:
+        return None
+
+    def inbound_failure(self, reason: str) -> None:
+        return None
+
+
+# --- Millis -----------------------------------------------------------------------------------------
+
+MIN_ATTEMPT_SECONDS = 0.2  # below this, a try at Millis cannot finish: do not start it
+
+
+@dataclass(frozen=True, slots=True)
+class MillisRegistration:
+    call_id: str
+    sip_uri: SipUri
+    region: MillisRegion
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def failed_over(self) -> bool:
+        return len(self.attempts) > 1
+
+
+class MillisGateway(Protocol):
+    def register(
+        self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
+    ) -> MillisRegistration:
+        """Register a SIP call within ``budget`` seconds, trying ``regions`` in order (default: nearest first).
+        Raises a ``MillisError`` subclass when no region registered it."""
+        ...
+
+
+# --- the call store ---------------------------------------------------------------------------------
+
+
+class SessionOutcome(StrEnum):
+    CLOSED = "closed"  # the call was open and is now ended or failed
+    ANNOTATED = "annotated"  # the call was already over: only Millis' fields were added
+    UNKNOWN = "unknown"  # no such call: nothing was created
+
+
+@dataclass(frozen=True, slots=True)
+class MillisReport:
+    """What Millis' session report adds to a call's record."""
+
+    call_status: str | None = None
+    duration_seconds: int | None = None
+    session_id: str | None = None
+
+
+class CallStore(Protocol):
+    def put_new(self, record: CallRecord) -> None:
+        """Store a call that must not exist yet (``CallAlreadyExists`` otherwise)."""
+        ...
+
+    def get(self, call_id: str) -> CallRecord | None: ...
+
+    def latest_for(self, lookup_key: str, now: datetime) -> CallRecord | None:
+        """The newest registration for ``lookup_key`` that has not expired at ``now`` and is not used yet."""
+        ...
+
+    def close_session(
+        self,
+        call_id: str,
+        *,
+        status: CallStatus,
+        reason: str,
+        now: datetime,
+        expires_at: datetime,
+        report: MillisReport,
+    ) -> SessionOutcome:
+        """Millis reports the session over: close the call if it is open, else only add Millis' fields."""
+        ...
+
+
+class TransactionState(StrEnum):
+    ACQUIRED = "acquired"  # this invocation owns the phone call: it may register with Millis
+    PENDING = "pending"  # another invocation owns it and has not finished
+    DONE = "done"  # finished: millis_call_id is the call to bridge to
+    FAILED = "failed"  # finished without an agent: release the caller again
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionMark:
+    """What the store knows of one attempt of one phone call (kept for retried invocations)."""
+
+    state: TransactionState
+    millis_call_id: str | None = None
+    reason: str | None = None
+
+
+class InboundCallStore(CallStore, Protocol):
+    """What the inbound-call router and the call lifecycle need on top of the HTTP API's store."""
+
+    def begin_transaction(
+        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime
+    ) -> TransactionMark:
+        """Take ownership of ``key`` (ACQUIRED), or say who has it and how far they got. A PENDING mark whose
+        lease has run out is taken over."""
+        ...
+
+    def fail_transaction(self, key: str, reason: str) -> None: ...
+
+    def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
+        """Unexpired ``registered`` calls for ``lookup_key``, newest first (a handful at most)."""
+        ...
+
+    def commit_inbound(self, record: CallRecord, *, transaction_key: str | None, claim: bool, now: datetime) -> bool:
+        """Store a call a phone call now uses, and finish its transaction, in one DynamoDB transaction.
+
+        ``claim``: ``record`` is an HTTP registration moving registered -> claimed; False when another
+        phone call claimed it first. Otherwise ``record`` is new (``CallAlreadyExists`` if it is not)."""
+        ...
+
+    def transition(
+        self, snapshot: CallRecord, to: CallStatus, *, allowed_from: tuple[CallStatus, ...], now: datetime
+    ) -> bool:
+        """Move a call forward (conditional on its status and transaction), writing the fields of
+        ``snapshot`` that belong to ``to``. A call that was never stored is created from ``snapshot``.
+        False when the call is elsewhere in its life (a duplicate or late event): nothing changes."""
+        ...

@@ -1,0 +1,270 @@
+"""The SIP media application: a phone call arriving through Amazon Chime is handed to the core's call router
+and bridged to the Millis agent through the Voice Connector of the Millis region (docs/chime.md).
+
+One method per invocation type:
+
+- NEW_INBOUND_CALL: ask the router where the call goes; answer CallAndBridge through that region's Voice
+  Connector (Uri = the SIP URI's user part), or release the caller (the failure message, then a hang-up).
+- ACTION_SUCCESSFUL (CallAndBridge): the call is bridged.
+- ACTION_FAILED (CallAndBridge): the router's failover (the other region, once), else release the caller.
+- HANGUP: hang up the other leg (Chime does not) and close the record.
+- INVALID_LAMBDA_RESPONSE: log, count, hang up.
+- anything else: an empty answer.
+
+What later invocations need travels in TransactionAttributes (``attributes``), so a call never depends on a
+DynamoDB write having succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from millis_sip.config import ChimeSettings, VoiceRoute
+from millis_sip.core.calls import E164, CallRecord, CallStatus
+from millis_sip.core.errors import Unroutable
+from millis_sip.core.lifecycle import PhoneCalls
+from millis_sip.core.ports import Metrics
+from millis_sip.core.regions import MillisRegion
+from millis_sip.core.router import CallRouter, InboundCall, Refused, Routed
+from millis_sip.core.sip import SipUri
+from millis_sip.edges.chime import attributes
+from millis_sip.edges.chime.actions import (
+    HANGUP_NORMAL,
+    HANGUP_UNAVAILABLE,
+    VOICE_CONNECTOR_USER,
+    Action,
+    call_and_bridge,
+    hangup,
+    response,
+    speak,
+)
+from millis_sip.edges.chime.events import (
+    ACTION_FAILED,
+    ACTION_SUCCESSFUL,
+    CALL_AND_BRIDGE,
+    HANGUP,
+    INVALID_LAMBDA_RESPONSE,
+    LEG_A,
+    LEG_B,
+    NEW_INBOUND_CALL,
+    Participant,
+    SmaEvent,
+    still_up_besides,
+)
+from millis_sip.observability import logger
+
+CARRIER = "chime"
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    """Where CallAndBridge sends a call: a Voice Connector, and the user part of the SIP URI."""
+
+    route: VoiceRoute
+    user: str
+
+
+class VoiceConnectors:
+    """The router's placement for Chime: a Millis region is reachable only through its Voice Connector,
+    whose origination route supplies the host; CallAndBridge sends only the SIP URI's user part."""
+
+    unreachable = "no_voice_connector"
+
+    def __init__(self, routes: Mapping[MillisRegion, VoiceRoute]) -> None:
+        self._routes = routes
+
+    def reachable(self, region: MillisRegion) -> bool:
+        return region in self._routes
+
+    def place(self, record: CallRecord) -> Bridge:
+        try:
+            route = self._routes.get(MillisRegion(record.millis_region))
+        except ValueError:
+            route = None
+        if route is None:
+            raise Unroutable("no_voice_connector")
+        uri: SipUri = record.sip_uri
+        if uri.host.rstrip(".") != route.sip_host:
+            raise Unroutable("sip_host_mismatch")
+        if not uri.user or not VOICE_CONNECTOR_USER.match(uri.user):
+            raise Unroutable("sip_user_not_routable")
+        return Bridge(route, uri.user)
+
+
+class SipMediaApp:
+    def __init__(self, router: CallRouter, calls: PhoneCalls, chime: ChimeSettings, *, metrics: Metrics) -> None:
+        self._router = router
+        self._calls = calls
+        self._chime = chime
+        self._placement = VoiceConnectors(chime.routes)
+        self._metrics = metrics
+
+    def handle(self, event: SmaEvent, *, deadline: float) -> dict[str, Any]:
+        """Answer one invocation. ``deadline`` is on the clock's monotonic time: the answer is ready by then."""
+        if event.type == NEW_INBOUND_CALL:
+            return self._new_inbound_call(event, deadline)
+        if event.type == ACTION_SUCCESSFUL:
+            return self._action_successful(event)
+        if event.type == ACTION_FAILED:
+            return self._action_failed(event, deadline)
+        if event.type == HANGUP:
+            return self._hangup(event)
+        if event.type == INVALID_LAMBDA_RESPONSE:
+            return self._invalid_response(event)
+        logger.info("Nothing to do for this invocation", extra={"invocation": event.type, "action": event.action_type})
+        return response()
+
+    # --- NEW_INBOUND_CALL -----------------------------------------------------------------------------
+
+    def _new_inbound_call(self, event: SmaEvent, deadline: float) -> dict[str, Any]:
+        caller = event.a_leg
+        if caller is None or caller.call_id is None or event.transaction_id is None:
+            logger.error("NEW_INBOUND_CALL without a caller leg or a TransactionId")
+            return self._release(caller, "malformed_event")
+        routed = self._router.route(_inbound(event, caller), deadline=deadline, placement=self._placement)
+        return self._answer(event, caller, routed, attempt=1)
+
+    def _answer(
+        self, event: SmaEvent, caller: Participant, routed: Routed[Bridge] | Refused, *, attempt: int
+    ) -> dict[str, Any]:
+        if isinstance(routed, Refused):
+            return self._release(caller, routed.reason, count=False)
+        record, bridge = routed.record, routed.placement
+        caller_id = next((n for n in (caller.from_, caller.to) if n and E164.match(n)), caller.from_ or caller.to)
+        action = call_and_bridge(
+            caller_id=caller_id or "",
+            voice_connector_arn=bridge.route.voice_connector_arn,
+            uri_user=bridge.user,
+            timeout_seconds=self._chime.bridge_timeout_seconds,
+            sip_headers={"X-Millis-Call-Id": record.call_id, "X-Chime-Transaction-Id": event.transaction_id or ""},
+        )
+        self._metrics.inbound("bridging")
+        logger.info(
+            "Bridging the phone call to Millis",
+            extra={
+                "millis_call_id": record.call_id,
+                "millis_region": record.millis_region,
+                "source": str(record.source),
+                "attempt": attempt,
+                "how": routed.how,
+            },
+        )
+        return response([action], attributes.encode(record, attempt))
+
+    # --- later events ---------------------------------------------------------------------------------
+
+    def _action_successful(self, event: SmaEvent) -> dict[str, Any]:
+        if event.action_type != CALL_AND_BRIDGE:
+            return response()
+        snapshot = attributes.decode(event)
+        if snapshot is None:
+            logger.warning("CallAndBridge succeeded for a call this application has no record of")
+            return response()
+        b_leg = event.b_leg
+        bridged_at = self._calls.bridged(snapshot, leg_id=b_leg.call_id if b_leg else None)
+        logger.info("Phone call bridged to Millis", extra={"millis_call_id": snapshot.call_id})
+        return response([], attributes.encode(snapshot, attributes.attempt(event.attributes), bridged_at=bridged_at))
+
+    def _action_failed(self, event: SmaEvent, deadline: float) -> dict[str, Any]:
+        caller = event.a_leg
+        if event.action_type != CALL_AND_BRIDGE:
+            logger.warning("An action failed", extra={"action": event.action_type, "error_type": event.error_type})
+            if event.action_type == "Hangup" or caller is None or caller.disconnected:
+                return response()
+            return response([hangup(caller.call_id, LEG_A, HANGUP_UNAVAILABLE)])
+        reason = f"bridge_failed:{event.error_type or 'unknown'}"
+        snapshot = attributes.decode(event)
+        logger.error(
+            "CallAndBridge failed",
+            extra={
+                "error_type": event.error_type,
+                "error_message": event.error_message,
+                "millis_call_id": snapshot and snapshot.call_id,
+            },
+        )
+        if snapshot is not None:
+            self._calls.failed(snapshot, reason=reason)
+        if caller is not None and caller.call_id and not caller.disconnected and snapshot is not None:
+            attempt = attributes.attempt(event.attributes)
+            retried = self._router.failover(
+                _inbound(event, caller), snapshot, attempt=attempt, deadline=deadline, placement=self._placement
+            )
+            if retried is not None:
+                self._metrics.inbound_failure(reason)
+                return self._answer(event, caller, retried, attempt=attempt + 1)
+        return self._release(caller, reason)
+
+    def _hangup(self, event: SmaEvent) -> dict[str, Any]:
+        gone = event.acted_on()
+        remaining = still_up_besides(event, gone)
+        actions = [hangup(p.call_id, p.tag, HANGUP_NORMAL) for p in remaining]
+        snapshot = attributes.decode(event)
+        if snapshot is not None:
+            who = {LEG_A: "caller", LEG_B: "agent"}.get(gone.tag or "", "unknown") if gone else "unknown"
+            self._calls.ended(snapshot, who=who, bridged_at=attributes.bridged_at(event.attributes))
+        logger.info("Hang-up", extra={"leg": gone.tag if gone else None, "hanging_up": [p.tag for p in remaining]})
+        return response(actions)
+
+    def _invalid_response(self, event: SmaEvent) -> dict[str, Any]:
+        logger.error(
+            "Chime refused this application's answer",
+            extra={"error_type": event.error_type, "error_message": event.error_message, "sequence": event.sequence},
+        )
+        reason = f"invalid_lambda_response:{event.error_type or 'unknown'}"
+        self._metrics.inbound_failure(reason)
+        snapshot = attributes.decode(event)
+        if snapshot is not None:
+            self._calls.failed(snapshot, reason=reason, allowed_from=(CallStatus.CLAIMED, CallStatus.BRIDGED))
+        return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _release(self, caller: Participant | None, reason: str, *, count: bool = True) -> dict[str, Any]:
+        """Let the caller go: the failure message when one is set, then a hang-up."""
+        if count:
+            self._metrics.inbound_failure(reason)
+        logger.warning("Releasing the caller without an agent", extra={"reason": reason})
+        call_id = caller.call_id if caller else None
+        actions: list[Action]
+        if call_id and self._chime.failure_message:
+            actions = [
+                speak(
+                    call_id,
+                    self._chime.failure_message,
+                    voice=self._chime.failure_voice,
+                    language=self._chime.failure_language,
+                    engine=self._chime.failure_engine,
+                ),
+                hangup(call_id, LEG_A, HANGUP_NORMAL),
+            ]
+        else:
+            actions = [hangup(call_id, LEG_A, HANGUP_UNAVAILABLE)]
+        return response(actions, attributes.failure(reason))
+
+
+def _inbound(event: SmaEvent, caller: Participant) -> InboundCall:
+    tx = event.transaction_id or ""
+    context = {"chime_transaction_id": tx, "chime_call_id": caller.call_id or ""}
+    return InboundCall(CARRIER, tx, caller.from_, caller.to, context={k: v for k, v in context.items() if v})
+
+
+def hang_up_everyone(event: SmaEvent, code: str) -> list[Action]:
+    legs = [p for p in event.participants if p.call_id and not p.disconnected]
+    if not legs:
+        return [hangup(None, LEG_A, code)]
+    return [hangup(p.call_id, p.tag, code) for p in legs]
+
+
+def fallback_response(event: SmaEvent) -> dict[str, Any]:
+    """The answer when the application itself cannot run (configuration, a bug): never leave a leg up
+    that nobody will hang up, and never tear down a call that is working."""
+    if event.type == HANGUP:
+        return response([hangup(p.call_id, p.tag) for p in still_up_besides(event, event.acted_on())])
+    if event.type in (NEW_INBOUND_CALL, INVALID_LAMBDA_RESPONSE):
+        return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
+    if event.type == ACTION_FAILED and event.action_type != "Hangup":
+        caller = event.a_leg
+        return response([hangup(caller.call_id if caller else None, LEG_A, HANGUP_UNAVAILABLE)])
+    return response()

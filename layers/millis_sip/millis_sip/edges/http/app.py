@@ -1,0 +1,174 @@
+"""The management API's routes: each parses its input into a model, calls one core service, and answers JSON.
+
+``create_app`` builds the resolver from the services it is given (the entry module builds them once per
+execution environment; tests pass fakes).
+"""
+
+# No `from __future__ import annotations`: Powertools reads the routes' annotations at registration.
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+
+from millis_sip.core.lifecycle import SessionReports
+from millis_sip.core.lookup import CallDirectory
+from millis_sip.core.registration import WEBHOOK_PATH, Registrar
+from millis_sip.edges.http import openapi
+from millis_sip.edges.http.idempotency import IDEMPOTENCY_HEADER, Answer, Body, Idempotency
+from millis_sip.edges.http.models import (
+    MAX_WEBHOOK_BODY_BYTES,
+    CallId,
+    CallView,
+    IdempotencyKey,
+    LookupKey,
+    RegisterCallRequest,
+    SessionDataWebhook,
+    WebhookAck,
+)
+from millis_sip.edges.http.resolver import BridgeResolver, Guard
+from millis_sip.observability import logger
+
+DEADLINE_MARGIN_SECONDS = 1.0  # leave time to store the call and answer before the function times out
+
+_READ_ERRORS = {**openapi.errors({400: "Invalid request", 404: "Not found", 503: "DynamoDB unavailable"})}
+_CREATE_ERRORS = openapi.errors(
+    {
+        400: "Invalid request (details name each field)",
+        404: "Millis does not know the agent",
+        409: "A request with this Idempotency-Key is in progress",
+        413: "Body over 64 KiB",
+        415: "Not JSON",
+        422: "Millis refused the body, or the Idempotency-Key was used with another body",
+        502: "Millis rejected the key or answered something unusable",
+        503: "Millis, the key or DynamoDB unavailable; retry after Retry-After",
+    }
+)
+_WEBHOOK_ERRORS = openapi.errors(
+    {
+        400: "Invalid payload",
+        401: "No or wrong X-Webhook-Secret",
+        413: "Body over 1 MiB",
+        415: "Not JSON",
+        503: "The webhook secret or DynamoDB unavailable",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementServices:
+    """What the management API calls: one core service per use case."""
+
+    registrar: Registrar
+    directory: CallDirectory
+    sessions: SessionReports
+    http_deadline: float  # seconds a registration may take, failover included
+
+
+def create_app(
+    services: ManagementServices, *, webhook_guard: Guard, idempotency: Idempotency | None
+) -> BridgeResolver:
+    app = BridgeResolver(guards={WEBHOOK_PATH: webhook_guard}, body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES})
+
+    def own_webhook_url() -> str | None:
+        """This API's own webhook route, as the caller reached it."""
+        context = app.current_event.request_context
+        if not context.domain_name or not context.stage:
+            return None
+        return f"https://{context.domain_name}/{context.stage}{WEBHOOK_PATH}"
+
+    def register(request: RegisterCallRequest) -> Answer:
+        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+        record = services.registrar.register(
+            request.to_command(),
+            budget=min(services.http_deadline, remaining),
+            webhook_url=own_webhook_url(),  # used when WEBHOOK_URL is not set
+        )
+        logger.append_keys(call_id=record.call_id)
+        return CallView.of(record).model_dump(mode="json")
+
+    def register_body(body: Body) -> Answer:
+        return register(RegisterCallRequest.model_validate(body))
+
+    register_once = idempotency.wrap(register_body) if idempotency is not None else None
+
+    @app.post(
+        "/calls",
+        summary="Register a call with Millis",
+        responses={
+            201: {"description": "Registered", "content": {"application/json": {"model": CallView}}},
+            **_CREATE_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def create_call(
+        body: RegisterCallRequest,
+        idempotency_key: Annotated[
+            IdempotencyKey | None,
+            Header(
+                alias=IDEMPOTENCY_HEADER.lower(),
+                description="Retries with the same key and body get the first answer, without a second registration.",
+            ),
+        ] = None,
+    ) -> Response[str]:
+        if idempotency_key is None or register_once is None:
+            return _json(201, register(body))
+        return _json(201, register_once(idempotency_key, body.model_dump(mode="json", exclude_unset=True)))
+
+    @app.get(
+        "/calls",
+        summary="Carrier lookup: the newest unused, unexpired registration for a lookup key",
+        responses={
+            200: {"description": "Found", "content": {"application/json": {"model": CallView}}},
+            **_READ_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def lookup_call(
+        lookup_key: Annotated[LookupKey, Query(description="The key the call was registered with.")],
+    ) -> Response[str]:
+        return _json(200, CallView.of(services.directory.lookup(lookup_key)).model_dump(mode="json"))
+
+    @app.get(
+        "/calls/<call_id>",
+        summary="A call by its Millis call_id",
+        responses={
+            200: {"description": "The call", "content": {"application/json": {"model": CallView}}},
+            **_READ_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def get_call(call_id: Annotated[CallId, Path(description="The Millis call_id.")]) -> Response[str]:
+        logger.append_keys(call_id=call_id)
+        return _json(200, CallView.of(services.directory.get(call_id)).model_dump(mode="json"))
+
+    @app.post(
+        WEBHOOK_PATH,
+        summary="Millis session_data_webhook: the call is over (authenticated by X-Webhook-Secret, not the API key)",
+        responses={
+            200: {"description": "Received", "content": {"application/json": {"model": WebhookAck}}},
+            **_WEBHOOK_ERRORS,
+        },
+    )
+    def millis_webhook(body: SessionDataWebhook) -> Response[str]:
+        logger.append_keys(call_id=body.call_id)
+        outcome = services.sessions.close(body.to_report())
+        return _json(200, WebhookAck(call_id=body.call_id, outcome=outcome).model_dump(mode="json"))
+
+    published: list[str] = []  # the document, rendered on first request
+
+    @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+    def openapi_document() -> Response[str]:
+        if not published:
+            published.append(json.dumps(openapi.document(app)))
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=published[0])
+
+    return app
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[str]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body, separators=(",", ":"))
+    )

@@ -1,0 +1,112 @@
+"""The one place where exceptions become HTTP answers: JSON that says what was wrong and how to fix it.
+The errors only this edge raises (a webhook without its secret, an Idempotency-Key misused) live here too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+
+from millis_sip.core.errors import (
+    BridgeError,
+    CallAlreadyExists,
+    CallNotFound,
+    InvalidRequest,
+    MillisAuthError,
+    MillisBadResponse,
+    MillisKeyUnavailable,
+    MillisRejectedRequest,
+    MillisUnavailable,
+    StoreUnavailable,
+    WebhookSecretUnavailable,
+)
+from millis_sip.edges.http.models import ErrorBody
+from millis_sip.observability import count_error, logger
+
+
+class WebhookUnauthorized(BridgeError):
+    """The webhook request did not carry the shared secret."""
+
+    code = "unauthorized"
+
+
+class IdempotencyKeyReused(BridgeError):
+    """The Idempotency-Key was used before with a different body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(BridgeError):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_in_progress"
+
+
+# status, hint; the message comes from the exception. The most specific class that matches wins.
+DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
+    InvalidRequest: (400, None),
+    CallNotFound: (404, "Check the id, or register the call first; registrations expire (see expires_at)."),
+    MillisAuthError: (
+        502,
+        "Put the Millis private key into the secret named by the stack output MillisApiKeySecretArn.",
+    ),
+    MillisBadResponse: (502, "Millis answered something unusable; retry, and report it if it persists."),
+    CallAlreadyExists: (502, "Millis returned a call_id that is already stored; retry the registration."),
+    MillisUnavailable: (503, "Retry after the number of seconds in Retry-After."),
+    MillisKeyUnavailable: (503, "Retry shortly; if it persists, check the secret and the function's access to it."),
+    StoreUnavailable: (503, "Retry after the number of seconds in Retry-After; nothing was acknowledged."),
+    WebhookUnauthorized: (401, "Send the stack's webhook secret in the X-Webhook-Secret header."),
+    WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
+    IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
+    IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    hint: str | None = None,
+    details: Sequence[dict[str, Any]] | None = None,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    body = ErrorBody(
+        error=code, message=message, hint=hint, details=list(details) if details else None, request_id=request_id
+    )
+    count_error(code)
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(exclude_none=True),
+        headers=headers,
+    )
+
+
+def domain_error_response(exc: BridgeError, request_id: str | None) -> Response[str]:
+    """The answer to a domain exception: its status and hint from DOMAIN_ERRORS, Millis' detail and attempts
+    where there are any, Retry-After where a retry will help."""
+    status, hint = next((spec for cls, spec in DOMAIN_ERRORS.items() if isinstance(exc, cls)), (500, None))
+    headers: dict[str, str] = {}
+    details: list[dict[str, Any]] | None = None
+    code = exc.code
+    if isinstance(exc, MillisRejectedRequest):
+        status = 404 if exc.status == 404 else 422
+        details = [{"millis_status": exc.status, "millis_detail": exc.detail}]
+    elif isinstance(exc, MillisUnavailable):
+        if exc.rate_limited:
+            status, code = 429, "millis_rate_limited"
+        headers["Retry-After"] = str(exc.retry_after)
+    elif status == 503:
+        headers["Retry-After"] = "2"
+    elif status == 409:
+        headers["Retry-After"] = "1"
+    if isinstance(exc, MillisUnavailable | MillisAuthError | MillisBadResponse | MillisRejectedRequest):
+        attempts = [{"region": a.region, "outcome": a.outcome, "elapsed_ms": a.elapsed_ms} for a in exc.attempts]
+        if attempts:
+            details = [*(details or []), {"attempts": attempts}]
+    log = logger.error if status >= 500 else logger.info
+    log("Request failed", extra={"error": code, "status": status, "reason": exc.message})
+    return error_response(status, code, exc.message, hint=hint, details=details, request_id=request_id, headers=headers)
