@@ -18,14 +18,14 @@ help: ## show this help
 install: ## create .venv (Python 3.13) and fetch DynamoDB Local
 	@dev/bootstrap.sh
 
-demo: install ## register and look up a call locally (DynamoDB Local + Millis simulator, no AWS, no Docker)
+demo: install ## register, look up and bridge a call locally (DynamoDB Local + Millis simulator, no AWS, no Docker; a free port)
 	@$(PY) -m dev.demo
 
-serve: install ## like demo, then keep the local API on http://127.0.0.1:3000 for curl (Ctrl-C stops)
+serve: install ## like demo, then keep the local API on http://127.0.0.1:3000 for curl (PORT=N moves it; Ctrl-C stops)
 	@$(PY) -m dev.demo --serve
 
-bench: install ## benchmarks: cold start, warm hot path, failover, footprint as ratios to floors; writes docs/benchmarks.{json,png}
-	@$(PY) -m dev.bench
+bench: install ## benchmarks (cold start, warm hot path, failover, footprint) as ratios to floors; writes bench-results/ (BENCH_OUT=docs to publish)
+	@$(PY) -m dev.bench --out $(or $(BENCH_OUT),bench-results)
 
 load: install ## load test on loopback: 400 concurrent registrations + lookups, faults midway; nothing lost (REQUESTS=, CONCURRENCY=)
 	@$(PY) -m dev.load_test --requests $(or $(REQUESTS),400) --concurrency $(or $(CONCURRENCY),32)
@@ -62,5 +62,5 @@ validate: install ## lint and validate the template the way CI does
 	@$(BIN)/cfn-lint template.yaml
 	@$(BIN)/sam validate --lint
 
-clean: ## remove build output and caches (keeps .venv and DynamoDB Local)
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove build output, caches and bench-results/ (keeps .venv and DynamoDB Local)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results

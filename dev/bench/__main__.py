@@ -1,6 +1,7 @@
 """`make bench`: cold start, warm hot path, failover cost and footprint, each as a ratio against a floor
 measured in the same run (machines here are shared and noisy: absolute numbers move, ratios much less).
-Prints a table, writes docs/benchmarks.json and draws docs/benchmarks.png (README, "Performance")."""
+Prints a table, writes benchmarks.json and draws benchmarks.png into bench-results/ (untracked; --out docs
+publishes them as the committed results that docs/performance.md shows)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dev.millis_simulator import MillisSimulator
 from dev.template import ROOT, create_tables
 
 TARGETS = {"cold_start_ratio": 1.15, "warm_overhead_p50_us": 500.0, "refused_failover_extra_ms": 50.0}
+DEFAULT_OUT = ROOT / "bench-results"  # untracked (.gitignore); docs/ holds the published results
 
 
 @contextmanager
@@ -196,6 +198,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
+def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """benchmarks.json and benchmarks.png in ``out`` (created if missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    data, image = out / "benchmarks.json", out / "benchmarks.png"
+    data.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, image)
+    return data, image
+
+
 def replot(out: Path) -> None:
     plot(json.loads((out / "benchmarks.json").read_text()), out / "benchmarks.png")
 
@@ -205,16 +216,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=11, help="cold starts per target")
     parser.add_argument("--invocations", type=int, default=600, help="warm invocations per path")
     parser.add_argument("--build-dir", type=Path, help="reuse a `sam build` (host architecture) instead of building")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="folder for the results (default bench-results/; docs publishes)"
+    )
     args = parser.parse_args()
+    print(f"results go to {args.out}/ (about five minutes)", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         build = args.build_dir or sam_build(Path(scratch) / "build")
         results = run(args.repeats, args.invocations, build)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.out / "benchmarks.png")
+    data, image = write(results, args.out)
     print(table(results))
-    print(f"\nwrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.png'}")
+    print(f"\nwrote {data} and {image}")
+    if args.out.resolve() != (ROOT / "docs").resolve():
+        print("to publish them as the results docs/performance.md shows: make bench BENCH_OUT=docs")
     return 0
 
 
