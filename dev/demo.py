@@ -26,20 +26,21 @@ from urllib.parse import parse_qsl, quote, urlencode
 import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
+from dev.events import load_event
+from dev.function_env import REGION, SIMULATOR_VOICE_CONNECTORS, function_env
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
-from dev.template import ROOT, create_tables
+from dev.template import create_tables
 
 TABLE = "millis-sip-bridge-calls"
 IDEMPOTENCY_TABLE = "millis-sip-bridge-idempotency"
 LOCAL_API_KEY = "local-api-key"
 LOCAL_WEBHOOK_SECRET = "local-webhook-secret"  # noqa: S105 - the local stand-in for the generated secret
-DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 SERVE_PORT = 3000
 
-# The headers a user types, in the order they are printed, spelled as the README spells them.
+# The headers a user types, in the order they are printed, spelled as docs/api.md spells them.
 SHOWN_HEADERS = {
     "x-api-key": "x-api-key",
     "content-type": "content-type",
@@ -209,17 +210,11 @@ def script(base_url: str, api_key: str, sim: MillisSimulator | None, steps: Step
             step.expect_status(anonymous, 403)
 
 
-DEMO_VOICE_CONNECTORS = {
-    "VOICE_CONNECTOR_ARN_US_WEST": "arn:aws:chime:us-west-2:111122223333:vc/demouswest0000000000000",
-    "VOICE_CONNECTOR_ARN_EU_WEST": "arn:aws:chime:us-west-2:111122223333:vc/demoeuwest0000000000000",
-    "MILLIS_SIP_HOST_US_WEST": "sip-us-west.millis-simulator.test",
-    "MILLIS_SIP_HOST_EU_WEST": "sip-eu-west.millis-simulator.test",
-    "DEFAULT_AGENT_ID": "demo-phone-agent",
-}
+DEMO_PHONE = {**SIMULATOR_VOICE_CONNECTORS, "DEFAULT_AGENT_ID": "demo-phone-agent"}
 
 
 def _event(name: str, tx: str, caller: str, attributes: dict[str, str] | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
+    event = load_event(name)
     event["CallDetails"]["TransactionId"] = tx
     event["CallDetails"]["Participants"][0]["From"] = caller
     if attributes is not None:
@@ -229,7 +224,7 @@ def _event(name: str, tx: str, caller: str, attributes: dict[str, str] | None = 
 
 def phone_script(base_url: str, api_key: str, steps: Steps) -> None:
     """A phone call through SipMediaAppFunction: Chime's invocations, played from events/ in-process."""
-    os.environ.update(DEMO_VOICE_CONNECTORS)
+    os.environ.update(DEMO_PHONE)
     sma = load_function("sma_handler")
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
@@ -325,29 +320,23 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
     real_key = os.environ.get("MILLIS_API_KEY", "").strip()
     with contextlib.ExitStack() as stack:
         ddb = stack.enter_context(DynamoDBLocal())
-        env = {
-            **DUMMY_AWS,
-            "AWS_REGION": os.environ.get("AWS_REGION", "us-west-2"),
-            "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION", "us-west-2"),
-            "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
-            "CALLS_TABLE_NAME": TABLE,
-            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
-            "WEBHOOK_SECRET": LOCAL_WEBHOOK_SECRET,
-            "MILLIS_API_KEY_SECRET_ARN": "",
-            "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
-            "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "INFO" if verbose else "ERROR",
-            "POWERTOOLS_METRICS_DISABLED": "false" if verbose else "true",
-        }
-        os.environ.update(env)
-        create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE, region=env["AWS_REGION"])
         sim: MillisSimulator | None = None
         if real_key:
             print("MILLIS_API_KEY is set: registering with real Millis.")
         else:
             sim = stack.enter_context(MillisSimulator())
-            os.environ.update(sim.env())
+        env = function_env(
+            calls_table=TABLE,
+            idempotency_table=IDEMPOTENCY_TABLE,
+            dynamodb_endpoint=ddb.endpoint,
+            webhook_secret=LOCAL_WEBHOOK_SECRET,
+            millis=sim.env() if sim is not None else {"MILLIS_API_KEY": real_key},
+            region=os.environ.get("AWS_REGION", REGION),
+            log_level="INFO" if verbose else "ERROR",
+            metrics=verbose,
+        )
+        os.environ.update(env)
+        create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE, region=env["AWS_REGION"])
         handler = load_function("api_handler")
         try:
             api = stack.enter_context(LocalApi(handler.lambda_handler, api_key=LOCAL_API_KEY, port=port))

@@ -46,13 +46,14 @@ def function_env(
     voice_connectors: bool = False,
     log_level: str = "INFO",
     metrics: bool = True,
+    region: str = REGION,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The functions' environment. ``millis``: the Millis URLs and key (``MillisSimulator.env()``);
     ``extra``: any other variables (they win)."""
     env = {
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
         **LOCAL_CREDENTIALS,
         **POWERTOOLS,
         "POWERTOOLS_LOG_LEVEL": log_level,

@@ -4,7 +4,7 @@ faults switched on midway. Reports acknowledged vs stored vs lost (must be 0) an
 
     python -m dev.load_test --requests 400 --concurrency 32      (make load)
 
-Clients behave as the README tells them to: every registration carries an Idempotency-Key, and a 503, 429
+Clients behave as docs/api.md tells them to: every registration carries an Idempotency-Key, and a 503, 429
 or 409 is retried with the same key after Retry-After (shortened here).
 """
 
@@ -28,6 +28,7 @@ import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
 from dev.environments import start_environments
+from dev.function_env import function_env
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from dev.template import create_tables
@@ -91,21 +92,15 @@ def stack(concurrency: int) -> Iterator[tuple[LocalApi, MillisSimulator, Any]]:
         sim = stack.enter_context(MillisSimulator())
         env = {
             **os.environ,
-            "AWS_REGION": "us-west-2",
-            "AWS_DEFAULT_REGION": "us-west-2",
-            "AWS_ACCESS_KEY_ID": "load",
-            "AWS_SECRET_ACCESS_KEY": "load",
-            "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
-            "CALLS_TABLE_NAME": TABLE,
-            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
-            "MILLIS_API_KEY_SECRET_ARN": "",
-            "MILLIS_READ_TIMEOUT": "0.5",
-            "POWERTOOLS_SERVICE_NAME": "millis-sip-bridge",
-            "POWERTOOLS_METRICS_NAMESPACE": "MillisSipBridge",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            **sim.env(),
+            **function_env(
+                calls_table=TABLE,
+                idempotency_table=IDEMPOTENCY_TABLE,
+                dynamodb_endpoint=ddb.endpoint,
+                millis=sim.env(),
+                log_level="CRITICAL",
+                metrics=False,
+                extra={"MILLIS_READ_TIMEOUT": "0.5"},
+            ),
         }
         environments = start_environments("api_handler", max(1, concurrency // 4), env)
         for environment in environments:

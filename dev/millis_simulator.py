@@ -1,5 +1,5 @@
 """A Millis API simulator: a real HTTP server on loopback implementing ``POST /register_sip_call`` as
-documented (see README, "Millis simulator"), with per-region faults for tests and demos.
+documented (docs/development.md, "Millis simulator"), with per-region faults for tests and demos.
 
 Each Millis region is a path prefix on one server: ``http://127.0.0.1:<port>/us-west`` and ``.../eu-west``
 are the two base URLs. Faults can be set in-process (``sim.set_fault``) or over HTTP:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dev.bench import FUNCTION_CONFIG, IDEMPOTENCY_TABLE, TABLE, cold_start, failover, footprint, hot_path
+from dev.bench import IDEMPOTENCY_TABLE, TABLE, cold_start, failover, footprint, function_config, hot_path
 from dev.build import sam_build
 from dev.dynamodb_local import DynamoDBLocal
 from dev.functions import load_function
@@ -34,7 +34,7 @@ def rig() -> Iterator[tuple[DynamoDBLocal, MillisSimulator, dict[str, str]]]:
         ddb = stack.enter_context(DynamoDBLocal())
         sim = stack.enter_context(MillisSimulator())
         create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE)
-        env = {**FUNCTION_CONFIG, "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint, **sim.env()}
+        env = function_config(sim.env(), ddb.endpoint)
         yield ddb, sim, env
 
 

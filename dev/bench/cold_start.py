@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from dev.bench import FUNCTION_CONFIG
+from dev.bench import function_config
 from dev.template import ROOT
 
 
@@ -41,13 +41,12 @@ print("ELAPSED", time.perf_counter() - _t0)
 """
 
 
-def function_env(build: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def artifact_env(build: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The functions' configuration pointed nowhere (nothing is called at import), the build on the path."""
     return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(str(p) for p in artifact_paths(build)),
-        **FUNCTION_CONFIG,
-        "MILLIS_API_KEY": "bench-key",
+        **function_config(),
         **(extra or {}),
     }
 
@@ -69,7 +68,7 @@ def _once(code: str, env: Mapping[str, str]) -> float:
 
 def measure(build: Path, repeats: int = 11, env_extra: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Median and spread of each target's init time, interleaved so that machine noise hits all alike."""
-    env = function_env(build, env_extra)
+    env = artifact_env(build, env_extra)
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
         for name, code in TARGETS.items():
@@ -92,7 +91,7 @@ _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
 def breakdown(build: Path, target: str, env_extra: Mapping[str, str] | None = None, top: int = 8) -> dict[str, float]:
     """Milliseconds of import time per top-level package: every module's own time (``-X importtime``)."""
-    env = function_env(build, env_extra)
+    env = artifact_env(build, env_extra)
     result = subprocess.run(
         [sys.executable, "-S", "-B", "-X", "importtime", "-c", TARGETS[target]],
         capture_output=True,

@@ -10,8 +10,8 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from dev.bench import EVENTS
-from dev.bench.cold_start import FLOOR, function_env
+from dev.bench.cold_start import FLOOR, artifact_env
+from dev.events import EVENTS
 
 _WARM = """
 import json
@@ -43,7 +43,7 @@ def _peak(code: str, env: Mapping[str, str]) -> float:
 
 
 def peak_memory_mb(build: Path, env: Mapping[str, str]) -> dict[str, float]:
-    base = function_env(build, env)
+    base = artifact_env(build, env)
     floor = _peak(
         _WARM.format(imports=FLOOR.strip(), event=str(EVENTS / "api-create-call.json"), invoke="pass"),
         base,

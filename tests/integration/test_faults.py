@@ -1,4 +1,4 @@
-"""The fault matrix (README, "Faults, and what each caller gets"): Millis misbehaving in ways the API flow
+"""The fault matrix (docs/operations.md, "Faults, and what each caller gets"): Millis misbehaving in ways the API flow
 tests do not already cover, and DynamoDB throttling, failing transiently or refusing access, injected into
 the real botocore client (its standard retry mode at work) in front of DynamoDB Local."""
 

@@ -1,6 +1,8 @@
 """A JSON Schema of SIP media application responses, for the actions this product sends, written from the
-Amazon Chime SDK Developer Guide (pages call-and-bridge, hangup, speak, sip-headers, transaction-attributes).
-The documented example responses in ../shared/reference/chime-events/ validate against it (test_sma_schema)."""
+Amazon Chime SDK Developer Guide (pages call-and-bridge, hangup, speak, speak-and-get-digits, sip-headers,
+transaction-attributes). tests/unit/test_sma_schema.py holds it to the documented example responses
+(tests/fixtures/chime-events/resp_*.json): every documented response of these actions passes, and the
+documented mistakes fail."""
 
 from __future__ import annotations
 
@@ -10,6 +12,24 @@ import jsonschema
 
 E164 = r"^\+[1-9][0-9]{1,14}$"
 STRING = {"type": "string"}
+AUDIO_SOURCE: dict[str, Any] = {
+    "type": "object",
+    "required": ["Type", "BucketName", "Key"],
+    "additionalProperties": False,
+    "properties": {"Type": {"const": "S3"}, "BucketName": STRING, "Key": STRING},
+}
+SPEECH: dict[str, Any] = {
+    "type": "object",
+    "required": ["Text"],
+    "additionalProperties": False,
+    "properties": {
+        "Text": {"type": "string", "minLength": 1},
+        "Engine": {"enum": ["standard", "neural"]},
+        "LanguageCode": STRING,
+        "TextType": {"enum": ["text", "ssml"]},
+        "VoiceId": STRING,
+    },
+}
 
 CALL_AND_BRIDGE: dict[str, Any] = {
     "type": "object",
@@ -52,7 +72,7 @@ CALL_AND_BRIDGE: dict[str, Any] = {
                     "propertyNames": {"pattern": r"^([xX]-(?![aA][mM][zZ][nN]).*|User-to-User|Diversion)$"},
                     "additionalProperties": {"type": "string", "maxLength": 2048},
                 },
-                "RingbackTone": {"type": "object"},
+                "RingbackTone": AUDIO_SOURCE,
             },
         },
     },
@@ -99,13 +119,48 @@ SPEAK: dict[str, Any] = {
     },
 }
 
+SPEAK_AND_GET_DIGITS: dict[str, Any] = {
+    "type": "object",
+    "required": ["Type", "Parameters"],
+    "additionalProperties": False,
+    "properties": {
+        "Type": {"const": "SpeakAndGetDigits"},
+        "Parameters": {
+            "type": "object",
+            "required": ["SpeechParameters", "FailureSpeechParameters", "MinNumberOfDigits"],
+            "additionalProperties": False,
+            "anyOf": [{"required": ["CallId"]}, {"required": ["ParticipantTag"]}],
+            "properties": {
+                "CallId": STRING,
+                "ParticipantTag": {"enum": ["LEG-A", "LEG-B"]},
+                "InputDigitsRegex": STRING,
+                "SpeechParameters": SPEECH,
+                "FailureSpeechParameters": SPEECH,
+                "MinNumberOfDigits": {"type": "integer", "minimum": 0},
+                "MaxNumberOfDigits": {"type": "integer", "minimum": 1},
+                "TerminatorDigits": {"type": "array", "items": {"enum": [*"0123456789#*"]}},
+                "InBetweenDigitsDurationInMilliseconds": {"type": "integer", "minimum": 1000},
+                "Repeat": {"type": "integer", "minimum": 1},
+                "RepeatDurationInMilliseconds": {"type": "integer", "minimum": 1},
+            },
+        },
+    },
+}
+
+ACTIONS = {
+    "CallAndBridge": CALL_AND_BRIDGE,
+    "Hangup": HANGUP,
+    "Speak": SPEAK,
+    "SpeakAndGetDigits": SPEAK_AND_GET_DIGITS,
+}
+
 RESPONSE: dict[str, Any] = {
     "type": "object",
     "required": ["SchemaVersion", "Actions"],
     "additionalProperties": False,
     "properties": {
         "SchemaVersion": {"const": "1.0"},
-        "Actions": {"type": "array", "maxItems": 10, "items": {"oneOf": [CALL_AND_BRIDGE, HANGUP, SPEAK]}},
+        "Actions": {"type": "array", "maxItems": 10, "items": {"oneOf": list(ACTIONS.values())}},
         "TransactionAttributes": {
             "type": "object",
             "maxProperties": 10,

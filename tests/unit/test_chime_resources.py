@@ -234,11 +234,21 @@ def test_a_handler_that_runs_out_of_time_still_answers_once(chime: Stubber, monk
     assert "Timed out" in answers.only["Reason"]
 
 
-def test_an_answer_that_cannot_be_sent_does_not_raise(chime: Stubber) -> None:
+def test_an_answer_that_cannot_be_sent_is_logged_and_does_not_raise(
+    chime: Stubber, caplog: pytest.LogCaptureFixture
+) -> None:
+    tried: list[tuple[str, dict[str, Any]]] = []
+
     def broken(url: str, body: bytes) -> None:
+        tried.append((url, json.loads(body)))
         raise OSError("network down")
 
-    chime_resources.lambda_handler(event("Delete", "Custom::Other", {}), LocalContext(), send=broken)
+    request = event("Delete", "Custom::Other", {})
+    chime_resources.lambda_handler(request, LocalContext(), send=broken)  # returns: CloudFormation is not blocked
+    [(url, body)] = tried
+    assert url == request["ResponseURL"]
+    assert (body["Status"], body["RequestId"]) == ("SUCCESS", request["RequestId"])
+    assert any("Could not send the answer to CloudFormation" in r.getMessage() for r in caplog.records)
 
 
 def test_answers_go_only_to_https() -> None:

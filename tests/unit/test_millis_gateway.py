@@ -18,19 +18,12 @@ from millis_sip.core.errors import (
     MillisUnavailable,
 )
 from millis_sip.core.regions import MillisRegion
+from tests.support.clock import FakeClock
 
 KEY = "pk_live_secret_value"
 URLS = {MillisRegion.US_WEST: "https://us.example/", MillisRegion.EU_WEST: "https://eu.example"}
 ORDER = (MillisRegion.US_WEST, MillisRegion.EU_WEST)
 OK = {"call_id": "c-1", "sip_uri": "sip:call-c-1@sip.millis.example"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 Answer = httpx.Response | Exception
@@ -48,7 +41,7 @@ def gateway(
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        clock.now += cost
+        clock.advance(cost)
         answer = answers[request.url.host].pop(0)
         if isinstance(answer, Exception):
             raise answer

@@ -176,7 +176,7 @@ def slow_gateway(clock: Clock, behaviour: dict[str, str]) -> HttpMillisGateway:
         lambda: "key",
         connect_timeout=1.0,
         read_timeout=2.0,
-        clock=clock.monotonic,
+        clock=clock,
     )
 
 
@@ -600,10 +600,41 @@ def test_an_invalid_response_report_fails_the_record() -> None:
     assert (record.status, record.reason) == (CallStatus.FAILED, "invalid_lambda_response:InvalidActionParameter")
 
 
-@pytest.mark.parametrize("path", sorted(CHIME_FIXTURES.glob("sma_*.json")), ids=lambda p: p.name)
-def test_every_documented_event_gets_a_valid_answer(path: Any) -> None:
-    app, _, _, clock = make_app()
-    answer(app, chime_fixture(path.name), clock)
+# What the application answers each documented event with (docs/chime.md, "What the function does with each
+# invocation"): the action types, in order.
+DOCUMENTED_ANSWERS: dict[str, list[str]] = {
+    "sma_ACTION_FAILED_1.json": ["Hangup"],  # PlayAudio failed, caller connected: hang up
+    "sma_ACTION_FAILED_2.json": ["Speak", "Hangup"],  # CallAndBridge failed, no call carried: release
+    "sma_ACTION_FAILED_3.json": [],  # Speak failed, no caller to hang up
+    "sma_ACTION_FAILED_4.json": ["Hangup"],
+    "sma_ACTION_FAILED_5.json": [],
+    **{f"sma_ACTION_SUCCESSFUL_{i}.json": [] for i in range(1, 10)},  # nothing to do (bridged: record only)
+    "sma_CALL_ANSWERED_1.json": [],
+    "sma_CALL_ANSWERED_2.json": [],
+    **{f"sma_CALL_UPDATE_REQUESTED_{i}.json": [] for i in range(1, 4)},
+    "sma_DIGITS_RECEIVED_1.json": [],
+    "sma_HANGUP_1.json": [],  # both legs already disconnected
+    "sma_HANGUP_2.json": [],
+    "sma_HANGUP_3.json": ["Hangup"],  # the other leg is still up
+    "sma_HANGUP_4.json": [],
+    "sma_INVALID_LAMBDA_RESPONSE_1.json": ["Hangup"],
+    "sma_INVALID_LAMBDA_RESPONSE_2.json": ["Hangup"],
+    **{f"sma_NEW_INBOUND_CALL_{i}.json": ["CallAndBridge"] for i in range(1, 8)},
+    **{f"sma_NEW_OUTBOUND_CALL_{i}.json": [] for i in range(1, 4)},
+    "sma_RINGING_1.json": [],
+}
+
+
+def test_every_documented_event_has_an_expected_answer() -> None:
+    assert sorted(DOCUMENTED_ANSWERS) == sorted(p.name for p in CHIME_FIXTURES.glob("sma_*.json"))
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(DOCUMENTED_ANSWERS.items()))
+def test_every_documented_event_gets_its_answer(name: str, expected: list[str]) -> None:
+    app, gateway, _, clock = make_app()
+    result = answer(app, chime_fixture(name), clock)
+    assert types(result) == expected
+    assert len(gateway.calls) == (1 if expected == ["CallAndBridge"] else 0)
 
 
 @pytest.mark.parametrize(

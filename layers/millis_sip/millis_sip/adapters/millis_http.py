@@ -8,7 +8,6 @@ leaves time for another try. 401/403 (the key), 404 and 422 (the caller's agent 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import httpx
 
 from millis_sip.adapters.secrets import api_key_source
 from millis_sip.core.calls import TOKEN
+from millis_sip.core.clock import SystemClock
 from millis_sip.core.errors import (
     Attempt,
     MillisAuthError,
@@ -24,7 +24,7 @@ from millis_sip.core.errors import (
     MillisRejectedRequest,
     MillisUnavailable,
 )
-from millis_sip.core.ports import MIN_ATTEMPT_SECONDS, MillisRegistration
+from millis_sip.core.ports import MIN_ATTEMPT_SECONDS, Clock, MillisRegistration
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.sip import InvalidSipUri, SipUri, parse_sip_uri
 
@@ -56,7 +56,7 @@ class HttpMillisGateway:
         *,
         connect_timeout: float,
         read_timeout: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._client = client
         self._urls = {region: url.rstrip("/") + REGISTER_PATH for region, url in base_urls.items()}
@@ -64,7 +64,7 @@ class HttpMillisGateway:
         self._api_key = api_key
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpMillisGateway:
@@ -103,25 +103,25 @@ class HttpMillisGateway:
         self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
     ) -> MillisRegistration:
         order = tuple(regions) if regions else self._order
-        deadline = self._clock() + budget
+        deadline = self._clock.monotonic() + budget
         key = self._api_key()  # MillisKeyUnavailable propagates: nothing was sent
         attempts: list[Attempt] = []
         last: _Retryable | None = None
         for region in order:
-            remaining = deadline - self._clock()
+            remaining = deadline - self._clock.monotonic()
             if remaining < MIN_ATTEMPT_SECONDS:
                 break
-            started = self._clock()
+            started = self._clock.monotonic()
             try:
                 call_id, sip_uri = self._attempt(region, payload, key, remaining)
             except _Retryable as exc:
-                attempts.append(Attempt(region.value, exc.outcome, _ms(self._clock() - started)))
+                attempts.append(Attempt(region.value, exc.outcome, _ms(self._clock.monotonic() - started)))
                 last = exc
                 continue
             except MillisError as exc:
-                exc.attempts = (*attempts, Attempt(region.value, exc.code, _ms(self._clock() - started)))
+                exc.attempts = (*attempts, Attempt(region.value, exc.code, _ms(self._clock.monotonic() - started)))
                 raise
-            attempts.append(Attempt(region.value, "ok", _ms(self._clock() - started)))
+            attempts.append(Attempt(region.value, "ok", _ms(self._clock.monotonic() - started)))
             return MillisRegistration(call_id, sip_uri, region, tuple(attempts))
         tried = ", ".join(f"{a.region}: {a.outcome}" for a in attempts) or "no region (deadline too short)"
         raise MillisUnavailable(

@@ -1,0 +1,247 @@
+"""One contract, two stores: the in-memory fake the unit tests use and the DynamoDB adapter against DynamoDB
+Local (AWS's own engine) pass the same cases, so the fake cannot drift from what DynamoDB does."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.core.calls import CallRecord, CallSource, CallStatus
+from millis_sip.core.errors import CallAlreadyExists
+from millis_sip.core.ports import InboundCallStore, MillisReport, SessionOutcome, TransactionState
+from millis_sip.core.sip import parse_sip_uri
+from tests.support.fakes import MemoryStore
+from tests.support.rig import TABLE
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC).replace(microsecond=123_000)
+LATER = NOW + timedelta(hours=1)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> Iterator[InboundCallStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        yield DynamoCallStore(request.getfixturevalue("dynamodb"), TABLE)
+
+
+def unique(prefix: str = "c") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def call(call_id: str | None = None, **fields: Any) -> CallRecord:
+    values: dict[str, Any] = {
+        "call_id": call_id or unique(),
+        "sip_uri": parse_sip_uri("sip:call-x@sip.example"),
+        "millis_region": "us-west",
+        "status": CallStatus.REGISTERED,
+        "created_at": NOW,
+        "expires_at": LATER.replace(microsecond=0),
+    }
+    values.update(fields)
+    return CallRecord(**values)
+
+
+# --- put, get, lookups --------------------------------------------------------------------------------------
+
+
+def test_a_stored_call_reads_back_field_for_field(store: InboundCallStore) -> None:
+    record = call(
+        lookup_key=unique("+1415"),
+        agent_id="a",
+        source=CallSource.CHIME,
+        transaction_id="tx",
+        caller_number="+14155550100",
+        dialed_number="+15055550123",
+        leg_b_call_id="b",
+        bridged_at=NOW,
+        ended_at=NOW,
+        duration_seconds=7,
+        reason="caller_hung_up",
+        millis_call_status="user-ended",
+        millis_duration_seconds=8,
+        millis_session_id="s-1",
+    )
+    store.put_new(record)
+    assert store.get(record.call_id) == record
+
+
+def test_a_call_is_never_overwritten(store: InboundCallStore) -> None:
+    first = call()
+    store.put_new(first)
+    with pytest.raises(CallAlreadyExists):
+        store.put_new(replace(first, millis_region="eu-west"))
+    assert store.get(first.call_id) == first
+
+
+def test_an_unknown_call_and_a_marker_are_not_calls(store: InboundCallStore) -> None:
+    key = unique("marker")
+    store.begin_transaction(key, now=NOW, lease_seconds=1, expires_at=LATER)
+    assert store.get(unique()) is None
+    assert store.get(key) is None
+
+
+def test_lookups_find_the_newest_unused_unexpired_registration(store: InboundCallStore) -> None:
+    key = unique("+1")
+    old = call(lookup_key=key, created_at=NOW - timedelta(seconds=30))
+    new = call(lookup_key=key, created_at=NOW - timedelta(seconds=20))
+    used = call(lookup_key=key, created_at=NOW - timedelta(seconds=10), status=CallStatus.CLAIMED, transaction_id="t")
+    lapsed = call(lookup_key=key, created_at=NOW - timedelta(seconds=5), expires_at=NOW - timedelta(seconds=1))
+    for record in (old, new, used, lapsed):
+        store.put_new(record)
+    assert store.latest_for(key, NOW) == new
+    assert [r.call_id for r in store.pending_for(key, NOW)] == [new.call_id, old.call_id]
+    assert store.latest_for(unique("+1"), NOW) is None
+
+
+def test_pending_candidates_are_capped(store: InboundCallStore) -> None:
+    key = unique("+1")
+    for i in range(7):
+        store.put_new(call(lookup_key=key, created_at=NOW - timedelta(seconds=i)))
+    assert len(store.pending_for(key, NOW)) == 5
+
+
+# --- Millis' session report ---------------------------------------------------------------------------------
+
+
+def close(store: InboundCallStore, call_id: str, status: CallStatus = CallStatus.ENDED) -> SessionOutcome:
+    report = MillisReport(call_status="user-ended", duration_seconds=42, session_id="s-9")
+    return store.close_session(
+        call_id,
+        status=status,
+        reason="millis_user-ended",
+        now=NOW,
+        expires_at=LATER.replace(microsecond=0),
+        report=report,
+    )
+
+
+def test_a_report_closes_an_open_call(store: InboundCallStore) -> None:
+    record = call()
+    store.put_new(record)
+    assert close(store, record.call_id) is SessionOutcome.CLOSED
+    closed = store.get(record.call_id)
+    assert closed is not None
+    assert (closed.status, closed.reason, closed.ended_at) == (CallStatus.ENDED, "millis_user-ended", NOW)
+    assert (closed.millis_call_status, closed.millis_duration_seconds, closed.millis_session_id) == (
+        "user-ended",
+        42,
+        "s-9",
+    )
+    assert closed.duration_seconds == 42  # no phone leg timed it
+
+
+def test_a_report_on_a_closed_call_only_annotates(store: InboundCallStore) -> None:
+    ended_at = NOW - timedelta(seconds=5)
+    record = call(status=CallStatus.ENDED, reason="caller_hung_up", ended_at=ended_at, duration_seconds=3)
+    store.put_new(record)
+    assert close(store, record.call_id, CallStatus.FAILED) is SessionOutcome.ANNOTATED
+    annotated = store.get(record.call_id)
+    assert annotated is not None
+    assert (annotated.status, annotated.reason, annotated.ended_at) == (CallStatus.ENDED, "caller_hung_up", ended_at)
+    assert (annotated.duration_seconds, annotated.millis_duration_seconds) == (3, 42)
+
+
+def test_a_report_for_an_unknown_call_creates_nothing(store: InboundCallStore) -> None:
+    call_id = unique()
+    assert close(store, call_id) is SessionOutcome.UNKNOWN
+    assert store.get(call_id) is None
+
+
+# --- the router's markers and claims ------------------------------------------------------------------------
+
+
+def test_a_marker_is_owned_once_until_its_lease_runs_out(store: InboundCallStore) -> None:
+    key = unique("tx")
+    assert store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER).state is TransactionState.ACQUIRED
+    assert store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER).state is TransactionState.PENDING
+    later = NOW + timedelta(seconds=3)
+    assert store.begin_transaction(key, now=later, lease_seconds=2, expires_at=LATER).state is TransactionState.ACQUIRED
+
+
+def test_a_finished_marker_says_how_it_ended(store: InboundCallStore) -> None:
+    done, failed = unique("tx"), unique("tx")
+    record = call(status=CallStatus.CLAIMED, transaction_id="t1")
+    store.begin_transaction(done, now=NOW, lease_seconds=1, expires_at=LATER)
+    assert store.commit_inbound(record, transaction_key=done, claim=False, now=NOW)
+    store.begin_transaction(failed, now=NOW, lease_seconds=1, expires_at=LATER)
+    store.fail_transaction(failed, "millis_unavailable")
+    far = NOW + timedelta(hours=2)  # long after any lease: finished markers are never taken over
+    again = store.begin_transaction(done, now=far, lease_seconds=1, expires_at=LATER)
+    assert (again.state, again.millis_call_id) == (TransactionState.DONE, record.call_id)
+    refused = store.begin_transaction(failed, now=far, lease_seconds=1, expires_at=LATER)
+    assert (refused.state, refused.reason) == (TransactionState.FAILED, "millis_unavailable")
+    assert store.get(record.call_id) == record
+
+
+def test_a_registration_is_claimed_by_one_phone_call_only(store: InboundCallStore) -> None:
+    registered = call(lookup_key=unique("+1"), agent_id="crm")
+    store.put_new(registered)
+    mine = replace(registered, status=CallStatus.CLAIMED, transaction_id="tx-1", caller_number="+14155550100")
+    theirs = replace(mine, transaction_id="tx-2")
+    assert store.commit_inbound(mine, transaction_key=None, claim=True, now=NOW)
+    assert not store.commit_inbound(theirs, transaction_key=None, claim=True, now=NOW)
+    assert store.commit_inbound(mine, transaction_key=None, claim=True, now=NOW)  # the same call, retried
+    claimed = store.get(registered.call_id)
+    assert claimed is not None
+    assert (claimed.status, claimed.transaction_id, claimed.caller_number, claimed.agent_id) == (
+        CallStatus.CLAIMED,
+        "tx-1",
+        "+14155550100",
+        "crm",
+    )
+    assert store.latest_for(registered.lookup_key or "", NOW) is None
+
+
+def test_an_expired_or_missing_registration_cannot_be_claimed(store: InboundCallStore) -> None:
+    lapsed = call(expires_at=NOW - timedelta(seconds=1))
+    store.put_new(lapsed)
+    claim = replace(lapsed, status=CallStatus.CLAIMED, transaction_id="tx")
+    assert not store.commit_inbound(claim, transaction_key=None, claim=True, now=NOW)
+    assert not store.commit_inbound(replace(claim, call_id=unique()), transaction_key=None, claim=True, now=NOW)
+
+
+def test_a_new_phone_call_record_is_never_overwritten(store: InboundCallStore) -> None:
+    record = call(status=CallStatus.CLAIMED, transaction_id="tx")
+    store.put_new(record)
+    with pytest.raises(CallAlreadyExists):
+        store.commit_inbound(record, transaction_key=None, claim=False, now=NOW)
+
+
+# --- moves of the state machine -----------------------------------------------------------------------------
+
+
+def test_a_move_writes_its_own_fields_and_keeps_the_rest(store: InboundCallStore) -> None:
+    stored = call(status=CallStatus.CLAIMED, transaction_id="tx", agent_id="crm", lookup_key=unique("+1"))
+    store.put_new(stored)
+    snapshot = replace(stored, agent_id=None, lookup_key=None, bridged_at=NOW, leg_b_call_id="leg-b")
+    assert store.transition(snapshot, CallStatus.BRIDGED, allowed_from=(CallStatus.CLAIMED,), now=NOW)
+    moved = store.get(stored.call_id)
+    assert moved is not None
+    assert (moved.status, moved.bridged_at, moved.leg_b_call_id) == (CallStatus.BRIDGED, NOW, "leg-b")
+    assert (moved.agent_id, moved.lookup_key) == ("crm", stored.lookup_key)
+
+
+def test_a_move_from_elsewhere_or_by_another_phone_call_changes_nothing(store: InboundCallStore) -> None:
+    stored = call(status=CallStatus.BRIDGED, transaction_id="tx")
+    store.put_new(stored)
+    ended = replace(stored, reason="caller_hung_up", ended_at=NOW, duration_seconds=5)
+    assert not store.transition(ended, CallStatus.BRIDGED, allowed_from=(CallStatus.CLAIMED,), now=NOW)
+    other = replace(ended, transaction_id="someone-else")
+    assert not store.transition(other, CallStatus.ENDED, allowed_from=(CallStatus.BRIDGED,), now=NOW)
+    assert store.get(stored.call_id) == stored
+
+
+def test_a_move_of_a_call_never_stored_creates_it(store: InboundCallStore) -> None:
+    snapshot = call(status=CallStatus.CLAIMED, transaction_id="tx", caller_number="+14155550100")
+    assert store.transition(snapshot, CallStatus.BRIDGED, allowed_from=(CallStatus.CLAIMED,), now=NOW)
+    created = store.get(snapshot.call_id)
+    assert created is not None
+    assert (created.status, created.caller_number) == (CallStatus.BRIDGED, "+14155550100")
