@@ -1,0 +1,24 @@
+"""Carrier edges: Twilio (and SignalWire LaML), Telnyx TeXML, Vonage Voice API and Plivo Voice.
+
+Each carrier module authenticates its webhook before anything reads it. The verifiers are pure functions
+(no clock, no environment, no I/O): the caller passes the request's parts, the configured keys and, where
+a timestamp is checked, ``now``. They return quietly or raise ``InvalidSignature``. Every verifier takes a
+sequence of keys so that a rotated secret keeps working while the old one is still in flight.
+
+Only the standard library is imported at module level; Telnyx's Ed25519 check imports PyNaCl when it runs,
+so no other carrier pays for its import.
+"""
+
+from __future__ import annotations
+
+
+class InvalidSignature(Exception):
+    """A carrier webhook failed authentication.
+
+    ``reason`` is short and safe to log: it names what was wrong ("signature mismatch", "stale timestamp")
+    and never holds a secret, a key or the presented signature.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,112 @@
+"""Twilio's webhook signature (``X-Twilio-Signature``), also used by SignalWire LaML (``X-SignalWire-Signature``).
+
+The scheme, as the official SDK implements it (twilio-python ``twilio/request_validator.py``,
+``RequestValidator.compute_signature`` / ``validate``):
+
+* data = the full URL Twilio requested (scheme, host, path, query exactly as configured), then for every
+  form parameter name in sorted order (code-point order), every *distinct* value of that name in sorted
+  order, appended as ``name + value`` with no separator. GET webhooks carry their parameters in the URL,
+  so the parameter list is empty.
+* signature = base64(HMAC-SHA1(key=auth token, data)); SignalWire signs the same data with the project's
+  signing key (signalwire-python ``signalwire/request_validator.py`` delegates to Twilio's validator).
+* Because Twilio's signer is inconsistent about ports, the SDK accepts the URL without its port and with
+  the scheme's default port added (``remove_port`` / ``add_port``); ``verify`` tries the same variants.
+* JSON bodies: Twilio adds ``bodySHA256=<hex SHA-256 of the raw body>`` to the URL's query and signs the
+  URL alone (no parameters). ``verify(..., body=raw)`` checks both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Sequence
+from urllib.parse import parse_qs, urlsplit
+
+from millis_sip.edges.carriers import InvalidSignature
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+SIGNALWIRE_SIGNATURE_HEADER = "X-SignalWire-Signature"
+_DIGEST_SIZE = 20  # HMAC-SHA1: 28 base64 characters
+_DEFAULT_PORTS = {"https": "443", "http": "80"}
+
+
+def signature(url: str, params: Sequence[tuple[str, str]], token: str) -> str:
+    """The ``X-Twilio-Signature`` Twilio would send for a request to ``url`` with these form parameters.
+
+    Repeated parameters are sorted by name, then value, and identical (name, value) pairs count once: the
+    SDK iterates ``sorted(set(names))`` and, within a name, ``sorted(set(values))``.
+    """
+    return base64.b64encode(_digest(url, params, token)).decode("ascii")
+
+
+def verify(
+    url: str,
+    params: Sequence[tuple[str, str]],
+    presented: str | None,
+    tokens: Sequence[str],
+    *,
+    body: bytes | None = None,
+) -> None:
+    """Raise ``InvalidSignature`` unless ``presented`` signs this request under one of ``tokens``.
+
+    ``url`` is the URL Twilio requested, as configured in Twilio (behind API Gateway, rebuild it from the
+    public host and path plus the raw query string). ``params`` are the form-decoded POST fields, in any
+    order; pass none for a GET. For a JSON body pass the raw bytes as ``body``: the URL must then carry a
+    matching ``bodySHA256`` and the parameters are ignored, as in the SDK. Several tokens let a rotated
+    auth token (or a SignalWire signing key beside it) keep working.
+    """
+    if not tokens:
+        raise InvalidSignature("no key configured")
+    if not presented:
+        raise InvalidSignature("missing signature")
+    presented_bytes = _decode_signature(presented)
+    if body is not None:
+        _check_body_hash(url, body)
+        params = ()
+    for candidate in _url_variants(url):
+        for token in tokens:
+            if hmac.compare_digest(_digest(candidate, params, token), presented_bytes):
+                return
+    raise InvalidSignature("signature mismatch")
+
+
+def _digest(url: str, params: Sequence[tuple[str, str]], token: str) -> bytes:
+    data = url + "".join(name + value for name, value in sorted(set(params)))
+    return hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
+
+
+def _decode_signature(presented: str) -> bytes:
+    """The 20 HMAC-SHA1 bytes of the header, or ``InvalidSignature`` for anything that cannot be one."""
+    try:
+        raw = base64.b64decode(presented.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidSignature("malformed signature") from None
+    if len(raw) != _DIGEST_SIZE:
+        raise InvalidSignature("malformed signature")
+    return raw
+
+
+def _check_body_hash(url: str, body: bytes) -> None:
+    """A JSON webhook's URL names the body's SHA-256 (lower-case hex) in ``bodySHA256``."""
+    claimed = parse_qs(urlsplit(url).query).get("bodySHA256")
+    if not claimed:
+        raise InvalidSignature("missing bodySHA256")
+    actual = hashlib.sha256(body).hexdigest()
+    if not hmac.compare_digest(actual.encode(), claimed[0].strip().lower().encode()):
+        raise InvalidSignature("body hash mismatch")
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given, without its port, and with the scheme's default port: what the SDK accepts."""
+    parts = urlsplit(url)
+    host, sep, port = parts.netloc.rpartition(":")
+    has_port = bool(sep) and port.isascii() and port.isdigit() and not parts.netloc.endswith("]")
+    variants = [url]
+    if has_port:
+        variants.append(parts._replace(netloc=host).geturl())
+    elif parts.netloc:
+        default = _DEFAULT_PORTS.get(parts.scheme.lower(), "80")
+        variants.append(parts._replace(netloc=f"{parts.netloc}:{default}").geturl())
+    return list(dict.fromkeys(variants))
