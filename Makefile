@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export SAM_CLI_DISABLE_CHECK_UPDATE := 1
 
-.PHONY: bench load help install demo serve test lint fmt typecheck pytest unit integration template build validate clean
+.PHONY: bench load help install demo serve test lint fmt typecheck pytest unit integration sip template build validate clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ pytest: ## all pytest suites
 
 unit: ## unit tests only (no sockets)
 	@$(PY) -m pytest tests/unit
+
+sip: install ## the real-SIP test: SIPp calls through Kamailio (examples/kamailio) (apt-get install kamailio kamailio-utils-modules sip-tester)
+	@MILLIS_SIP_TESTS=required $(PY) -m pytest tests/sip
 
 integration: ## integration and contract tests (DynamoDB Local + Millis simulator)
 	@$(PY) -m pytest tests/integration tests/contract
