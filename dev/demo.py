@@ -20,22 +20,23 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
+from xml.etree import ElementTree
 
 import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
-from dev.function_env import REGION, SIMULATOR_VOICE_CONNECTORS, function_env
+from dev.function_env import REGION, SIMULATOR_VOICE_CONNECTORS, Tables, function_env
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from dev.template import create_tables
 
-TABLE = "millis-sip-bridge-calls"
-IDEMPOTENCY_TABLE = "millis-sip-bridge-idempotency"
+TABLES = Tables.named("millis-sip-bridge")
 LOCAL_API_KEY = "local-api-key"
 LOCAL_WEBHOOK_SECRET = "local-webhook-secret"  # noqa: S105 - the local stand-in for the generated secret
 SERVE_PORT = 3000
@@ -46,7 +47,21 @@ SHOWN_HEADERS = {
     "content-type": "content-type",
     "idempotency-key": "Idempotency-Key",
     "x-webhook-secret": "X-Webhook-Secret",
+    "x-twilio-signature": "X-Twilio-Signature",
+    "telnyx-signature-ed25519": "telnyx-signature-ed25519",
+    "telnyx-timestamp": "telnyx-timestamp",
+    "authorization": "Authorization",
+    "x-plivo-signature-v3": "X-Plivo-Signature-V3",
+    "x-plivo-signature-v3-nonce": "X-Plivo-Signature-V3-Nonce",
+    "accept": "Accept",
 }
+# Local stand-ins for the carriers' credentials (in AWS they come from Secrets Manager).
+LOCAL_TWILIO_AUTH_TOKEN = "local-twilio-auth-token"  # noqa: S105
+LOCAL_TELNYX_SEED = bytes(range(32))  # the demo's Ed25519 key pair; Telnyx's public key goes in TELNYX_PUBLIC_KEY
+LOCAL_VONAGE_SECRET = "local-vonage-signature-secret-0123456789"  # noqa: S105
+LOCAL_VONAGE_APPLICATION = "5ca1ab1e-0000-4000-8000-00000000dead"
+LOCAL_PLIVO_AUTH_TOKEN = "bG9jYWwtcGxpdm8tYXV0aC10b2tlbg"  # noqa: S105
+SALES_NUMBER = "+15055550123"  # the number the demo's callers dial
 
 
 def _quote(text: str) -> str:
@@ -74,7 +89,7 @@ def curl(request: httpx.Request) -> str:
     words.append(_quote(printable_url(request.url)))
     sent = {name.lower(): value for name, value in request.headers.items()}
     for name, spelled in SHOWN_HEADERS.items():
-        if name in sent:
+        if name in sent and not (name == "accept" and sent[name] == "*/*"):  # curl's default too
             words += ["-H", _quote(f"{spelled}: {sent[name]}")]
     if request.content:
         words += ["-d", _quote(request.content.decode())]
@@ -105,6 +120,9 @@ class Step:
     def show(self, response: httpx.Response) -> dict[str, Any]:
         print(f"$ {curl(response.request)}")
         print(f"HTTP {response.status_code}")
+        if response.headers.get("content-type", "").startswith(("text/xml", "text/plain")):
+            print(response.text)
+            return {}
         try:
             data = response.json()
         except ValueError:
@@ -238,9 +256,16 @@ def phone_script(base_url: str, api_key: str, steps: Steps) -> None:
     with httpx.Client(base_url=base_url, headers={"x-api-key": api_key}, timeout=30) as http:
         caller = "+14155550177"
         registered: dict[str, Any] = {}
-        with steps.step("Your backend registers the caller's call first (POST /calls)") as step:
+        # Chime reports no STIR/SHAKEN attestation: a caller-ID claim over Chime needs trust_caller_id or a PIN.
+        with steps.step("Your backend registers the caller's call first, trusting caller ID (POST /calls)") as step:
             crm = http.post(
-                "/calls", json={"agent_id": "crm-agent", "metadata": {"ticket": "T-7"}, "lookup_key": caller}
+                "/calls",
+                json={
+                    "agent_id": "crm-agent",
+                    "metadata": {"ticket": "T-7"},
+                    "lookup_key": caller,
+                    "caller_verification": "trust_caller_id",
+                },
             )
             registered = step.show(crm)
             step.expect_status(crm, 201)
@@ -294,6 +319,207 @@ def phone_script(base_url: str, api_key: str, steps: Steps) -> None:
             )
 
 
+def twilio_say(response: httpx.Response) -> list[str]:
+    """The verbs of a TwiML answer (and the SIP URI of a <Dial><Sip>), for the demo's checks."""
+    root = ElementTree.fromstring(response.text)  # noqa: S314 - the local API's own answer
+    return [child.tag for child in root] + [(sip.text or "").strip() for sip in root.iter("Sip")]
+
+
+def twilio_script(base_url: str, api_key: str, steps: Steps) -> None:
+    """Calls through Twilio: the webhooks Twilio would send (signed with Twilio's own RequestValidator, as the
+    account's auth token signs them) and the TwiML the stack answers; then a SIP server asking GET /route."""
+    from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+    signer = RequestValidator(LOCAL_TWILIO_AUTH_TOKEN)
+
+    def twilio_post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
+        signature = signer.compute_signature(f"{base_url}{path}", params)
+        return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+    with httpx.Client(base_url=base_url, headers={"x-api-key": api_key}, timeout=30) as http:
+        with steps.step(f"Route the number {SALES_NUMBER} to an agent (PUT /numbers/{{number}})") as step:
+            route = http.put(
+                f"/numbers/{SALES_NUMBER}", json={"agent_id": "sales-agent", "metadata": {"team": "sales"}}
+            )
+            step.show(route)
+            step.expect(route.status_code in (200, 201), f"{answer(route)} (expected 201)")
+        twilio = httpx.Client(base_url=base_url, timeout=30)  # Twilio sends no API key: its signature instead
+        call = {"CallSid": "CA" + "d" * 32, "From": "+14155550199", "To": SALES_NUMBER, "Direction": "inbound"}
+        sip_uri = ""
+        with steps.step(
+            "A caller dials it through Twilio (POST /carriers/twilio/voice, signed) -> <Dial><Sip>"
+        ) as step:
+            rung = twilio_post(twilio, "/carriers/twilio/voice", call)
+            step.show(rung)
+            if step.expect_status(rung, 200):
+                verbs = twilio_say(rung)
+                sip_uri = verbs[-1]
+                step.expect(verbs[0] == "Dial" and sip_uri.startswith("sip:"), f"answered {verbs}")
+        with steps.step("Twilio retries the webhook: the same answer, no second registration") as step:
+            again = twilio_post(twilio, "/carriers/twilio/voice", call)
+            step.show(again)
+            step.expect(again.text == rung.text, "the retry got another answer")
+        with steps.step("A webhook Twilio did not sign is refused (403), nothing registered") as step:
+            forged = twilio.post("/carriers/twilio/voice", data={**call, "CallSid": "CA" + "f" * 32})
+            step.show(forged)
+            step.expect_status(forged, 403)
+        with steps.step("The call ends: Twilio's Dial action (POST /carriers/twilio/status) closes the record") as step:
+            done = twilio_post(
+                twilio, "/carriers/twilio/status", {**call, "DialCallStatus": "completed", "DialCallDuration": "61"}
+            )
+            step.show(done)
+            call_id = sip_uri.removeprefix("sip:call-").split("@")[0]
+            record = http.get(f"/calls/{call_id}").json()
+            step.expect(
+                record.get("status") == "ended" and record.get("duration_seconds") == 61,
+                f"status {record.get('status')}, duration {record.get('duration_seconds')} (expected ended, 61)",
+            )
+        pin_caller = "+14155550166"
+        pin = ""
+        with steps.step("A backend registers a call its caller must unlock with a PIN (POST /calls)") as step:
+            created = http.post(
+                "/calls",
+                json={"agent_id": "crm-agent", "lookup_key": pin_caller, "caller_verification": "pin"},
+            )
+            pin = step.show(created).get("pin", "")
+            step.expect(len(pin) == 6, "no six-digit pin in the answer")
+        pin_call = {"CallSid": "CA" + "e" * 32, "From": pin_caller, "To": SALES_NUMBER}
+        with steps.step("That caller rings: the stack asks for the PIN (<Gather>)") as step:
+            asked = twilio_post(twilio, "/carriers/twilio/voice", pin_call)
+            step.show(asked)
+            step.expect(twilio_say(asked)[:1] == ["Gather"], f"answered {twilio_say(asked)}")
+        with steps.step("The caller keys it in (Digits): bridged to the backend's registration") as step:
+            keyed = twilio_post(twilio, "/carriers/twilio/voice", {**pin_call, "Digits": pin})
+            step.show(keyed)
+            step.expect(twilio_say(keyed)[:1] == ["Dial"], f"answered {twilio_say(keyed)}")
+        twilio.close()
+        with steps.step("A SIP server asks where a call goes (GET /route, Accept: text/plain)") as step:
+            routed = http.get(
+                "/route",
+                params={"to": SALES_NUMBER, "from": "+14155550155", "call": "a84b4c76e66710@pbx.example"},
+                headers={"Accept": "text/plain"},
+            )
+            step.show(routed)
+            if step.expect_status(routed, 200):
+                step.expect(routed.text.startswith("sip:") and "X-Millis-Call-Id=" in routed.text, "not a SIP URI")
+
+
+def carriers_script(base_url: str, steps: Steps) -> None:
+    """One call each through Telnyx (TeXML), Vonage (NCCO) and Plivo (Plivo XML), every webhook signed the way
+    the carrier signs it (an Ed25519 key pair, a Vonage HS256 JWT with payload_hash, Plivo's own V3 signer),
+    and the end of each call closing its record."""
+    import base64
+    import hashlib
+    import time
+    import uuid
+
+    import jwt
+    from nacl.signing import SigningKey
+    from plivo.utils.signature_v3 import construct_post_url, get_signature_v3  # type: ignore[import-untyped]
+
+    telnyx_key = SigningKey(LOCAL_TELNYX_SEED)
+
+    def telnyx_post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
+        body, stamp = urlencode(params).encode(), str(int(time.time()))
+        signature = base64.b64encode(telnyx_key.sign(f"{stamp}|".encode() + body).signature).decode()
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "telnyx-signature-ed25519": signature,
+            "telnyx-timestamp": stamp,
+        }
+        return client.post(path, content=body, headers=headers)
+
+    def vonage_token(payload: bytes) -> str:
+        claims = {
+            "iat": int(time.time()),
+            "jti": str(uuid.uuid4()),
+            "iss": "Vonage",
+            "application_id": LOCAL_VONAGE_APPLICATION,
+            "payload_hash": hashlib.sha256(payload).hexdigest(),
+        }
+        return "Bearer " + jwt.encode(claims, LOCAL_VONAGE_SECRET, algorithm="HS256")
+
+    def plivo_post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
+        nonce = str(uuid.uuid4().int)[:20]
+        url = construct_post_url(f"{base_url}{path}", params).decode()
+        signature = get_signature_v3(LOCAL_PLIVO_AUTH_TOKEN, url, nonce).decode()
+        headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
+        return client.post(path, data=params, headers=headers)
+
+    def record(client: httpx.Client, call_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = client.get(f"/calls/{call_id}", headers={"x-api-key": LOCAL_API_KEY}).json()
+        return found
+
+    def ended(step: Step, client: httpx.Client, call_id: str, seconds: int) -> None:
+        got = record(client, call_id)
+        step.expect(
+            got.get("status") == "ended" and got.get("duration_seconds") == seconds,
+            f"status {got.get('status')}, duration {got.get('duration_seconds')} (expected ended, {seconds})",
+        )
+
+    with httpx.Client(base_url=base_url, timeout=30) as carrier:
+        call_id = ""
+        telnyx_call = {"CallSid": f"v3:{uuid.uuid4().hex}", "From": "+14155550177", "To": SALES_NUMBER}
+        with steps.step("Telnyx TeXML: a call (POST /carriers/telnyx/voice, Ed25519-signed) -> <Dial><Sip>") as step:
+            rung = telnyx_post(carrier, "/carriers/telnyx/voice", telnyx_call)
+            step.show(rung)
+            if step.expect_status(rung, 200):
+                verbs = twilio_say(rung)
+                step.expect(verbs[0] == "Dial" and verbs[-1].startswith("sip:"), f"answered {verbs}")
+                call_id = verbs[-1].removeprefix("sip:call-").split("@")[0]
+        with steps.step("Telnyx's Dial action (POST /carriers/telnyx/status) closes the record") as step:
+            done = {**telnyx_call, "DialCallStatus": "completed", "DialCallDuration": "42"}
+            step.show(telnyx_post(carrier, "/carriers/telnyx/status", done))
+            ended(step, carrier, call_id, 42)
+
+        vonage_call = {
+            "from": "14155550188",
+            "to": SALES_NUMBER.removeprefix("+"),
+            "uuid": str(uuid.uuid4()),
+            "conversation_uuid": f"CON-{uuid.uuid4()}",
+        }
+        with steps.step("Vonage: the answer_url (GET /carriers/vonage/answer, signed JWT) -> NCCO connect") as step:
+            query = json.dumps(vonage_call, separators=(",", ":")).encode()
+            rung = carrier.get(
+                "/carriers/vonage/answer", params=vonage_call, headers={"Authorization": vonage_token(query)}
+            )
+            step.show(rung)
+            ncco = rung.json() if rung.status_code == 200 else []
+            actions = ncco if isinstance(ncco, list) else []
+            step.expect(
+                [a.get("action") for a in actions] == ["connect"], f"answered {[a.get('action') for a in actions]}"
+            )
+            uri = actions[0]["endpoint"][0]["uri"] if actions else ""
+            call_id = uri.removeprefix("sip:call-").split("@")[0]
+        with steps.step("Vonage's event_url: the SIP leg completes (POST /carriers/vonage/event)") as step:
+            leg = {
+                "uuid": str(uuid.uuid4()),
+                "conversation_uuid": vonage_call["conversation_uuid"],
+                "status": "completed",
+                "direction": "outbound",
+                "to": uri,
+                "duration": "33",
+            }
+            body = json.dumps(leg).encode()
+            headers = {"Authorization": vonage_token(body), "content-type": "application/json"}
+            step.show(carrier.post("/carriers/vonage/event", content=body, headers=headers))
+            ended(step, carrier, call_id, 33)
+
+        plivo_call = {"CallUUID": str(uuid.uuid4()), "From": "+14155550199", "To": SALES_NUMBER, "Direction": "inbound"}
+        with steps.step("Plivo: the answer URL (POST /carriers/plivo/answer, V3-signed) -> <Dial><User>") as step:
+            rung = plivo_post(carrier, "/carriers/plivo/answer", plivo_call)
+            step.show(rung)
+            if step.expect_status(rung, 200):
+                root = ElementTree.fromstring(rung.text)  # noqa: S314 - the local API's own answer
+                users = [(u.text or "").strip() for u in root.iter("User")]
+                step.expect(bool(users) and users[0].startswith("sip:"), f"answered {[c.tag for c in root]}")
+                call_id = users[0].removeprefix("sip:call-").split("@")[0] if users else ""
+        with steps.step("Plivo's hangup URL (POST /carriers/plivo/status) closes the record") as step:
+            done = {**plivo_call, "CallStatus": "completed", "HangupCause": "NORMAL_CLEARING", "Duration": "27"}
+            step.show(plivo_post(carrier, "/carriers/plivo/status", done))
+            ended(step, carrier, call_id, 27)
+
+
 class PortInUse(Exception):
     def __init__(self, port: int) -> None:
         super().__init__(f"port {port} is in use")
@@ -314,6 +540,14 @@ def check_port(port: int) -> None:
             raise
 
 
+def telnyx_public_key() -> str:
+    import base64
+
+    from nacl.signing import SigningKey
+
+    return base64.b64encode(bytes(SigningKey(LOCAL_TELNYX_SEED).verify_key)).decode()
+
+
 @contextlib.contextmanager
 def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimulator | None]]:
     check_port(port)
@@ -326,8 +560,7 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
         else:
             sim = stack.enter_context(MillisSimulator())
         env = function_env(
-            calls_table=TABLE,
-            idempotency_table=IDEMPOTENCY_TABLE,
+            tables=TABLES,
             dynamodb_endpoint=ddb.endpoint,
             webhook_secret=LOCAL_WEBHOOK_SECRET,
             millis=sim.env() if sim is not None else {"MILLIS_API_KEY": real_key},
@@ -336,16 +569,39 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             metrics=verbose,
         )
         os.environ.update(env)
-        create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE, region=env["AWS_REGION"])
+        create_tables(ddb.endpoint, TABLES, region=env["AWS_REGION"])
         handler = load_function("api_handler")
+        functions: dict[str, ModuleType] = {}
         try:
-            api = stack.enter_context(LocalApi(handler.lambda_handler, api_key=LOCAL_API_KEY, port=port))
+            api = LocalApi(
+                handler.lambda_handler,
+                api_key=LOCAL_API_KEY,
+                port=port,
+                functions={
+                    "InboundFunction": lambda event, context: functions["inbound"].lambda_handler(event, context)
+                },
+            )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(port) from None
             raise
+        # The call path: Twilio's webhooks and GET /route, signed for the URL the local API is reached at.
+        inbound = {
+            "PUBLIC_BASE_URL": api.url,
+            "TWILIO_AUTH_TOKEN": LOCAL_TWILIO_AUTH_TOKEN,
+            "TELNYX_PUBLIC_KEY": telnyx_public_key(),
+            "VONAGE_SIGNATURE_SECRET": LOCAL_VONAGE_SECRET,
+            "VONAGE_APPLICATION_ID": LOCAL_VONAGE_APPLICATION,
+            "PLIVO_AUTH_TOKEN": LOCAL_PLIVO_AUTH_TOKEN,
+            **DEMO_PHONE,
+        }
+        os.environ.update(inbound)
+        functions["inbound"] = load_function("inbound_handler")
+        for name in inbound:
+            os.environ.pop(name, None)
+        stack.enter_context(api)
         region = handler.settings.millis_region
-        print(f"DynamoDB Local      {ddb.endpoint} (table {TABLE}, from template.yaml)")
+        print(f"DynamoDB Local      {ddb.endpoint} (tables {TABLES.calls}, {TABLES.numbers}, ... from template.yaml)")
         print(
             f"Millis              {'real' if real_key else f'simulator on 127.0.0.1:{sim.port if sim else 0}'}; "
             f"AWS_REGION={env['AWS_REGION']} -> {region.primary} first ({region.basis}), {region.fallback} fallback"
@@ -364,7 +620,13 @@ def serve_hint(api_url: str) -> str:
     lookup = httpx.Request(
         "GET", f"{api_url}/calls", params={"lookup_key": "+14155550123"}, headers={"x-api-key": LOCAL_API_KEY}
     )
-    return f"\nServing on {api_url} until Ctrl-C. Try:\n  {curl(register)}\n  {curl(lookup)}"
+    route = httpx.Request(
+        "GET",
+        f"{api_url}/route",
+        params={"to": SALES_NUMBER, "from": "+14155550123", "call": "call-1@pbx.example"},
+        headers={"x-api-key": LOCAL_API_KEY, "accept": "text/plain"},
+    )
+    return f"\nServing on {api_url} until Ctrl-C. Try:\n  {curl(register)}\n  {curl(lookup)}\n  {curl(route)}"
 
 
 def main() -> int:
@@ -390,7 +652,9 @@ def main() -> int:
             what = "registered, read back and looked up a call"
             if sim is not None:
                 phone_script(api.url, LOCAL_API_KEY, steps)
-                what += "; bridged a phone call"
+                twilio_script(api.url, LOCAL_API_KEY, steps)
+                carriers_script(api.url, steps)
+                what += "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
             print(f"\n{steps.summary(what)}")
             if sim is None and not steps.ok:
                 print(

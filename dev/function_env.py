@@ -6,6 +6,7 @@ tool to the next (the template's own variables are checked against docs/operatio
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 REGION = "us-west-2"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # DynamoDB Local takes any
@@ -35,12 +36,31 @@ FOREIGN = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The names of the template's tables in one local run (dev.template.create_tables makes them)."""
+
+    calls: str
+    idempotency: str
+    numbers: str
+
+    @classmethod
+    def named(cls, prefix: str) -> Tables:
+        return cls(f"{prefix}-calls", f"{prefix}-idempotency", f"{prefix}-numbers")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CALLS_TABLE_NAME": self.calls,
+            "IDEMPOTENCY_TABLE_NAME": self.idempotency,
+            "NUMBERS_TABLE_NAME": self.numbers,
+        }
+
+
 def function_env(
     *,
-    calls_table: str,
+    tables: Tables,
     millis: Mapping[str, str],
     dynamodb_endpoint: str | None = None,
-    idempotency_table: str | None = None,
     webhook_secret: str | None = None,
     default_agent_id: str | None = None,
     voice_connectors: bool = False,
@@ -58,14 +78,13 @@ def function_env(
         **POWERTOOLS,
         "POWERTOOLS_LOG_LEVEL": log_level,
         "POWERTOOLS_METRICS_DISABLED": "false" if metrics else "true",
-        "CALLS_TABLE_NAME": calls_table,
+        **tables.env(),
         "MILLIS_API_KEY_SECRET_ARN": "",
         "MILLIS_REGION": "auto",
         **millis,
     }
     optional = {
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
-        "IDEMPOTENCY_TABLE_NAME": idempotency_table,
         "WEBHOOK_SECRET": webhook_secret,
         "DEFAULT_AGENT_ID": default_agent_id,
     }

@@ -16,6 +16,7 @@ LAYER_DIR = ROOT / "layers" / "millis_sip"
 FUNCTION_DIRS = {
     "api_handler": ROOT / "functions" / "api",
     "sma_handler": ROOT / "functions" / "sip_media_app",
+    "inbound_handler": ROOT / "functions" / "inbound",
     "chime_resources": ROOT / "functions" / "chime_resources",
 }
 

@@ -28,13 +28,13 @@ import httpx
 
 from dev.dynamodb_local import DynamoDBLocal
 from dev.environments import start_environments
-from dev.function_env import function_env
+from dev.function_env import Tables, function_env
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from dev.template import create_tables
 
 API_KEY = "load-api-key"
-TABLE, IDEMPOTENCY_TABLE = "load-calls", "load-idempotency"
+TABLES = Tables.named("load")
 RETRYABLE = {409, 429, 502, 503}
 MAX_TRIES = 6
 
@@ -88,13 +88,12 @@ class Report:
 def stack(concurrency: int) -> Iterator[tuple[LocalApi, MillisSimulator, Any]]:
     with contextlib.ExitStack() as stack:
         ddb = stack.enter_context(DynamoDBLocal())
-        client = create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE)
+        client = create_tables(ddb.endpoint, TABLES)
         sim = stack.enter_context(MillisSimulator())
         env = {
             **os.environ,
             **function_env(
-                calls_table=TABLE,
-                idempotency_table=IDEMPOTENCY_TABLE,
+                tables=TABLES,
                 dynamodb_endpoint=ddb.endpoint,
                 millis=sim.env(),
                 log_level="CRITICAL",
@@ -165,7 +164,7 @@ def run(requests: int = 400, concurrency: int = 32) -> Report:
         report.elapsed_s = time.perf_counter() - started
 
         stored: dict[str, list[str]] = {}
-        pages = dynamodb.get_paginator("scan").paginate(TableName=TABLE, ConsistentRead=True)
+        pages = dynamodb.get_paginator("scan").paginate(TableName=TABLES.calls, ConsistentRead=True)
         for page in pages:
             for item in page["Items"]:
                 stored.setdefault(item["lookup_key"]["S"], []).append(item["call_id"]["S"])

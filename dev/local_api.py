@@ -1,7 +1,7 @@
 """A local stand-in for API Gateway (what `sam local start-api` does, without Docker): it serves the
 template's routes on loopback, checks the API key as the REST API's usage plan would, turns each HTTP
-request into an API Gateway REST (v1) proxy event, invokes the real handler in-process and writes back
-its proxy response."""
+request into an API Gateway REST (v1) proxy event, invokes the real handler of the route's function
+in-process and writes back its proxy response."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -37,9 +37,12 @@ def build_event(
     headers: list[tuple[str, str]],
     body: bytes | None,
     source_ip: str = "127.0.0.1",
+    domain: str | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event, as the service builds it."""
+    """An API Gateway REST proxy event, as the service builds it: ``raw_path`` as it came on the wire,
+    its path percent-decoded (API Gateway hands functions the decoded path) and its query parsed."""
     split = urlsplit(raw_path)
+    path = unquote(split.path)
     query = parse_qs(split.query, keep_blank_values=True)
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
@@ -54,7 +57,7 @@ def build_event(
     lower = {k.lower(): v[-1] for k, v in multi_headers.items()}
     return {
         "resource": resource,
-        "path": split.path,
+        "path": path,
         "httpMethod": method,
         "headers": {k: v[-1] for k, v in multi_headers.items()} or None,
         "multiValueHeaders": multi_headers or None,
@@ -65,9 +68,10 @@ def build_event(
         "requestContext": {
             "resourcePath": resource,
             "httpMethod": method,
-            "path": f"/{STAGE}{split.path}",
+            "path": f"/{STAGE}{path}",
             "stage": STAGE,
             "requestId": str(uuid.uuid4()),
+            **({"domainName": domain} if domain else {}),
             "requestTimeEpoch": int(time.time() * 1000),
             "accountId": "123456789012",
             "apiId": "local",
@@ -89,18 +93,25 @@ class LocalApi:
         port: int = 3000,
         function_name: str = "ApiFunction",
         timeout_seconds: float = 20.0,
+        functions: Mapping[str, Handler | Sequence[Handler]] | None = None,
     ) -> None:
-        # Each handler is one execution environment: Lambda never runs two invocations in one at the same
-        # time, and runs as many environments as there are concurrent requests (here: at most len(handlers)).
-        self.handlers = [handler] if callable(handler) else list(handler)
-        self._free: queue.Queue[Handler] = queue.Queue()
-        for each in self.handlers:
-            self._free.put(each)
+        """``handler``: the execution environments of ``function_name`` (ApiFunction); ``functions``: those of
+        the template's other functions behind the API (e.g. InboundFunction), by logical id."""
         self.api_key = api_key if api_key_required() else None
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
-        self.routes = [(method, resource, _route_pattern(resource)) for method, resource in api_routes(function_name)]
-        self.open_routes = routes_without_api_key(function_name)
+        self._pools: dict[str, queue.Queue[Handler]] = {}
+        self.routes: list[tuple[str, str, re.Pattern[str], str]] = []
+        self.open_routes: set[tuple[str, str]] = set()
+        for name, handlers in {function_name: handler, **(functions or {})}.items():
+            pool: queue.Queue[Handler] = queue.Queue()
+            # Each handler is one execution environment: Lambda never runs two invocations in one at the same
+            # time, and runs as many environments as there are concurrent requests (here: at most that many).
+            for each in [handlers] if callable(handlers) else list(handlers):
+                pool.put(each)
+            self._pools[name] = pool
+            self.routes += [(m, r, _route_pattern(r), name) for m, r in api_routes(name)]
+            self.open_routes |= routes_without_api_key(name)
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -128,23 +139,25 @@ class LocalApi:
     def dispatch(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> tuple[int, dict[str, str], bytes]:
-        path = urlsplit(raw_path).path
+        path = unquote(urlsplit(raw_path).path)  # API Gateway hands functions the decoded path
         lower = {k.lower(): v for k, v in headers}
-        route = next(((r, match) for m, r, p in self.routes if m == method and (match := p.match(path))), None)
+        route = next(
+            ((r, match, name) for m, r, p, name in self.routes if m == method and (match := p.match(path))), None
+        )
         if route is None:  # API Gateway's answer for a method or resource it does not have
             return 403, {"Content-Type": "application/json"}, b'{"message":"Missing Authentication Token"}'
-        resource, match = route
+        resource, match, function = route
         keyed = (method, resource) not in self.open_routes
         if keyed and self.api_key is not None and lower.get("x-api-key") != self.api_key:
             return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
-        params = {k: unquote(v) for k, v in match.groupdict().items()}
-        event = build_event(method, raw_path, resource, params, headers, body)
-        context = LocalContext(function_name=self.function_name, timeout_seconds=self.timeout_seconds)
-        environment = self._free.get()
+        event = build_event(method, raw_path, resource, match.groupdict(), headers, body, domain=lower.get("host"))
+        context = LocalContext(function_name=function, timeout_seconds=self.timeout_seconds)
+        pool = self._pools[function]
+        environment = pool.get()
         try:
             result = environment(event, context)
         finally:
-            self._free.put(environment)
+            pool.put(environment)
         out_headers = dict(result.get("headers") or {})
         for name, values in (result.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(values)

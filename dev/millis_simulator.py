@@ -25,6 +25,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 REGIONS = ("us-west", "eu-west")
+
+
+def sip_host(region: str) -> str:
+    """The host of the SIP URIs a simulated region returns (what the Voice Connectors of dev/function_env.py
+    route to)."""
+    return f"sip-{region}.millis-simulator.test"
+
+
 FIELDS = {"agent_id": str, "agent_config": dict, "metadata": dict, "include_metadata_in_prompt": bool}
 
 
@@ -57,11 +65,15 @@ class MillisSimulator:
         port: int = 0,
         uri_field: str = "sip_uri",
         known_agents: set[str] | None = None,
+        sip_hosts: dict[str, str] | None = None,
     ) -> None:
         self.api_key = api_key
         self.uri_field = uri_field
         self.known_agents = known_agents
+        # Where each region's SIP URIs point: a name by default, or a real SIP server (host:port) for SIP tests.
+        self.sip_hosts = dict(sip_hosts or {})
         self.received: list[Received] = []
+        self.issued: list[tuple[str, str]] = []  # (call_id, SIP URI) of every registration answered
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -113,6 +125,14 @@ class MillisSimulator:
         with self._lock:
             self._faults.clear()
             self.received.clear()
+            self.issued.clear()
+
+    def reset(self) -> None:
+        """``clear()``, and the answers back to their defaults (field name, known agents, SIP hosts)."""
+        self.clear()
+        self.uri_field = "sip_uri"
+        self.known_agents = None
+        self.sip_hosts = {}
 
     def registrations(self, region: str | None = None) -> list[Received]:
         with self._lock:
@@ -157,8 +177,11 @@ class MillisSimulator:
         if agent_id is not None and self.known_agents is not None and agent_id not in self.known_agents:
             return 404, {"detail": f"Agent {agent_id} not found"}
         call_id = f"sim-{uuid.uuid4().hex[:20]}"
-        host = f"sip-{region}.millis-simulator.test"
-        return 200, {"call_id": call_id, self.uri_field: f"sip:call-{call_id}@{host}"}
+        host = self.sip_hosts.get(region) or sip_host(region)
+        uri = f"sip:call-{call_id}@{host}"
+        with self._lock:
+            self.issued.append((call_id, uri))
+        return 200, {"call_id": call_id, self.uri_field: uri}
 
 
 def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:

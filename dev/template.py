@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from dev.function_env import Tables
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -70,8 +73,8 @@ def create_table(client: Any, logical_id: str = "CallsTable", table_name: str | 
     return str(args["TableName"])
 
 
-def create_tables(endpoint: str, calls_table: str, idempotency_table: str, region: str = "us-west-2") -> Any:
-    """Both of the template's tables in a DynamoDB Local at ``endpoint``; returns the client used."""
+def create_tables(endpoint: str, tables: Tables, region: str = "us-west-2") -> Any:
+    """The template's tables in a DynamoDB Local at ``endpoint``; returns the client used."""
     import boto3
 
     client = boto3.client(
@@ -81,8 +84,9 @@ def create_tables(endpoint: str, calls_table: str, idempotency_table: str, regio
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local accepts any credentials
     )
-    create_table(client, table_name=calls_table)
-    create_table(client, "IdempotencyTable", table_name=idempotency_table)
+    create_table(client, "CallsTable", table_name=tables.calls)
+    create_table(client, "IdempotencyTable", table_name=tables.idempotency)
+    create_table(client, "NumbersTable", table_name=tables.numbers)
     return client
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dev.events import EVENTS, load_event
-from dev.function_env import FOREIGN, function_env
+from dev.function_env import FOREIGN, Tables, function_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ UNIT_MILLIS = {
     "MILLIS_EU_WEST_URL": "http://127.0.0.1:9/eu-west",
     "MILLIS_API_KEY": "unit-test-private-key",
 }
-BASE_ENV = function_env(calls_table="calls-unit", millis=UNIT_MILLIS)
+BASE_ENV = function_env(tables=Tables.named("unit"), millis=UNIT_MILLIS)
 for _name in FOREIGN:
     os.environ.pop(_name, None)
 os.environ.update(BASE_ENV)
@@ -37,4 +37,16 @@ def chime_fixture(name: str) -> dict[str, Any]:
 __all__ = ["BASE_ENV", "CHIME_FIXTURES", "EVENTS", "ROOT", "chime_fixture", "load_event"]
 
 # The integration rig's fixtures (DynamoDB Local, the Millis simulator, a fresh ApiFunction), for every suite.
-from tests.support.rig import api, ddb, dynamodb, logs, make_api, make_sma, sim, simulator, sma  # noqa: E402, F401
+from tests.support.rig import (  # noqa: E402, F401
+    api,
+    ddb,
+    dynamodb,
+    inbound,
+    logs,
+    make_api,
+    make_inbound,
+    make_sma,
+    sim,
+    simulator,
+    sma,
+)

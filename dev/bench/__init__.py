@@ -6,21 +6,20 @@ import sys
 from collections.abc import Mapping
 
 from dev.events import load_event
-from dev.function_env import function_env
+from dev.function_env import Tables, function_env
 from dev.functions import LAYER_DIR
 
 if str(LAYER_DIR) not in sys.path:
     sys.path.insert(0, str(LAYER_DIR))
 
-TABLE, IDEMPOTENCY_TABLE = "bench-calls", "bench-idempotency"
+TABLES = Tables.named("bench")
 
 
 def function_config(millis: Mapping[str, str] | None = None, dynamodb_endpoint: str | None = None) -> dict[str, str]:
     """What the template gives the functions, for every benchmark; Millis and DynamoDB pointed nowhere unless
     given (nothing is called at import)."""
     return function_env(
-        calls_table=TABLE,
-        idempotency_table=IDEMPOTENCY_TABLE,
+        tables=TABLES,
         dynamodb_endpoint=dynamodb_endpoint,
         millis=millis or {"MILLIS_API_KEY": "bench-key"},
         webhook_secret="bench-webhook-secret",  # noqa: S106 - the local stand-in for the generated secret
@@ -29,4 +28,4 @@ def function_config(millis: Mapping[str, str] | None = None, dynamodb_endpoint: 
     )
 
 
-__all__ = ["IDEMPOTENCY_TABLE", "TABLE", "function_config", "load_event"]
+__all__ = ["TABLES", "function_config", "load_event"]

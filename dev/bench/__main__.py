@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dev.bench import IDEMPOTENCY_TABLE, TABLE, cold_start, failover, footprint, function_config, hot_path
+from dev.bench import TABLES, cold_start, failover, footprint, function_config, hot_path
 from dev.build import sam_build
 from dev.dynamodb_local import DynamoDBLocal
 from dev.functions import load_function
@@ -33,7 +33,7 @@ def rig() -> Iterator[tuple[DynamoDBLocal, MillisSimulator, dict[str, str]]]:
     with ExitStack() as stack:
         ddb = stack.enter_context(DynamoDBLocal())
         sim = stack.enter_context(MillisSimulator())
-        create_tables(ddb.endpoint, TABLE, IDEMPOTENCY_TABLE)
+        create_tables(ddb.endpoint, TABLES)
         env = function_config(sim.env(), ddb.endpoint)
         yield ddb, sim, env
 
@@ -75,12 +75,14 @@ def run(repeats: int, invocations: int, build: Path) -> dict[str, Any]:
         print("hot path ...", flush=True)
         api = loader(env, "api_handler")()
         mine, base = interleaved(
-            lambda: hot_path.api_path(api, block), lambda: hot_path.floor(sim, ddb.endpoint, TABLE, block, chime=False)
+            lambda: hot_path.api_path(api, block),
+            lambda: hot_path.floor(sim, ddb.endpoint, TABLES.calls, block, chime=False),
         )
         results["hot_path_api"] = hot_path.report(mine, base)
         sma = loader(env, "sma_handler")()
         mine, base = interleaved(
-            lambda: hot_path.sma_path(sma, block), lambda: hot_path.floor(sim, ddb.endpoint, TABLE, block, chime=True)
+            lambda: hot_path.sma_path(sma, block),
+            lambda: hot_path.floor(sim, ddb.endpoint, TABLES.calls, block, chime=True),
         )
         results["hot_path_chime"] = hot_path.report(mine, base)
         print("failover ...", flush=True)

@@ -12,15 +12,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from millis_sip import snapstart
 from millis_sip.adapters.dynamodb.clients import API_CONFIG, dynamodb_client
-from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.adapters.secrets import webhook_secret_source
 from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.lifecycle import SessionReports
 from millis_sip.core.lookup import CallDirectory
-from millis_sip.core.ports import CallStore, Clock, MillisGateway, Secret
-from millis_sip.core.registration import Registrar, SessionWebhook
+from millis_sip.core.numbers import NumberDirectory
+from millis_sip.core.ports import CallStore, Clock, MillisGateway, NumberRoutes, Secret
+from millis_sip.core.registration import MillisRegistrations, Registrar, SessionWebhook
 from millis_sip.edges.http.app import ManagementServices, create_app
 from millis_sip.edges.http.idempotency import Idempotency
 from millis_sip.edges.http.resolver import BridgeResolver
@@ -44,6 +45,7 @@ def compose(
     *,
     gateway: MillisGateway,
     store: CallStore,
+    numbers: NumberRoutes,
     webhook_secret: Secret | None,
     idempotency: Idempotency | None,
     clock: Clock | None = None,
@@ -55,16 +57,15 @@ def compose(
         webhook = SessionWebhook(webhook_secret, settings.webhook_url)
     services = ManagementServices(
         registrar=Registrar(
-            gateway,
+            MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics),
             store,
             clock=clock,
             ttl_seconds=settings.call_ttl_seconds,
             default_agent_id=settings.default_agent_id,
-            webhook=webhook,
-            metrics=emf_metrics,
         ),
         directory=CallDirectory(store, clock=clock),
         sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds),
+        numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,
     )
     app = create_app(services, webhook_guard=WebhookAuthenticator(webhook_secret), idempotency=idempotency)
@@ -84,8 +85,9 @@ def build() -> tuple[Api, snapstart.Hooks]:
         else None
     )
     store = DynamoCallStore(dynamodb, settings.calls_table_name)
+    numbers = DynamoNumberRoutes(dynamodb, settings.numbers_table_name)
     app, services = compose(
-        settings, gateway=gateway, store=store, webhook_secret=webhook_secret, idempotency=idempotency
+        settings, gateway=gateway, store=store, numbers=numbers, webhook_secret=webhook_secret, idempotency=idempotency
     )
     hooks = snapstart.Hooks(gateway=gateway, secrets=[webhook_secret] if webhook_secret else [])
     return Api(app, services, settings, dynamodb, gateway, store, idempotency), hooks

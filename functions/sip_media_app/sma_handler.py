@@ -12,18 +12,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from millis_sip import snapstart
-from millis_sip.adapters.dynamodb.clients import PHONE_CONFIG, dynamodb_client
 from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.adapters.millis_http import HttpMillisGateway
-from millis_sip.adapters.secrets import webhook_secret_source
 from millis_sip.config import ChimeSettings, Settings
-from millis_sip.core.clock import SystemClock
-from millis_sip.core.lifecycle import PhoneCalls
-from millis_sip.core.registration import SessionWebhook
-from millis_sip.core.router import CallRouter
 from millis_sip.edges.chime.app import SipMediaApp, fallback_response
 from millis_sip.edges.chime.events import SmaEvent
 from millis_sip.observability import emf_metrics, logger, metrics, tracer
+from millis_sip.wiring import call_path
 
 ANSWER_MARGIN_SECONDS = 0.3  # between the answer being ready and the function's own timeout
 
@@ -38,35 +33,13 @@ class Sma:
 
 
 def build() -> tuple[Sma, snapstart.Hooks]:
-    settings = Settings.from_env()
     chime = ChimeSettings.from_env()
-    if settings.millis_region.warning:
-        logger.warning(settings.millis_region.warning)
     if not chime.routes:
         logger.warning("No Voice Connector is configured: every phone call will be released without an agent")
-    clock = SystemClock()
-    gateway = HttpMillisGateway.from_settings(settings)
-    dynamodb = dynamodb_client(PHONE_CONFIG)
-    store = DynamoCallStore(dynamodb, settings.calls_table_name)
-    secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
-    webhook = None
-    if secret is not None and settings.session_webhook and settings.webhook_url:
-        webhook = SessionWebhook(secret, settings.webhook_url)
-    router = CallRouter(
-        gateway,
-        store,
-        clock=clock,
-        region_order=settings.millis_region.order,
-        ttl_seconds=settings.call_ttl_seconds,
-        default_agent_id=settings.default_agent_id,
-        webhook=webhook,
-        metrics=emf_metrics,
-    )
-    calls = PhoneCalls(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics)
-    app = SipMediaApp(router, calls, chime, metrics=emf_metrics)
-    return Sma(app, chime, dynamodb, gateway, store), snapstart.Hooks(
-        gateway=gateway, secrets=[secret] if secret else []
-    )
+    path = call_path(Settings.from_env())
+    app = SipMediaApp(path.router, path.calls, chime, metrics=emf_metrics)
+    sma = Sma(app, chime, path.dynamodb, path.gateway, path.store)
+    return sma, snapstart.Hooks(gateway=path.gateway, secrets=path.secrets)
 
 
 sma: Sma | None = None

@@ -71,7 +71,9 @@ def test_register_get_and_lookup_with_the_events_files(
     item = dynamodb.get_item(TableName=TABLE, Key={"call_id": {"S": created["call_id"]}})["Item"]
     assert set(item) == {
         "call_id", "sip_uri", "millis_region", "status", "created_at", "expires_at", "source", "lookup_key", "agent_id",
+        "caller_verification",
     }  # fmt: skip
+    assert item["caller_verification"] == {"S": "attestation"}  # caller ID alone claims nothing
     assert item["status"] == {"S": "registered"}
     assert int(item["expires_at"]["N"]) - datetime.now(UTC).timestamp() == pytest.approx(3600, abs=5)
     assert sim.api_key not in json.dumps(item)

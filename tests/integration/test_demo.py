@@ -48,7 +48,10 @@ def test_the_demo_runs_the_http_and_the_phone_call_script_without_the_serve_port
 ) -> None:
     result = run_demo(tmp_path, PORT=str(taken_port))  # `make demo` while `make serve`'s port is taken
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Demo OK: registered, read back and looked up a call; bridged a phone call." in result.stdout
+    assert (
+        "Demo OK: registered, read back and looked up a call; bridged phone calls from Chime, Twilio, Telnyx, "
+        "Vonage, Plivo and a SIP server." in result.stdout
+    )
     assert "NEW_INBOUND_CALL -> CallAndBridge" in result.stdout
     assert f":{taken_port}" not in result.stdout
     curls = [line for line in result.stdout.splitlines() if line.startswith("$ curl")]

@@ -19,7 +19,7 @@ from dev.lambda_context import LocalContext
 from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import CallRecord, CallStatus
-from millis_sip.core.router import transaction_key
+from millis_sip.core.ports import transaction_key
 from millis_sip.core.sip import parse_sip_uri
 from tests.conftest import load_event
 from tests.support.invoke import invoke
@@ -79,7 +79,8 @@ def test_a_phone_call_from_ring_to_hang_up(
     assert registered.region == "us-west"
     assert registered.body["agent_id"] == "phone-agent"
     assert registered.body["metadata"]["caller_number"] == caller
-    assert registered.body["metadata"]["chime_transaction_id"] == first["CallDetails"]["TransactionId"]
+    assert registered.body["metadata"]["carrier"] == "chime"
+    assert registered.body["metadata"]["carrier_call_id"] == first["CallDetails"]["TransactionId"]
     millis_call_id = bridging["TransactionAttributes"]["millis_call_id"]
     assert endpoint(bridging) == {
         "BridgeEndpointType": "AWS",
@@ -107,7 +108,15 @@ def test_an_http_registration_is_claimed_by_the_phone_call_and_followed_by_statu
 ) -> None:
     caller = fresh_caller()
     create = load_event("api-create-call.json")
-    create["body"] = json.dumps({"agent_id": "crm-agent", "metadata": {"ticket": "T-9"}, "lookup_key": caller})
+    # Chime reports no attestation: this registration trusts caller ID (docs/router.md, "Caller ID is not proof").
+    create["body"] = json.dumps(
+        {
+            "agent_id": "crm-agent",
+            "metadata": {"ticket": "T-9"},
+            "lookup_key": caller,
+            "caller_verification": "trust_caller_id",
+        }
+    )
     status, _, created = invoke(api, create)
     assert status == 201
     sma = make_sma()
@@ -136,7 +145,9 @@ def test_two_calls_racing_for_one_registration_claim_it_once(
 ) -> None:
     caller = fresh_caller()
     create = load_event("api-create-call.json")
-    create["body"] = json.dumps({"agent_id": "crm-agent", "lookup_key": caller})
+    create["body"] = json.dumps(
+        {"agent_id": "crm-agent", "lookup_key": caller, "caller_verification": "trust_caller_id"}
+    )
     _, _, created = invoke(api, create)
     sma = make_sma()
     results: list[dict[str, Any]] = []

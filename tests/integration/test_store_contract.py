@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from millis_sip.adapters.dynamodb.store import DynamoCallStore
-from millis_sip.core.calls import CallRecord, CallSource, CallStatus
+from dev.template import create_table
+from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
+from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
 from millis_sip.core.errors import CallAlreadyExists
-from millis_sip.core.ports import InboundCallStore, MillisReport, SessionOutcome, TransactionState
+from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.ports import InboundCallStore, MillisReport, NumberRoutes, SessionOutcome, TransactionState
 from millis_sip.core.sip import parse_sip_uri
-from tests.support.fakes import MemoryStore
+from tests.support.fakes import MemoryNumberRoutes, MemoryStore
 from tests.support.rig import TABLE
 
 pytestmark = pytest.mark.integration
@@ -245,3 +247,90 @@ def test_a_move_of_a_call_never_stored_creates_it(store: InboundCallStore) -> No
     created = store.get(snapshot.call_id)
     assert created is not None
     assert (created.status, created.caller_number) == (CallStatus.BRIDGED, "+14155550100")
+
+
+# --- PIN challenges --------------------------------------------------------------------------------------
+
+
+def test_a_challenged_call_is_resumed_only_by_an_answer(store: InboundCallStore) -> None:
+    key = unique("tx")
+    store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER)
+    store.challenge_transaction(key, candidate="crm-1", tries=1)
+    asked_again = store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER)
+    assert (asked_again.state, asked_again.millis_call_id, asked_again.tries) == (
+        TransactionState.CHALLENGED,
+        "crm-1",
+        1,
+    )
+    answered = store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
+    assert (answered.state, answered.millis_call_id, answered.tries) == (TransactionState.ACQUIRED, "crm-1", 1)
+    again = store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
+    assert again.state is TransactionState.PENDING  # the answer is being worked on
+
+
+def test_a_fresh_call_resumes_nothing(store: InboundCallStore) -> None:
+    mark = store.begin_transaction(unique("tx"), now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
+    assert (mark.state, mark.millis_call_id, mark.tries) == (TransactionState.ACQUIRED, None, 0)
+
+
+def test_wrong_pins_are_counted_on_the_registration(store: InboundCallStore) -> None:
+    record = call(caller_verification=CallerVerification.PIN, pin_hash="h")
+    store.put_new(record)
+    store.pin_failed(record.call_id)
+    store.pin_failed(record.call_id)
+    counted = store.get(record.call_id)
+    assert counted is not None
+    assert (counted.pin_failures, counted.caller_verification, counted.pin_hash) == (2, CallerVerification.PIN, "h")
+
+
+# --- number routes ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def routes(request: pytest.FixtureRequest) -> Iterator[NumberRoutes]:
+    if request.param == "memory":
+        yield MemoryNumberRoutes()
+    else:
+        client = request.getfixturevalue("dynamodb")
+        name = f"numbers-{uuid.uuid4().hex[:8]}"  # a table of its own: listing reads the whole table
+        create_table(client, "NumbersTable", table_name=name)
+        yield DynamoNumberRoutes(client, name)
+        client.delete_table(TableName=name)
+
+
+def test_a_route_reads_back_and_is_replaced_in_place(routes: NumberRoutes) -> None:
+    route = NumberRoute(
+        "+14155550100",
+        agent_id="a",
+        agent_config={"prompt": "p", "tools": [{"n": 1}]},
+        metadata={"team": "x"},
+        include_metadata_in_prompt=False,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    assert routes.put(route) is True
+    assert routes.get("+14155550100") == route
+    assert routes.put(replace(route, agent_id="b", agent_config=None)) is False
+    assert routes.get("+14155550100") == replace(route, agent_id="b", agent_config=None)
+
+
+def test_a_deleted_route_is_gone(routes: NumberRoutes) -> None:
+    routes.put(NumberRoute("+14155550100", agent_id="a"))
+    assert routes.delete("+14155550100") is True
+    assert routes.get("+14155550100") is None
+    assert routes.delete("+14155550100") is False
+
+
+def test_routes_are_listed_a_page_at_a_time_each_once(routes: NumberRoutes) -> None:
+    numbers = {f"+1415555{i:04d}" for i in range(7)}
+    for number in numbers:
+        routes.put(NumberRoute(number, agent_id="a"))
+    seen: list[str] = []
+    after: str | None = None
+    for _ in range(10):
+        page, after = routes.page(limit=3, after=after)
+        assert len(page) <= 3
+        seen += [r.number for r in page]
+        if after is None:
+            break
+    assert sorted(seen) == sorted(numbers)

@@ -11,6 +11,7 @@ from typing import Any
 
 from millis_sip.core.calls import FIELDS_OF_MOVE, MOVES, OPEN, CallRecord, CallStatus
 from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists
+from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import MillisRegistration, MillisReport, SessionOutcome, TransactionMark, TransactionState
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.sip import parse_sip_uri
@@ -126,15 +127,22 @@ class MemoryStore:
     # --- InboundCallStore -----------------------------------------------------------------------------
 
     def begin_transaction(
-        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime
+        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime, resume_challenge: bool = False
     ) -> TransactionMark:
         self._touch()
         marker = self.markers.get(key)
         lease_over = marker is not None and marker.lease_until is not None and marker.lease_until < now
-        if marker is None or (marker.mark.state is TransactionState.PENDING and lease_over):
+        challenged = marker is not None and marker.mark.state is TransactionState.CHALLENGED
+        if (
+            marker is None
+            or (marker.mark.state is TransactionState.PENDING and lease_over)
+            or (challenged and resume_challenge)
+        ):
             self.markers[key] = _Marker(
                 TransactionMark(TransactionState.PENDING), lease_until=now + timedelta(seconds=lease_seconds)
             )
+            if challenged and marker is not None:
+                return replace(marker.mark, state=TransactionState.ACQUIRED, reason=None)
             return TransactionMark(TransactionState.ACQUIRED)
         return marker.mark
 
@@ -142,6 +150,28 @@ class MemoryStore:
         self._touch()
         marker = self.markers.setdefault(key, _Marker(TransactionMark(TransactionState.FAILED)))
         marker.mark = replace(marker.mark, state=TransactionState.FAILED, reason=reason)
+
+    def release_transaction(self, key: str) -> None:
+        self._touch()
+        marker = self.markers.get(key)
+        if marker is not None and marker.mark.state is TransactionState.PENDING:
+            del self.markers[key]
+
+    def transaction_mark(self, key: str) -> TransactionMark | None:
+        self._touch()
+        marker = self.markers.get(key)
+        return marker.mark if marker is not None else None
+
+    def challenge_transaction(self, key: str, *, candidate: str, tries: int) -> None:
+        self._touch()
+        marker = self.markers.setdefault(key, _Marker(TransactionMark(TransactionState.CHALLENGED)))
+        marker.mark = replace(marker.mark, state=TransactionState.CHALLENGED, millis_call_id=candidate, tries=tries)
+
+    def pin_failed(self, call_id: str) -> None:
+        self._touch()
+        stored = self.items.get(call_id)
+        if stored is not None:
+            self.items[call_id] = replace(stored, pin_failures=stored.pin_failures + 1)
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         self._touch()
@@ -207,3 +237,35 @@ class MemoryStore:
             if r.lookup_key == lookup_key and r.expires_at > now and r.status is CallStatus.REGISTERED
         ]
         return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+
+@dataclass
+class MemoryNumberRoutes:
+    """Number routes in memory, listed in key order (DynamoDB's scan order is its own)."""
+
+    routes: dict[str, NumberRoute] = field(default_factory=dict)
+    fail_with: BridgeError | None = None
+
+    def _touch(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def get(self, number: str) -> NumberRoute | None:
+        self._touch()
+        return self.routes.get(number)
+
+    def put(self, route: NumberRoute) -> bool:
+        self._touch()
+        created = route.number not in self.routes
+        self.routes[route.number] = route
+        return created
+
+    def delete(self, number: str) -> bool:
+        self._touch()
+        return self.routes.pop(number, None) is not None
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
+        self._touch()
+        numbers = sorted(n for n in self.routes if after is None or n > after)
+        chosen = numbers[:limit]
+        return [self.routes[n] for n in chosen], (chosen[-1] if len(numbers) > limit else None)

@@ -12,7 +12,7 @@ from dev.lambda_context import LocalContext
 from millis_sip.adapters.secrets import StaticApiKey
 from millis_sip.config import Settings
 from millis_sip.core.ports import Clock
-from tests.support.fakes import FakeGateway, MemoryStore
+from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore
 
 
 class Handler(Protocol):
@@ -33,11 +33,13 @@ class FakeApi:
     ) -> None:
         self.gateway = gateway if gateway is not None else FakeGateway()
         self.store = store if store is not None else MemoryStore()
+        self.numbers = MemoryNumberRoutes()
         self.settings = dataclasses.replace(Settings.from_env(), **settings)
         self.app, self.services = api_handler.compose(
             self.settings,
             gateway=self.gateway,
             store=self.store,
+            numbers=self.numbers,
             webhook_secret=StaticApiKey(webhook_secret) if webhook_secret else None,
             idempotency=None,
             clock=clock,

@@ -13,22 +13,21 @@ import boto3
 import pytest
 
 from dev.dynamodb_local import DynamoDBLocal
-from dev.function_env import SIMULATOR_VOICE_CONNECTORS, function_env
+from dev.function_env import SIMULATOR_VOICE_CONNECTORS, Tables, function_env
 from dev.functions import load_function
 from dev.millis_simulator import MillisSimulator
-from dev.template import create_table
+from dev.template import create_tables
 from millis_sip.observability import logger
 
-TABLE = "calls-integration"
-IDEMPOTENCY_TABLE = "idempotency-integration"
+TABLES = Tables("calls-integration", "idempotency-integration", "numbers-integration")
+TABLE, IDEMPOTENCY_TABLE, NUMBERS_TABLE = TABLES.calls, TABLES.idempotency, TABLES.numbers
 WEBHOOK_SECRET = "integration-webhook-secret"
 
 
 @pytest.fixture(scope="session")
 def ddb() -> Iterator[DynamoDBLocal]:
     with DynamoDBLocal() as server:
-        create_table(ddb_client(server.endpoint), table_name=TABLE)
-        create_table(ddb_client(server.endpoint), "IdempotencyTable", table_name=IDEMPOTENCY_TABLE)
+        create_tables(server.endpoint, TABLES)
         yield server
 
 
@@ -49,11 +48,9 @@ def simulator() -> Iterator[MillisSimulator]:
 
 @pytest.fixture
 def sim(simulator: MillisSimulator) -> Iterator[MillisSimulator]:
-    simulator.clear()
-    simulator.uri_field = "sip_uri"
-    simulator.known_agents = None
+    simulator.reset()
     yield simulator
-    simulator.clear()
+    simulator.reset()
 
 
 VOICE_CONNECTOR_US_WEST = SIMULATOR_VOICE_CONNECTORS["VOICE_CONNECTOR_ARN_US_WEST"]
@@ -65,10 +62,9 @@ def _loader(
 ) -> Callable[..., ModuleType]:
     def make(**overrides: str) -> ModuleType:
         env = function_env(
-            calls_table=TABLE,
+            tables=TABLES,
             millis=sim.env(),
             dynamodb_endpoint=ddb.endpoint,
-            idempotency_table=IDEMPOTENCY_TABLE,
             webhook_secret=WEBHOOK_SECRET,
             extra={**defaults, **overrides},
         )
@@ -99,6 +95,30 @@ def make_sma(ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.Monke
 @pytest.fixture
 def sma(make_sma: Callable[..., ModuleType]) -> ModuleType:
     return make_sma()
+
+
+TWILIO_AUTH_TOKEN = "integration-twilio-auth-token"
+
+
+@pytest.fixture
+def make_inbound(
+    ddb: DynamoDBLocal, sim: MillisSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., ModuleType]:
+    """Loads InboundFunction's entry module (Twilio's webhooks, GET /route) pointed at the rig."""
+    return _loader(
+        "inbound_handler",
+        ddb,
+        sim,
+        monkeypatch,
+        DEFAULT_AGENT_ID="phone-agent",
+        TWILIO_AUTH_TOKEN=TWILIO_AUTH_TOKEN,
+        WEBHOOK_URL="https://bridge.example/v1/webhooks/millis",
+    )
+
+
+@pytest.fixture
+def inbound(make_inbound: Callable[..., ModuleType]) -> ModuleType:
+    return make_inbound()
 
 
 class LogCapture:

@@ -1,5 +1,5 @@
-"""`sam build`, then the built ApiFunction run with nothing but the standard library and the built layer
-on its path: proof that the artifact SAM would deploy imports and serves a request."""
+"""`sam build`, then each built function run with nothing but the standard library and the built layer on its
+path: proof that the artifacts SAM would deploy import and serve a request."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from dev.build import HOST_ARCH, sam_build
 from dev.dynamodb_local import DynamoDBLocal
 from dev.function_env import SIMULATOR_VOICE_CONNECTORS, function_env
 from dev.millis_simulator import MillisSimulator
 from tests.conftest import EVENTS
-from tests.support.rig import TABLE
+from tests.support.rig import TABLES
 from tests.support.sma_schema import validate_response
 
 pytestmark = pytest.mark.template
@@ -69,7 +71,7 @@ def run_built(
     )
     env = {
         "PATH": os.environ.get("PATH", ""),
-        **function_env(calls_table=TABLE, millis=simulator.env(), dynamodb_endpoint=ddb.endpoint, extra=extra_env),
+        **function_env(tables=TABLES, millis=simulator.env(), dynamodb_endpoint=ddb.endpoint, extra=extra_env),
     }
     result = subprocess.run(
         [sys.executable, "-S", "-B", "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -105,6 +107,7 @@ def test_built_sip_media_app_bridges_a_new_inbound_call(
     outcome = run_built(host_build, "SipMediaAppFunction", "sma_handler", path, ddb, simulator, **phone)
     response = outcome["response"]
     validate_response(response)
+    assert [a["Type"] for a in response["Actions"]] == ["CallAndBridge"], response
     [action] = response["Actions"]
     assert action["Type"] == "CallAndBridge"
     [endpoint] = action["Parameters"]["Endpoints"]
@@ -117,6 +120,7 @@ def test_built_functions_hold_only_their_entry_modules(host_build: Path) -> None
     for function_id, module in (
         ("SipMediaAppFunction", "sma_handler.py"),
         ("ChimeResourcesFunction", "chime_resources.py"),
+        ("InboundFunction", "inbound_handler.py"),
     ):
         assert sorted(p.name for p in (host_build / function_id).iterdir()) == [module]
     for nested in ("VoiceConnectorUsWestStack", "SipMediaApplicationStack"):
@@ -130,3 +134,34 @@ def test_arm64_build_ships_arm64_wheels(tmp_path: Path) -> None:
     python = build / "MillisSipLayer" / "python"
     assert list((python / "pydantic_core").glob("*aarch64-linux-gnu.so"))
     assert not list((python / "pydantic_core").glob("*x86_64-linux-gnu.so"))
+
+
+@pytest.mark.parametrize("name", ["inbound-route.json", "inbound-twilio-voice.json"])
+def test_built_inbound_function_answers_a_sip_server_and_twilio(
+    name: str, host_build: Path, ddb: DynamoDBLocal, simulator: MillisSimulator, tmp_path: Path
+) -> None:
+    simulator.clear()
+    event = json.loads((EVENTS / name).read_text())
+    token = json.loads((EVENTS / "env.json").read_text())["InboundFunction"]["TWILIO_AUTH_TOKEN"]
+    # A new call from a caller with no pending registration (the ApiFunction test registered the events' caller).
+    unique, number = uuid.uuid4().hex, "+1206" + str(uuid.uuid4().int)[:7]
+    if event["resource"] == "/route":
+        for name, value in (("call", unique), ("from", number)):
+            event["queryStringParameters"][name] = value
+            event["multiValueQueryStringParameters"][name] = [value]
+    else:  # signed again, as Twilio's own validator signs
+        params = dict(parse_qsl(event["body"]))
+        params.update(CallSid=f"CA{unique}", From=number)
+        event["body"] = urlencode(params)
+        url = f"https://{event['requestContext']['domainName']}{event['requestContext']['path']}"
+        event["headers"]["X-Twilio-Signature"] = RequestValidator(token).compute_signature(url, params)
+    path = tmp_path / name
+    path.write_text(json.dumps(event))
+    phone = {"DEFAULT_AGENT_ID": "phone-agent", "TWILIO_AUTH_TOKEN": token}
+    response = run_built(host_build, "InboundFunction", "inbound_handler", path, ddb, simulator, **phone)["response"]
+    assert response["statusCode"] == 200, response
+    if event["resource"] == "/route":
+        assert response["body"].startswith("sip:call-sim-") and "?X-Millis-Call-Id=" in response["body"]
+    else:
+        assert "<Dial" in response["body"] and "<Sip>sip:call-sim-" in response["body"]
+    assert len(simulator.issued) == 1

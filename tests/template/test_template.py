@@ -90,23 +90,53 @@ def test_the_code_uses_the_index_the_template_defines() -> None:
     assert LOOKUP_INDEX in names
 
 
-def test_every_route_requires_an_api_key_and_the_plan_throttles() -> None:
-    auth = resource("MillisApi")["Properties"]["Auth"]
+# Routes that go without the API key, each authenticated by its caller's own signature or secret instead.
+SIGNED_ROUTES = {
+    ("POST", "/webhooks/millis"),
+    *(("POST", f"/carriers/{carrier}/{route}") for carrier in ("twilio", "telnyx") for route in ("voice", "status")),
+    ("GET", "/carriers/vonage/answer"),
+    ("POST", "/carriers/vonage/answer"),
+    ("POST", "/carriers/vonage/event"),
+    ("POST", "/carriers/plivo/answer"),
+    ("POST", "/carriers/plivo/status"),
+}
+
+
+def test_every_route_requires_an_api_key_or_a_signature_and_each_has_a_throttle() -> None:
+    api = resource("MillisApi")["Properties"]
+    auth = api["Auth"]
     assert auth["ApiKeyRequired"] is True
     assert auth["UsagePlan"]["CreateUsagePlan"] == "PER_API"
     assert set(auth["UsagePlan"]["Throttle"]) == {"RateLimit", "BurstLimit"}
-    for event in resource("ApiFunction")["Properties"]["Events"].values():
-        assert event["Properties"]["RestApiId"] == {"Ref": "MillisApi"}
-        required = event["Properties"].get("Auth", {}).get("ApiKeyRequired", True)
-        # Only Millis' webhook goes without the key: it is authenticated by the shared secret instead.
-        assert required is True or event["Properties"]["Path"] == "/webhooks/millis"
+    open_routes = set()
+    for function_id in all_functions():
+        for event in resource(function_id)["Properties"].get("Events", {}).values():
+            if event.get("Type") != "Api":
+                continue
+            assert event["Properties"]["RestApiId"] == {"Ref": "MillisApi"}
+            if event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is not True:
+                open_routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    assert open_routes == SIGNED_ROUTES
+    # The usage plan throttles only requests with a key: each open route has a method throttle of its own.
+    throttled = {
+        (s["HttpMethod"], s["ResourcePath"][1:].replace("~1", "/"))  # "/~1a~1b" is /a/b
+        for s in api["MethodSettings"]
+        if {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(s)
+    }
+    assert throttled == SIGNED_ROUTES
 
 
 def statements(function_id: str) -> list[dict[str, Any]]:
+    """Every statement a function may get; a conditional one (Fn::If ... AWS::NoValue) counts as granted."""
     found: list[dict[str, Any]] = []
     for policy in resource(function_id)["Properties"]["Policies"]:
         assert isinstance(policy, dict) and "Statement" in policy, "only inline, scoped statements"
-        found.extend(policy["Statement"])
+        for statement in policy["Statement"]:
+            if "Fn::If" in statement:
+                _, granted, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, "a conditional statement is granted or absent"
+                statement = granted
+            found.append(statement)
     return found
 
 
@@ -116,12 +146,18 @@ def test_api_function_has_only_the_table_and_secret_actions_it_uses() -> None:
         "dynamodb:PutItem",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",  # idempotency records only
+        "dynamodb:DeleteItem",  # idempotency records and number routes only
         "dynamodb:Query",
+        "dynamodb:Scan",  # listing number routes only
         "secretsmanager:GetSecretValue",
     }
     deleting = [s for s in statements("ApiFunction") if "dynamodb:DeleteItem" in s["Action"]]
-    assert [s["Resource"] for s in deleting] == [{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}]
+    assert [s["Resource"] for s in deleting] == [
+        {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
+        {"Fn::GetAtt": ["NumbersTable", "Arn"]},
+    ]
+    scanning = [s for s in statements("ApiFunction") if "dynamodb:Scan" in s["Action"]]
+    assert [s["Resource"] for s in scanning] == [{"Fn::GetAtt": ["NumbersTable", "Arn"]}]
     for statement in statements("ApiFunction"):
         assert statement["Effect"] == "Allow"
         assert all("*" not in action for action in statement["Action"])
@@ -147,6 +183,7 @@ def test_outputs_a_user_needs() -> None:
     outputs = load_template()["Outputs"]
     assert {"ApiUrl", "ApiKeyId", "MillisApiKeySecretArn", "CallsTableName", "ApiFunctionArn"} <= set(outputs)
     assert {"SipMediaAppFunctionArn", "SipMediaApplicationId", "VoiceConnectorUsWestArn"} <= set(outputs)
+    assert {"TwilioVoiceUrl", "RouteUrl", "NumbersTableName", "WebhookUrl"} <= set(outputs)
 
 
 def declared_variables(function_id: str | None = None) -> set[str]:
@@ -245,10 +282,25 @@ def test_the_code_handles_the_custom_resource_types_the_templates_use() -> None:
 def test_events_route_to_the_template_routes() -> None:
     from dev.template import api_routes
 
-    routes = set(api_routes())
-    for path in EVENTS.glob("api-*.json"):
-        event = json.loads(path.read_text())
-        assert (event["httpMethod"], event["resource"]) in routes, path.name
+    for prefix, function_id in (("api", "ApiFunction"), ("inbound", "InboundFunction")):
+        routes = set(api_routes(function_id))
+        for path in EVENTS.glob(f"{prefix}-*.json"):
+            event = json.loads(path.read_text())
+            assert (event["httpMethod"], event["resource"]) in routes, path.name
+
+
+def test_the_sample_twilio_event_is_signed_for_the_local_token() -> None:
+    # `sam local invoke InboundFunction -e events/inbound-twilio-voice.json --env-vars events/env.json` must
+    # pass the signature check: Twilio's own validator agrees with the event and the env file's token.
+    from urllib.parse import parse_qsl
+
+    from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+    event = json.loads((EVENTS / "inbound-twilio-voice.json").read_text())
+    token = json.loads((EVENTS / "env.json").read_text())["InboundFunction"]["TWILIO_AUTH_TOKEN"]
+    url = f"https://{event['requestContext']['domainName']}{event['requestContext']['path']}"
+    params = dict(parse_qsl(event["body"]))
+    assert RequestValidator(token).validate(url, params, event["headers"]["X-Twilio-Signature"])
 
 
 @pytest.mark.parametrize("doc", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("docs/*.md"))])
@@ -269,8 +321,12 @@ def all_functions() -> list[str]:
 # AWS requires "*" here: chime-sdk-voice has no resource-level permissions for these actions.
 WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeOriginationAndSipRules"}}
 SECRET_READERS = {
-    "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction"},
-    "WebhookSecret": {"ApiFunction", "SipMediaAppFunction"},
+    "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
+    "WebhookSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
+    "TwilioAuthTokenSecretArn": {"InboundFunction"},
+    "TelnyxPublicKeySecretArn": {"InboundFunction"},
+    "VonageSignatureSecretArn": {"InboundFunction"},
+    "PlivoAuthTokenSecretArn": {"InboundFunction"},
 }
 
 
@@ -292,6 +348,7 @@ def test_each_function_gets_only_the_table_actions_it_uses() -> None:
     used = {
         "ApiFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
         "SipMediaAppFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+        "InboundFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
         "ChimeResourcesFunction": set(),
     }
     for function_id in all_functions():

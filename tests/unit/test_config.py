@@ -8,7 +8,9 @@ from millis_sip.core.regions import MillisRegion
 
 
 def test_defaults_use_the_documented_hosts_and_the_nearest_region() -> None:
-    settings = Settings.from_env({"CALLS_TABLE_NAME": "calls", "AWS_REGION": "eu-central-1"})
+    settings = Settings.from_env(
+        {"CALLS_TABLE_NAME": "calls", "NUMBERS_TABLE_NAME": "numbers", "AWS_REGION": "eu-central-1"}
+    )
     assert settings.millis_urls == DEFAULT_MILLIS_URLS
     assert settings.millis_urls[MillisRegion.US_WEST] == "https://api-west.millis.ai"
     assert settings.millis_urls[MillisRegion.EU_WEST] == "https://api-eu-west.millis.ai"
@@ -22,6 +24,7 @@ def test_overrides_are_read() -> None:
     settings = Settings.from_env(
         {
             "CALLS_TABLE_NAME": "calls",
+            "NUMBERS_TABLE_NAME": "numbers",
             "AWS_REGION": "eu-central-1",
             "MILLIS_REGION": "us-west",
             "MILLIS_US_WEST_URL": "http://127.0.0.1:8080/us-west/",
@@ -41,10 +44,11 @@ def test_overrides_are_read() -> None:
     ("env", "message"),
     [
         ({}, "CALLS_TABLE_NAME"),
-        ({"CALLS_TABLE_NAME": "t", "MILLIS_REGION": "ap-south"}, "MILLIS_REGION"),
-        ({"CALLS_TABLE_NAME": "t", "MILLIS_US_WEST_URL": "ftp://x"}, "MILLIS_US_WEST_URL"),
-        ({"CALLS_TABLE_NAME": "t", "CALL_TTL_SECONDS": "ten"}, "CALL_TTL_SECONDS"),
-        ({"CALLS_TABLE_NAME": "t", "CALL_TTL_SECONDS": "5"}, "CALL_TTL_SECONDS"),
+        ({"CALLS_TABLE_NAME": "t"}, "NUMBERS_TABLE_NAME"),
+        ({"CALLS_TABLE_NAME": "t", "NUMBERS_TABLE_NAME": "n", "MILLIS_REGION": "ap-south"}, "MILLIS_REGION"),
+        ({"CALLS_TABLE_NAME": "t", "NUMBERS_TABLE_NAME": "n", "MILLIS_US_WEST_URL": "ftp://x"}, "MILLIS_US_WEST_URL"),
+        ({"CALLS_TABLE_NAME": "t", "NUMBERS_TABLE_NAME": "n", "CALL_TTL_SECONDS": "ten"}, "CALL_TTL_SECONDS"),
+        ({"CALLS_TABLE_NAME": "t", "NUMBERS_TABLE_NAME": "n", "CALL_TTL_SECONDS": "5"}, "CALL_TTL_SECONDS"),
     ],
 )
 def test_bad_configuration_fails_at_start_up_with_the_variable_named(env: dict[str, str], message: str) -> None:

@@ -7,10 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from millis_sip.core.calls import CallStatus
+from millis_sip.core.calls import CallerVerification, CallStatus
 from millis_sip.core.errors import CallNotFound, InvalidRequest, StoreUnavailable
 from millis_sip.core.lookup import CallDirectory
-from millis_sip.core.registration import RegisterCall, Registrar, SessionWebhook
+from millis_sip.core.registration import (
+    MillisRegistrations,
+    RegisterCall,
+    Registrar,
+    SessionWebhook,
+    hash_pin,
+    pin_matches,
+)
 from millis_sip.observability import emf_metrics
 from tests.support.clock import FakeClock
 from tests.support.fakes import FakeGateway, MemoryStore
@@ -33,21 +40,16 @@ def registrar(
     default_agent: str | None = None,
     webhook: SessionWebhook | None = None,
 ) -> Registrar:
-    return Registrar(
-        gateway,
-        store,
-        clock=clock,
-        ttl_seconds=600,
-        default_agent_id=default_agent,
-        metrics=emf_metrics,
-        webhook=webhook,
-    )
+    millis = MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics)
+    return Registrar(millis, store, clock=clock, ttl_seconds=600, default_agent_id=default_agent)
 
 
 def test_registers_and_stores_the_call_with_its_ttl() -> None:
     gateway, store, clock = FakeGateway(), MemoryStore(), FakeClock(T0)
-    record = registrar(gateway, store, clock).register(
-        RegisterCall(agent_id="a", lookup_key="+14155550100"), budget=3.0
+    record = (
+        registrar(gateway, store, clock)
+        .register(RegisterCall(agent_id="a", lookup_key="+14155550100"), budget=3.0)
+        .record
     )
     assert store.items[record.call_id] == record
     assert record.status is CallStatus.REGISTERED
@@ -96,7 +98,7 @@ def test_store_failure_is_not_acknowledged() -> None:
 
 def test_get_reports_an_expired_registration_as_expired() -> None:
     gateway, store, clock = FakeGateway(), MemoryStore(), FakeClock(T0)
-    record = registrar(gateway, store, clock).register(RegisterCall(agent_id="a"), budget=3.0)
+    record = registrar(gateway, store, clock).register(RegisterCall(agent_id="a"), budget=3.0).record
     clock.advance(601)
     assert CallDirectory(store, clock=clock).get(record.call_id).status is CallStatus.EXPIRED
 
@@ -106,7 +108,7 @@ def test_lookup_finds_the_newest_unexpired_registration() -> None:
     calls, directory = registrar(gateway, store, clock), CallDirectory(store, clock=clock)
     calls.register(RegisterCall(agent_id="a", lookup_key="k"), budget=3.0)
     clock.advance(5)
-    newer = calls.register(RegisterCall(agent_id="a", lookup_key="k"), budget=3.0)
+    newer = calls.register(RegisterCall(agent_id="a", lookup_key="k"), budget=3.0).record
     assert directory.lookup("k").call_id == newer.call_id
     clock.advance(700)
     with pytest.raises(CallNotFound):
@@ -132,5 +134,36 @@ def test_a_registration_publishes_its_metrics(capsys: pytest.CaptureFixture[str]
 
 def test_the_record_expiry_is_whole_seconds_after_the_ttl() -> None:
     clock = FakeClock(T0)
-    record = registrar(FakeGateway(), MemoryStore(), clock).register(RegisterCall(agent_id="a"), budget=3.0)
+    record = registrar(FakeGateway(), MemoryStore(), clock).register(RegisterCall(agent_id="a"), budget=3.0).record
     assert record.expires_at - record.created_at == timedelta(seconds=600) - timedelta(microseconds=250_000)
+
+
+def test_a_pin_registration_gets_a_pin_once_and_keeps_only_its_hash() -> None:
+    store = MemoryStore()
+    registered = registrar(FakeGateway(), store, FakeClock(T0)).register(
+        RegisterCall(agent_id="a", lookup_key="+14155550100", caller_verification=CallerVerification.PIN), budget=3.0
+    )
+    assert registered.pin is not None and len(registered.pin) == 6 and registered.pin.isdigit()
+    stored = store.items[registered.record.call_id]
+    assert stored.caller_verification is CallerVerification.PIN
+    assert stored.pin_hash == hash_pin(stored.call_id, registered.pin)
+    assert registered.pin not in repr(stored)
+    assert pin_matches(stored, registered.pin)
+    assert not pin_matches(stored, f"{(int(registered.pin) + 1) % 1_000_000:06d}")
+
+
+def test_other_verifications_get_no_pin() -> None:
+    for verification in (CallerVerification.ATTESTATION, CallerVerification.TRUST_CALLER_ID):
+        registered = registrar(FakeGateway(), MemoryStore(), FakeClock(T0)).register(
+            RegisterCall(agent_id="a", lookup_key="+14155550100", caller_verification=verification), budget=3.0
+        )
+        assert registered.pin is None and registered.record.pin_hash is None
+
+
+def test_a_pin_without_a_number_to_claim_by_is_refused_before_millis() -> None:
+    gateway = FakeGateway()
+    with pytest.raises(InvalidRequest, match="lookup_key"):
+        registrar(gateway, MemoryStore(), FakeClock(T0)).register(
+            RegisterCall(agent_id="a", caller_verification=CallerVerification.PIN), budget=3.0
+        )
+    assert gateway.calls == []

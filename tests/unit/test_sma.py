@@ -13,33 +13,39 @@ import httpx
 import pytest
 
 from millis_sip.adapters.millis_http import HttpMillisGateway
-from millis_sip.config import ChimeSettings, VoiceRoute
-from millis_sip.core.calls import CallRecord, CallSource, CallStatus
+from millis_sip.config import ChimeSettings, Messages, VoiceRoute
+from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
 from millis_sip.core.errors import MillisUnavailable, StoreUnavailable
 from millis_sip.core.lifecycle import PhoneCalls
-from millis_sip.core.ports import NoMetrics, TransactionState
+from millis_sip.core.ports import NoMetrics, TransactionState, transaction_key
 from millis_sip.core.regions import MillisRegion
-from millis_sip.core.router import STORE_RESERVE_SECONDS, CallRouter, transaction_key
+from millis_sip.core.registration import MillisRegistrations, hash_pin
+from millis_sip.core.router import STORE_RESERVE_SECONDS, CallRouter
 from millis_sip.core.sip import parse_sip_uri
 from millis_sip.edges.chime import attributes
 from millis_sip.edges.chime.app import SipMediaApp, fallback_response
 from millis_sip.edges.chime.events import SmaEvent
 from tests.conftest import CHIME_FIXTURES, chime_fixture, load_event
 from tests.support.clock import T0, FakeClock
-from tests.support.fakes import FakeGateway, MemoryStore
+from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore
 from tests.support.sma_schema import validate_response
 
 US, EU = MillisRegion.US_WEST, MillisRegion.EU_WEST
 VC_US = "arn:aws:chime:us-west-2:111122223333:vc/uswest0000000000000000a"
 VC_EU = "arn:aws:chime:us-west-2:111122223333:vc/euwest0000000000000000b"
+MESSAGES = Messages(
+    failure="Sorry, the assistant is not available.",
+    pin_prompt="Please enter your PIN.",
+    pin_retry="Wrong PIN.",
+    voice="Joanna",
+    language="en-US",
+    engine="neural",
+)
 CHIME = ChimeSettings(
     routes={US: VoiceRoute(US, VC_US, "sip-us-west.example"), EU: VoiceRoute(EU, VC_EU, "sip-eu-west.example")},
     bridge_timeout_seconds=30,
     answer_seconds=4.0,
-    failure_message="Sorry, the assistant is not available.",
-    failure_voice="Joanna",
-    failure_language="en-US",
-    failure_engine="neural",
+    messages=MESSAGES,
 )
 CALLER, DIALED = "+14155550100", "+15055550123"
 TX = load_event("sma-new-inbound-call.json")["CallDetails"]["TransactionId"]
@@ -53,11 +59,20 @@ def make_app(
     chime: ChimeSettings = CHIME,
     agent: str | None = "phone-agent",
     clock: FakeClock | None = None,
+    numbers: MemoryNumberRoutes | None = None,
 ) -> tuple[SipMediaApp, FakeGateway, MemoryStore, FakeClock]:
     gateway = gateway if gateway is not None else FakeGateway(host="sip-{region}.example")
     store = store if store is not None else MemoryStore()
     clock = clock or FakeClock()
-    router = CallRouter(gateway, store, clock=clock, region_order=(US, EU), ttl_seconds=3600, default_agent_id=agent)
+    router = CallRouter(
+        MillisRegistrations(gateway),
+        store,
+        numbers if numbers is not None else MemoryNumberRoutes(),
+        clock=clock,
+        region_order=(US, EU),
+        ttl_seconds=3600,
+        default_agent_id=agent,
+    )
     calls = PhoneCalls(store, clock=clock, ttl_seconds=3600)
     return SipMediaApp(router, calls, chime, metrics=NoMetrics()), gateway, store, clock
 
@@ -85,7 +100,17 @@ def later(name: str, attrs: dict[str, str], **changes: Any) -> dict[str, Any]:
     return event
 
 
-def pending(call_id: str = "crm-1", *, lookup_key: str = CALLER, region: str = "eu-west", age: int = 60) -> CallRecord:
+def pending(
+    call_id: str = "crm-1",
+    *,
+    lookup_key: str = CALLER,
+    region: str = "eu-west",
+    age: int = 60,
+    verification: CallerVerification = CallerVerification.TRUST_CALLER_ID,
+    pin: str | None = None,
+) -> CallRecord:
+    """A registration waiting for a phone call. These tests are about claiming; whether a caller may claim one is
+    tested with each CallerVerification below (the default here trusts caller ID)."""
     return CallRecord(
         call_id=call_id,
         sip_uri=parse_sip_uri(f"sip:call-{call_id}@sip-{region}.example"),
@@ -95,6 +120,8 @@ def pending(call_id: str = "crm-1", *, lookup_key: str = CALLER, region: str = "
         expires_at=T0 + timedelta(seconds=3600 - age),
         lookup_key=lookup_key,
         agent_id="crm-agent",
+        caller_verification=verification,
+        pin_hash=hash_pin(call_id, pin) if pin is not None else None,
     )
 
 
@@ -112,14 +139,15 @@ def test_both_documented_shapes_bridge_through_the_nearest_regions_voice_connect
     assert params["CallerIdNumber"] == CALLER
     assert params["CallTimeoutSeconds"] == 30
     tx = load_event(name)["CallDetails"]["TransactionId"]
-    assert params["SipHeaders"] == {"X-Millis-Call-Id": "fake-1", "X-Chime-Transaction-Id": tx}
+    assert params["SipHeaders"] == {"X-Millis-Call-Id": "fake-1", "X-Carrier": "chime", "X-Carrier-Call-Id": tx}
     assert gateway.calls == [
         {
             "agent_id": "phone-agent",
             "metadata": {
                 "caller_number": CALLER,
                 "dialed_number": DIALED,
-                "chime_transaction_id": tx,
+                "carrier": "chime",
+                "carrier_call_id": tx,
                 "chime_call_id": "5c2e1d3a-0b7f-4a51-9e8d-6f4c3b2a1e09",
             },
         }
@@ -214,7 +242,7 @@ def test_a_refused_region_fails_over_at_once() -> None:
 
 
 def test_the_failure_message_can_be_turned_off() -> None:
-    quiet = replace(CHIME, failure_message="")
+    quiet = replace(CHIME, messages=replace(MESSAGES, failure=""))
     app, _, _, clock = make_app(FakeGateway(MillisUnavailable("down", [])), chime=quiet)
     result = answer(app, inbound(), clock)
     assert result["Actions"] == [
@@ -720,7 +748,8 @@ def test_with_dynamodb_down_the_call_spends_no_more_time_on_it() -> None:
     store = MemoryStore(StoreUnavailable("down"))
     app, gateway, _, clock = make_app(store=store)
     assert types(answer(app, inbound(), clock)) == ["CallAndBridge"]
-    assert store.operations == 1  # the transaction put failed: no claim query, no commit
+    # One round trip (the marker put and the two lookups go out together, and all fail), then no claim, no commit.
+    assert store.operations == 3
     assert len(gateway.calls) == 1
 
 
@@ -730,3 +759,78 @@ def test_digits_that_are_not_ascii_are_not_numbers() -> None:
     event = later("sma-bridge-failed.json", {"attempt": "²", "bridged_at": "٣"}, Sequence="²")
     answer(app, event, clock)
     assert SmaEvent.parse({"Sequence": "²"}).sequence is None
+
+
+# --- PINs over Chime ----------------------------------------------------------------------------------------
+
+
+def digits_entered(digits: str | None, attrs: dict[str, str] | None = None) -> dict[str, Any]:
+    """Chime's answer to SpeakAndGetDigits: ACTION_SUCCESSFUL with ReceivedDigits, or ACTION_FAILED without."""
+    event = load_event("sma-bridge-succeeded.json" if digits is not None else "sma-bridge-failed.json")
+    event["CallDetails"]["Participants"] = event["CallDetails"]["Participants"][:1]
+    event["CallDetails"]["TransactionAttributes"] = attrs or {}
+    event["ActionData"] = {
+        "Type": "SpeakAndGetDigits",
+        "Parameters": {"CallId": "5c2e1d3a-0b7f-4a51-9e8d-6f4c3b2a1e09"},
+    }
+    if digits is not None:
+        event["ActionData"]["ReceivedDigits"] = digits
+    else:
+        event["ActionData"]["ErrorType"] = "InvalidDigitsReceived"
+    return event
+
+
+def pin_store() -> MemoryStore:
+    store = MemoryStore()
+    store.items["crm-1"] = pending("crm-1", verification=CallerVerification.PIN, pin="482913")
+    return store
+
+
+def test_a_pin_registration_makes_chime_ask_for_the_pin_in_the_callers_voice_settings() -> None:
+    app, gateway, _, clock = make_app(store=pin_store())
+    result = answer(app, inbound(), clock)
+    [ask] = result["Actions"]
+    assert ask["Type"] == "SpeakAndGetDigits"
+    params = ask["Parameters"]
+    assert params["CallId"] == "5c2e1d3a-0b7f-4a51-9e8d-6f4c3b2a1e09"
+    assert params["SpeechParameters"]["Text"] == MESSAGES.pin_prompt
+    assert (params["MinNumberOfDigits"], params["TerminatorDigits"]) == (6, ["#"])
+    assert gateway.calls == []
+
+
+def test_the_right_pin_bridges_to_the_registration() -> None:
+    store = pin_store()
+    app, gateway, _, clock = make_app(store=store)
+    answer(app, inbound(), clock)
+    result = answer(app, digits_entered("482913#"), clock)
+    assert result["Actions"][0]["Parameters"]["Endpoints"][0]["Uri"] == "call-crm-1"
+    assert store.items["crm-1"].status is CallStatus.CLAIMED
+    assert gateway.calls == []
+
+
+def test_a_wrong_pin_asks_again_with_the_retry_prompt() -> None:
+    app, _, store, clock = make_app(store=pin_store())
+    answer(app, inbound(), clock)
+    result = answer(app, digits_entered("000000"), clock)
+    [ask] = result["Actions"]
+    assert ask["Type"] == "SpeakAndGetDigits"
+    assert ask["Parameters"]["SpeechParameters"]["Text"].startswith(MESSAGES.pin_retry)
+    assert store.items["crm-1"].pin_failures == 1
+
+
+def test_no_valid_pin_goes_on_to_the_default_agent() -> None:
+    app, gateway, store, clock = make_app(store=pin_store())
+    answer(app, inbound(), clock)
+    result = answer(app, digits_entered(None), clock)
+    assert types(result) == ["CallAndBridge"]
+    assert gateway.calls[0]["agent_id"] == "phone-agent"
+    assert store.items["crm-1"].status is CallStatus.REGISTERED
+
+
+def test_digits_after_the_caller_hung_up_change_nothing() -> None:
+    app, gateway, _, clock = make_app(store=pin_store())
+    answer(app, inbound(), clock)
+    event = digits_entered("482913")
+    event["CallDetails"]["Participants"][0]["Status"] = "Disconnected"
+    assert answer(app, event, clock)["Actions"] == []
+    assert gateway.calls == []

@@ -35,6 +35,7 @@ class Settings:
     webhook_url: str | None = None
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = 86_400
+    numbers_table_name: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,9 +47,11 @@ class Settings:
         def number(name: str, default: float, low: float, high: float) -> float:
             return _number(env, name, default, low, high)
 
-        table = get("CALLS_TABLE_NAME")
+        table, numbers = get("CALLS_TABLE_NAME"), get("NUMBERS_TABLE_NAME")
         if not table:
             raise ConfigurationError("CALLS_TABLE_NAME is not set: name the DynamoDB table that holds calls")
+        if not numbers:
+            raise ConfigurationError("NUMBERS_TABLE_NAME is not set: name the DynamoDB table of number routes")
         region_setting = get("MILLIS_REGION", "auto").lower()
         if region_setting not in ("auto", *MillisRegion):
             raise ConfigurationError(f"MILLIS_REGION={region_setting!r}: use auto, us-west or eu-west")
@@ -73,6 +76,7 @@ class Settings:
             webhook_url=_webhook_url(get("WEBHOOK_URL")),
             idempotency_table_name=get("IDEMPOTENCY_TABLE_NAME") or None,
             idempotency_ttl_seconds=int(number("IDEMPOTENCY_TTL_SECONDS", 86400, 60, 7 * 86400)),
+            numbers_table_name=numbers,
         )
 
 
@@ -114,6 +118,47 @@ class VoiceRoute:
     sip_host: str
 
 
+DEFAULT_PIN_PROMPT = "Please enter your PIN, then press the pound key."
+DEFAULT_PIN_RETRY = "That PIN was not right. Please try again."
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """What a caller hears, spoken with Amazon Polly (Chime's Speak, Twilio's <Say voice="Polly.Joanna">)."""
+
+    failure: str  # before the hang-up when no agent can take the call; "" for none
+    pin_prompt: str
+    pin_retry: str
+    voice: str
+    language: str
+    engine: str
+
+    @property
+    def polly_voice(self) -> str:
+        """The voice as TwiML's <Say> and Plivo's <Speak> name Amazon Polly's, e.g. Polly.Joanna-Neural."""
+        return f"Polly.{self.voice}" + ("-Neural" if self.engine == "neural" else "")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Messages:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, "").strip() or default
+
+        engine = get("FAILURE_MESSAGE_ENGINE", "neural")
+        if engine not in ("standard", "neural"):
+            raise ConfigurationError(f"FAILURE_MESSAGE_ENGINE={engine!r}: use standard or neural")
+        return cls(
+            # "-" turns the spoken message off: the caller hears the carrier's tone.
+            failure="" if get("FAILURE_MESSAGE") == "-" else get("FAILURE_MESSAGE", DEFAULT_FAILURE_MESSAGE),
+            pin_prompt=get("PIN_PROMPT", DEFAULT_PIN_PROMPT),
+            pin_retry=get("PIN_RETRY_PROMPT", DEFAULT_PIN_RETRY),
+            voice=get("FAILURE_MESSAGE_VOICE", "Joanna"),
+            language=get("FAILURE_MESSAGE_LANGUAGE", "en-US"),
+            engine=engine,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ChimeSettings:
     """The SIP media application's settings (docs/chime.md)."""
@@ -121,10 +166,7 @@ class ChimeSettings:
     routes: Mapping[MillisRegion, VoiceRoute]
     bridge_timeout_seconds: int
     answer_seconds: float
-    failure_message: str
-    failure_voice: str
-    failure_language: str
-    failure_engine: str
+    messages: Messages
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ChimeSettings:
@@ -149,18 +191,44 @@ class ChimeSettings:
                     f"MILLIS_SIP_HOST_{suffix} is empty: name the Millis SIP host that Voice Connector routes to"
                 )
             routes[region] = VoiceRoute(region, arn, host)
-        engine = get("FAILURE_MESSAGE_ENGINE", "neural")
-        if engine not in ("standard", "neural"):
-            raise ConfigurationError(f"FAILURE_MESSAGE_ENGINE={engine!r}: use standard or neural")
         return cls(
             routes=routes,
             bridge_timeout_seconds=int(_number(env, "BRIDGE_TIMEOUT_SECONDS", 30, 1, 120)),
             answer_seconds=_number(env, "CHIME_ANSWER_SECONDS", 4.0, 1.0, 4.8),
-            # "-" turns the spoken message off: the caller hears the carrier's tone for SIP 480.
-            failure_message="" if get("FAILURE_MESSAGE") == "-" else get("FAILURE_MESSAGE", DEFAULT_FAILURE_MESSAGE),
-            failure_voice=get("FAILURE_MESSAGE_VOICE", "Joanna"),
-            failure_language=get("FAILURE_MESSAGE_LANGUAGE", "en-US"),
-            failure_engine=engine,
+            messages=Messages.from_env(env),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    """The call path's settings for carriers and SIP servers (docs/router.md, docs/carriers/)."""
+
+    answer_seconds: float  # the whole answer (signature, router, Millis, DynamoDB) is ready within this
+    public_base_url: str | None  # the URL carriers call this API at; None: rebuilt from each request
+    twilio_auth_token_secret_arn: str | None
+    telnyx_public_key_secret_arn: str | None
+    vonage_signature_secret_arn: str | None
+    vonage_application_id: str | None  # when set, Vonage webhooks of any other application are refused
+    plivo_auth_token_secret_arn: str | None
+    messages: Messages
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> InboundSettings:
+        env = os.environ if env is None else env
+        base = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+        if base:
+            parts = urlsplit(base)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ConfigurationError(f"PUBLIC_BASE_URL={base!r} is not an http(s) base URL (no query, no #)")
+        return cls(
+            answer_seconds=_number(env, "INBOUND_ANSWER_SECONDS", 8.0, 1.0, 13.0),
+            public_base_url=base or None,
+            twilio_auth_token_secret_arn=env.get("TWILIO_AUTH_TOKEN_SECRET_ARN", "").strip() or None,
+            telnyx_public_key_secret_arn=env.get("TELNYX_PUBLIC_KEY_SECRET_ARN", "").strip() or None,
+            vonage_signature_secret_arn=env.get("VONAGE_SIGNATURE_SECRET_ARN", "").strip() or None,
+            vonage_application_id=env.get("VONAGE_APPLICATION_ID", "").strip() or None,
+            plivo_auth_token_secret_arn=env.get("PLIVO_AUTH_TOKEN_SECRET_ARN", "").strip() or None,
+            messages=Messages.from_env(env),
         )
 
 

@@ -11,7 +11,13 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from millis_sip.core.errors import BridgeError, ConfigurationError, MillisKeyUnavailable, WebhookSecretUnavailable
+from millis_sip.core.errors import (
+    BridgeError,
+    ConfigurationError,
+    CredentialUnavailable,
+    MillisKeyUnavailable,
+    WebhookSecretUnavailable,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -93,6 +99,14 @@ class WebhookSecret(CachedSecret):
     empty_message = "The webhook secret is empty."
 
 
+class CarrierCredential(CachedSecret):
+    """A carrier's webhook credential (one per line when a rotation keeps two valid)."""
+
+    label = "carrier credential"
+    unavailable = CredentialUnavailable
+    empty_message = "The carrier credential secret is empty."
+
+
 def _extract(value: Any) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
@@ -140,3 +154,22 @@ def webhook_secret_source(
         return WebhookSecret(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
     secret = env.get("WEBHOOK_SECRET", "").strip()
     return StaticApiKey(secret) if secret else None
+
+
+def carrier_credential_source(
+    secret_arn: str | None,
+    env_name: str,
+    max_age: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets_client: Any = None,
+) -> StaticApiKey | CarrierCredential | None:
+    """A carrier's credential: the secret when an ARN is configured (AWS), else ``env_name`` (local), else None
+    (that carrier's webhooks refuse every request)."""
+    env = os.environ if env is None else env
+    if secret_arn:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        return CarrierCredential(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
+    value = env.get(env_name, "").strip()
+    return StaticApiKey(value) if value else None

@@ -52,8 +52,24 @@ FIELDS_OF_MOVE: dict[CallStatus, tuple[str, ...]] = {
 
 
 class CallSource(StrEnum):
-    HTTP = "http"  # POST /calls
-    CHIME = "chime"  # registered by the SIP media application for an inbound phone call
+    """Who made the registration: ``http`` (POST /calls), or the phone system whose call the router registered
+    it for (``chime``, ``twilio``, ``sip``, ...)."""
+
+    HTTP = "http"
+    CHIME = "chime"
+
+
+class CallerVerification(StrEnum):
+    """What a phone call must show before it may claim a registration by the caller's number (docs/router.md,
+    "Caller ID is not proof"). A claim by the dialed number needs none of it."""
+
+    ATTESTATION = "attestation"  # the carrier verified the caller's number (STIR/SHAKEN, full attestation A)
+    PIN = "pin"  # the caller keys in the PIN the registration was given
+    TRUST_CALLER_ID = "trust_caller_id"  # caller ID alone (anyone can fake it): an explicit, documented risk
+
+
+MAX_PIN_FAILURES = 5  # wrong PINs, over all calls, after which a registration cannot be claimed by caller ID
+PIN_DIGITS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,10 @@ class CallRecord:
     lookup_key: str | None = None
     agent_id: str | None = None
     source: str = CallSource.HTTP
+    # How a phone call claiming it by the caller's number proves it is that caller; a PIN only as a hash.
+    caller_verification: CallerVerification = CallerVerification.ATTESTATION
+    pin_hash: str | None = None
+    pin_failures: int = 0
     # Filled in when a phone call uses the registration.
     transaction_id: str | None = None
     caller_number: str | None = None
@@ -82,6 +102,10 @@ class CallRecord:
     millis_call_status: str | None = None
     millis_duration_seconds: int | None = None
     millis_session_id: str | None = None
+
+    @property
+    def pin_locked(self) -> bool:
+        return self.pin_failures >= MAX_PIN_FAILURES
 
     def as_seen_at(self, now: datetime) -> CallRecord:
         """The record with ``expired`` status once its registration has lapsed (TTL deletion lags)."""

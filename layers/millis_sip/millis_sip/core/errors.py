@@ -125,3 +125,10 @@ class WebhookSecretUnavailable(BridgeError):
     """The webhook secret could not be read: the webhook cannot be authenticated now."""
 
     code = "webhook_secret_unavailable"
+
+
+class CredentialUnavailable(BridgeError):
+    """A carrier's credential (auth token, public key, signature secret) could not be read: its webhooks cannot
+    be authenticated now."""
+
+    code = "credential_unavailable"

@@ -10,7 +10,17 @@ from datetime import datetime, timedelta
 
 from millis_sip.core.calls import ON_A_PHONE, CallRecord, CallStatus
 from millis_sip.core.errors import StoreUnavailable
-from millis_sip.core.ports import CallStore, Clock, InboundCallStore, Metrics, MillisReport, NoMetrics, SessionOutcome
+from millis_sip.core.ports import (
+    CallStore,
+    Clock,
+    InboundCallStore,
+    Metrics,
+    MillisReport,
+    NoMetrics,
+    SessionOutcome,
+    TransactionState,
+    transaction_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +88,17 @@ class PhoneCalls:
         self._ttl = timedelta(seconds=ttl_seconds)
         self._metrics = metrics or NoMetrics()
 
+    def find(self, carrier: str, call_ref: str, attempt: int = 1) -> CallRecord | None:
+        """The call the router handed a carrier's call to (None: it never did, or the store cannot say)."""
+        try:
+            mark = self._store.transaction_mark(transaction_key(carrier, call_ref, attempt))
+            if mark is None or mark.state is not TransactionState.DONE or not mark.millis_call_id:
+                return None
+            return self._store.get(mark.millis_call_id)
+        except StoreUnavailable as exc:
+            log.error("Cannot find the phone call's record", extra={"error": str(exc)})
+            return None
+
     def bridged(self, snapshot: CallRecord, *, leg_id: str | None) -> datetime:
         """The agent answered. Returns when (the phone system keeps it to time the call)."""
         now = self._clock.now()
@@ -94,6 +115,22 @@ class PhoneCalls:
         else:
             duration, reason = 0, f"{who}_hung_up_before_bridge"
         ended = replace(snapshot, ended_at=now, duration_seconds=duration, reason=reason, expires_at=self._expiry(now))
+        moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now)
+        if moved:
+            self._metrics.inbound("ended")
+        return moved
+
+    def completed(self, snapshot: CallRecord, *, duration_seconds: int) -> bool:
+        """The phone system reports the bridged call over after ``duration_seconds`` connected."""
+        now = self._clock.now()
+        ended = replace(
+            snapshot,
+            bridged_at=snapshot.bridged_at or now - timedelta(seconds=duration_seconds),
+            ended_at=now,
+            duration_seconds=duration_seconds,
+            reason="call_completed",
+            expires_at=self._expiry(now),
+        )
         moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now)
         if moved:
             self._metrics.inbound("ended")

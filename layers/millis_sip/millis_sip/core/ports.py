@@ -4,16 +4,19 @@ contract as DynamoDB Local by ``tests/integration/test_store_contract.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from millis_sip.core.calls import CallRecord, CallStatus
 from millis_sip.core.errors import Attempt
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.sip import SipUri
+
+if TYPE_CHECKING:
+    from millis_sip.core.numbers import NumberRoute
 
 # --- time, secrets, metrics -----------------------------------------------------------------------
 
@@ -53,6 +56,25 @@ class Metrics(Protocol):
     def inbound_failure(self, reason: str) -> None:
         """A phone call was released without an agent, and why (CallFailures)."""
         ...
+
+
+class Parallel(Protocol):
+    """Runs independent calls, at the same time where the adapter can (the phone path's reads and its
+    ownership write are one round trip instead of three). Each result is the call's value or the exception
+    it raised."""
+
+    def __call__(self, *calls: Callable[[], Any]) -> list[Any]: ...
+
+
+def in_sequence(*calls: Callable[[], Any]) -> list[Any]:
+    """``Parallel`` one after the other (the default; what the unit tests use)."""
+    results: list[Any] = []
+    for call in calls:
+        try:
+            results.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller, as Parallel promises
+            results.append(exc)
+    return results
 
 
 class NoMetrics:
@@ -137,33 +159,59 @@ class CallStore(Protocol):
         ...
 
 
+def transaction_key(carrier: str, call_ref: str, attempt: int) -> str:
+    """The store key of the marker that owns one attempt at one phone call."""
+    return f"{carrier}-transaction#{call_ref}#{attempt}"
+
+
 class TransactionState(StrEnum):
     ACQUIRED = "acquired"  # this invocation owns the phone call: it may register with Millis
     PENDING = "pending"  # another invocation owns it and has not finished
+    CHALLENGED = "challenged"  # the caller was asked for a PIN: millis_call_id is the registration it unlocks
     DONE = "done"  # finished: millis_call_id is the call to bridge to
     FAILED = "failed"  # finished without an agent: release the caller again
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionMark:
-    """What the store knows of one attempt of one phone call (kept for retried invocations)."""
+    """What the store knows of one attempt of one phone call (kept for retried invocations). An ACQUIRED mark
+    that resumes a challenge carries the challenge's registration and how many PINs were tried."""
 
     state: TransactionState
     millis_call_id: str | None = None
     reason: str | None = None
+    tries: int = 0
 
 
 class InboundCallStore(CallStore, Protocol):
     """What the inbound-call router and the call lifecycle need on top of the HTTP API's store."""
 
     def begin_transaction(
-        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime
+        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime, resume_challenge: bool = False
     ) -> TransactionMark:
         """Take ownership of ``key`` (ACQUIRED), or say who has it and how far they got. A PENDING mark whose
-        lease has run out is taken over."""
+        lease has run out is taken over; with ``resume_challenge`` a CHALLENGED one is too (the caller answered),
+        and the ACQUIRED mark then carries the challenge's registration and tries."""
         ...
 
     def fail_transaction(self, key: str, reason: str) -> None: ...
+
+    def release_transaction(self, key: str) -> None:
+        """Give up a PENDING ``key`` without an answer, so the phone system's next try starts afresh (after a
+        fault a retry may cure). A finished marker stays as it is."""
+        ...
+
+    def transaction_mark(self, key: str) -> TransactionMark | None:
+        """How far the phone call's attempt ``key`` got (None: no such marker)."""
+        ...
+
+    def challenge_transaction(self, key: str, *, candidate: str, tries: int) -> None:
+        """The caller is being asked for the PIN of ``candidate`` (``tries`` wrong answers so far)."""
+        ...
+
+    def pin_failed(self, call_id: str) -> None:
+        """A wrong PIN for ``call_id``: count it (MAX_PIN_FAILURES locks the registration)."""
+        ...
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         """Unexpired ``registered`` calls for ``lookup_key``, newest first (a handful at most)."""
@@ -182,4 +230,20 @@ class InboundCallStore(CallStore, Protocol):
         """Move a call forward (conditional on its status and transaction), writing the fields of
         ``snapshot`` that belong to ``to``. A call that was never stored is created from ``snapshot``.
         False when the call is elsewhere in its life (a duplicate or late event): nothing changes."""
+        ...
+
+
+class NumberRoutes(Protocol):
+    def get(self, number: str) -> NumberRoute | None: ...
+
+    def put(self, route: NumberRoute) -> bool:
+        """Store ``route`` (replacing any); True when there was none."""
+        ...
+
+    def delete(self, number: str) -> bool:
+        """False when there was no route."""
+        ...
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
+        """Up to ``limit`` routes after the opaque cursor ``after``, and the cursor of the next page (None: last)."""
         ...

@@ -1,17 +1,22 @@
 """Register a call with Millis (nearest region, one failover) and store it; the session webhook every
-registration carries so that Millis reports the end of the session back to this stack."""
+registration carries so that Millis reports the end of the session back to this stack; the PIN a registration
+gets when a caller must prove who they are by keying it in."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from millis_sip.core.calls import CallRecord, CallStatus
+from millis_sip.core.calls import PIN_DIGITS, CallerVerification, CallRecord, CallStatus
 from millis_sip.core.errors import Attempt, BridgeError, InvalidRequest, StoreUnavailable
 from millis_sip.core.ports import CallStore, Clock, Metrics, MillisGateway, MillisRegistration, NoMetrics, Secret
+from millis_sip.core.regions import MillisRegion
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,7 @@ class RegisterCall:
     metadata: Mapping[str, Any] | None = None
     include_metadata_in_prompt: bool | None = None
     lookup_key: str | None = None
+    caller_verification: CallerVerification = CallerVerification.ATTESTATION
 
     def millis_payload(self, default_agent_id: str | None) -> dict[str, Any]:
         """Exactly the Millis fields that were sent; the default agent only when neither agent field was."""
@@ -49,6 +55,27 @@ class RegisterCall:
                 )
             payload["agent_id"] = default_agent_id
         return payload
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    record: CallRecord
+    pin: str | None = None  # given to the backend once, never stored (only its hash)
+
+
+def new_pin() -> str:
+    return f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+
+
+def hash_pin(call_id: str, pin: str) -> str:
+    """What the record keeps of a PIN: SHA-256 over the call id and the digits (a PIN alone is six digits)."""
+    return hashlib.sha256(f"{call_id}:{pin}".encode()).hexdigest()
+
+
+def pin_matches(record: CallRecord, digits: str) -> bool:
+    if record.pin_hash is None or not digits.isascii() or not digits.isdigit():
+        return False
+    return hmac.compare_digest(hash_pin(record.call_id, digits), record.pin_hash)
 
 
 def with_session_webhook(payload: Mapping[str, Any], url: str, header: str, secret: str) -> dict[str, Any]:
@@ -80,37 +107,64 @@ class SessionWebhook:
         return with_session_webhook(payload, target, WEBHOOK_HEADER, secret)
 
 
+class MillisRegistrations:
+    """One registration with Millis as every path makes it: this stack's session webhook added, the gateway
+    asked (nearest region first, one failover), the outcome counted."""
+
+    def __init__(
+        self, gateway: MillisGateway, *, webhook: SessionWebhook | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self._gateway = gateway
+        self._webhook = webhook
+        self._metrics = metrics or NoMetrics()
+
+    def register(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        budget: float,
+        regions: Sequence[MillisRegion] | None = None,
+        webhook_url: str | None = None,
+    ) -> MillisRegistration:
+        if self._webhook is not None:
+            payload = self._webhook.attach(payload, webhook_url)
+        registration = self._gateway.register(payload, budget=budget, regions=regions)
+        self._metrics.registered(
+            registration.region.value,
+            failed_over=registration.failed_over,
+            latency_ms=registration.attempts[-1].elapsed_ms,
+        )
+        return registration
+
+
 class Registrar:
     """Registers calls with Millis and stores them. The caller is only told about a call that is stored."""
 
     def __init__(
         self,
-        gateway: MillisGateway,
+        millis: MillisRegistrations,
         store: CallStore,
         *,
         clock: Clock,
         ttl_seconds: int,
         default_agent_id: str | None,
-        webhook: SessionWebhook | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
-        self._gateway = gateway
+        self._millis = millis
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
         self._default_agent_id = default_agent_id
-        self._webhook = webhook
-        self._metrics = metrics or NoMetrics()
 
-    def register(self, command: RegisterCall, *, budget: float, webhook_url: str | None = None) -> CallRecord:
+    def register(self, command: RegisterCall, *, budget: float, webhook_url: str | None = None) -> Registered:
         """Register with Millis and store the call. When the store fails after Millis registered the call,
         ``StoreUnavailable`` propagates (nothing is acknowledged) and the Millis call id is logged for
         reconciliation."""
+        if command.caller_verification is CallerVerification.PIN and command.lookup_key is None:
+            raise InvalidRequest("caller_verification pin needs a lookup_key: the number the caller calls from.")
         payload = command.millis_payload(self._default_agent_id)
-        if self._webhook is not None:
-            payload = self._webhook.attach(payload, webhook_url)
-        registration = self._gateway.register(payload, budget=budget)
+        registration = self._millis.register(payload, budget=budget, webhook_url=webhook_url)
         now = self._clock.now()
+        pin = new_pin() if command.caller_verification is CallerVerification.PIN else None
         record = CallRecord(
             call_id=registration.call_id,
             sip_uri=registration.sip_uri,
@@ -120,6 +174,8 @@ class Registrar:
             expires_at=(now + self._ttl).replace(microsecond=0),  # stored as epoch seconds (TTL)
             lookup_key=command.lookup_key,
             agent_id=payload.get("agent_id"),
+            caller_verification=command.caller_verification,
+            pin_hash=hash_pin(registration.call_id, pin) if pin is not None else None,
         )
         try:
             self._store.put_new(record)
@@ -129,7 +185,6 @@ class Registrar:
                 extra={"millis_call_id": registration.call_id, "millis_region": registration.region.value},
             )
             raise
-        self.count(registration)
         log.info(
             "Call registered",
             extra={
@@ -137,16 +192,10 @@ class Registrar:
                 "millis_region": registration.region.value,
                 "attempts": attempts_text(registration.attempts),
                 "has_lookup_key": record.lookup_key is not None,
+                "caller_verification": record.caller_verification.value,
             },
         )
-        return record
-
-    def count(self, registration: MillisRegistration) -> None:
-        self._metrics.registered(
-            registration.region.value,
-            failed_over=registration.failed_over,
-            latency_ms=registration.attempts[-1].elapsed_ms,
-        )
+        return Registered(record, pin)
 
 
 def attempts_text(attempts: Sequence[Attempt]) -> list[str]:

@@ -1,10 +1,16 @@
-"""The botocore configurations of the DynamoDB clients, one per kind of caller."""
+"""The DynamoDB clients: their botocore configurations, one per kind of caller, and ``send``, the one place
+where botocore's errors become the core's."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from millis_sip.adapters.aws import error_code
+from millis_sip.core.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -31,3 +37,51 @@ def dynamodb_client(config: Config) -> DynamoDBClient:
     import boto3
 
     return boto3.client("dynamodb", config=config)
+
+
+Item = dict[str, Any]
+_OPERATIONS = {
+    "put_item": "put",
+    "get_item": "get",
+    "update_item": "update",
+    "delete_item": "delete",
+    "query": "query",
+    "scan": "scan",
+    "transact_write_items": "transact_write",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A write whose condition did not hold; ``item`` is the item as it was, when DynamoDB returned it."""
+
+    item: Item | None = None
+
+
+def send(client: Any, method: str, **kwargs: Any) -> Item | Rejected:
+    """Call DynamoDB. A write whose condition did not hold is ``Rejected``; anything else that fails (after
+    botocore's retries) is ``StoreUnavailable``, naming the error code and never the item."""
+    operation = _OPERATIONS[method]
+    try:
+        answer: Item = getattr(client, method)(**kwargs)
+    except ClientError as exc:
+        code = error_code(exc)
+        response: Item = dict(exc.response)
+        if code == "ConditionalCheckFailedException":
+            return Rejected(response.get("Item"))
+        if code == "TransactionCanceledException":
+            reasons = [r.get("Code") for r in response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return Rejected()
+        raise StoreUnavailable(f"DynamoDB {operation} failed ({code}).") from None
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"DynamoDB {operation} failed ({type(exc).__name__}).") from None
+    return answer
+
+
+def request(client: Any, method: str, **kwargs: Any) -> Item:
+    """``send`` for a request without a condition."""
+    answer = send(client, method, **kwargs)
+    if isinstance(answer, Rejected):  # pragma: no cover - a read has no condition
+        raise StoreUnavailable(f"DynamoDB {_OPERATIONS[method]} was refused.")
+    return answer

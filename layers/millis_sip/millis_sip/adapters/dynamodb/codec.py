@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from millis_sip.core.calls import CallRecord, CallSource, CallStatus
+from millis_sip.adapters.dynamodb.clients import Item
+from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
 from millis_sip.core.clock import from_iso, iso
+from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import TransactionMark, TransactionState
 from millis_sip.core.sip import parse_sip_uri
-
-Item = dict[str, Any]
 
 MARKER_KIND = "transaction"  # a phone call's marker shares the table with the calls (see ``is_call``)
 _TEXT = (
@@ -23,9 +24,11 @@ _TEXT = (
     "reason",
     "millis_call_status",
     "millis_session_id",
+    "pin_hash",
 )
 _TIMES = ("bridged_at", "ended_at")
 _NUMBERS = ("duration_seconds", "millis_duration_seconds")
+_COUNTERS = ("pin_failures",)  # stored once above zero
 
 
 def s(value: str) -> dict[str, str]:
@@ -50,6 +53,7 @@ def to_item(record: CallRecord) -> Item:
         "created_at": s(iso(record.created_at)),
         "expires_at": epoch(record.expires_at),
         "source": s(str(record.source)),
+        "caller_verification": s(record.caller_verification.value),
     }
     for name in _TEXT:
         value = getattr(record, name)
@@ -63,6 +67,10 @@ def to_item(record: CallRecord) -> Item:
         number = getattr(record, name)
         if number is not None:
             item[name] = n(number)
+    for name in _COUNTERS:
+        count = getattr(record, name)
+        if count:
+            item[name] = n(count)
     return item
 
 
@@ -86,6 +94,9 @@ def from_item(item: Item) -> CallRecord:
     optional: dict[str, Any] = {name: text(name) for name in _TEXT}
     optional.update({name: time(name) for name in _TIMES})
     optional.update({name: number(name) for name in _NUMBERS})
+    optional.update({name: number(name) or 0 for name in _COUNTERS})
+    # Registrations stored before callers had to be verified read as the safe default.
+    optional["caller_verification"] = CallerVerification(text("caller_verification") or CallerVerification.ATTESTATION)
     return CallRecord(
         call_id=item["call_id"]["S"],
         sip_uri=parse_sip_uri(item["sip_uri"]["S"]),
@@ -114,8 +125,44 @@ def mark_from_item(item: Item) -> TransactionMark:
         value = item.get(name)
         return value["S"] if value and "S" in value else None
 
+    tries = item.get("tries")
     return TransactionMark(
         state=TransactionState(text("state") or TransactionState.PENDING),
         millis_call_id=text("millis_call_id"),
         reason=text("reason"),
+        tries=int(tries["N"]) if tries else 0,
+    )
+
+
+def route_item(route: NumberRoute) -> Item:
+    """A number route: the Millis fields as JSON text (agent_config may be deep; DynamoDB maps are not needed)."""
+    item: Item = {"number": s(route.number), "metadata": s(json.dumps(dict(route.metadata), separators=(",", ":")))}
+    if route.agent_id is not None:
+        item["agent_id"] = s(route.agent_id)
+    if route.agent_config is not None:
+        item["agent_config"] = s(json.dumps(dict(route.agent_config), separators=(",", ":")))
+    if route.include_metadata_in_prompt is not None:
+        item["include_metadata_in_prompt"] = {"BOOL": route.include_metadata_in_prompt}
+    for name in ("created_at", "updated_at"):
+        moment = getattr(route, name)
+        if moment is not None:
+            item[name] = s(iso(moment))
+    return item
+
+
+def route_from_item(item: Item) -> NumberRoute:
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return value["S"] if value else None
+
+    config, created, updated = text("agent_config"), text("created_at"), text("updated_at")
+    prompt = item.get("include_metadata_in_prompt")
+    return NumberRoute(
+        number=item["number"]["S"],
+        agent_id=text("agent_id"),
+        agent_config=json.loads(config) if config is not None else None,
+        metadata=json.loads(text("metadata") or "{}"),
+        include_metadata_in_prompt=prompt["BOOL"] if prompt else None,
+        created_at=from_iso(created) if created else None,
+        updated_at=from_iso(updated) if updated else None,
     )

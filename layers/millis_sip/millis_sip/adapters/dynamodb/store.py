@@ -4,33 +4,37 @@ item"). It implements the core's ``CallStore`` and ``InboundCallStore`` ports.
 Every write is conditional: a new call only if absent, a status only forward (``core.calls.MOVES``). Lookups
 by ``lookup_key`` read the ``by-lookup-key`` index newest first and skip registrations that have expired
 (TTL deletion lags by up to two days, so expiry is checked on read too). Every botocore error becomes
-``StoreUnavailable`` in one place (``_send``); a write whose condition did not hold comes back as ``Rejected``.
+``StoreUnavailable`` in one place (``clients.send``); a write whose condition did not hold comes back as
+``Rejected``. Number routes live in a table of their own (``DynamoNumberRoutes``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from millis_sip.adapters.aws import error_code
+from millis_sip.adapters.dynamodb.clients import Item, Rejected, request, send
 from millis_sip.adapters.dynamodb.codec import (
-    Item,
     epoch,
     from_item,
     is_call,
     mark_from_item,
     marker_item,
     n,
+    route_from_item,
+    route_item,
     s,
     to_item,
 )
 from millis_sip.core.calls import FIELDS_OF_MOVE, MAX_CALL_TTL_SECONDS, OPEN, CallRecord, CallStatus
 from millis_sip.core.clock import epoch_ms, iso
-from millis_sip.core.errors import CallAlreadyExists, StoreUnavailable
+from millis_sip.core.errors import CallAlreadyExists, InvalidRequest
+from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import MillisReport, SessionOutcome, TransactionMark, TransactionState
 
 if TYPE_CHECKING:
@@ -39,26 +43,15 @@ if TYPE_CHECKING:
 LOOKUP_INDEX = "by-lookup-key"
 LOOKUP_PAGE_SIZE = 20
 CLAIM_CANDIDATES = 5
-_OPERATIONS = {
-    "put_item": "put",
-    "get_item": "get",
-    "update_item": "update",
-    "query": "query",
-    "transact_write_items": "transact_write",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A write whose condition did not hold; ``item`` is the item as it was, when DynamoDB returned it."""
-
-    item: Item | None = None
 
 
 class DynamoCallStore:
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
         self._table = table_name
+
+    def _send(self, method: str, **kwargs: Any) -> Item | Rejected:
+        return send(self._client, method, **kwargs)
 
     # --- the HTTP API's operations ------------------------------------------------------------------
 
@@ -130,20 +123,29 @@ class DynamoCallStore:
     # --- the inbound-call router's operations --------------------------------------------------------
 
     def begin_transaction(
-        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime
+        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime, resume_challenge: bool = False
     ) -> TransactionMark:
         now_ms = epoch_ms(now)
+        # Free, or owned by an invocation that ran out of time without finishing (or, resuming, a challenge).
+        condition = "attribute_not_exists(call_id) OR (#state = :pending AND lease_until < :now)"
+        values: Item = {":pending": s(TransactionState.PENDING.value), ":now": n(now_ms)}
+        if resume_challenge:
+            condition += " OR #state = :challenged"
+            values[":challenged"] = s(TransactionState.CHALLENGED.value)
         answer = self._send(
             "put_item",
             TableName=self._table,
             Item=marker_item(key, lease_until_ms=now_ms + int(lease_seconds * 1000), expires_at=expires_at),
-            # Free, or owned by an invocation that ran out of time without finishing.
-            ConditionExpression="attribute_not_exists(call_id) OR (#state = :pending AND lease_until < :now)",
+            ConditionExpression=condition,
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":pending": s(TransactionState.PENDING.value), ":now": n(now_ms)},
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",  # a challenge being resumed says which registration it was for
             ReturnValuesOnConditionCheckFailure="ALL_OLD",  # saves a read
         )
         if not isinstance(answer, Rejected):
+            old = mark_from_item(answer["Attributes"]) if answer.get("Attributes") else None
+            if old is not None and old.state is TransactionState.CHALLENGED:
+                return replace(old, state=TransactionState.ACQUIRED, reason=None)
             return TransactionMark(TransactionState.ACQUIRED)
         item = answer.item or self._get_item(key)
         return mark_from_item(item) if item else TransactionMark(TransactionState.PENDING)
@@ -156,6 +158,44 @@ class DynamoCallStore:
             UpdateExpression="SET #state = :failed, reason = :reason",
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues={":failed": s(TransactionState.FAILED.value), ":reason": s(reason)},
+        )
+
+    def release_transaction(self, key: str) -> None:
+        self._send(
+            "delete_item",
+            TableName=self._table,
+            Key={"call_id": s(key)},
+            ConditionExpression="#state = :pending",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":pending": s(TransactionState.PENDING.value)},
+        )  # Rejected: it is finished (or gone), which is what a release leaves anyway
+
+    def transaction_mark(self, key: str) -> TransactionMark | None:
+        item = self._get_item(key)
+        return mark_from_item(item) if item and not is_call(item) else None
+
+    def challenge_transaction(self, key: str, *, candidate: str, tries: int) -> None:
+        self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(key)},
+            UpdateExpression="SET #state = :challenged, millis_call_id = :candidate, tries = :tries",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={
+                ":challenged": s(TransactionState.CHALLENGED.value),
+                ":candidate": s(candidate),
+                ":tries": n(tries),
+            },
+        )
+
+    def pin_failed(self, call_id: str) -> None:
+        self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(call_id)},
+            UpdateExpression="ADD pin_failures :one",
+            ConditionExpression="attribute_exists(call_id)",
+            ExpressionAttributeValues={":one": n(1)},
         )
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
@@ -261,9 +301,9 @@ class DynamoCallStore:
     # --- reading and the one error translator ---------------------------------------------------------
 
     def _get_item(self, key: str) -> Item | None:
-        answer = self._send("get_item", TableName=self._table, Key={"call_id": s(key)}, ConsistentRead=True)
-        assert not isinstance(answer, Rejected)  # noqa: S101 - a read has no condition
-        item: Item | None = answer.get("Item")
+        item: Item | None = request(
+            self._client, "get_item", TableName=self._table, Key={"call_id": s(key)}, ConsistentRead=True
+        ).get("Item")
         return item
 
     def _newest_first(self, lookup_key: str, now: datetime) -> Iterator[Item]:
@@ -285,29 +325,57 @@ class DynamoCallStore:
             "Limit": LOOKUP_PAGE_SIZE,
         }
         while True:
-            page = self._send("query", **kwargs)
-            assert not isinstance(page, Rejected)  # noqa: S101 - a read has no condition
+            page = request(self._client, "query", **kwargs)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _send(self, method: str, **kwargs: Any) -> Item | Rejected:
-        """Call DynamoDB. A write whose condition did not hold is ``Rejected``; anything else that fails (after
-        botocore's retries) is ``StoreUnavailable``, with the error code and never the item."""
-        operation = _OPERATIONS[method]
-        try:
-            answer: Item = getattr(self._client, method)(**kwargs)
-        except ClientError as exc:
-            code = error_code(exc)
-            response: dict[str, Any] = dict(exc.response)
-            if code == "ConditionalCheckFailedException":
-                return Rejected(response.get("Item"))
-            if code == "TransactionCanceledException":
-                reasons = [r.get("Code") for r in response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return Rejected()
-            raise StoreUnavailable(f"DynamoDB {operation} failed ({code}).") from None
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB {operation} failed ({type(exc).__name__}).") from None
-        return answer
+
+class DynamoNumberRoutes:
+    """Number routes, one item per E.164 number (``NumbersTable``). Listing is a scan: a page of the table in
+    no particular order, with an opaque cursor for the next."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def get(self, number: str) -> NumberRoute | None:
+        item = request(self._client, "get_item", TableName=self._table, Key={"number": s(number)}).get("Item")
+        return route_from_item(item) if item else None
+
+    def put(self, route: NumberRoute) -> bool:
+        answer = request(
+            self._client, "put_item", TableName=self._table, Item=route_item(route), ReturnValues="ALL_OLD"
+        )
+        return not answer.get("Attributes")
+
+    def delete(self, number: str) -> bool:
+        answer = request(
+            self._client, "delete_item", TableName=self._table, Key={"number": s(number)}, ReturnValues="ALL_OLD"
+        )
+        return bool(answer.get("Attributes"))
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
+        kwargs: dict[str, Any] = {"TableName": self._table, "Limit": limit}
+        if after:
+            kwargs["ExclusiveStartKey"] = {"number": s(_cursor_number(after))}
+        answer = request(self._client, "scan", **kwargs)
+        last = answer.get("LastEvaluatedKey")
+        following = _cursor(last["number"]["S"]) if last else None
+        return [route_from_item(item) for item in answer.get("Items", [])], following
+
+
+def _cursor(number: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": number}).encode()).decode().rstrip("=")
+
+
+def _cursor_number(cursor: str) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        number = data["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest("next is not a cursor this API gave out: pass the next value of the last page.") from None
+    if not isinstance(number, str) or not number:
+        raise InvalidRequest("next is not a cursor this API gave out: pass the next value of the last page.")
+    return number

@@ -1,4 +1,6 @@
-"""Plivo's V3 webhook signature: ``X-Plivo-Signature-V3`` with ``X-Plivo-Signature-V3-Nonce``.
+"""Plivo Voice: the answer URL, the Dial action and the hangup URL in, Plivo XML out (docs/carriers/plivo.md).
+
+Plivo's V3 webhook signature: ``X-Plivo-Signature-V3`` with ``X-Plivo-Signature-V3-Nonce``.
 
 As the official SDK builds it (plivo-python ``plivo/utils/signature_v3.py``, ``validate_v3_signature``):
 
@@ -20,10 +22,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
+from millis_sip.apigw import Request, reply
+from millis_sip.config import Messages
+from millis_sip.core.calls import E164, TOKEN
+from millis_sip.core.ports import Secret
+from millis_sip.core.router import Challenge, InboundCall, Routed
+from millis_sip.core.sip import SipUri
 from millis_sip.edges.carriers import InvalidSignature
+from millis_sip.edges.carriers.flow import (
+    CarrierFlow,
+    DialOutcome,
+    DialReport,
+    Response,
+    authenticate,
+    keyed_pin,
+    route_url,
+    text,
+    whole,
+)
 
 SIGNATURE_HEADER = "X-Plivo-Signature-V3"
 MAIN_ACCOUNT_SIGNATURE_HEADER = "X-Plivo-Signature-Ma-V3"
@@ -107,3 +127,180 @@ def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 def _query_string(grouped: dict[str, list[str]]) -> str:
     return "&".join(f"{name}={value}" for name, values in sorted(grouped.items()) for value in values)
+
+
+# --- the answer URL, the Dial action and the hangup URL: Plivo XML out --------------------------------------
+
+ANSWER_PATH = "/carriers/plivo/answer"
+STATUS_PATH = "/carriers/plivo/status"
+CARRIER = "plivo"
+PIN_TIMEOUT_SECONDS = "8"
+_DIAL_OUTCOMES = {
+    "completed": DialOutcome.COMPLETED,
+    "busy": DialOutcome.FAILED,
+    "failed": DialOutcome.FAILED,
+    "timeout": DialOutcome.FAILED,
+    "no-answer": DialOutcome.FAILED,
+}
+_HEADER_NAMES = {"X-Millis-Call-Id": "MillisCallId", "X-Carrier": "Carrier", "X-Carrier-Call-Id": "CarrierCallId"}
+
+
+def sip_headers_attribute(headers: Mapping[str, str]) -> str:
+    """Plivo's ``sipHeaders``: ``Name=value,...`` with alphanumeric names of at most 24 characters and values of
+    letters, digits and ``%`` (anything else percent-encoded), at most 120 characters; Plivo sends each as
+    ``X-PH-Name``. A header that cannot fit is left out (Plivo would drop it silently)."""
+    pairs = []
+    for name, value in headers.items():
+        short = _HEADER_NAMES.get(name) or "".join(c for c in name.removeprefix("X-") if c.isalnum())[:24]
+        encoded = "".join(c if c.isascii() and c.isalnum() else f"%{ord(c):02X}" for c in value)
+        if short and len(encoded) <= 120 and value.isascii():
+            pairs.append(f"{short}={encoded}")
+    return ",".join(pairs)
+
+
+class PlivoXmlAnswers:
+    """Plivo's answers: Plivo XML (plivo.com/docs/voice/xml)."""
+
+    def __init__(self, messages: Messages, *, answer_url: str, status_url: str) -> None:
+        self._messages = messages
+        self._answer_url = answer_url
+        self._status_url = status_url
+
+    def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, attempt: int) -> Response:
+        action = self._status_url + ("?attempt=2" if attempt == 2 else "")
+        attributes = {"action": action, "method": "POST", "redirect": "true"}
+        if call.caller and E164.match(call.caller):
+            attributes["callerId"] = call.caller  # the caller's number reaches Millis as From
+        dial = ET.Element("Dial", attributes)
+        user = ET.SubElement(dial, "User", {"sipHeaders": sip_headers_attribute(headers)})
+        user.text = str(routed.placement)
+        return _document(dial)
+
+    def ask_pin(self, challenge: Challenge, call: InboundCall) -> Response:
+        prompt = self._messages.pin_prompt
+        if challenge.retry:
+            prompt = f"{self._messages.pin_retry} {prompt}"
+        get_input = ET.Element(
+            "GetInput",
+            {
+                "action": self._answer_url,
+                "method": "POST",
+                "inputType": "dtmf",
+                "numDigits": str(challenge.digits),
+                "finishOnKey": "#",
+                "digitEndTimeout": "5",
+                "executionTimeout": "15",
+                "log": "false",  # the PIN stays out of Plivo's logs
+            },
+        )
+        get_input.append(self._speak(prompt))
+        declined = ET.Element("Redirect", {"method": "POST"})
+        declined.text = f"{self._answer_url}?pin=none"
+        return _document(get_input, declined)
+
+    def farewell(self) -> Response:
+        if not self._messages.failure:
+            return _document(ET.Element("Hangup", {"reason": "busy"}))
+        return _document(self._speak(self._messages.failure), ET.Element("Hangup"))
+
+    def hang_up(self) -> Response:
+        return _document(ET.Element("Hangup"))
+
+    def _speak(self, text: str) -> ET.Element:
+        speak = ET.Element("Speak", {"voice": self._messages.polly_voice, "language": self._messages.language})
+        speak.text = text
+        return speak
+
+
+class PlivoVoice:
+    """``POST /carriers/plivo/answer`` (the application's answer URL, and the PIN <GetInput>'s action) and
+    ``POST /carriers/plivo/status`` (the <Dial> action, and the application's hangup URL). Each request's
+    ``X-Plivo-Signature-V3`` (HMAC-SHA256 over the URL, the parameters and the nonce) is checked before
+    anything reads it."""
+
+    def __init__(self, flow: CarrierFlow, tokens: Secret | None, messages: Messages) -> None:
+        self._flow = flow
+        self._tokens = tokens
+        self._messages = messages
+
+    def answer(self, request: Request, deadline: float) -> Response:
+        fields, refused = self._fields(request)
+        if refused is not None:
+            return refused
+        call = _inbound(fields, declined=request.query.get("pin") == "none")
+        if call is None:
+            return reply(400, "CallUUID is missing or malformed.")
+        return self._flow.answer(call, deadline, self._answers(request))
+
+    def status(self, request: Request, deadline: float) -> Response:
+        fields, refused = self._fields(request)
+        if refused is not None:
+            return refused
+        call = _inbound(fields, declined=False)
+        if call is None:
+            return reply(400, "CallUUID is missing or malformed.")
+        if "DialStatus" in fields:  # the <Dial> action: how the leg to Millis went
+            status = fields["DialStatus"]
+            duration = whole(fields.get("DialBLegDuration") or fields.get("DialBLegBillDuration"))
+            report = DialReport(_DIAL_OUTCOMES.get(status, DialOutcome.OTHER), status, duration)
+        else:  # the hangup URL: the call is over
+            report = DialReport(DialOutcome.COMPLETED, "hangup", whole(fields.get("Duration")))
+        attempt = 2 if request.query.get("attempt") == "2" else 1
+        return self._flow.report(call, attempt, report, deadline, self._answers(request))
+
+    def fallback(self, request: Request) -> Response:
+        return self._answers(request).farewell()
+
+    def _fields(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        params: list[tuple[str, str]] = []
+
+        def check(tokens: list[str]) -> None:
+            if request.method == "POST":
+                params.extend(request.form())
+            else:
+                params.extend(request.query_pairs)
+            signed = params if request.method == "POST" else []
+            nonce = request.headers.get(NONCE_HEADER.lower())
+            try:
+                verify_v3(
+                    request.method, request.url, signed, nonce, request.headers.get(SIGNATURE_HEADER.lower()), tokens
+                )
+            except InvalidSignature:
+                # A subaccount's call also carries the main account's signature: a main account token works.
+                main = request.headers.get(MAIN_ACCOUNT_SIGNATURE_HEADER.lower())
+                if main is None:
+                    raise
+                verify_v3(request.method, request.url, signed, nonce, main, tokens)
+
+        refused = authenticate(self._tokens, "Plivo", check)
+        return dict(params), refused
+
+    def _answers(self, request: Request) -> PlivoXmlAnswers:
+        own = (ANSWER_PATH, STATUS_PATH)
+        return PlivoXmlAnswers(
+            self._messages,
+            answer_url=route_url(request.url, own, ANSWER_PATH),
+            status_url=route_url(request.url, own, STATUS_PATH),
+        )
+
+
+def _inbound(fields: dict[str, str], *, declined: bool) -> InboundCall | None:
+    uuid = fields.get("CallUUID", "")
+    if not TOKEN.match(uuid):
+        return None
+    return InboundCall(
+        CARRIER,
+        uuid,
+        text(fields.get("From")),
+        text(fields.get("To")),
+        pin=keyed_pin(fields, declined=declined),
+        can_challenge=True,
+        sip_headers={name: value for name, value in fields.items() if name.startswith("X-PH-")},
+    )
+
+
+def _document(*elements: ET.Element) -> Response:
+    root = ET.Element("Response")
+    root.extend(elements)
+    body = '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")
+    return reply(200, body, content_type="text/xml; charset=utf-8")

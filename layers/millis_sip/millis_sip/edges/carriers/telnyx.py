@@ -1,4 +1,7 @@
-"""Telnyx's webhook signature: Ed25519 over ``{telnyx-timestamp}|{raw body}``.
+"""Telnyx TeXML (a TwiML dialect): the voice webhook and the <Dial> action in, TeXML out
+(docs/carriers/telnyx.md).
+
+The webhook signature: Ed25519 over ``{telnyx-timestamp}|{raw body}``.
 
 Telnyx signs API v2 webhooks and TeXML requests alike (team-telnyx/telnyx-node
 ``examples/webhook-signing/express.js`` verifies its ``/texml`` route with the same call; the API reference
@@ -23,7 +26,14 @@ import binascii
 import re
 from collections.abc import Sequence
 
+from millis_sip.apigw import Request
+from millis_sip.config import Messages
+from millis_sip.core.calls import TOKEN
+from millis_sip.core.ports import Clock, Secret
+from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
+from millis_sip.edges.carriers.flow import CarrierFlow, Response, authenticate, keyed_pin, text, x_headers
+from millis_sip.edges.carriers.twiml import TwimlWebhooks
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
@@ -98,3 +108,56 @@ def _ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool
     except CryptoError:
         return False
     return True
+
+
+# --- TeXML: the voice webhook and the Dial action (TwiML's dialect) ------------------------------------------
+
+VOICE_PATH = "/carriers/telnyx/voice"
+STATUS_PATH = "/carriers/telnyx/status"
+CARRIER = "telnyx"
+TOLERANCE_SECONDS = 300
+
+
+class TelnyxTexml(TwimlWebhooks):
+    """``POST /carriers/telnyx/voice`` (the TeXML application's voice URL, and the PIN <Gather>'s action) and
+    ``POST /carriers/telnyx/status`` (the <Dial> action). Each request is checked against its Ed25519 signature
+    and timestamp (TOLERANCE_SECONDS either way) before anything reads it; the answers are TeXML."""
+
+    voice_path = VOICE_PATH
+    status_path = STATUS_PATH
+
+    def __init__(self, flow: CarrierFlow, public_keys: Secret | None, messages: Messages, *, clock: Clock) -> None:
+        super().__init__(flow, public_keys, messages)
+        self._clock = clock
+
+    def _fields(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        def check(keys: list[str]) -> None:
+            verify(
+                request.body,
+                request.headers.get(SIGNATURE_HEADER),
+                request.headers.get(TIMESTAMP_HEADER),
+                keys,
+                now=self._clock.now().timestamp(),
+                tolerance_seconds=TOLERANCE_SECONDS,
+            )
+
+        refused = authenticate(self._credential, "Telnyx", check)
+        return ({} if refused is not None else dict(request.form())), refused
+
+    def _call(self, fields: dict[str, str], *, declined: bool) -> InboundCall | None:
+        sid, connection = fields.get("CallSid", ""), fields.get("ConnectionId", "")
+        if not TOKEN.match(sid):
+            return None
+        verified = fields.get("ShakenStirValidated", "").lower() == "true"
+        attestation = fields.get("ShakenStirAttestation", "").upper()
+        return InboundCall(
+            CARRIER,
+            sid,
+            text(fields.get("From")),
+            text(fields.get("To")),
+            attestation=attestation if verified and attestation in ("A", "B", "C") else None,
+            pin=keyed_pin(fields, declined=declined),
+            can_challenge=True,
+            context={"telnyx_connection_id": connection} if TOKEN.match(connection) else {},
+            sip_headers=x_headers(fields, "SipHeader_"),
+        )

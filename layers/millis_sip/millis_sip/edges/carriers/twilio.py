@@ -1,4 +1,6 @@
-"""Twilio's webhook signature (``X-Twilio-Signature``), also used by SignalWire LaML (``X-SignalWire-Signature``).
+"""Twilio (and the TwiML dialects): the voice webhook and the <Dial> action in, TwiML out (docs/carriers/twilio.md).
+
+The webhook signature (``X-Twilio-Signature``), also used by SignalWire LaML (``X-SignalWire-Signature``):
 
 The scheme, as the official SDK implements it (twilio-python ``twilio/request_validator.py``,
 ``RequestValidator.compute_signature`` / ``validate``):
@@ -24,7 +26,12 @@ import hmac
 from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
+from millis_sip.apigw import Request
+from millis_sip.core.calls import TOKEN
+from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
+from millis_sip.edges.carriers.flow import Response, authenticate, keyed_pin, text, x_headers
+from millis_sip.edges.carriers.twiml import TwimlWebhooks
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNALWIRE_SIGNATURE_HEADER = "X-SignalWire-Signature"
@@ -110,3 +117,50 @@ def _url_variants(url: str) -> list[str]:
         default = _DEFAULT_PORTS.get(parts.scheme.lower(), "80")
         variants.append(parts._replace(netloc=f"{parts.netloc}:{default}").geturl())
     return list(dict.fromkeys(variants))
+
+
+# --- the voice webhook and the Dial action: TwiML out ---------------------------------------------------------
+
+VOICE_PATH = "/carriers/twilio/voice"
+STATUS_PATH = "/carriers/twilio/status"
+CARRIER = "twilio"
+_ATTESTATION = {"TN-Validation-Passed-A": "A", "TN-Validation-Passed-B": "B", "TN-Validation-Passed-C": "C"}
+
+
+class TwilioVoice(TwimlWebhooks):
+    """``POST /carriers/twilio/voice`` (the number's voice webhook, and the PIN <Gather>'s action) and
+    ``POST /carriers/twilio/status`` (the <Dial> action: how the bridge ended). Every request is checked against
+    ``X-Twilio-Signature`` (SignalWire: ``X-SignalWire-Signature``) before anything reads it; the answers are
+    TwiML."""
+
+    voice_path = VOICE_PATH
+    status_path = STATUS_PATH
+
+    def _fields(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        params: list[tuple[str, str]] = []
+
+        def check(tokens: list[str]) -> None:
+            params.extend(request.form())
+            presented = request.headers.get(SIGNATURE_HEADER.lower())
+            if presented is None:  # SignalWire LaML signs the same way under its own name
+                presented = request.headers.get(SIGNALWIRE_SIGNATURE_HEADER.lower())
+            verify(request.url, params, presented, tokens)
+
+        refused = authenticate(self._credential, "Twilio", check)
+        return dict(params), refused
+
+    def _call(self, fields: dict[str, str], *, declined: bool) -> InboundCall | None:
+        sid, account = fields.get("CallSid", ""), fields.get("AccountSid", "")
+        if not TOKEN.match(sid):
+            return None
+        return InboundCall(
+            CARRIER,
+            sid,
+            text(fields.get("From")),
+            text(fields.get("To")),
+            attestation=_ATTESTATION.get(fields.get("StirVerstat", "")),
+            pin=keyed_pin(fields, declined=declined),
+            can_challenge=True,
+            context={"twilio_account_sid": account} if TOKEN.match(account) else {},
+            sip_headers=x_headers(fields, "SipHeader_"),
+        )

@@ -1,4 +1,6 @@
-"""Vonage's signed webhooks: ``Authorization: Bearer <JWT>``, HS256 with the account's signature secret.
+"""Vonage's Voice API: the answer_url and event_url in, NCCO out (docs/carriers/vonage.md).
+
+Its signed webhooks: ``Authorization: Bearer <JWT>``, HS256 with the account's signature secret.
 
 What Vonage sends (developer.vonage.com/en/getting-started/concepts/webhooks, "Decoding signed webhooks";
 Voice API webhook reference, "Signed Webhooks"): header ``{"alg": "HS256", "typ": "JWT"}``; claims ``iat``
@@ -24,9 +26,27 @@ import hmac
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from millis_sip.apigw import BadRequest, Request, reply
+from millis_sip.config import Messages
+from millis_sip.core.calls import TOKEN
+from millis_sip.core.ports import Clock, Secret
+from millis_sip.core.router import Challenge, InboundCall, Routed
+from millis_sip.core.sip import SipUri
 from millis_sip.edges.carriers import InvalidSignature
+from millis_sip.edges.carriers.flow import (
+    CarrierFlow,
+    DialOutcome,
+    DialReport,
+    Response,
+    authenticate,
+    route_url,
+    text,
+    whole,
+    x_headers,
+)
 
 AUTHORIZATION_HEADER = "Authorization"
 _MAX_TOKEN_LENGTH = 8192
@@ -167,3 +187,191 @@ def _payload_forms(body: bytes) -> list[bytes]:
         if compact != body:
             forms.append(compact)
     return forms
+
+
+# --- the answer_url and the event_url: NCCO out -------------------------------------------------------------
+
+ANSWER_PATH = "/carriers/vonage/answer"
+EVENT_PATH = "/carriers/vonage/event"
+CARRIER = "vonage"
+_NUMBER = re.compile(r"^[1-9]\d{6,14}$")  # Vonage's `from`: E.164 digits without the +
+# What a status of the leg to Millis means for the call (developer.vonage.com voice webhook reference).
+_LEG_OUTCOMES = {
+    "answered": DialOutcome.ANSWERED,
+    "completed": DialOutcome.COMPLETED,
+    "cancelled": DialOutcome.CANCELED,
+    "busy": DialOutcome.FAILED,
+    "failed": DialOutcome.FAILED,
+    "rejected": DialOutcome.FAILED,
+    "unanswered": DialOutcome.FAILED,
+    "timeout": DialOutcome.FAILED,
+}
+
+
+class NccoAnswers:
+    """Vonage's answers: NCCO actions (developer.vonage.com/voice/voice-api/ncco-reference)."""
+
+    def __init__(self, messages: Messages, *, answer_url: str, event_url: str) -> None:
+        self._messages = messages
+        self._answer_url = answer_url
+        self._event_url = event_url
+
+    def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, attempt: int) -> Response:
+        endpoint = {
+            "type": "sip",
+            "uri": str(routed.placement),
+            "headers": {name.removeprefix("X-"): value for name, value in headers.items()},  # Vonage adds X-
+        }
+        connect: dict[str, Any] = {
+            "action": "connect",
+            "endpoint": [endpoint],
+            "eventType": "synchronous",  # a failed leg's event may answer with the next NCCO (the other region)
+            "eventUrl": [f"{self._event_url}?attempt={attempt}"],
+            "eventMethod": "POST",
+        }
+        number = next((n.removeprefix("+") for n in (call.caller, call.dialed) if n), "")
+        if _NUMBER.match(number):
+            connect["from"] = number  # the caller's number reaches Millis as From, where Vonage allows it
+        else:
+            connect["randomFromNumber"] = True
+        return _ncco([connect])
+
+    def ask_pin(self, challenge: Challenge, call: InboundCall) -> Response:
+        prompt = self._messages.pin_prompt
+        if challenge.retry:
+            prompt = f"{self._messages.pin_retry} {prompt}"
+        return _ncco(
+            [
+                {"action": "talk", "text": prompt, "language": self._messages.language, "bargeIn": True},
+                {
+                    "action": "input",
+                    "type": ["dtmf"],
+                    "dtmf": {"maxDigits": challenge.digits, "submitOnHash": True, "timeOut": 8},
+                    "eventUrl": [self._answer_url],
+                    "eventMethod": "POST",
+                },
+            ]
+        )
+
+    def farewell(self) -> Response:
+        if not self._messages.failure:
+            return _ncco([])  # an empty NCCO ends the call
+        return _ncco([{"action": "talk", "text": self._messages.failure, "language": self._messages.language}])
+
+    def hang_up(self) -> Response:
+        return reply(204)  # nothing to change: the call goes on, or is over
+
+
+class VonageVoice:
+    """``GET|POST /carriers/vonage/answer`` (the application's answer_url, and the PIN input's eventUrl) and
+    ``POST /carriers/vonage/event`` (the application's event_url, and the connect action's: how the leg to
+    Millis went). Each request's signed JWT (``Authorization: Bearer``, HS256 with the signature secret, the
+    payload's hash, its age and, when configured, the application) is checked before anything reads it."""
+
+    def __init__(
+        self,
+        flow: CarrierFlow,
+        secrets: Secret | None,
+        messages: Messages,
+        *,
+        clock: Clock,
+        application_id: str | None = None,
+    ) -> None:
+        self._flow = flow
+        self._secrets = secrets
+        self._messages = messages
+        self._clock = clock
+        self._application_id = application_id
+
+    def answer(self, request: Request, deadline: float) -> Response:
+        fields, refused = self._fields(request)
+        if refused is not None:
+            return refused
+        call = _inbound(fields)
+        if call is None:
+            return reply(400, "conversation_uuid is missing or malformed.")
+        return self._flow.answer(call, deadline, self._answers(request))
+
+    def event(self, request: Request, deadline: float) -> Response:
+        fields, refused = self._fields(request)
+        if refused is not None:
+            return refused
+        call = _inbound(fields)
+        if call is None:
+            return reply(400, "conversation_uuid is missing or malformed.")
+        status = str(fields.get("status", ""))
+        outbound = str(fields.get("direction", "")).lower() == "outbound"  # the leg to Millis, not the caller's
+        outcome = _LEG_OUTCOMES.get(status, DialOutcome.OTHER) if outbound else DialOutcome.OTHER
+        report = DialReport(outcome, status, whole(fields.get("duration")), leg_id=text(fields.get("uuid")))
+        attempt = 2 if request.query.get("attempt") == "2" else 1
+        return self._flow.report(call, attempt, report, deadline, self._answers(request))
+
+    def fallback(self, request: Request) -> Response:
+        return self._answers(request).farewell()
+
+    def _fields(self, request: Request) -> tuple[dict[str, Any], Response | None]:
+        fields: dict[str, Any] = {}
+
+        def check(secrets: list[str]) -> None:
+            if request.method == "GET":
+                payload = query_payload(request.query_pairs)
+                fields.update(request.query)
+            else:
+                payload = request.body
+                fields.update(_json_body(request.body))
+            claims = verify(
+                request.headers.get(AUTHORIZATION_HEADER.lower()), payload, secrets, now=self._clock.now().timestamp()
+            )
+            if self._application_id and claims.get("application_id") != self._application_id:
+                raise InvalidSignature("another application")
+
+        refused = authenticate(self._secrets, "Vonage", check)
+        return fields, refused
+
+    def _answers(self, request: Request) -> NccoAnswers:
+        own = (ANSWER_PATH, EVENT_PATH)
+        return NccoAnswers(
+            self._messages,
+            answer_url=route_url(request.url, own, ANSWER_PATH),
+            event_url=route_url(request.url, own, EVENT_PATH),
+        )
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body) if body else {}
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body is not a JSON object")
+    return data
+
+
+def _inbound(fields: Mapping[str, Any]) -> InboundCall | None:
+    conversation = str(fields.get("conversation_uuid", ""))
+    if not TOKEN.match(conversation):
+        return None
+    pin: str | None = None
+    dtmf = fields.get("dtmf")
+    if isinstance(dtmf, dict):  # the input action's event: {"dtmf": {"digits": "...", "timed_out": ...}}
+        pin = str(dtmf.get("digits") or "")
+    elif isinstance(dtmf, str):  # the older form: {"dtmf": "..."}
+        pin = dtmf
+    headers = fields.get("headers")
+    sip_headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+    sip_headers.update(x_headers(fields, "SipHeader_"))
+    caller, dialed = text(fields.get("from")), text(fields.get("to"))
+    return InboundCall(
+        CARRIER,
+        conversation,
+        f"+{caller}" if caller and caller.isdigit() else caller,  # Vonage sends numbers without the +
+        f"+{dialed}" if dialed and dialed.isdigit() else dialed,
+        pin=pin.strip().rstrip("#") if pin is not None else None,
+        can_challenge=True,
+        context={"vonage_uuid": str(fields["uuid"])} if TOKEN.match(str(fields.get("uuid", ""))) else {},
+        sip_headers=sip_headers,
+    )
+
+
+def _ncco(actions: list[dict[str, Any]]) -> Response:
+    return reply(200, json.dumps(actions, separators=(",", ":")), content_type="application/json")

@@ -72,6 +72,32 @@ def hangup(call_id: str | None, tag: str | None = None, code: str = HANGUP_NORMA
     return {"Type": "Hangup", "Parameters": parameters}
 
 
+def speak_and_get_digits(
+    call_id: str, prompt: str, retry_prompt: str, *, digits: int, voice: str, language: str, engine: str
+) -> Action:
+    """Ask the caller to key in ``digits`` digits (then #): Chime repeats the prompt once when nothing valid
+    comes, then reports ACTION_FAILED."""
+
+    def speech(text: str) -> dict[str, str]:
+        return {"Text": text, "TextType": "text", "VoiceId": voice, "LanguageCode": language, "Engine": engine}
+
+    return {
+        "Type": "SpeakAndGetDigits",
+        "Parameters": {
+            "CallId": call_id,
+            "InputDigitsRegex": f"^\\d{{{digits}}}#?$",
+            "SpeechParameters": speech(prompt),
+            "FailureSpeechParameters": speech(retry_prompt),
+            "MinNumberOfDigits": digits,
+            "MaxNumberOfDigits": digits + 1,
+            "TerminatorDigits": ["#"],
+            "InBetweenDigitsDurationInMilliseconds": 5000,
+            "Repeat": 2,
+            "RepeatDurationInMilliseconds": 10000,
+        },
+    }
+
+
 def speak(call_id: str, text: str, *, voice: str, language: str, engine: str) -> Action:
     return {
         "Type": "Speak",

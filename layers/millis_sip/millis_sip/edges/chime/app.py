@@ -4,8 +4,11 @@ and bridged to the Millis agent through the Voice Connector of the Millis region
 One method per invocation type:
 
 - NEW_INBOUND_CALL: ask the router where the call goes; answer CallAndBridge through that region's Voice
-  Connector (Uri = the SIP URI's user part), or release the caller (the failure message, then a hang-up).
+  Connector (Uri = the SIP URI's user part), SpeakAndGetDigits when the caller must key in a PIN, or release
+  the caller (the failure message, then a hang-up).
+- ACTION_SUCCESSFUL (SpeakAndGetDigits): the digits go back to the router, which answers as above.
 - ACTION_SUCCESSFUL (CallAndBridge): the call is bridged.
+- ACTION_FAILED (SpeakAndGetDigits): no PIN came; the router goes on without the registration.
 - ACTION_FAILED (CallAndBridge): the router's failover (the other region, once), else release the caller.
 - HANGUP: hang up the other leg (Chime does not) and close the record.
 - INVALID_LAMBDA_RESPONSE: log, count, hang up.
@@ -18,7 +21,7 @@ DynamoDB write having succeeded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from millis_sip.config import ChimeSettings, VoiceRoute
@@ -27,8 +30,8 @@ from millis_sip.core.errors import Unroutable
 from millis_sip.core.lifecycle import PhoneCalls
 from millis_sip.core.ports import Metrics
 from millis_sip.core.regions import MillisRegion
-from millis_sip.core.router import CallRouter, InboundCall, Refused, Routed
-from millis_sip.core.sip import SipUri
+from millis_sip.core.router import CallRouter, Challenge, Decision, InboundCall, Refused
+from millis_sip.core.sip import SipUri, bridge_headers
 from millis_sip.edges.chime import attributes
 from millis_sip.edges.chime.actions import (
     HANGUP_NORMAL,
@@ -39,6 +42,7 @@ from millis_sip.edges.chime.actions import (
     hangup,
     response,
     speak,
+    speak_and_get_digits,
 )
 from millis_sip.edges.chime.events import (
     ACTION_FAILED,
@@ -49,6 +53,7 @@ from millis_sip.edges.chime.events import (
     LEG_A,
     LEG_B,
     NEW_INBOUND_CALL,
+    SPEAK_AND_GET_DIGITS,
     Participant,
     SmaEvent,
     still_up_besides,
@@ -106,7 +111,7 @@ class SipMediaApp:
         if event.type == NEW_INBOUND_CALL:
             return self._new_inbound_call(event, deadline)
         if event.type == ACTION_SUCCESSFUL:
-            return self._action_successful(event)
+            return self._action_successful(event, deadline)
         if event.type == ACTION_FAILED:
             return self._action_failed(event, deadline)
         if event.type == HANGUP:
@@ -126,11 +131,23 @@ class SipMediaApp:
         routed = self._router.route(_inbound(event, caller), deadline=deadline, placement=self._placement)
         return self._answer(event, caller, routed, attempt=1)
 
+    def _pin_entered(self, event: SmaEvent, deadline: float, *, digits: str) -> dict[str, Any]:
+        """The caller keyed in a PIN (or none: ``digits`` empty): the router decides again."""
+        caller = event.a_leg
+        if caller is None or caller.call_id is None or event.transaction_id is None or caller.disconnected:
+            return response()
+        call = replace(_inbound(event, caller), pin=digits)
+        return self._answer(
+            event, caller, self._router.route(call, deadline=deadline, placement=self._placement), attempt=1
+        )
+
     def _answer(
-        self, event: SmaEvent, caller: Participant, routed: Routed[Bridge] | Refused, *, attempt: int
+        self, event: SmaEvent, caller: Participant, routed: Decision[Bridge], *, attempt: int
     ) -> dict[str, Any]:
         if isinstance(routed, Refused):
             return self._release(caller, routed.reason, count=False)
+        if isinstance(routed, Challenge):
+            return self._ask_for_pin(caller, routed)
         record, bridge = routed.record, routed.placement
         caller_id = next((n for n in (caller.from_, caller.to) if n and E164.match(n)), caller.from_ or caller.to)
         action = call_and_bridge(
@@ -138,7 +155,7 @@ class SipMediaApp:
             voice_connector_arn=bridge.route.voice_connector_arn,
             uri_user=bridge.user,
             timeout_seconds=self._chime.bridge_timeout_seconds,
-            sip_headers={"X-Millis-Call-Id": record.call_id, "X-Chime-Transaction-Id": event.transaction_id or ""},
+            sip_headers=bridge_headers(record.call_id, CARRIER, event.transaction_id or ""),
         )
         self._metrics.inbound("bridging")
         logger.info(
@@ -155,7 +172,9 @@ class SipMediaApp:
 
     # --- later events ---------------------------------------------------------------------------------
 
-    def _action_successful(self, event: SmaEvent) -> dict[str, Any]:
+    def _action_successful(self, event: SmaEvent, deadline: float) -> dict[str, Any]:
+        if event.action_type == SPEAK_AND_GET_DIGITS:
+            return self._pin_entered(event, deadline, digits=(event.received_digits or "").rstrip("#"))
         if event.action_type != CALL_AND_BRIDGE:
             return response()
         snapshot = attributes.decode(event)
@@ -169,6 +188,8 @@ class SipMediaApp:
 
     def _action_failed(self, event: SmaEvent, deadline: float) -> dict[str, Any]:
         caller = event.a_leg
+        if event.action_type == SPEAK_AND_GET_DIGITS:
+            return self._pin_entered(event, deadline, digits="")
         if event.action_type != CALL_AND_BRIDGE:
             logger.warning("An action failed", extra={"action": event.action_type, "error_type": event.error_type})
             if event.action_type == "Hangup" or caller is None or caller.disconnected:
@@ -221,6 +242,21 @@ class SipMediaApp:
 
     # --- helpers --------------------------------------------------------------------------------------
 
+    def _ask_for_pin(self, caller: Participant, challenge: Challenge) -> dict[str, Any]:
+        messages = self._chime.messages
+        prompt = f"{messages.pin_retry} {messages.pin_prompt}" if challenge.retry else messages.pin_prompt
+        logger.info("Asking the caller for the registration's PIN", extra={"retry": challenge.retry})
+        action = speak_and_get_digits(
+            caller.call_id or "",
+            prompt,
+            messages.pin_retry,
+            digits=challenge.digits,
+            voice=messages.voice,
+            language=messages.language,
+            engine=messages.engine,
+        )
+        return response([action])
+
     def _release(self, caller: Participant | None, reason: str, *, count: bool = True) -> dict[str, Any]:
         """Let the caller go: the failure message when one is set, then a hang-up."""
         if count:
@@ -228,14 +264,15 @@ class SipMediaApp:
         logger.warning("Releasing the caller without an agent", extra={"reason": reason})
         call_id = caller.call_id if caller else None
         actions: list[Action]
-        if call_id and self._chime.failure_message:
+        messages = self._chime.messages
+        if call_id and messages.failure:
             actions = [
                 speak(
                     call_id,
-                    self._chime.failure_message,
-                    voice=self._chime.failure_voice,
-                    language=self._chime.failure_language,
-                    engine=self._chime.failure_engine,
+                    messages.failure,
+                    voice=messages.voice,
+                    language=messages.language,
+                    engine=messages.engine,
                 ),
                 hangup(call_id, LEG_A, HANGUP_NORMAL),
             ]
@@ -245,9 +282,12 @@ class SipMediaApp:
 
 
 def _inbound(event: SmaEvent, caller: Participant) -> InboundCall:
+    """Chime reports no caller attestation; it can ask the caller for a PIN (SpeakAndGetDigits)."""
     tx = event.transaction_id or ""
-    context = {"chime_transaction_id": tx, "chime_call_id": caller.call_id or ""}
-    return InboundCall(CARRIER, tx, caller.from_, caller.to, context={k: v for k, v in context.items() if v})
+    context = {"chime_call_id": caller.call_id} if caller.call_id else {}
+    return InboundCall(
+        CARRIER, tx, caller.from_, caller.to, can_challenge=True, context=context, sip_headers=caller.sip_headers
+    )
 
 
 def hang_up_everyone(event: SmaEvent, code: str) -> list[Action]:

@@ -25,6 +25,7 @@ ACTION_FAILED = "ACTION_FAILED"
 HANGUP = "HANGUP"
 INVALID_LAMBDA_RESPONSE = "INVALID_LAMBDA_RESPONSE"
 CALL_AND_BRIDGE = "CallAndBridge"
+SPEAK_AND_GET_DIGITS = "SpeakAndGetDigits"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -42,6 +43,19 @@ def _mapping(value: object) -> Mapping[str, Any]:
 def _tag(value: object) -> str | None:
     text = _text(value)
     return text.upper() if text else None
+
+
+def _digits(value: object) -> str | None:
+    """Keyed-in digits (0-9, *, #), at most 32; anything else reads as none."""
+    if isinstance(value, str) and len(value) <= 32 and all(c in "0123456789*#" for c in value):
+        return value
+    return None
+
+
+def _headers(value: object) -> Mapping[str, str]:
+    """A participant's SipHeaders: text values only, at most 20 (the core keeps the valid X- ones)."""
+    found = [(str(k)[:64], v[:MAX_TEXT]) for k, v in _mapping(value).items() if isinstance(v, str)]
+    return dict(found[:20])
 
 
 def whole_number(value: object) -> int | None:
@@ -64,6 +78,7 @@ class Participant:
     from_: str | None
     direction: str | None
     status: str | None
+    sip_headers: Mapping[str, str] = field(default_factory=dict)  # what the caller's INVITE carried
 
     @property
     def disconnected(self) -> bool:
@@ -77,6 +92,11 @@ class Participant:
             to=_text(raw.get("To")),
             from_=_text(raw.get("From")),
             direction=_text(raw.get("Direction")),
+            sip_headers={
+                str(k)[:64]: v[:MAX_TEXT]
+                for k, v in list(_mapping(raw.get("SipHeaders")).items())[:20]
+                if isinstance(v, str)
+            },
             status=_text(raw.get("Status")),
         )
 
@@ -92,6 +112,7 @@ class SmaEvent:
     action_parameters: Mapping[str, Any] = field(default_factory=dict)
     error_type: str | None = None
     error_message: str | None = None
+    received_digits: str | None = None  # what the caller keyed in (SpeakAndGetDigits)
 
     @classmethod
     def parse(cls, raw: object) -> SmaEvent:
@@ -114,6 +135,7 @@ class SmaEvent:
             action_parameters=_mapping(action.get("Parameters")),
             error_type=_text(action.get("ErrorType")) or _text(event.get("ErrorType")) or _text(action.get("Error")),
             error_message=_text(action.get("ErrorMessage")) or _text(event.get("ErrorMessage")),
+            received_digits=_digits(action.get("ReceivedDigits")),
         )
 
     def leg(self, tag: str) -> Participant | None:

@@ -9,12 +9,14 @@ execution environment; tests pass fakes).
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
 from millis_sip.core.lifecycle import SessionReports
 from millis_sip.core.lookup import CallDirectory
+from millis_sip.core.numbers import MAX_PAGE_SIZE, NumberDirectory
 from millis_sip.core.registration import WEBHOOK_PATH, Registrar
 from millis_sip.edges.http import openapi
 from millis_sip.edges.http.idempotency import IDEMPOTENCY_HEADER, Answer, Body, Idempotency
@@ -24,7 +26,12 @@ from millis_sip.edges.http.models import (
     CallView,
     IdempotencyKey,
     LookupKey,
+    NumberInPath,
+    NumberPage,
+    NumberRouteRequest,
+    NumberRouteView,
     RegisterCallRequest,
+    RegisteredView,
     SessionDataWebhook,
     WebhookAck,
 )
@@ -46,6 +53,9 @@ _CREATE_ERRORS = openapi.errors(
         503: "Millis, the key or DynamoDB unavailable; retry after Retry-After",
     }
 )
+_NUMBER_ERRORS = openapi.errors(
+    {400: "Invalid number or route", 404: "No route for the number", 503: "DynamoDB unavailable"}
+)
 _WEBHOOK_ERRORS = openapi.errors(
     {
         400: "Invalid payload",
@@ -64,13 +74,24 @@ class ManagementServices:
     registrar: Registrar
     directory: CallDirectory
     sessions: SessionReports
+    numbers: NumberDirectory
     http_deadline: float  # seconds a registration may take, failover included
 
 
 def create_app(
     services: ManagementServices, *, webhook_guard: Guard, idempotency: Idempotency | None
 ) -> BridgeResolver:
-    app = BridgeResolver(guards={WEBHOOK_PATH: webhook_guard}, body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES})
+    app = BridgeResolver(
+        guards={WEBHOOK_PATH: webhook_guard},
+        body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES},
+        # Every keyed route's query parameters (the webhook's sender is Millis: not held to a list).
+        query_names={
+            "/calls": frozenset({"lookup_key"}),
+            "/calls/{call_id}": frozenset(),
+            "/numbers": frozenset({"limit", "next"}),
+            "/numbers/{number}": frozenset(),
+        },
+    )
 
     def own_webhook_url() -> str | None:
         """This API's own webhook route, as the caller reached it."""
@@ -81,13 +102,13 @@ def create_app(
 
     def register(request: RegisterCallRequest) -> Answer:
         remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
-        record = services.registrar.register(
+        registered = services.registrar.register(
             request.to_command(),
             budget=min(services.http_deadline, remaining),
             webhook_url=own_webhook_url(),  # used when WEBHOOK_URL is not set
         )
-        logger.append_keys(call_id=record.call_id)
-        return CallView.of(record).model_dump(mode="json")
+        logger.append_keys(call_id=registered.record.call_id)
+        return RegisteredView.of_registration(registered)
 
     def register_body(body: Body) -> Answer:
         return register(RegisterCallRequest.model_validate(body))
@@ -98,7 +119,7 @@ def create_app(
         "/calls",
         summary="Register a call with Millis",
         responses={
-            201: {"description": "Registered", "content": {"application/json": {"model": CallView}}},
+            201: {"description": "Registered", "content": {"application/json": {"model": RegisteredView}}},
             **_CREATE_ERRORS,
             **openapi.GATEWAY_ANSWERS,
         },
@@ -156,6 +177,62 @@ def create_app(
         logger.append_keys(call_id=body.call_id)
         outcome = services.sessions.close(body.to_report())
         return _json(200, WebhookAck(call_id=body.call_id, outcome=outcome).model_dump(mode="json"))
+
+    number_path = Path(description="The phone number, E.164 (+ as is, or %2B).")
+
+    @app.put(
+        "/numbers/<number>",
+        summary="Route a phone number's calls to an agent (created or replaced)",
+        responses={
+            200: {"description": "Replaced", "content": {"application/json": {"model": NumberRouteView}}},
+            201: {"description": "Created", "content": {"application/json": {"model": NumberRouteView}}},
+            **_NUMBER_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def put_number(number: Annotated[NumberInPath, number_path], body: NumberRouteRequest) -> Response[str]:
+        route, created = services.numbers.put(body.to_route(unquote(number)))
+        return _json(201 if created else 200, NumberRouteView.of(route).model_dump(mode="json"))
+
+    @app.get(
+        "/numbers/<number>",
+        summary="A phone number's route",
+        responses={
+            200: {"description": "The route", "content": {"application/json": {"model": NumberRouteView}}},
+            **_NUMBER_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def get_number(number: Annotated[NumberInPath, number_path]) -> Response[str]:
+        return _json(200, NumberRouteView.of(services.numbers.get(unquote(number))).model_dump(mode="json"))
+
+    @app.delete(
+        "/numbers/<number>",
+        summary="Stop routing a phone number (its calls then go to the default agent, if any)",
+        responses={204: {"description": "Deleted"}, **_NUMBER_ERRORS, **openapi.GATEWAY_ANSWERS},
+    )
+    def delete_number(number: Annotated[NumberInPath, number_path]) -> Response[str]:
+        services.numbers.delete(unquote(number))
+        return Response(status_code=204, body="")  # no content, so no Content-Type
+
+    @app.get(
+        "/numbers",
+        summary="Every number route, a page at a time (in no particular order)",
+        responses={
+            200: {"description": "A page", "content": {"application/json": {"model": NumberPage}}},
+            **_READ_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def list_numbers(
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Routes per page.")] = 50,
+        next: Annotated[  # noqa: A002 - the query parameter's name
+            str | None, Query(max_length=512, description="The next value of the previous page.")
+        ] = None,
+    ) -> Response[str]:
+        routes, following = services.numbers.page(limit=limit, after=next)
+        page = NumberPage(numbers=[NumberRouteView.of(r) for r in routes], next=following)
+        return _json(200, page.model_dump(mode="json"))
 
     published: list[str] = []  # the document, rendered on first request
 

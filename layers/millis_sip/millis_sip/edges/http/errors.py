@@ -21,6 +21,7 @@ from millis_sip.core.errors import (
     StoreUnavailable,
     WebhookSecretUnavailable,
 )
+from millis_sip.core.numbers import NumberNotFound
 from millis_sip.edges.http.models import ErrorBody
 from millis_sip.observability import count_error, logger
 
@@ -47,6 +48,7 @@ class IdempotencyInProgress(BridgeError):
 DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     InvalidRequest: (400, None),
     CallNotFound: (404, "Check the id, or register the call first; registrations expire (see expires_at)."),
+    NumberNotFound: (404, "PUT /numbers/{number} creates a route; GET /numbers lists them."),
     MillisAuthError: (
         502,
         "Put the Millis private key into the secret named by the stack output MillisApiKeySecretArn.",

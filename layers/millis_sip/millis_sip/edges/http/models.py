@@ -5,15 +5,25 @@ are refused. Each request model turns into a plain core command (``to_command``)
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
 
-from millis_sip.core.calls import TOKEN, TOKEN_PATTERN, CallRecord, CallSource
+from millis_sip.core.calls import E164, E164_PATTERN, TOKEN, TOKEN_PATTERN, CallerVerification, CallRecord, CallSource
 from millis_sip.core.clock import iso
 from millis_sip.core.lifecycle import SessionReport
+from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import SessionOutcome
-from millis_sip.core.registration import RegisterCall
+from millis_sip.core.registration import RegisterCall, Registered
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AGENT_CONFIG_BYTES = 48 * 1024
@@ -78,22 +88,44 @@ def _bounded_object(name: str, max_bytes: int, max_depth: int) -> BeforeValidato
     return BeforeValidator(check)
 
 
+AgentConfig = Annotated[
+    dict[str, JsonValue] | None, _bounded_object("agent_config", MAX_AGENT_CONFIG_BYTES, MAX_AGENT_CONFIG_DEPTH)
+]
+Metadata = Annotated[dict[str, JsonValue] | None, _bounded_object("metadata", MAX_METADATA_BYTES, MAX_METADATA_DEPTH)]
+Verification = Literal["attestation", "pin", "trust_caller_id"]
+
+
 class RegisterCallRequest(BaseModel):
     """Body of ``POST /calls``: the four fields Millis defines, passed through as given, plus ``lookup_key``."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        # The schema says what registration checks: a PIN is asked of the caller of lookup_key, so needs one.
+        json_schema_extra={
+            "if": {"required": ["caller_verification"], "properties": {"caller_verification": {"const": "pin"}}},
+            "then": {"required": ["lookup_key"], "properties": {"lookup_key": {"type": "string"}}},
+        },
+    )
 
     agent_id: AgentId | None = Field(default=None, description="Millis agent that handles the call.")
-    agent_config: Annotated[
-        dict[str, JsonValue] | None, _bounded_object("agent_config", MAX_AGENT_CONFIG_BYTES, MAX_AGENT_CONFIG_DEPTH)
-    ] = Field(default=None, description="Overrides for the agent, or a whole temporary agent (Millis agent_config).")
-    metadata: Annotated[
-        dict[str, JsonValue] | None, _bounded_object("metadata", MAX_METADATA_BYTES, MAX_METADATA_DEPTH)
-    ] = Field(default=None, description="Context for the session; each key becomes a prompt variable.")
+    agent_config: AgentConfig = Field(
+        default=None, description="Overrides for the agent, or a whole temporary agent (Millis agent_config)."
+    )
+    metadata: Metadata = Field(default=None, description="Context for the session; each key becomes a prompt variable.")
     include_metadata_in_prompt: bool | None = Field(default=None, description="Put the metadata in the prompt.")
     lookup_key: LookupKey | None = Field(
         default=None,
-        description="What a carrier will look the call up by: an E.164 number, a SIP Call-ID, a carrier reference.",
+        description="What the call is found by: the caller's or the dialed number (E.164) for a phone call, or a "
+        "SIP Call-ID or carrier reference for a lookup.",
+    )
+    caller_verification: Verification = Field(
+        default="attestation",
+        description="How a phone call claiming this registration by the caller's number (lookup_key) proves it: "
+        "attestation (the carrier verified the number, STIR/SHAKEN A), pin (the caller keys in the pin this answer "
+        "returns), or trust_caller_id (caller ID alone, which anyone can fake). A claim by the dialed number needs "
+        "none.",
     )
 
     def to_command(self) -> RegisterCall:
@@ -103,6 +135,7 @@ class RegisterCallRequest(BaseModel):
             metadata=self.metadata,
             include_metadata_in_prompt=self.include_metadata_in_prompt,
             lookup_key=self.lookup_key,
+            caller_verification=CallerVerification(self.caller_verification),
         )
 
 
@@ -113,11 +146,16 @@ class CallView(BaseModel):
     sip_uri: str
     millis_region: str
     lookup_key: str | None
+    caller_verification: str = Field(description="attestation, pin or trust_caller_id (see caller_verification).")
     status: str
     created_at: str = Field(description="ISO 8601, UTC, milliseconds.")
     expires_at: str = Field(description="When the registration lapses (ISO 8601, UTC).")
     agent_id: str | None = None
-    source: str = Field(default=CallSource.HTTP, description="http (POST /calls) or chime (inbound phone call).")
+    source: str = Field(
+        default=CallSource.HTTP,
+        description="Who made the registration: http (POST /calls), or the phone system of an inbound call "
+        "the router registered (chime, twilio, telnyx, vonage, plivo, sip).",
+    )
     reason: str | None = Field(default=None, description="Why a call failed or ended.")
     bridged_at: str | None = Field(default=None, description="When the phone call reached the agent.")
     ended_at: str | None = None
@@ -133,6 +171,7 @@ class CallView(BaseModel):
             sip_uri=str(record.sip_uri),
             millis_region=record.millis_region,
             lookup_key=record.lookup_key,
+            caller_verification=record.caller_verification.value,
             status=record.status.value,
             created_at=iso(record.created_at),
             expires_at=iso(record.expires_at),
@@ -146,6 +185,101 @@ class CallView(BaseModel):
             millis_duration_seconds=record.millis_duration_seconds,
             millis_session_id=record.millis_session_id,
         )
+
+
+class RegisteredView(CallView):
+    """What POST /calls answers: the call, and its PIN when callers must key one in (shown once, never stored)."""
+
+    pin: str | None = Field(default=None, description="The PIN to give the caller (caller_verification pin only).")
+
+    @classmethod
+    def of_registration(cls, registered: Registered) -> dict[str, Any]:
+        view = CallView.of(registered.record).model_dump(mode="json")
+        return {**view, "pin": registered.pin} if registered.pin is not None else view
+
+
+def _e164(value: str) -> str:
+    if not TOKEN.match(value) or not E164.match(value):
+        raise ValueError(f"must be an E.164 number such as +14155550100 (got {len(value)} characters)")
+    return value
+
+
+PhoneNumber = Annotated[
+    str,
+    AfterValidator(_e164),
+    WithJsonSchema({"type": "string", "pattern": E164_PATTERN, "examples": ["+14155550100"]}),
+]
+
+# A number in a path: percent-decoded and checked by the core (so %2B works where a client cannot send +).
+NumberInPath = Annotated[str, WithJsonSchema({"type": "string", "pattern": E164_PATTERN, "examples": ["+14155550100"]})]
+
+
+class NumberRouteRequest(BaseModel):
+    """Body of ``PUT /numbers/{number}``: the agent that takes the number's calls, as Millis' fields."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        # The schema says what _needs_an_agent checks: agent_id or agent_config, not null.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["agent_id"], "properties": {"agent_id": {"type": "string"}}},
+                {"required": ["agent_config"], "properties": {"agent_config": {"type": "object"}}},
+            ]
+        },
+    )
+
+    agent_id: AgentId | None = Field(default=None, description="Millis agent that takes the number's calls.")
+    agent_config: AgentConfig = Field(default=None, description="Overrides for the agent, or a temporary agent.")
+    metadata: Metadata = Field(
+        default=None,
+        description="Context for every call to the number (the bridge adds caller_number, dialed_number, carrier, "
+        "carrier_call_id).",
+    )
+    include_metadata_in_prompt: bool | None = Field(default=None, description="Put the metadata in the prompt.")
+
+    @model_validator(mode="after")
+    def _needs_an_agent(self) -> NumberRouteRequest:
+        if self.agent_id is None and self.agent_config is None:
+            raise ValueError("send agent_id or agent_config: the agent that takes the number's calls")
+        return self
+
+    def to_route(self, number: str) -> NumberRoute:
+        return NumberRoute(
+            number=number,
+            agent_id=self.agent_id,
+            agent_config=self.agent_config,
+            metadata=self.metadata or {},
+            include_metadata_in_prompt=self.include_metadata_in_prompt,
+        )
+
+
+class NumberRouteView(BaseModel):
+    number: str
+    agent_id: str | None = None
+    agent_config: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    include_metadata_in_prompt: bool | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def of(cls, route: NumberRoute) -> NumberRouteView:
+        return cls(
+            number=route.number,
+            agent_id=route.agent_id,
+            agent_config=dict(route.agent_config) if route.agent_config is not None else None,
+            metadata=dict(route.metadata),
+            include_metadata_in_prompt=route.include_metadata_in_prompt,
+            created_at=iso(route.created_at) if route.created_at else None,
+            updated_at=iso(route.updated_at) if route.updated_at else None,
+        )
+
+
+class NumberPage(BaseModel):
+    numbers: list[NumberRouteView]
+    next: str | None = Field(default=None, description="Pass as ?next= for the following page; null on the last.")
 
 
 class GatewayMessage(BaseModel):

@@ -28,8 +28,8 @@ def errors(statuses: Mapping[int, str]) -> dict[int, Any]:
 
 
 def document(app: APIGatewayRestResolver) -> dict[str, Any]:
-    """The document for ``app``, with each route's credential and without the 422 Powertools declares for
-    request validation (this API answers those with 400)."""
+    """The document for ``app``, with each route's credential, without the 422 Powertools declares for
+    request validation (this API answers those with 400) and without a body for 204."""
     schema = app.get_openapi_schema(
         title="Millis SIP Bridge",
         version="1.0.0",
@@ -41,6 +41,7 @@ def document(app: APIGatewayRestResolver) -> dict[str, Any]:
             responses = operation.get("responses", {})
             if "HTTPValidationError" in json.dumps(responses.get("422", {})):
                 responses.pop("422")
+            responses.get("204", {}).pop("content", None)  # Powertools gives every answer a body; 204 has none
             operation["security"] = [{"webhookSecret": []}] if path == WEBHOOK_PATH else [{"apiKey": []}]
     components = doc.setdefault("components", {})
     for unused in ("HTTPValidationError", "ValidationError"):

@@ -26,11 +26,17 @@ class BridgeResolver(APIGatewayRestResolver):
     """APIGatewayRestResolver with validation, a body-size limit and the error mapping registered."""
 
     def __init__(
-        self, *, guards: Mapping[str, Guard] | None = None, body_limits: Mapping[str, int] | None = None
+        self,
+        *,
+        guards: Mapping[str, Guard] | None = None,
+        body_limits: Mapping[str, int] | None = None,
+        query_names: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         super().__init__(enable_validation=True)
         self._guards = dict(guards or {})
         self._body_limits = dict(body_limits or {})
+        # Resources whose query parameters are checked by name: a typo (limt=5) gets a 400, not a silent default.
+        self._query_names = dict(query_names or {})
         self.exception_handler(RequestValidationError)(self._invalid_request)
         self.exception_handler(RequestUnsupportedContentType)(self._unsupported_type)
         self.exception_handler(RecursionError)(self._too_deep)
@@ -49,6 +55,18 @@ class BridgeResolver(APIGatewayRestResolver):
                 guard(event)
             except BridgeError as exc:
                 return _proxy(self._domain_error(exc, request_id=request_id))
+        unknown = _unknown_query_names(event, self._query_names.get(resource))
+        if unknown:
+            known = ", ".join(sorted(self._query_names[resource])) or "none"
+            return _proxy(
+                error_response(
+                    400,
+                    "invalid_request",
+                    f"Unknown query parameter {unknown[0][:64]!r}.",
+                    hint=f"{resource} takes these query parameters: {known}.",
+                    request_id=request_id,
+                )
+            )
         event, media_type = _with_json_media_type(event)
         if media_type is not None:
             logger.info("Request body is not JSON", extra={"content_type": media_type[:100]})
@@ -202,3 +220,10 @@ def _body_bytes(body: str, base64_encoded: bool, limit: int) -> int:
     if len(body) * 4 <= limit:
         return len(body)  # even all 4-byte characters would fit
     return len(body.encode("utf-8", "surrogatepass"))
+
+
+def _unknown_query_names(event: Mapping[str, Any], known: frozenset[str] | None) -> list[str]:
+    if known is None:
+        return []
+    query = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}
+    return sorted(name for name in query if name not in known)

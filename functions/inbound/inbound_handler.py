@@ -1,0 +1,114 @@
+"""InboundFunction: the call path of the carriers and SIP servers (Twilio's webhooks, GET /route).
+Composition root: ``build()`` makes the clients, the core's router and the edges once per execution
+environment. Lean on purpose: a phone call waits on its cold start, so no web framework and no pydantic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from millis_sip import snapstart
+from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.adapters.millis_http import HttpMillisGateway
+from millis_sip.adapters.secrets import carrier_credential_source
+from millis_sip.apigw import BadRequest, Request, reply
+from millis_sip.config import InboundSettings, Settings
+from millis_sip.core.ports import Secret
+from millis_sip.edges.carriers import plivo, telnyx, twilio, vonage
+from millis_sip.edges.carriers.flow import CarrierFlow
+from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
+from millis_sip.observability import emf_metrics, logger, tracer
+from millis_sip.wiring import call_path
+
+ANSWER_MARGIN_SECONDS = 0.5  # between the answer being ready and the function's own timeout
+Handler = Callable[[Request, float], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    handle: Handler
+    fallback: Callable[[Request], dict[str, Any]]  # what the caller gets if the handler fails unexpectedly
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    routes: dict[tuple[str, str], Route]
+    settings: InboundSettings
+    dynamodb: Any
+    gateway: HttpMillisGateway
+    store: DynamoCallStore
+
+
+def build() -> tuple[Inbound, snapstart.Hooks]:
+    settings, inbound = Settings.from_env(), InboundSettings.from_env()
+    path = call_path(settings)
+    clock = path.clock
+
+    def credential(arn: str | None, local: str) -> Secret | None:
+        return carrier_credential_source(arn, local, settings.secret_max_age)
+
+    def flow(carrier: str) -> CarrierFlow:
+        return CarrierFlow(carrier, path.router, path.calls, metrics=emf_metrics)
+
+    credentials = {
+        "twilio": credential(inbound.twilio_auth_token_secret_arn, "TWILIO_AUTH_TOKEN"),
+        "telnyx": credential(inbound.telnyx_public_key_secret_arn, "TELNYX_PUBLIC_KEY"),
+        "vonage": credential(inbound.vonage_signature_secret_arn, "VONAGE_SIGNATURE_SECRET"),
+        "plivo": credential(inbound.plivo_auth_token_secret_arn, "PLIVO_AUTH_TOKEN"),
+    }
+    voice = twilio.TwilioVoice(flow(twilio.CARRIER), credentials["twilio"], inbound.messages)
+    texml = telnyx.TelnyxTexml(flow(telnyx.CARRIER), credentials["telnyx"], inbound.messages, clock=clock)
+    ncco = vonage.VonageVoice(
+        flow(vonage.CARRIER),
+        credentials["vonage"],
+        inbound.messages,
+        clock=clock,
+        application_id=inbound.vonage_application_id,
+    )
+    plivo_xml = plivo.PlivoVoice(flow(plivo.CARRIER), credentials["plivo"], inbound.messages)
+    unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
+    routes = {
+        ("POST", twilio.VOICE_PATH): Route(voice.voice, voice.fallback),
+        ("POST", twilio.STATUS_PATH): Route(voice.status, voice.fallback),
+        ("POST", telnyx.VOICE_PATH): Route(texml.voice, texml.fallback),
+        ("POST", telnyx.STATUS_PATH): Route(texml.status, texml.fallback),
+        ("GET", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback),
+        ("POST", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback),
+        ("POST", vonage.EVENT_PATH): Route(ncco.event, ncco.fallback),
+        ("POST", plivo.ANSWER_PATH): Route(plivo_xml.answer, plivo_xml.fallback),
+        ("POST", plivo.STATUS_PATH): Route(plivo_xml.status, plivo_xml.fallback),
+        ("GET", ROUTE_PATH): Route(SipServerRoute(path.router, metrics=emf_metrics), unavailable),
+    }
+    secrets = [*path.secrets, *(s for s in credentials.values() if s is not None)]
+    built = Inbound(routes, inbound, path.dynamodb, path.gateway, path.store)
+    return built, snapstart.Hooks(gateway=path.gateway, secrets=secrets)
+
+
+inbound, _hooks = build()
+snapstart.register(before_snapshot=_hooks.before_snapshot, after_restore=_hooks.after_restore)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        request = Request.parse(event, public_base_url=inbound.settings.public_base_url)
+    except BadRequest as exc:
+        return reply(400, f"Bad request: {exc}.")
+    route = inbound.routes.get((request.method, request.resource))
+    if route is None:
+        return reply(404, f"No route for {request.method} {request.path}.")
+    remaining = context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS
+    deadline = started + min(inbound.settings.answer_seconds, remaining)
+    try:
+        return route.handle(request, deadline)
+    except Exception:  # noqa: BLE001 - a live phone call must get an answer it can act on
+        logger.exception("Unexpected failure answering a phone call")
+        emf_metrics.inbound_failure("internal_error")
+        return route.fallback(request)

@@ -1,0 +1,83 @@
+"""Number routes: which agent takes the calls to a phone number (E.164) when no registration is waiting for
+them. Every edge's calls go through them (docs/router.md; the API: docs/api.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from millis_sip.core.calls import E164
+from millis_sip.core.errors import BridgeError, InvalidRequest
+
+if TYPE_CHECKING:
+    from millis_sip.core.ports import Clock, NumberRoutes
+
+MAX_PAGE_SIZE = 100
+
+
+class NumberNotFound(BridgeError):
+    code = "number_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRoute:
+    """The Millis fields a fresh registration for a call to ``number`` is made with."""
+
+    number: str
+    agent_id: str | None = None
+    agent_config: Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    include_metadata_in_prompt: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def millis_fields(self) -> dict[str, Any]:
+        """agent_id / agent_config / include_metadata_in_prompt as given (the metadata is merged by the router)."""
+        fields = {
+            "agent_id": self.agent_id,
+            "agent_config": dict(self.agent_config) if self.agent_config is not None else None,
+            "include_metadata_in_prompt": self.include_metadata_in_prompt,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+def check_number(number: str) -> str:
+    if not E164.match(number):
+        raise InvalidRequest(f"{number!r} is not an E.164 number (e.g. +14155550100; URL-encode + as %2B in a query).")
+    return number
+
+
+class NumberDirectory:
+    """The management API's use cases for number routes."""
+
+    def __init__(self, routes: NumberRoutes, *, clock: Clock) -> None:
+        self._routes = routes
+        self._clock = clock
+
+    def put(self, route: NumberRoute) -> tuple[NumberRoute, bool]:
+        """Create or replace the route; True when it was created."""
+        check_number(route.number)
+        if route.agent_id is None and route.agent_config is None:
+            raise InvalidRequest("A number route needs agent_id or agent_config.")
+        now = self._clock.now()
+        previous = self._routes.get(route.number)
+        stored = replace(route, created_at=previous.created_at if previous else now, updated_at=now)
+        created = self._routes.put(stored)
+        return stored, created
+
+    def get(self, number: str) -> NumberRoute:
+        route = self._routes.get(check_number(number))
+        if route is None:
+            raise NumberNotFound(f"No route for {number}.")
+        return route
+
+    def delete(self, number: str) -> None:
+        if not self._routes.delete(check_number(number)):
+            raise NumberNotFound(f"No route for {number}.")
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE_SIZE}.")
+        return self._routes.page(limit=limit, after=after)

@@ -1,0 +1,330 @@
+"""Carriers and SIP servers end to end, through the local API server (ApiFunction and InboundFunction behind
+the template's routes) against DynamoDB Local and the Millis simulator. Twilio's own library signs every
+webhook (twilio.request_validator.RequestValidator, as Twilio signs them); its answers are parsed as the
+TwiML the docs define."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+from dev.local_api import LocalApi
+from dev.millis_simulator import Fault, MillisSimulator
+from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.core.calls import CallStatus
+from millis_sip.core.ports import transaction_key
+from tests.support import twiml
+from tests.support.rig import TABLE, TWILIO_AUTH_TOKEN
+
+pytestmark = pytest.mark.integration
+API_KEY = "carrier-flow-key"
+DIALED = "+15055550123"
+
+
+class Phone:
+    """The local API with both functions, and a Twilio that signs its webhooks with the account's token."""
+
+    def __init__(self, server: LocalApi, store: DynamoCallStore, sim: MillisSimulator) -> None:
+        self.server, self.store, self.sim = server, store, sim
+        self.http = httpx.Client(base_url=server.url, timeout=30)
+        self.twilio = RequestValidator(TWILIO_AUTH_TOKEN)
+
+    def twilio_post(
+        self, path: str, params: dict[str, str], *, token: str | None = None, signed_url: str | None = None
+    ) -> httpx.Response:
+        url = f"{self.server.url}{path}"
+        signer = RequestValidator(token) if token else self.twilio
+        signature = signer.compute_signature(signed_url or url, params)
+        return self.http.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+    def ring(self, caller: str, sid: str | None = None, **extra: str) -> tuple[httpx.Response, dict[str, str]]:
+        params = {
+            "CallSid": sid or f"CA{uuid.uuid4().hex}",
+            "AccountSid": "AC" + "0" * 32,
+            "From": caller,
+            "To": DIALED,
+            "Direction": "inbound",
+            "CallStatus": "ringing",
+            **extra,
+        }
+        return self.twilio_post("/carriers/twilio/voice", params), params
+
+    def api(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return self.http.request(method, path, headers={"x-api-key": API_KEY, **(headers or {})}, **kwargs)
+
+
+@pytest.fixture
+def phone(
+    make_api: Callable[..., ModuleType],
+    make_inbound: Callable[..., ModuleType],
+    sim: MillisSimulator,
+    dynamodb: Any,
+) -> Iterator[Phone]:
+    functions: dict[str, ModuleType] = {}
+    server = LocalApi(
+        lambda e, c: functions["api"].lambda_handler(e, c),
+        api_key=API_KEY,
+        port=0,
+        functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
+    )
+    functions["api"] = make_api()
+    functions["inbound"] = make_inbound(PUBLIC_BASE_URL=server.url)  # what Twilio is configured to call
+    with server:
+        phone = Phone(server, DynamoCallStore(dynamodb, TABLE), sim)
+        yield phone
+        phone.http.close()
+
+
+def caller() -> str:
+    return "+1206" + str(uuid.uuid4().int)[:7]
+
+
+def dial(response: httpx.Response) -> tuple[str, str]:
+    """The SIP URI and the action URL of a <Dial><Sip> answer (the X- headers it carries are checked here)."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/xml")
+    root = twiml.parse(response.text)
+    assert twiml.verbs(root) == ["Dial"], response.text
+    dial_verb = root[0]
+    assert dial_verb.attrib["answerOnBridge"] == "true"
+    [sip] = list(dial_verb)
+    uri, _, headers = (sip.text or "").strip().partition("?")
+    millis_id = uri.removeprefix("sip:call-").split("@")[0]
+    assert dict(parse_qsl(headers)) == {
+        "X-Millis-Call-Id": millis_id,
+        "X-Carrier": "twilio",
+        "X-Carrier-Call-Id": dict(parse_qsl(response.request.content.decode()))["CallSid"],
+    }
+    return uri, dial_verb.attrib["action"]
+
+
+# --- Twilio: a call in, TwiML out ----------------------------------------------------------------------------
+
+
+def test_a_signed_call_is_bridged_to_a_fresh_registration_and_recorded(phone: Phone) -> None:
+    answer, params = phone.ring(caller())
+    uri, action = dial(answer)
+    [registration] = phone.sim.registrations()
+    assert uri.startswith("sip:call-sim-") and uri.endswith("millis-simulator.test")
+    assert action == f"{phone.server.url}/carriers/twilio/status"
+    body = registration.body
+    assert body["agent_id"] == "phone-agent"
+    assert body["metadata"] == {
+        "caller_number": params["From"],
+        "dialed_number": DIALED,
+        "carrier": "twilio",
+        "carrier_call_id": params["CallSid"],
+        "twilio_account_sid": params["AccountSid"],
+    }
+    record = phone.store.get(uri.split("call-", 1)[1].split("@")[0])
+    assert record is not None
+    assert (record.status, record.source, record.transaction_id) == (CallStatus.CLAIMED, "twilio", params["CallSid"])
+
+
+def test_a_retried_webhook_gets_the_same_answer_and_never_a_second_registration(phone: Phone) -> None:
+    number = caller()
+    first, params = phone.ring(number)
+    again, _ = phone.ring(number, sid=params["CallSid"])
+    assert dial(first) == dial(again)
+    assert len(phone.sim.registrations()) == 1
+
+
+@pytest.mark.parametrize("forgery", ["tampered", "wrong_url", "missing", "old_token"])
+def test_a_request_twilio_did_not_sign_is_refused_and_changes_nothing(phone: Phone, forgery: str) -> None:
+    params = {"CallSid": f"CA{uuid.uuid4().hex}", "From": caller(), "To": DIALED}
+    path, url = "/carriers/twilio/voice", f"{phone.server.url}/carriers/twilio/voice"
+    if forgery == "tampered":
+        signature = phone.twilio.compute_signature(url, {**params, "From": "+14155550100"})
+        answer = phone.http.post(path, data=params, headers={"X-Twilio-Signature": signature})
+    elif forgery == "wrong_url":
+        signature = phone.twilio.compute_signature("https://elsewhere.example/carriers/twilio/voice", params)
+        answer = phone.http.post(path, data=params, headers={"X-Twilio-Signature": signature})
+    elif forgery == "missing":
+        answer = phone.http.post(path, data=params)
+    else:  # signed with a token this stack no longer holds (rotated out)
+        answer = phone.twilio_post(path, params, token="an-auth-token-rotated-out")
+    assert answer.status_code == 403, answer.text
+    assert phone.sim.registrations() == []
+    assert phone.store.transaction_mark(transaction_key("twilio", params["CallSid"], 1)) is None
+
+
+def test_signalwire_laml_signs_under_its_own_header_name(phone: Phone) -> None:
+    # SignalWire's validator is Twilio's (signalwire-python delegates to it) over the project's signing key.
+    params = {"CallSid": f"{uuid.uuid4()}", "AccountSid": str(uuid.uuid4()), "From": caller(), "To": DIALED}
+    signature = phone.twilio.compute_signature(f"{phone.server.url}/carriers/twilio/voice", params)
+    answer = phone.http.post("/carriers/twilio/voice", data=params, headers={"X-SignalWire-Signature": signature})
+    assert dial(answer)[0].startswith("sip:call-sim-")
+
+
+def test_the_dial_action_closes_the_record_with_twilios_duration(phone: Phone) -> None:
+    answer, params = phone.ring(caller())
+    uri, _ = dial(answer)
+    done = phone.twilio_post(
+        "/carriers/twilio/status",
+        {**params, "DialCallStatus": "completed", "DialCallDuration": "42", "DialCallSid": "CA" + "1" * 32},
+    )
+    assert twiml.verbs(twiml.parse(done.text)) == ["Hangup"]
+    record = phone.store.get(uri.split("call-", 1)[1].split("@")[0])
+    assert record is not None
+    assert (record.status, record.duration_seconds, record.reason) == (CallStatus.ENDED, 42, "call_completed")
+    assert record.bridged_at is not None and record.ended_at is not None
+
+
+def test_a_failed_bridge_dials_the_other_region_once_then_says_goodbye(phone: Phone) -> None:
+    answer, params = phone.ring(caller())
+    first_uri, _ = dial(answer)
+    failed = phone.twilio_post("/carriers/twilio/status", {**params, "DialCallStatus": "failed"})
+    second_uri, action = dial(failed)
+    assert "sip-us-west" in first_uri and "sip-eu-west" in second_uri
+    assert action.endswith("/carriers/twilio/status?attempt=2")
+    again = phone.twilio_post("/carriers/twilio/status?attempt=2", {**params, "DialCallStatus": "no-answer"})
+    assert twiml.verbs(twiml.parse(again.text)) == ["Say", "Hangup"]
+    first = phone.store.get(first_uri.split("call-", 1)[1].split("@")[0])
+    assert first is not None and (first.status, first.reason) == (CallStatus.FAILED, "dial_failed")
+
+
+def test_millis_down_says_the_failure_message_and_hangs_up(phone: Phone) -> None:
+    phone.sim.set_fault("us-west", Fault(status=503))
+    phone.sim.set_fault("eu-west", Fault(status=503))
+    answer, _ = phone.ring(caller())
+    root = twiml.parse(answer.text)
+    assert twiml.verbs(root) == ["Say", "Hangup"]
+    assert root[0].attrib["voice"] == "Polly.Joanna-Neural"
+
+
+# --- caller verification over Twilio -------------------------------------------------------------------------
+
+
+def register(phone: Phone, number: str, **fields: Any) -> dict[str, Any]:
+    created = phone.api("POST", "/calls", json={"agent_id": "crm-agent", "lookup_key": number, **fields})
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
+def test_a_pin_is_asked_for_then_unlocks_the_callers_registration(phone: Phone) -> None:
+    number = caller()
+    registered = register(phone, number, caller_verification="pin")
+    answer, params = phone.ring(number)
+    root = twiml.parse(answer.text)
+    assert twiml.verbs(root) == ["Gather", "Redirect"]  # nothing keyed in: the next verb says so
+    gather, declined = root
+    assert (gather.attrib["numDigits"], gather.attrib["action"]) == ("6", f"{phone.server.url}/carriers/twilio/voice")
+    assert declined.text == f"{phone.server.url}/carriers/twilio/voice?pin=none"
+    keyed = phone.twilio_post("/carriers/twilio/voice", {**params, "Digits": registered["pin"]})
+    uri, _ = dial(keyed)
+    assert uri == registered["sip_uri"]
+    assert len(phone.sim.registrations()) == 1  # only the backend's
+
+
+def test_a_wrong_pin_is_asked_again(phone: Phone) -> None:
+    number = caller()
+    registered = register(phone, number, caller_verification="pin")
+    _, params = phone.ring(number)
+    wrong = "0" * 6 if registered["pin"] != "0" * 6 else "1" * 6
+    again = phone.twilio_post("/carriers/twilio/voice", {**params, "Digits": wrong})
+    assert twiml.verbs(twiml.parse(again.text)) == ["Gather", "Redirect"]
+
+
+def test_no_pin_keyed_in_goes_on_to_the_default_agent(phone: Phone) -> None:
+    number = caller()
+    registered = register(phone, number, caller_verification="pin")
+    _, params = phone.ring(number)
+    declined = phone.twilio_post("/carriers/twilio/voice?pin=none", params)
+    uri, _ = dial(declined)
+    assert uri != registered["sip_uri"]
+    assert phone.sim.registrations()[-1].body["agent_id"] == "phone-agent"
+
+
+@pytest.mark.parametrize(("verstat", "claims"), [("TN-Validation-Passed-A", True), ("TN-Validation-Passed-B", False)])
+def test_an_attested_caller_claims_its_registration(phone: Phone, verstat: str, claims: bool) -> None:
+    number = caller()
+    registered = register(phone, number)  # caller_verification attestation, the default
+    answer, _ = phone.ring(number, StirVerstat=verstat)
+    uri, _ = dial(answer)
+    assert (uri == registered["sip_uri"]) is claims
+
+
+def test_a_number_route_names_the_agent(phone: Phone) -> None:
+    route = phone.api("PUT", f"/numbers/{DIALED}", json={"agent_id": "sales-agent", "metadata": {"team": "sales"}})
+    assert route.status_code in (200, 201), route.text
+    try:
+        answer, _ = phone.ring(caller())
+        dial(answer)
+        [registration] = phone.sim.registrations()
+        assert registration.body["agent_id"] == "sales-agent"
+        assert registration.body["metadata"]["team"] == "sales"
+    finally:
+        assert phone.api("DELETE", f"/numbers/{DIALED}").status_code == 204
+
+
+# --- SIP servers: GET /route -----------------------------------------------------------------------------------
+
+
+def test_route_answers_json_and_is_idempotent_on_the_call_id(phone: Phone) -> None:
+    query = {"to": DIALED, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    first = phone.api("GET", "/route", params=query)
+    again = phone.api("GET", "/route", params=query)
+    assert first.status_code == 200, first.text
+    assert first.json() == again.json()
+    body = first.json()
+    assert body["sip_uri"].startswith("sip:call-sim-")
+    assert body["headers"] == {
+        "X-Millis-Call-Id": body["call_id"],
+        "X-Carrier": "sip",
+        "X-Carrier-Call-Id": query["call"],
+    }
+    assert len(phone.sim.registrations()) == 1
+
+
+def test_route_answers_one_line_of_text_for_sip_servers(phone: Phone) -> None:
+    query = {"to": DIALED, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    answer = phone.api("GET", "/route", params=query, headers={"Accept": "text/plain"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    [line] = answer.text.splitlines()
+    uri, _, headers = line.partition("?")
+    assert uri.startswith("sip:call-sim-") and headers.startswith("X-Millis-Call-Id=")
+
+
+def test_route_without_an_agent_is_404_and_needs_the_api_key(
+    phone: Phone, make_inbound: Callable[..., ModuleType]
+) -> None:
+    query = {"to": "+15055550000", "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    assert phone.http.get("/route", params=query).status_code == 403  # API Gateway: no key
+    assert phone.api("GET", "/route", params={"to": DIALED}).status_code == 400  # no call id
+    quiet = make_inbound(DEFAULT_AGENT_ID="", PUBLIC_BASE_URL=phone.server.url)
+    with LocalApi(lambda e, c: e, api_key=API_KEY, port=0, functions={"InboundFunction": quiet.lambda_handler}) as s:
+        refused = httpx.get(f"{s.url}/route", params=query, headers={"x-api-key": API_KEY})
+    assert refused.status_code == 404
+    assert refused.json()["reason"] == "no_agent"
+    assert phone.sim.registrations() == []
+
+
+def test_route_503_asks_for_a_retry_that_registers_once_millis_is_back(phone: Phone) -> None:
+    query = {"to": DIALED, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    for region in ("us-west", "eu-west"):
+        phone.sim.set_fault(region, Fault(status=503, times=1))
+    refused = phone.api("GET", "/route", params=query)
+    assert (refused.status_code, refused.headers.get("retry-after")) == (503, "1")
+    assert refused.json() == {"error": "unavailable", "reason": "millis_unavailable"}
+    retried = phone.api("GET", "/route", params=query)  # as Retry-After asks: Millis has recovered
+    assert retried.status_code == 200, retried.text
+    assert phone.api("GET", "/route", params=query).json() == retried.json()  # and that answer now stays
+    assert len(phone.sim.issued) == 1  # the refused attempts got no call_id; the retry got one
+
+
+def test_route_502_for_a_fault_a_retry_will_not_cure(phone: Phone) -> None:
+    query = {"to": DIALED, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    for region in ("us-west", "eu-west"):
+        phone.sim.set_fault(region, Fault(status=401))  # the Millis key is rejected: an operator must act
+    refused = phone.api("GET", "/route", params=query, headers={"Accept": "text/plain"})
+    assert (refused.status_code, refused.text) == (502, "bridge_fault: millis_key_rejected\n")
+    assert "retry-after" not in refused.headers

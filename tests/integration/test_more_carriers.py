@@ -1,0 +1,460 @@
+"""Telnyx TeXML, Vonage and Plivo end to end, through the local API server (InboundFunction behind the
+template's routes) against DynamoDB Local and the Millis simulator. Each carrier's webhooks are signed the
+way the carrier signs them, with its own library where it has one: an Ed25519 key pair (PyNaCl, what Telnyx's
+SDK verifies with) for Telnyx, PyJWT HS256 tokens with a payload_hash (what vonage-jwt verifies) for Vonage,
+the plivo SDK's signature_v3 helpers for Plivo. Answers are parsed as their formats define them: TeXML as
+TwiML, NCCO as JSON checked against the documented actions, Plivo XML element by element."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+import jwt
+import pytest
+from nacl.signing import SigningKey
+from plivo.utils.signature_v3 import construct_post_url, get_signature_v3  # type: ignore[import-untyped]
+
+from dev.local_api import LocalApi
+from dev.millis_simulator import Fault, MillisSimulator
+from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.core.calls import CallStatus
+from tests.support import twiml
+from tests.support.rig import TABLE
+
+pytestmark = pytest.mark.integration
+TELNYX_KEY = SigningKey(b"\x07" * 32)
+VONAGE_SECRET = "integration-vonage-signature-secret"
+VONAGE_APP = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+PLIVO_TOKEN = "MzYwODdjNjQ3ZWU0YTk1ZmM1MDdkMmQ4ZTE5YTc2"
+DIALED = "+15055550144"
+
+
+class Carriers:
+    def __init__(self, server: LocalApi, store: DynamoCallStore, sim: MillisSimulator) -> None:
+        self.server, self.store, self.sim = server, store, sim
+        self.http = httpx.Client(base_url=server.url, timeout=30)
+
+    # --- Telnyx: Ed25519 over "timestamp|body" --------------------------------------------------------------
+
+    def telnyx(
+        self, path: str, params: dict[str, str], *, signed_at: float | None = None, key: SigningKey = TELNYX_KEY
+    ) -> httpx.Response:
+        body = urlencode(params).encode()
+        timestamp = str(int(signed_at if signed_at is not None else time.time()))
+        signature = key.sign(f"{timestamp}|".encode() + body).signature
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
+            "telnyx-timestamp": timestamp,
+        }
+        return self.http.post(path, content=body, headers=headers)
+
+    # --- Vonage: a JWT whose payload_hash is the body's (POST) or the query's as JSON (GET) --------------
+
+    def vonage_token(self, payload: bytes, *, secret: str = VONAGE_SECRET, app: str = VONAGE_APP) -> str:
+        claims = {
+            "iat": int(time.time()),
+            "jti": str(uuid.uuid4()),
+            "iss": "Vonage",
+            "payload_hash": hashlib.sha256(payload).hexdigest(),
+            "api_key": "abcd1234",
+            "application_id": app,
+        }
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    def vonage_get(self, path: str, params: dict[str, str], **token: Any) -> httpx.Response:
+        payload = json.dumps(params, separators=(",", ":")).encode()
+        headers = {"Authorization": f"Bearer {self.vonage_token(payload, **token)}"}
+        return self.http.get(path, params=params, headers=headers)
+
+    def vonage_post(self, path: str, event: dict[str, Any], **token: Any) -> httpx.Response:
+        body = json.dumps(event).encode()
+        headers = {"Authorization": f"Bearer {self.vonage_token(body, **token)}", "content-type": "application/json"}
+        return self.http.post(path, content=body, headers=headers)
+
+    # --- Plivo: the SDK's V3 signature over the URL, the sorted parameters and a nonce -------------------
+
+    def plivo(self, path: str, params: dict[str, str], *, token: str = PLIVO_TOKEN) -> httpx.Response:
+        nonce = str(uuid.uuid4().int)[:20]
+        url = f"{self.server.url}{path}"
+        signature = get_signature_v3(token, construct_post_url(url, params).decode(), nonce)
+        headers = {"X-Plivo-Signature-V3": signature.decode(), "X-Plivo-Signature-V3-Nonce": nonce}
+        return self.http.post(path, data=params, headers=headers)
+
+    def record(self, sip_uri: str) -> Any:
+        return self.store.get(sip_uri.removeprefix("sip:call-").split("@")[0].split("?")[0])
+
+
+@pytest.fixture
+def carriers(make_inbound: Callable[..., ModuleType], sim: MillisSimulator, dynamodb: Any) -> Iterator[Carriers]:
+    functions: dict[str, ModuleType] = {}
+    server = LocalApi(
+        lambda e, c: e,
+        api_key="more-carriers-key",
+        port=0,
+        functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
+    )
+    functions["inbound"] = make_inbound(
+        PUBLIC_BASE_URL=server.url,
+        TELNYX_PUBLIC_KEY=base64.b64encode(bytes(TELNYX_KEY.verify_key)).decode(),
+        VONAGE_SIGNATURE_SECRET=VONAGE_SECRET,
+        VONAGE_APPLICATION_ID=VONAGE_APP,
+        PLIVO_AUTH_TOKEN=PLIVO_TOKEN,
+    )
+    with server:
+        carriers = Carriers(server, DynamoCallStore(dynamodb, TABLE), sim)
+        yield carriers
+        carriers.http.close()
+
+
+def caller() -> str:
+    return "+1206" + str(uuid.uuid4().int)[:7]
+
+
+def sip_parts(uri_with_headers: str) -> tuple[str, dict[str, str]]:
+    uri, _, headers = uri_with_headers.partition("?")
+    return uri, dict(parse_qsl(headers))
+
+
+# --- Telnyx TeXML ----------------------------------------------------------------------------------------------
+
+
+def telnyx_call(number: str, **extra: str) -> dict[str, str]:
+    return {"CallSid": f"v3:{uuid.uuid4().hex}", "From": number, "To": DIALED, "ConnectionId": "1494404757140276705"}
+
+
+def test_a_telnyx_call_is_answered_with_texml_that_dials_millis_with_the_headers(carriers: Carriers) -> None:
+    params = {**telnyx_call(caller()), "SipHeader_X-Customer-Id": "c-42"}
+    answer = carriers.telnyx("/carriers/telnyx/voice", params)
+    assert answer.status_code == 200, answer.text
+    root = twiml.parse(answer.text)
+    assert twiml.verbs(root) == ["Dial"]
+    dial = root[0]
+    assert dial.attrib["callerId"] == params["From"]  # the caller's number reaches Millis
+    assert dial.attrib["action"] == f"{carriers.server.url}/carriers/telnyx/status"
+    uri, headers = sip_parts((dial[0].text or "").strip())
+    millis_id = uri.removeprefix("sip:call-").split("@")[0]
+    assert headers == {"X-Millis-Call-Id": millis_id, "X-Carrier": "telnyx", "X-Carrier-Call-Id": params["CallSid"]}
+    [registration] = carriers.sim.registrations()
+    assert registration.body["metadata"]["sip_x_customer_id"] == "c-42"
+    assert registration.body["metadata"]["carrier"] == "telnyx"
+
+
+@pytest.mark.parametrize("forgery", ["tampered", "other_key", "stale", "future", "missing"])
+def test_a_telnyx_request_that_is_not_signed_right_is_refused(carriers: Carriers, forgery: str) -> None:
+    params = telnyx_call(caller())
+    if forgery == "tampered":
+        body = urlencode(params).encode()
+        timestamp = str(int(time.time()))
+        signature = base64.b64encode(TELNYX_KEY.sign(f"{timestamp}|".encode() + body).signature).decode()
+        altered = urlencode({**params, "From": "+14155550100"})
+        answer = carriers.http.post(
+            "/carriers/telnyx/voice",
+            content=altered,
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "telnyx-signature-ed25519": signature,
+                "telnyx-timestamp": timestamp,
+            },
+        )
+    elif forgery == "other_key":
+        answer = carriers.telnyx("/carriers/telnyx/voice", params, key=SigningKey(b"\x09" * 32))
+    elif forgery == "stale":
+        answer = carriers.telnyx("/carriers/telnyx/voice", params, signed_at=time.time() - 301)
+    elif forgery == "future":
+        answer = carriers.telnyx("/carriers/telnyx/voice", params, signed_at=time.time() + 301)
+    else:
+        answer = carriers.http.post("/carriers/telnyx/voice", data=params)
+    assert answer.status_code == 403, answer.text
+    assert carriers.sim.registrations() == []
+
+
+def test_a_telnyx_dial_action_closes_the_record(carriers: Carriers) -> None:
+    params = telnyx_call(caller())
+    answer = carriers.telnyx("/carriers/telnyx/voice", params)
+    uri = (twiml.parse(answer.text)[0][0].text or "").strip()
+    done = carriers.telnyx(
+        "/carriers/telnyx/status", {**params, "DialCallStatus": "completed", "DialCallDuration": "17"}
+    )
+    assert twiml.verbs(twiml.parse(done.text)) == ["Hangup"]
+    record = carriers.record(uri)
+    assert (record.status, record.duration_seconds) == (CallStatus.ENDED, 17)
+
+
+def test_a_telnyx_caller_attested_a_claims_its_registration(carriers: Carriers) -> None:
+    # The backend's registration, made directly in the store as POST /calls stores it (attestation policy).
+    from millis_sip.core.calls import CallerVerification, CallRecord
+    from millis_sip.core.clock import SystemClock
+    from millis_sip.core.sip import parse_sip_uri
+
+    number, now = caller(), SystemClock().now()
+    call_id = f"crm-{uuid.uuid4().hex[:12]}"
+    carriers.store.put_new(
+        CallRecord(
+            call_id,
+            parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
+            "us-west",
+            CallStatus.REGISTERED,
+            now,
+            now + timedelta(hours=1),
+            lookup_key=number,
+            caller_verification=CallerVerification.ATTESTATION,
+        )
+    )
+    attested = {**telnyx_call(number), "ShakenStirAttestation": "A", "ShakenStirValidated": "true"}
+    answer = carriers.telnyx("/carriers/telnyx/voice", attested)
+    uri, _ = sip_parts((twiml.parse(answer.text)[0][0].text or "").strip())
+    assert uri == f"sip:call-{call_id}@sip-us-west.millis-simulator.test"
+    assert carriers.sim.registrations() == []
+
+
+# --- Vonage ----------------------------------------------------------------------------------------------------
+
+# The NCCO actions this product answers with, as the NCCO reference defines them (only documented fields).
+NCCO_ACTIONS: dict[str, set[str]] = {
+    "connect": {"action", "endpoint", "from", "randomFromNumber", "eventType", "eventUrl", "eventMethod"},
+    "talk": {"action", "text", "language", "bargeIn"},
+    "input": {"action", "type", "dtmf", "eventUrl", "eventMethod"},
+}
+
+
+def ncco(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    actions: list[dict[str, Any]] = response.json()
+    assert isinstance(actions, list)
+    for action in actions:
+        assert set(action) <= NCCO_ACTIONS[action["action"]], action
+        if action["action"] == "connect":
+            [endpoint] = action["endpoint"]
+            assert endpoint["type"] == "sip" and endpoint["uri"].startswith("sip:")
+            assert isinstance(action["eventUrl"], list)  # an array, even for one URL
+            assert "from" not in action or str(action["from"]).isdigit()  # E.164 digits without the +
+            assert all(not name.lower().startswith("x-") for name in endpoint["headers"])  # Vonage adds X-
+        if action["action"] == "talk":
+            assert 0 < len(action["text"]) <= 1500
+        if action["action"] == "input":
+            assert action["type"] == ["dtmf"] and 1 <= action["dtmf"]["maxDigits"] <= 20
+    return actions
+
+
+def vonage_call(number: str) -> dict[str, str]:
+    return {
+        "to": DIALED.removeprefix("+"),
+        "from": number.removeprefix("+"),
+        "uuid": str(uuid.uuid4()),
+        "conversation_uuid": f"CON-{uuid.uuid4()}",
+    }
+
+
+def test_a_vonage_answer_url_get_is_answered_with_a_connect_to_millis(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    [connect] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    assert connect["action"] == "connect"
+    assert connect["from"] == params["from"]
+    [endpoint] = connect["endpoint"]
+    millis_id = endpoint["uri"].removeprefix("sip:call-").split("@")[0]
+    assert endpoint["headers"] == {
+        "Millis-Call-Id": millis_id,
+        "Carrier": "vonage",
+        "Carrier-Call-Id": params["conversation_uuid"],
+    }
+    assert connect["eventUrl"] == [f"{carriers.server.url}/carriers/vonage/event?attempt=1"]
+    [registration] = carriers.sim.registrations()
+    assert registration.body["metadata"]["caller_number"] == "+" + params["from"]
+
+
+def test_a_vonage_answer_url_post_works_too_and_a_retry_registers_once(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    first = ncco(carriers.vonage_post("/carriers/vonage/answer", params))
+    again = ncco(carriers.vonage_post("/carriers/vonage/answer", params))
+    assert first == again
+    assert len(carriers.sim.registrations()) == 1
+
+
+@pytest.mark.parametrize("forgery", ["tampered", "other_secret", "other_application", "alg_none", "missing"])
+def test_a_vonage_request_that_is_not_signed_right_is_refused(carriers: Carriers, forgery: str) -> None:
+    params = vonage_call(caller())
+    path = "/carriers/vonage/answer"
+    if forgery == "tampered":
+        payload = json.dumps(params, separators=(",", ":")).encode()
+        token = carriers.vonage_token(payload)
+        answer = carriers.http.get(
+            path, params={**params, "from": "14155550100"}, headers={"Authorization": f"Bearer {token}"}
+        )
+    elif forgery == "other_secret":
+        answer = carriers.vonage_get(path, params, secret="another-accounts-signature-secret")
+    elif forgery == "other_application":
+        answer = carriers.vonage_get(path, params, app="ffffffff-bbbb-cccc-dddd-eeeeeeeeeeee")
+    elif forgery == "alg_none":
+        payload = json.dumps(params, separators=(",", ":")).encode()
+        claims = {"iat": int(time.time()), "payload_hash": hashlib.sha256(payload).hexdigest()}
+        unsigned = jwt.encode(claims, key=None, algorithm="none")  # type: ignore[arg-type]
+        answer = carriers.http.get(path, params=params, headers={"Authorization": f"Bearer {unsigned}"})
+    else:
+        answer = carriers.http.get(path, params=params)
+    assert answer.status_code == 403, answer.text
+    assert carriers.sim.registrations() == []
+
+
+def test_vonage_leg_events_bridge_and_close_the_record(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    [connect] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    uri = connect["endpoint"][0]["uri"]
+    leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
+    event = "/carriers/vonage/event?attempt=1"
+    assert carriers.vonage_post(event, {**leg, "status": "answered"}).status_code == 204
+    assert carriers.record(uri).status is CallStatus.BRIDGED
+    done = carriers.vonage_post(event, {**leg, "status": "completed", "duration": "33"})
+    assert done.status_code == 204
+    record = carriers.record(uri)
+    assert (record.status, record.leg_b_call_id, record.duration_seconds) == (CallStatus.ENDED, leg["uuid"], 33)
+
+
+def test_a_failed_vonage_leg_is_answered_with_a_connect_to_the_other_region(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    [first] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
+    [second] = ncco(carriers.vonage_post("/carriers/vonage/event?attempt=1", {**leg, "status": "failed"}))
+    assert "sip-us-west" in first["endpoint"][0]["uri"] and "sip-eu-west" in second["endpoint"][0]["uri"]
+    assert second["eventUrl"] == [f"{carriers.server.url}/carriers/vonage/event?attempt=2"]
+    assert carriers.record(first["endpoint"][0]["uri"]).status is CallStatus.FAILED
+
+
+def test_the_callers_own_leg_events_change_nothing(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    inbound = {"uuid": params["uuid"], "conversation_uuid": params["conversation_uuid"], "direction": "inbound"}
+    assert carriers.vonage_post("/carriers/vonage/event", {**inbound, "status": "completed"}).status_code == 204
+
+
+def test_millis_down_over_vonage_talks_the_failure_message(carriers: Carriers) -> None:
+    carriers.sim.set_fault("us-west", Fault(status=503))
+    carriers.sim.set_fault("eu-west", Fault(status=503))
+    [talk] = ncco(carriers.vonage_get("/carriers/vonage/answer", vonage_call(caller())))
+    assert talk["action"] == "talk" and "Sorry" in talk["text"]
+
+
+# --- Plivo -----------------------------------------------------------------------------------------------------
+
+PLIVO_ELEMENTS: dict[str, set[str]] = {
+    "Response": set(),
+    "Dial": {"action", "method", "redirect", "callerId", "timeout"},
+    "User": {"sipHeaders", "sendDigits", "sendOnPreanswer"},
+    "GetInput": {
+        "action",
+        "method",
+        "inputType",
+        "numDigits",
+        "finishOnKey",
+        "digitEndTimeout",
+        "executionTimeout",
+        "log",
+    },
+    "Speak": {"voice", "language", "loop"},
+    "Redirect": {"method"},
+    "Hangup": {"reason", "schedule"},
+}
+
+
+def plivo_xml(response: httpx.Response) -> ET.Element:
+    assert response.status_code == 200, response.text
+    root = ET.fromstring(response.text)  # noqa: S314 - the product's own answer, in a test
+    assert root.tag == "Response"
+    for element in root.iter():
+        assert set(element.attrib) <= PLIVO_ELEMENTS[element.tag], element.tag
+        if element.tag == "User":
+            for pair in element.attrib["sipHeaders"].split(","):
+                name, value = pair.split("=")
+                assert name.isalnum() and len(name) <= 24
+                assert all(c.isalnum() or c == "%" for c in value) and len(value) <= 120
+    return root
+
+
+def plivo_call(number: str) -> dict[str, str]:
+    return {
+        "CallUUID": str(uuid.uuid4()),
+        "From": number,
+        "To": DIALED,
+        "Direction": "inbound",
+        "CallStatus": "ringing",
+    }
+
+
+def test_a_plivo_call_dials_millis_with_the_headers_plivo_allows(carriers: Carriers) -> None:
+    params = {**plivo_call(caller()), "X-PH-Account": "acme"}
+    root = plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
+    [dial] = root
+    assert dial.attrib["callerId"] == params["From"]
+    [user] = dial
+    millis_id = (user.text or "").removeprefix("sip:call-").split("@")[0]
+    headers = dict(pair.split("=") for pair in user.attrib["sipHeaders"].split(","))
+    assert headers["MillisCallId"].replace("%2D", "-") == millis_id
+    assert headers["Carrier"] == "plivo"
+    assert headers["CarrierCallId"].replace("%2D", "-") == params["CallUUID"]
+    [registration] = carriers.sim.registrations()
+    assert registration.body["metadata"]["sip_x_ph_account"] == "acme"
+
+
+def test_a_plivo_subaccounts_call_is_checked_against_the_main_accounts_signature(carriers: Carriers) -> None:
+    # A subaccount's call carries V3 (subaccount token) and Ma-V3 (main account token); this stack holds the main.
+    params, nonce = plivo_call(caller()), "98765432109876543210"
+    url = construct_post_url(f"{carriers.server.url}/carriers/plivo/answer", params).decode()
+    headers = {
+        "X-Plivo-Signature-V3": get_signature_v3("U3ViYWNjb3VudFRva2VuMTIzNDU2Nzg5MA", url, nonce).decode(),
+        "X-Plivo-Signature-Ma-V3": get_signature_v3(PLIVO_TOKEN, url, nonce).decode(),
+        "X-Plivo-Signature-V3-Nonce": nonce,
+    }
+    answer = carriers.http.post("/carriers/plivo/answer", data=params, headers=headers)
+    [dial] = plivo_xml(answer)
+    assert dial.tag == "Dial"
+    headers["X-Plivo-Signature-Ma-V3"] = headers["X-Plivo-Signature-V3"]  # neither signed by a token held here
+    assert carriers.http.post("/carriers/plivo/answer", data=params, headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize("forgery", ["tampered", "other_token", "missing"])
+def test_a_plivo_request_that_is_not_signed_right_is_refused(carriers: Carriers, forgery: str) -> None:
+    params = plivo_call(caller())
+    if forgery == "tampered":
+        nonce = "12345678901234567890"
+        url = f"{carriers.server.url}/carriers/plivo/answer"
+        signature = get_signature_v3(PLIVO_TOKEN, construct_post_url(url, params).decode(), nonce).decode()
+        answer = carriers.http.post(
+            "/carriers/plivo/answer",
+            data={**params, "From": "+14155550100"},
+            headers={"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce},
+        )
+    elif forgery == "other_token":
+        answer = carriers.plivo("/carriers/plivo/answer", params, token="YW5vdGhlci1hY2NvdW50cy10b2tlbg")
+    else:
+        answer = carriers.http.post("/carriers/plivo/answer", data=params)
+    assert answer.status_code == 403, answer.text
+    assert carriers.sim.registrations() == []
+
+
+def test_the_plivo_hangup_url_closes_the_record(carriers: Carriers) -> None:
+    params = plivo_call(caller())
+    [dial] = plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
+    uri = (dial[0].text or "").strip()
+    carriers.plivo("/carriers/plivo/status", {**params, "HangupCause": "NORMAL_CLEARING", "Duration": "48"})
+    record = carriers.record(uri)
+    assert (record.status, record.duration_seconds) == (CallStatus.ENDED, 48)
+
+
+def test_a_failed_plivo_dial_dials_the_other_region(carriers: Carriers) -> None:
+    params = plivo_call(caller())
+    [first] = plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
+    [second] = plivo_xml(carriers.plivo("/carriers/plivo/status", {**params, "DialStatus": "failed"}))
+    assert "sip-us-west" in (first[0].text or "") and "sip-eu-west" in (second[0].text or "")
+    assert second.attrib["action"] == f"{carriers.server.url}/carriers/plivo/status?attempt=2"

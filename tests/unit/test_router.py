@@ -1,0 +1,326 @@
+"""The inbound-call router on in-memory ports and the fake clock, as every edge sees it: the order of its
+choices (a verified claim, the dialed number's registration, the number's route, the default agent), each way
+a caller proves a caller-ID claim and each refusal, PINs, retries, and what a registration it makes carries."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from millis_sip.core.calls import MAX_PIN_FAILURES, CallerVerification, CallRecord, CallStatus
+from millis_sip.core.errors import MillisUnavailable, StoreUnavailable
+from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.ports import TransactionState, in_sequence, transaction_key
+from millis_sip.core.regions import MillisRegion
+from millis_sip.core.registration import MillisRegistrations, hash_pin
+from millis_sip.core.router import (
+    ANY_SIP_URI,
+    MAX_PIN_TRIES,
+    CallRouter,
+    Challenge,
+    Decision,
+    InboundCall,
+    Refused,
+    Routed,
+)
+from millis_sip.core.sip import SipUri, parse_sip_uri
+from tests.support.clock import T0, FakeClock
+from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore
+
+CALLER, DIALED, OTHER = "+14155550100", "+15055550123", "+15055550999"
+PIN = "482913"
+
+
+class World:
+    def __init__(self, *, default_agent: str | None = "default-agent", parallel: Any = in_sequence) -> None:
+        self.clock = FakeClock()
+        self.gateway = FakeGateway(host="sip-{region}.example")
+        self.store = MemoryStore()
+        self.numbers = MemoryNumberRoutes()
+        self.router = CallRouter(
+            MillisRegistrations(self.gateway),
+            self.store,
+            self.numbers,
+            clock=self.clock,
+            region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
+            ttl_seconds=3600,
+            default_agent_id=default_agent,
+            parallel=parallel,
+        )
+
+    def route(self, call: InboundCall) -> Decision[SipUri]:
+        return self.router.route(call, deadline=self.clock.monotonic() + 4.0, placement=ANY_SIP_URI)
+
+    def pending(
+        self,
+        call_id: str,
+        *,
+        lookup_key: str = CALLER,
+        verification: CallerVerification = CallerVerification.ATTESTATION,
+        pin: str | None = None,
+        age: int = 60,
+    ) -> CallRecord:
+        record = CallRecord(
+            call_id=call_id,
+            sip_uri=parse_sip_uri(f"sip:call-{call_id}@sip.example"),
+            millis_region="us-west",
+            status=CallStatus.REGISTERED,
+            created_at=T0 - timedelta(seconds=age),
+            expires_at=T0 + timedelta(seconds=3600),
+            lookup_key=lookup_key,
+            agent_id="crm-agent",
+            caller_verification=verification,
+            pin_hash=hash_pin(call_id, pin) if pin is not None else None,
+        )
+        self.store.items[call_id] = record
+        return record
+
+
+def call(ref: str = "CA1", **changes: Any) -> InboundCall:
+    return replace(InboundCall("twilio", ref, CALLER, DIALED), **changes)
+
+
+def claimed_id(decision: Decision[SipUri]) -> str:
+    assert isinstance(decision, Routed), decision
+    assert decision.how == "claimed", decision.how
+    return decision.record.call_id
+
+
+# --- caller ID is not proof -------------------------------------------------------------------------------
+
+
+def test_trusting_caller_id_is_an_explicit_choice_of_the_registration() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.TRUST_CALLER_ID)
+    assert claimed_id(world.route(call())) == "crm-1"
+    assert world.gateway.calls == []
+    claimed = world.store.items["crm-1"]
+    assert (claimed.status, claimed.transaction_id, claimed.caller_number) == (CallStatus.CLAIMED, "CA1", CALLER)
+
+
+@pytest.mark.parametrize(("attestation", "claims"), [("A", True), ("B", False), ("C", False), (None, False)])
+def test_attestation_claims_need_full_attestation(attestation: str | None, claims: bool) -> None:
+    world = World()
+    world.pending("crm-1")  # the default: attestation
+    decision = world.route(call(attestation=attestation))
+    assert isinstance(decision, Routed)
+    if claims:
+        assert decision.how == "claimed" and decision.record.call_id == "crm-1"
+    else:
+        assert decision.how == "default_agent"
+        assert world.store.items["crm-1"].status is CallStatus.REGISTERED  # left for its real caller
+
+
+def test_a_spoofed_caller_id_gets_the_default_agent_not_the_customers_session() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    decision = world.route(call(can_challenge=False))  # an edge that cannot ask for digits
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+    assert "crm" not in str(world.gateway.calls)
+
+
+def test_a_pin_registration_is_claimed_after_the_caller_keys_in_its_pin() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    first = world.route(call(can_challenge=True))
+    assert first == Challenge()
+    mark = world.store.marks[transaction_key("twilio", "CA1", 1)]
+    assert (mark.state, mark.millis_call_id) == (TransactionState.CHALLENGED, "crm-1")
+    assert world.route(call(can_challenge=True)) == Challenge()  # asked again before answering: ask again
+    assert claimed_id(world.route(call(can_challenge=True, pin=PIN))) == "crm-1"
+    assert world.gateway.calls == []
+    again = world.route(call(can_challenge=True, pin=PIN))  # the same answer, retried
+    assert isinstance(again, Routed) and again.how == "replayed" and again.record.call_id == "crm-1"
+
+
+def test_a_wrong_pin_is_asked_again_then_the_call_goes_on_without_the_registration() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    assert world.route(call(can_challenge=True)) == Challenge()
+    for _ in range(MAX_PIN_TRIES - 1):
+        assert world.route(call(can_challenge=True, pin="000000")) == Challenge(retry=True)
+    last = world.route(call(can_challenge=True, pin="000000"))
+    assert isinstance(last, Routed) and last.how == "default_agent"
+    assert world.store.items["crm-1"].status is CallStatus.REGISTERED
+    assert world.store.items["crm-1"].pin_failures == MAX_PIN_TRIES
+
+
+def test_no_pin_at_all_goes_on_without_the_registration() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    world.route(call(can_challenge=True))
+    declined = world.route(call(can_challenge=True, pin=""))
+    assert isinstance(declined, Routed) and declined.how == "default_agent"
+    assert world.store.items["crm-1"].pin_failures == 0
+
+
+def test_a_registration_locks_after_too_many_wrong_pins_over_all_calls() -> None:
+    world = World()
+    record = world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    world.store.items["crm-1"] = replace(record, pin_failures=MAX_PIN_FAILURES)
+    decision = world.route(call(can_challenge=True))  # no challenge: a guesser cannot go on
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+def test_the_last_allowed_wrong_pin_stops_the_challenges_at_once() -> None:
+    world = World()
+    record = world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    world.store.items["crm-1"] = replace(record, pin_failures=MAX_PIN_FAILURES - 1)
+    assert world.route(call(can_challenge=True)) == Challenge()
+    decision = world.route(call(can_challenge=True, pin="111111"))
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+    assert world.store.items["crm-1"].pin_locked
+
+
+def test_the_right_pin_after_the_lock_still_does_not_claim() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN, pin=PIN)
+    assert world.route(call(can_challenge=True)) == Challenge()
+    world.store.items["crm-1"] = replace(world.store.items["crm-1"], pin_failures=MAX_PIN_FAILURES)
+    decision = world.route(call(can_challenge=True, pin=PIN))
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+@pytest.mark.parametrize("verification", list(CallerVerification))
+def test_a_registration_for_the_dialed_number_needs_no_proof(verification: CallerVerification) -> None:
+    world = World()
+    world.pending("dedicated", lookup_key=DIALED, verification=verification, pin=PIN)
+    assert claimed_id(world.route(call(caller=OTHER))) == "dedicated"
+
+
+def test_a_verified_caller_claim_comes_before_the_dialed_numbers() -> None:
+    world = World()
+    world.pending("by-dialed", lookup_key=DIALED)
+    world.pending("by-caller", verification=CallerVerification.TRUST_CALLER_ID)
+    assert claimed_id(world.route(call())) == "by-caller"
+
+
+def test_an_unverified_caller_falls_back_to_the_dialed_numbers_registration() -> None:
+    world = World()
+    world.pending("by-dialed", lookup_key=DIALED)
+    world.pending("by-caller")  # attestation, and none is given
+    assert claimed_id(world.route(call())) == "by-dialed"
+
+
+def test_the_same_number_calling_itself_is_a_caller_claim() -> None:
+    world = World()
+    world.pending("self", lookup_key=CALLER)
+    decision = world.route(call(dialed=CALLER))
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+# --- number routes and the default agent ----------------------------------------------------------------
+
+
+def test_the_dialed_numbers_route_registers_with_its_agent_and_metadata() -> None:
+    world = World()
+    world.numbers.put(
+        NumberRoute(
+            DIALED,
+            agent_id="sales",
+            agent_config={"first_message": "Hi"},
+            metadata={"team": "sales", "caller_number": "forged"},
+            include_metadata_in_prompt=True,
+        )
+    )
+    decision = world.route(call(context={"twilio_account": "AC1"}))
+    assert isinstance(decision, Routed) and decision.how == "number_route"
+    [payload] = world.gateway.calls
+    assert payload == {
+        "agent_id": "sales",
+        "agent_config": {"first_message": "Hi"},
+        "include_metadata_in_prompt": True,
+        "metadata": {
+            "team": "sales",
+            "caller_number": CALLER,  # the stack's own keys win over the route's
+            "dialed_number": DIALED,
+            "carrier": "twilio",
+            "carrier_call_id": "CA1",
+            "twilio_account": "AC1",
+        },
+    }
+    record = decision.record
+    assert (record.status, record.source, record.agent_id, record.lookup_key) == (
+        CallStatus.CLAIMED,
+        "twilio",
+        "sales",
+        None,
+    )
+    assert world.store.items[record.call_id] == record
+
+
+def test_without_a_route_the_default_agent_takes_the_call() -> None:
+    world = World()
+    decision = world.route(call())
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+    assert world.gateway.calls[0]["agent_id"] == "default-agent"
+
+
+def test_without_a_route_or_a_default_agent_the_call_is_refused_and_millis_is_not_called() -> None:
+    world = World(default_agent=None)
+    decision = world.route(call())
+    assert decision == Refused("no_agent")
+    assert not decision.transient
+    assert world.gateway.calls == []
+    assert world.route(call()) == Refused("no_agent", replayed=True)
+
+
+def test_a_route_that_cannot_be_read_falls_back_to_the_default_agent() -> None:
+    world = World()
+    world.numbers.put(NumberRoute(DIALED, agent_id="sales"))
+    world.numbers.fail_with = StoreUnavailable("DynamoDB get failed (ThrottlingException).")
+    decision = world.route(call())
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+def test_millis_down_is_a_transient_refusal() -> None:
+    world = World()
+    world.gateway.fail_with = MillisUnavailable("down")
+    decision = world.route(call())
+    assert isinstance(decision, Refused) and decision.reason == "millis_unavailable" and decision.transient
+
+
+# --- exactly once ----------------------------------------------------------------------------------------
+
+
+def test_the_same_call_asked_twice_gets_the_same_answer_and_one_registration() -> None:
+    world = World()
+    first = world.route(call())
+    world.clock.advance(3)
+    second = world.route(call())
+    assert isinstance(first, Routed) and isinstance(second, Routed)
+    assert (second.record.call_id, second.how) == (first.record.call_id, "replayed")
+    assert len(world.gateway.calls) == 1
+
+
+def test_the_same_call_id_from_another_carrier_is_another_call() -> None:
+    world = World()
+    world.route(call())
+    world.route(replace(call(), carrier="sip"))
+    assert len(world.gateway.calls) == 2
+
+
+def test_the_marker_and_the_reads_go_out_together() -> None:
+    batches: list[int] = []
+
+    def recording(*calls: Any) -> list[Any]:
+        batches.append(len(calls))
+        return in_sequence(*calls)
+
+    world = World(parallel=recording)
+    world.route(call())
+    assert batches == [4]  # the marker, the number's route, the caller's and the dialed number's registrations
+
+
+def test_a_failover_for_a_carrier_registers_on_the_other_region() -> None:
+    world = World()
+    first = world.route(call())
+    assert isinstance(first, Routed)
+    retried = world.router.failover(
+        call(), first.record, attempt=1, deadline=world.clock.monotonic() + 4.0, placement=ANY_SIP_URI
+    )
+    assert isinstance(retried, Routed) and retried.record.millis_region == "eu-west"
+    assert world.gateway.regions[-1] == (MillisRegion.EU_WEST,)
