@@ -79,14 +79,19 @@ def test_a_full_run_logs_no_secret_and_no_phone_number(
         assert secret not in written
     for number in (CALLER, "+14155550188"):
         assert number not in logs.text
-    assert "+1415***0177" in logs.text  # masked, still telling calls apart
+    assert "+*******0177" in logs.text  # masked, still telling calls apart
 
 
 def test_the_mask_and_the_setting_that_turns_it_off() -> None:
     from millis_sip.observability import mask_phone_numbers
 
-    assert mask_phone_numbers("call from +14155550100 to +442071838750") == "call from +1415***0100 to +4420***8750"
-    assert mask_phone_numbers("id 12345678901 and +12") == "id 12345678901 and +12"
+    assert mask_phone_numbers("call from +14155550100 to +442071838750") == "call from +*******0100 to +********8750"
+    assert mask_phone_numbers("+1234567, 14155550188, sip:+14155550100@host") == (
+        "+*****67, *******0188, sip:+*******0100@host"
+    )
+    # Not numbers: short ones, longer runs (nonces, epoch microseconds), digits inside ids and hex.
+    for kept in ("+12", "port 5060", "nonce 12345678901234567890", "CA5ab1e0f00d1234567", "call-sim-1234567a"):
+        assert mask_phone_numbers(kept) == kept
     script = (
         "from millis_sip.observability import logger, MaskingFormatter\n"
         "print(isinstance(logger.registered_formatter, MaskingFormatter))\n"

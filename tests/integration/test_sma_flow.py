@@ -190,7 +190,7 @@ def test_concurrent_claims_on_dynamodb_have_exactly_one_winner(dynamodb: Any) ->
     def claim(n: int) -> None:
         mine = replace(candidate, status=CallStatus.CLAIMED, transaction_id=f"tx-{n}")
         barrier.wait()
-        wins.append(store.commit_inbound(mine, transaction_key=None, claim=True, now=now))
+        wins.append(store.commit_inbound(mine, lock=None, claim=True, now=now))
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
     for t in threads:

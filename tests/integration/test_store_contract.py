@@ -14,9 +14,16 @@ import pytest
 from dev.template import create_table
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
-from millis_sip.core.errors import CallAlreadyExists
+from millis_sip.core.errors import CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
-from millis_sip.core.ports import InboundCallStore, MillisReport, NumberRoutes, SessionOutcome, TransactionState
+from millis_sip.core.ports import (
+    InboundCallStore,
+    MillisReport,
+    NumberRoutes,
+    SessionOutcome,
+    TransactionLock,
+    TransactionState,
+)
 from millis_sip.core.sip import parse_sip_uri
 from tests.support.fakes import MemoryNumberRoutes, MemoryStore
 from tests.support.rig import TABLE
@@ -24,6 +31,7 @@ from tests.support.rig import TABLE
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=123_000)
 LATER = NOW + timedelta(hours=1)
+ME = "this-invocation"  # the owner token of the invocation a test plays
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -85,7 +93,7 @@ def test_a_call_is_never_overwritten(store: InboundCallStore) -> None:
 
 def test_an_unknown_call_and_a_marker_are_not_calls(store: InboundCallStore) -> None:
     key = unique("marker")
-    store.begin_transaction(key, now=NOW, lease_seconds=1, expires_at=LATER)
+    store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=1, expires_at=LATER)
     assert store.get(unique()) is None
     assert store.get(key) is None
 
@@ -162,23 +170,69 @@ def test_a_report_for_an_unknown_call_creates_nothing(store: InboundCallStore) -
 
 def test_a_marker_is_owned_once_until_its_lease_runs_out(store: InboundCallStore) -> None:
     key = unique("tx")
-    assert store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER).state is TransactionState.ACQUIRED
-    assert store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER).state is TransactionState.PENDING
+    assert (
+        store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER).state
+        is TransactionState.ACQUIRED
+    )
+    assert (
+        store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER).state
+        is TransactionState.PENDING
+    )
     later = NOW + timedelta(seconds=3)
-    assert store.begin_transaction(key, now=later, lease_seconds=2, expires_at=LATER).state is TransactionState.ACQUIRED
+    assert (
+        store.begin_transaction(key, owner=ME, now=later, lease_seconds=2, expires_at=LATER).state
+        is TransactionState.ACQUIRED
+    )
+
+
+def test_a_late_owner_cannot_overwrite_the_retry_that_took_its_call_over(store: InboundCallStore) -> None:
+    # The first invocation outlives its lease; a retry takes the call over and finishes it. The first one's
+    # writes, late, change nothing: its record is not stored, and the marker keeps the retry's answer.
+    key = unique("tx")
+    first, retry = TransactionLock(key, "first-invocation"), TransactionLock(key, "retry")
+    assert store.begin_transaction(key, owner=first.owner, now=NOW, lease_seconds=1, expires_at=LATER).state is (
+        TransactionState.ACQUIRED
+    )
+    later = NOW + timedelta(seconds=2)
+    taken = store.begin_transaction(key, owner=retry.owner, now=later, lease_seconds=1, expires_at=LATER)
+    assert taken.state is TransactionState.ACQUIRED
+    theirs = call(status=CallStatus.CLAIMED, transaction_id="t-retry")
+    assert store.commit_inbound(theirs, lock=retry, claim=False, now=later)
+    mine = call(status=CallStatus.CLAIMED, transaction_id="t-first")
+    with pytest.raises(LeaseLost):
+        store.commit_inbound(mine, lock=first, claim=False, now=later)
+    store.fail_transaction(first, "millis_unavailable")
+    store.release_transaction(first)
+    store.challenge_transaction(first, candidate="crm-9", tries=1)
+    mark = store.transaction_mark(key)
+    assert mark is not None and (mark.state, mark.millis_call_id) == (TransactionState.DONE, theirs.call_id)
+    assert store.get(mine.call_id) is None
+
+
+def test_only_the_owner_releases_a_pending_marker(store: InboundCallStore) -> None:
+    key = unique("tx")
+    store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=5, expires_at=LATER)
+    store.release_transaction(TransactionLock(key, "someone-else"))
+    assert store.begin_transaction(key, owner="next", now=NOW, lease_seconds=5, expires_at=LATER).state is (
+        TransactionState.PENDING
+    )
+    store.release_transaction(TransactionLock(key, ME))
+    assert store.begin_transaction(key, owner="next", now=NOW, lease_seconds=5, expires_at=LATER).state is (
+        TransactionState.ACQUIRED
+    )
 
 
 def test_a_finished_marker_says_how_it_ended(store: InboundCallStore) -> None:
     done, failed = unique("tx"), unique("tx")
     record = call(status=CallStatus.CLAIMED, transaction_id="t1")
-    store.begin_transaction(done, now=NOW, lease_seconds=1, expires_at=LATER)
-    assert store.commit_inbound(record, transaction_key=done, claim=False, now=NOW)
-    store.begin_transaction(failed, now=NOW, lease_seconds=1, expires_at=LATER)
-    store.fail_transaction(failed, "millis_unavailable")
+    store.begin_transaction(done, owner=ME, now=NOW, lease_seconds=1, expires_at=LATER)
+    assert store.commit_inbound(record, lock=TransactionLock(done, ME), claim=False, now=NOW)
+    store.begin_transaction(failed, owner=ME, now=NOW, lease_seconds=1, expires_at=LATER)
+    store.fail_transaction(TransactionLock(failed, ME), "millis_unavailable")
     far = NOW + timedelta(hours=2)  # long after any lease: finished markers are never taken over
-    again = store.begin_transaction(done, now=far, lease_seconds=1, expires_at=LATER)
+    again = store.begin_transaction(done, owner=ME, now=far, lease_seconds=1, expires_at=LATER)
     assert (again.state, again.millis_call_id) == (TransactionState.DONE, record.call_id)
-    refused = store.begin_transaction(failed, now=far, lease_seconds=1, expires_at=LATER)
+    refused = store.begin_transaction(failed, owner=ME, now=far, lease_seconds=1, expires_at=LATER)
     assert (refused.state, refused.reason) == (TransactionState.FAILED, "millis_unavailable")
     assert store.get(record.call_id) == record
 
@@ -188,9 +242,9 @@ def test_a_registration_is_claimed_by_one_phone_call_only(store: InboundCallStor
     store.put_new(registered)
     mine = replace(registered, status=CallStatus.CLAIMED, transaction_id="tx-1", caller_number="+14155550100")
     theirs = replace(mine, transaction_id="tx-2")
-    assert store.commit_inbound(mine, transaction_key=None, claim=True, now=NOW)
-    assert not store.commit_inbound(theirs, transaction_key=None, claim=True, now=NOW)
-    assert store.commit_inbound(mine, transaction_key=None, claim=True, now=NOW)  # the same call, retried
+    assert store.commit_inbound(mine, lock=None, claim=True, now=NOW)
+    assert not store.commit_inbound(theirs, lock=None, claim=True, now=NOW)
+    assert store.commit_inbound(mine, lock=None, claim=True, now=NOW)  # the same call, retried
     claimed = store.get(registered.call_id)
     assert claimed is not None
     assert (claimed.status, claimed.transaction_id, claimed.caller_number, claimed.agent_id) == (
@@ -206,15 +260,15 @@ def test_an_expired_or_missing_registration_cannot_be_claimed(store: InboundCall
     lapsed = call(expires_at=NOW - timedelta(seconds=1))
     store.put_new(lapsed)
     claim = replace(lapsed, status=CallStatus.CLAIMED, transaction_id="tx")
-    assert not store.commit_inbound(claim, transaction_key=None, claim=True, now=NOW)
-    assert not store.commit_inbound(replace(claim, call_id=unique()), transaction_key=None, claim=True, now=NOW)
+    assert not store.commit_inbound(claim, lock=None, claim=True, now=NOW)
+    assert not store.commit_inbound(replace(claim, call_id=unique()), lock=None, claim=True, now=NOW)
 
 
 def test_a_new_phone_call_record_is_never_overwritten(store: InboundCallStore) -> None:
     record = call(status=CallStatus.CLAIMED, transaction_id="tx")
     store.put_new(record)
     with pytest.raises(CallAlreadyExists):
-        store.commit_inbound(record, transaction_key=None, claim=False, now=NOW)
+        store.commit_inbound(record, lock=None, claim=False, now=NOW)
 
 
 # --- moves of the state machine -----------------------------------------------------------------------------
@@ -254,22 +308,24 @@ def test_a_move_of_a_call_never_stored_creates_it(store: InboundCallStore) -> No
 
 def test_a_challenged_call_is_resumed_only_by_an_answer(store: InboundCallStore) -> None:
     key = unique("tx")
-    store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER)
-    store.challenge_transaction(key, candidate="crm-1", tries=1)
-    asked_again = store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER)
+    store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER)
+    store.challenge_transaction(TransactionLock(key, ME), candidate="crm-1", tries=1)
+    asked_again = store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER)
     assert (asked_again.state, asked_again.millis_call_id, asked_again.tries) == (
         TransactionState.CHALLENGED,
         "crm-1",
         1,
     )
-    answered = store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
+    answered = store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
     assert (answered.state, answered.millis_call_id, answered.tries) == (TransactionState.ACQUIRED, "crm-1", 1)
-    again = store.begin_transaction(key, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
+    again = store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
     assert again.state is TransactionState.PENDING  # the answer is being worked on
 
 
 def test_a_fresh_call_resumes_nothing(store: InboundCallStore) -> None:
-    mark = store.begin_transaction(unique("tx"), now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True)
+    mark = store.begin_transaction(
+        unique("tx"), owner=ME, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True
+    )
     assert (mark.state, mark.millis_call_id, mark.tries) == (TransactionState.ACQUIRED, None, 0)
 
 

@@ -4,15 +4,23 @@ so it cannot drift from what DynamoDB Local does."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from millis_sip.core.calls import FIELDS_OF_MOVE, MOVES, OPEN, CallRecord, CallStatus
-from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists
+from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
-from millis_sip.core.ports import MillisRegistration, MillisReport, SessionOutcome, TransactionMark, TransactionState
+from millis_sip.core.ports import (
+    MillisRegistration,
+    MillisReport,
+    SessionOutcome,
+    TransactionLock,
+    TransactionMark,
+    TransactionState,
+)
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.sip import parse_sip_uri
 
@@ -28,6 +36,8 @@ class FakeGateway:
     def register(
         self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
     ) -> MillisRegistration:
+        # What HttpMillisGateway sends must be JSON: httpx serializes with allow_nan=False, and so does this.
+        json.dumps(payload, allow_nan=False)
         self.calls.append(dict(payload))
         self.budgets.append(budget)
         self.regions.append(tuple(regions) if regions else None)
@@ -45,6 +55,10 @@ class FakeGateway:
 class _Marker:
     mark: TransactionMark
     lease_until: datetime | None = None
+    owner: str | None = None
+
+    def owned_by(self, lock: TransactionLock) -> bool:
+        return self.owner == lock.owner
 
 
 @dataclass
@@ -76,7 +90,7 @@ class MemoryStore:
         reason: str | None = None,
     ) -> None:
         """Set a phone call's marker as another invocation would have left it."""
-        self.markers[key] = _Marker(TransactionMark(state, millis_call_id, reason), lease_until)
+        self.markers[key] = _Marker(TransactionMark(state, millis_call_id, reason), lease_until, "another-invocation")
 
     # --- CallStore ------------------------------------------------------------------------------------
 
@@ -127,7 +141,14 @@ class MemoryStore:
     # --- InboundCallStore -----------------------------------------------------------------------------
 
     def begin_transaction(
-        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime, resume_challenge: bool = False
+        self,
+        key: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        expires_at: datetime,
+        resume_challenge: bool = False,
     ) -> TransactionMark:
         self._touch()
         marker = self.markers.get(key)
@@ -139,33 +160,37 @@ class MemoryStore:
             or (challenged and resume_challenge)
         ):
             self.markers[key] = _Marker(
-                TransactionMark(TransactionState.PENDING), lease_until=now + timedelta(seconds=lease_seconds)
+                TransactionMark(TransactionState.PENDING),
+                lease_until=now + timedelta(seconds=lease_seconds),
+                owner=owner,
             )
             if challenged and marker is not None:
                 return replace(marker.mark, state=TransactionState.ACQUIRED, reason=None)
             return TransactionMark(TransactionState.ACQUIRED)
         return marker.mark
 
-    def fail_transaction(self, key: str, reason: str) -> None:
+    def fail_transaction(self, lock: TransactionLock, reason: str) -> None:
         self._touch()
-        marker = self.markers.setdefault(key, _Marker(TransactionMark(TransactionState.FAILED)))
-        marker.mark = replace(marker.mark, state=TransactionState.FAILED, reason=reason)
+        marker = self.markers.get(lock.key)
+        if marker is not None and marker.owned_by(lock):
+            marker.mark = replace(marker.mark, state=TransactionState.FAILED, reason=reason)
 
-    def release_transaction(self, key: str) -> None:
+    def release_transaction(self, lock: TransactionLock) -> None:
         self._touch()
-        marker = self.markers.get(key)
-        if marker is not None and marker.mark.state is TransactionState.PENDING:
-            del self.markers[key]
+        marker = self.markers.get(lock.key)
+        if marker is not None and marker.mark.state is TransactionState.PENDING and marker.owned_by(lock):
+            del self.markers[lock.key]
 
     def transaction_mark(self, key: str) -> TransactionMark | None:
         self._touch()
         marker = self.markers.get(key)
         return marker.mark if marker is not None else None
 
-    def challenge_transaction(self, key: str, *, candidate: str, tries: int) -> None:
+    def challenge_transaction(self, lock: TransactionLock, *, candidate: str, tries: int) -> None:
         self._touch()
-        marker = self.markers.setdefault(key, _Marker(TransactionMark(TransactionState.CHALLENGED)))
-        marker.mark = replace(marker.mark, state=TransactionState.CHALLENGED, millis_call_id=candidate, tries=tries)
+        marker = self.markers.get(lock.key)
+        if marker is not None and marker.owned_by(lock):
+            marker.mark = replace(marker.mark, state=TransactionState.CHALLENGED, millis_call_id=candidate, tries=tries)
 
     def pin_failed(self, call_id: str) -> None:
         self._touch()
@@ -177,7 +202,7 @@ class MemoryStore:
         self._touch()
         return self._pending(lookup_key, now)[:5]
 
-    def commit_inbound(self, record: CallRecord, *, transaction_key: str | None, claim: bool, now: datetime) -> bool:
+    def commit_inbound(self, record: CallRecord, *, lock: TransactionLock | None, claim: bool, now: datetime) -> bool:
         self._touch()
         stored = self.items.get(record.call_id)
         if claim:
@@ -203,9 +228,12 @@ class MemoryStore:
             )
         elif stored is not None:
             raise CallAlreadyExists(record.call_id)
+        # As DynamoDB's transaction: the first action whose condition fails is the one reported.
+        if lock is not None and not (lock.key in self.markers and self.markers[lock.key].owned_by(lock)):
+            raise LeaseLost(lock.key)
         self.items[record.call_id] = record
-        if transaction_key is not None:
-            marker = self.markers.setdefault(transaction_key, _Marker(TransactionMark(TransactionState.DONE)))
+        if lock is not None:
+            marker = self.markers[lock.key]
             marker.mark = replace(marker.mark, state=TransactionState.DONE, millis_call_id=record.call_id)
         return True
 

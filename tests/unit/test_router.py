@@ -324,3 +324,32 @@ def test_a_failover_for_a_carrier_registers_on_the_other_region() -> None:
     )
     assert isinstance(retried, Routed) and retried.record.millis_region == "eu-west"
     assert world.gateway.regions[-1] == (MillisRegion.EU_WEST,)
+
+
+def test_an_invocation_that_outlives_its_lease_cannot_overwrite_the_retry_that_took_over() -> None:
+    # The first invocation's Millis call outlasts its lease; while it waits, the phone system's retry takes the
+    # call over and answers. When the first one finally commits, nothing it writes lands: the retry's answer
+    # (its record, its marker) stands, and a third ask is answered from it.
+    world = World(default_agent="agent")
+    register = world.gateway.register
+    answers: list[Decision[SipUri]] = []
+
+    retried: list[bool] = []
+
+    def slow_first(payload: Any, **kwargs: Any) -> Any:
+        if not retried:
+            retried.append(True)
+            world.clock.advance(5.0)  # past the first invocation's lease (its 4 s deadline)
+            answers.append(world.route(call("CA-race")))  # the retry, meanwhile
+        return register(payload, **kwargs)
+
+    world.gateway.register = slow_first  # type: ignore[method-assign]
+    first = world.route(call("CA-race"))
+    [retry] = answers
+    assert isinstance(first, Routed) and isinstance(retry, Routed)
+    assert first.record.call_id != retry.record.call_id  # two Millis calls: the first one's goes unused
+    mark = world.store.transaction_mark(transaction_key("twilio", "CA-race", 1))
+    assert mark is not None and (mark.state, mark.millis_call_id) == (TransactionState.DONE, retry.record.call_id)
+    assert first.record.call_id not in world.store.items
+    again = world.route(call("CA-race"))
+    assert isinstance(again, Routed) and again.record.call_id == retry.record.call_id

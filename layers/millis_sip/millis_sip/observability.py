@@ -28,12 +28,21 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-_PHONE = re.compile(r"\+\d{6,15}")
+# Every number-shaped value: 6 to 15 digits (E.164's most), with or without the +, not part of a longer word or
+# number (ids, nonces and hex stay as they are).
+_PHONE = re.compile(r"(?<![\w+])(\+?)(\d{6,15})(?!\w)")
+
+
+def _masked(match: re.Match[str]) -> str:
+    digits = match[2]
+    shown = 4 if len(digits) >= 10 else 2
+    return f"{match[1]}{'*' * (len(digits) - shown)}{digits[-shown:]}"
 
 
 def mask_phone_numbers(text: str) -> str:
-    """+14155550100 -> +1415***0100: enough to tell calls apart, not enough to call anyone."""
-    return _PHONE.sub(lambda m: f"{m[0][:5]}***{m[0][-4:]}", text)
+    """+14155550100 -> +*******0100 (14155550100, as Vonage writes it, too): every digit hidden but the last
+    four (two for a number of fewer than ten digits), enough to tell calls apart, not enough to call anyone."""
+    return _PHONE.sub(_masked, text)
 
 
 class MaskingFormatter(LambdaPowertoolsFormatter):

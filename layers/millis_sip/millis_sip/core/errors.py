@@ -95,6 +95,12 @@ class StoreUnavailable(BridgeError):
     code = "store_unavailable"
 
 
+class LeaseLost(BridgeError):
+    """This invocation outlived its lease on a phone call and a retry took the call over: nothing was written."""
+
+    code = "lease_lost"
+
+
 class CallAlreadyExists(BridgeError):
     """A conditional put found an item with the same call_id: nothing was overwritten."""
 

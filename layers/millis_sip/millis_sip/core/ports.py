@@ -183,29 +183,48 @@ class TransactionMark:
     tries: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionLock:
+    """A phone call's marker as one invocation owns it: every later write to the marker holds only while
+    ``owner`` is still the marker's owner, so an invocation that outlived its lease cannot overwrite what the
+    retry that took over wrote."""
+
+    key: str
+    owner: str
+
+
 class InboundCallStore(CallStore, Protocol):
     """What the inbound-call router and the call lifecycle need on top of the HTTP API's store."""
 
     def begin_transaction(
-        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime, resume_challenge: bool = False
+        self,
+        key: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        expires_at: datetime,
+        resume_challenge: bool = False,
     ) -> TransactionMark:
-        """Take ownership of ``key`` (ACQUIRED), or say who has it and how far they got. A PENDING mark whose
-        lease has run out is taken over; with ``resume_challenge`` a CHALLENGED one is too (the caller answered),
-        and the ACQUIRED mark then carries the challenge's registration and tries."""
+        """Take ownership of ``key`` for ``owner`` (ACQUIRED), or say who has it and how far they got. A PENDING
+        mark whose lease has run out is taken over; with ``resume_challenge`` a CHALLENGED one is too (the caller
+        answered), and the ACQUIRED mark then carries the challenge's registration and tries."""
         ...
 
-    def fail_transaction(self, key: str, reason: str) -> None: ...
+    def fail_transaction(self, lock: TransactionLock, reason: str) -> None:
+        """Finish the call without an agent (nothing changes once another owner took the marker over)."""
+        ...
 
-    def release_transaction(self, key: str) -> None:
-        """Give up a PENDING ``key`` without an answer, so the phone system's next try starts afresh (after a
-        fault a retry may cure). A finished marker stays as it is."""
+    def release_transaction(self, lock: TransactionLock) -> None:
+        """Give up a PENDING marker without an answer, so the phone system's next try starts afresh (after a
+        fault a retry may cure). A finished marker, or one another owner took over, stays as it is."""
         ...
 
     def transaction_mark(self, key: str) -> TransactionMark | None:
         """How far the phone call's attempt ``key`` got (None: no such marker)."""
         ...
 
-    def challenge_transaction(self, key: str, *, candidate: str, tries: int) -> None:
+    def challenge_transaction(self, lock: TransactionLock, *, candidate: str, tries: int) -> None:
         """The caller is being asked for the PIN of ``candidate`` (``tries`` wrong answers so far)."""
         ...
 
@@ -217,11 +236,12 @@ class InboundCallStore(CallStore, Protocol):
         """Unexpired ``registered`` calls for ``lookup_key``, newest first (a handful at most)."""
         ...
 
-    def commit_inbound(self, record: CallRecord, *, transaction_key: str | None, claim: bool, now: datetime) -> bool:
+    def commit_inbound(self, record: CallRecord, *, lock: TransactionLock | None, claim: bool, now: datetime) -> bool:
         """Store a call a phone call now uses, and finish its transaction, in one DynamoDB transaction.
 
         ``claim``: ``record`` is an HTTP registration moving registered -> claimed; False when another
-        phone call claimed it first. Otherwise ``record`` is new (``CallAlreadyExists`` if it is not)."""
+        phone call claimed it first. Otherwise ``record`` is new (``CallAlreadyExists`` if it is not).
+        ``LeaseLost`` (nothing written) when another invocation took the marker over."""
         ...
 
     def transition(

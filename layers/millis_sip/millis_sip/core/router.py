@@ -32,6 +32,7 @@ write it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -47,7 +48,7 @@ from millis_sip.core.calls import (
     CallSource,
     CallStatus,
 )
-from millis_sip.core.errors import BridgeError, MillisError, StoreUnavailable, Unroutable
+from millis_sip.core.errors import BridgeError, LeaseLost, MillisError, StoreUnavailable, Unroutable
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import (
     MIN_ATTEMPT_SECONDS,
@@ -57,6 +58,7 @@ from millis_sip.core.ports import (
     NoMetrics,
     NumberRoutes,
     Parallel,
+    TransactionLock,
     TransactionMark,
     TransactionState,
     in_sequence,
@@ -227,7 +229,8 @@ class CallRouter:
         regions: Sequence[MillisRegion],
     ) -> Decision[P]:
         key = transaction_key(call.carrier, call.call_ref, attempt)
-        found = self._look(call, key, deadline, first=attempt == 1)
+        owner = uuid.uuid4().hex  # this invocation: the marker's later writes hold only while it owns the call
+        found = self._look(call, key, owner, deadline, first=attempt == 1)
         mark = found.mark
         if mark is not None and mark.state is TransactionState.DONE:
             log.info("Retried invocation: reusing the first answer", extra={"millis_call_id": mark.millis_call_id})
@@ -239,21 +242,21 @@ class CallRouter:
             return self._refuse("retry_in_progress")
         if mark is not None and mark.state is TransactionState.CHALLENGED:
             return Challenge()  # asked again before the caller answered: ask again
-        lock = key if mark is not None else None
+        lock = TransactionLock(key, owner) if mark is not None else None
         # DynamoDB just failed (after its retries): every further call would spend the caller's time too.
         # No claim; register, answer, and let the record ride with the phone system to a later event.
         store_up = mark is not None
 
         skip: set[str] = set()
         claimant = call
-        if mark is not None and mark.millis_call_id:  # the caller answered a challenge
-            answered = self._answer_challenge(call, key, mark, placement)
+        if lock is not None and mark is not None and mark.millis_call_id:  # the caller answered a challenge
+            answered = self._answer_challenge(call, lock, mark, placement)
             if answered is not None:
                 return answered
             skip.add(mark.millis_call_id)
             claimant = replace(call, pin=None, can_challenge=False)  # one PIN per call: no second challenge
-        if attempt == 1 and store_up:
-            claimed = self._claim(claimant, key, found.candidates, skip, placement)
+        if attempt == 1 and lock is not None:
+            claimed = self._claim(claimant, lock, found.candidates, skip, placement)
             if claimed is not None:
                 return claimed
         try:
@@ -286,7 +289,7 @@ class CallRouter:
             )
         return Routed(record, where, how)
 
-    def _look(self, call: InboundCall, key: str, deadline: float, *, first: bool) -> _Lookups:
+    def _look(self, call: InboundCall, key: str, owner: str, deadline: float, *, first: bool) -> _Lookups:
         """Own the call and read what a decision needs, all at once: the reads do not depend on the write."""
         lookup_keys = [k for k in dict.fromkeys((call.caller, call.dialed)) if k and TOKEN.match(k)] if first else []
         number = call.dialed if call.dialed and E164.match(call.dialed) and self._numbers is not None else None
@@ -296,7 +299,7 @@ class CallRouter:
             return lambda: self._store.pending_for(lookup_key, now)
 
         results = self._parallel(
-            lambda: self._own(key, deadline, resume=call.pin is not None),
+            lambda: self._own(key, owner, deadline, resume=call.pin is not None),
             lambda: self._numbers.get(number) if number is not None and self._numbers is not None else None,
             *(reader(k) for k in lookup_keys),
         )
@@ -314,7 +317,7 @@ class CallRouter:
             candidates.append((lookup_key, records))
         return _Lookups(mark, candidates, route)
 
-    def _own(self, key: str, deadline: float, *, resume: bool) -> TransactionMark | None:
+    def _own(self, key: str, owner: str, deadline: float, *, resume: bool) -> TransactionMark | None:
         """Take the call, or wait (bounded by the deadline) for the invocation that has it. None: the store
         is unavailable."""
         while True:
@@ -323,6 +326,7 @@ class CallRouter:
             try:
                 mark = self._store.begin_transaction(
                     key,
+                    owner=owner,
                     now=now,
                     lease_seconds=lease,
                     expires_at=now + self._ttl + MARKER_LIFETIME,
@@ -354,7 +358,7 @@ class CallRouter:
     def _claim[P](
         self,
         call: InboundCall,
-        key: str,
+        lock: TransactionLock,
         candidates: list[tuple[str, list[CallRecord]]],
         skip: set[str],
         placement: Placement[P],
@@ -377,7 +381,7 @@ class CallRouter:
                 if by_caller:
                     proof = self._proof(call, candidate)
                     if proof == "challenge":
-                        if self._challenge(key, candidate.call_id, tries=0):
+                        if self._challenge(lock, candidate.call_id, tries=0):
                             return Challenge()
                         continue
                     if proof != "verified":
@@ -390,7 +394,7 @@ class CallRouter:
                             },
                         )
                         continue
-                won = self._take(call, candidate, key)
+                won = self._take(call, candidate, lock)
                 if won is not None:
                     return Routed(won, where, "claimed")
         return None
@@ -411,9 +415,9 @@ class CallRouter:
             return "pin_mismatch"
         return "challenge" if call.can_challenge and call.pin is None else "no_pin_prompt"
 
-    def _challenge(self, key: str, candidate: str, *, tries: int) -> bool:
+    def _challenge(self, lock: TransactionLock, candidate: str, *, tries: int) -> bool:
         try:
-            self._store.challenge_transaction(key, candidate=candidate, tries=tries)
+            self._store.challenge_transaction(lock, candidate=candidate, tries=tries)
         except StoreUnavailable as exc:
             log.warning("Cannot ask for the PIN (the store is unavailable)", extra={"error": str(exc)})
             return False
@@ -421,7 +425,7 @@ class CallRouter:
         return True
 
     def _answer_challenge[P](
-        self, call: InboundCall, key: str, mark: TransactionMark, placement: Placement[P]
+        self, call: InboundCall, lock: TransactionLock, mark: TransactionMark, placement: Placement[P]
     ) -> Routed[P] | Challenge | None:
         """The caller keyed in ``call.pin`` for ``mark.millis_call_id``: claim it, ask again, or give up on it."""
         digits = call.pin or ""
@@ -440,13 +444,13 @@ class CallRouter:
                 where = placement.place(candidate)
             except Unroutable:
                 return None
-            won = self._take(call, candidate, key)
+            won = self._take(call, candidate, lock)
             return Routed(won, where, "claimed") if won is not None else None
         self._wrong_pin(candidate)
         tries = mark.tries + 1
         log.warning("Wrong PIN", extra={"millis_call_id": candidate.call_id, "tries": tries})
         again = tries < MAX_PIN_TRIES and candidate.pin_failures + 1 < MAX_PIN_FAILURES
-        if again and self._challenge(key, candidate.call_id, tries=tries):
+        if again and self._challenge(lock, candidate.call_id, tries=tries):
             return Challenge(retry=True)
         return None
 
@@ -457,7 +461,7 @@ class CallRouter:
         except StoreUnavailable as exc:
             log.warning("Cannot count the wrong PIN", extra={"error": str(exc)})
 
-    def _take(self, call: InboundCall, candidate: CallRecord, key: str) -> CallRecord | None:
+    def _take(self, call: InboundCall, candidate: CallRecord, lock: TransactionLock) -> CallRecord | None:
         claimed = replace(
             candidate,
             status=CallStatus.CLAIMED,
@@ -466,7 +470,10 @@ class CallRouter:
             dialed_number=call.dialed,
         )
         try:
-            won = self._store.commit_inbound(claimed, transaction_key=key, claim=True, now=self._clock.now())
+            won = self._store.commit_inbound(claimed, lock=lock, claim=True, now=self._clock.now())
+        except LeaseLost:
+            log.warning("A retry took this phone call over; leaving the registration to it")
+            return None
         except StoreUnavailable as exc:
             log.warning("Cannot claim a pending registration", extra={"error": str(exc)})
             return None
@@ -531,9 +538,17 @@ class CallRouter:
         )
         return record, how
 
-    def _commit(self, record: CallRecord, lock: str | None) -> None:
+    def _commit(self, record: CallRecord, lock: TransactionLock | None) -> None:
         try:
-            self._store.commit_inbound(record, transaction_key=lock, claim=False, now=self._clock.now())
+            self._store.commit_inbound(record, lock=lock, claim=False, now=self._clock.now())
+        except LeaseLost:
+            # This invocation outlived its lease and a retry answered the phone system instead: the retry's
+            # record stands, and this Millis call is never bridged (its session lapses unused).
+            log.warning(
+                "A retry took this phone call over; this registration goes unused",
+                extra={"millis_call_id": record.call_id},
+            )
+            self._metrics.inbound_failure("lease_lost")
         except BridgeError as exc:
             # The call goes on: the record rides with the phone system and a later event writes it.
             log.error(
@@ -541,7 +556,7 @@ class CallRouter:
                 extra={"millis_call_id": record.call_id, "error": str(exc)},
             )
 
-    def _fail_transaction(self, lock: str | None, reason: str) -> None:
+    def _fail_transaction(self, lock: TransactionLock | None, reason: str) -> None:
         if lock is None:
             return
         try:
@@ -549,7 +564,7 @@ class CallRouter:
         except StoreUnavailable as exc:
             log.warning("Could not mark the phone call's transaction failed", extra={"error": str(exc)})
 
-    def _release_transaction(self, lock: str | None) -> None:
+    def _release_transaction(self, lock: TransactionLock | None) -> None:
         if lock is None:
             return
         try:

@@ -53,9 +53,11 @@ _OPERATIONS = {
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A write whose condition did not hold; ``item`` is the item as it was, when DynamoDB returned it."""
+    """A write whose condition did not hold; ``item`` is the item as it was, when DynamoDB returned it;
+    ``index``, in a transaction, the position of the action whose condition failed."""
 
     item: Item | None = None
+    index: int = 0
 
 
 def send(client: Any, method: str, **kwargs: Any) -> Item | Rejected:
@@ -71,8 +73,8 @@ def send(client: Any, method: str, **kwargs: Any) -> Item | Rejected:
             return Rejected(response.get("Item"))
         if code == "TransactionCanceledException":
             reasons = [r.get("Code") for r in response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return Rejected()
+            if "ConditionalCheckFailed" in reasons:
+                return Rejected(index=reasons.index("ConditionalCheckFailed"))
         raise StoreUnavailable(f"DynamoDB {operation} failed ({code}).") from None
     except BotoCoreError as exc:
         raise StoreUnavailable(f"DynamoDB {operation} failed ({type(exc).__name__}).") from None

@@ -109,12 +109,13 @@ def from_item(item: Item) -> CallRecord:
     )
 
 
-def marker_item(key: str, *, lease_until_ms: int, expires_at: datetime) -> Item:
-    """A phone call's marker, owned (pending) until ``lease_until_ms``."""
+def marker_item(key: str, *, owner: str, lease_until_ms: int, expires_at: datetime) -> Item:
+    """A phone call's marker, owned (pending) by ``owner`` until ``lease_until_ms``."""
     return {
         "call_id": s(key),
         "kind": s(MARKER_KIND),
         "state": s(TransactionState.PENDING.value),
+        "owner": s(owner),
         "lease_until": n(lease_until_ms),
         "expires_at": epoch(expires_at),
     }

@@ -33,9 +33,9 @@ from millis_sip.adapters.dynamodb.codec import (
 )
 from millis_sip.core.calls import FIELDS_OF_MOVE, MAX_CALL_TTL_SECONDS, OPEN, CallRecord, CallStatus
 from millis_sip.core.clock import epoch_ms, iso
-from millis_sip.core.errors import CallAlreadyExists, InvalidRequest
+from millis_sip.core.errors import CallAlreadyExists, InvalidRequest, LeaseLost
 from millis_sip.core.numbers import NumberRoute
-from millis_sip.core.ports import MillisReport, SessionOutcome, TransactionMark, TransactionState
+from millis_sip.core.ports import MillisReport, SessionOutcome, TransactionLock, TransactionMark, TransactionState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -123,7 +123,14 @@ class DynamoCallStore:
     # --- the inbound-call router's operations --------------------------------------------------------
 
     def begin_transaction(
-        self, key: str, *, now: datetime, lease_seconds: float, expires_at: datetime, resume_challenge: bool = False
+        self,
+        key: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        expires_at: datetime,
+        resume_challenge: bool = False,
     ) -> TransactionMark:
         now_ms = epoch_ms(now)
         # Free, or owned by an invocation that ran out of time without finishing (or, resuming, a challenge).
@@ -135,7 +142,9 @@ class DynamoCallStore:
         answer = self._send(
             "put_item",
             TableName=self._table,
-            Item=marker_item(key, lease_until_ms=now_ms + int(lease_seconds * 1000), expires_at=expires_at),
+            Item=marker_item(
+                key, owner=owner, lease_until_ms=now_ms + int(lease_seconds * 1000), expires_at=expires_at
+            ),
             ConditionExpression=condition,
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues=values,
@@ -150,41 +159,48 @@ class DynamoCallStore:
         item = answer.item or self._get_item(key)
         return mark_from_item(item) if item else TransactionMark(TransactionState.PENDING)
 
-    def fail_transaction(self, key: str, reason: str) -> None:
+    def fail_transaction(self, lock: TransactionLock, reason: str) -> None:
         self._send(
             "update_item",
             TableName=self._table,
-            Key={"call_id": s(key)},
+            Key={"call_id": s(lock.key)},
             UpdateExpression="SET #state = :failed, reason = :reason",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":failed": s(TransactionState.FAILED.value), ":reason": s(reason)},
+            ConditionExpression="#owner = :owner",  # Rejected: a retry took the call over; its answer stands
+            ExpressionAttributeNames={"#state": "state", "#owner": "owner"},
+            ExpressionAttributeValues={
+                ":failed": s(TransactionState.FAILED.value),
+                ":reason": s(reason),
+                ":owner": s(lock.owner),
+            },
         )
 
-    def release_transaction(self, key: str) -> None:
+    def release_transaction(self, lock: TransactionLock) -> None:
         self._send(
             "delete_item",
             TableName=self._table,
-            Key={"call_id": s(key)},
-            ConditionExpression="#state = :pending",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":pending": s(TransactionState.PENDING.value)},
-        )  # Rejected: it is finished (or gone), which is what a release leaves anyway
+            Key={"call_id": s(lock.key)},
+            ConditionExpression="#state = :pending AND #owner = :owner",
+            ExpressionAttributeNames={"#state": "state", "#owner": "owner"},
+            ExpressionAttributeValues={":pending": s(TransactionState.PENDING.value), ":owner": s(lock.owner)},
+        )  # Rejected: it is finished, gone or someone else's, which a release leaves as it is
 
     def transaction_mark(self, key: str) -> TransactionMark | None:
         item = self._get_item(key)
         return mark_from_item(item) if item and not is_call(item) else None
 
-    def challenge_transaction(self, key: str, *, candidate: str, tries: int) -> None:
+    def challenge_transaction(self, lock: TransactionLock, *, candidate: str, tries: int) -> None:
         self._send(
             "update_item",
             TableName=self._table,
-            Key={"call_id": s(key)},
+            Key={"call_id": s(lock.key)},
             UpdateExpression="SET #state = :challenged, millis_call_id = :candidate, tries = :tries",
-            ExpressionAttributeNames={"#state": "state"},
+            ConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#state": "state", "#owner": "owner"},
             ExpressionAttributeValues={
                 ":challenged": s(TransactionState.CHALLENGED.value),
                 ":candidate": s(candidate),
                 ":tries": n(tries),
+                ":owner": s(lock.owner),
             },
         )
 
@@ -206,7 +222,7 @@ class DynamoCallStore:
                 break
         return found
 
-    def commit_inbound(self, record: CallRecord, *, transaction_key: str | None, claim: bool, now: datetime) -> bool:
+    def commit_inbound(self, record: CallRecord, *, lock: TransactionLock | None, claim: bool, now: datetime) -> bool:
         if claim:
             first: Item = {"Update": self._claim_update(record, now)}
         else:
@@ -218,22 +234,27 @@ class DynamoCallStore:
                 }
             }
         items: list[Any] = [first]
-        if transaction_key is not None:
+        if lock is not None:
             items.append(
                 {
                     "Update": {
                         "TableName": self._table,
-                        "Key": {"call_id": s(transaction_key)},
+                        "Key": {"call_id": s(lock.key)},
                         "UpdateExpression": "SET #state = :done, millis_call_id = :id",
-                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ConditionExpression": "#owner = :owner",
+                        "ExpressionAttributeNames": {"#state": "state", "#owner": "owner"},
                         "ExpressionAttributeValues": {
                             ":done": s(TransactionState.DONE.value),
                             ":id": s(record.call_id),
+                            ":owner": s(lock.owner),
                         },
                     }
                 }
             )
-        if isinstance(self._send("transact_write_items", TransactItems=items), Rejected):
+        answer = self._send("transact_write_items", TransactItems=items)
+        if isinstance(answer, Rejected):
+            if answer.index == 1:
+                raise LeaseLost(f"Another invocation took phone call {lock.key if lock else ''!r} over.")
             if claim:
                 return False
             raise CallAlreadyExists(f"A call with id {record.call_id!r} is already stored.")

@@ -5,6 +5,7 @@ are refused. Each request model turns into a plain core command (``to_command``)
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -60,25 +61,64 @@ CallId = Annotated[str, AfterValidator(_CALL_ID), _CALL_ID.schema]
 AgentId = Annotated[str, AfterValidator(_AGENT_ID), _AGENT_ID.schema]
 
 
-def _depth(value: object) -> int:
-    """Nesting depth of a JSON value, iteratively (no recursion on hostile input)."""
-    deepest, stack = 0, [(value, 1)]
+MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): what every JSON reader on the way takes exactly
+
+
+class OutOfRange:
+    """A number JSON allows but nothing downstream takes (NaN, Infinity, 1e999, a 5,000-digit integer): the
+    parser leaves this in its place, the models reject it as not a JSON value, and the 400 names the field."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text[:40]
+
+    def __repr__(self) -> str:
+        return f"{self.text} (not a finite number within +-2^53)"
+
+
+def _number(text: str) -> float | OutOfRange:
+    value = float(text)
+    return value if math.isfinite(value) else OutOfRange(text)
+
+
+def _integer(text: str) -> int | OutOfRange:
+    if len(text) > 17:  # more digits than 2^53 has; int() of thousands of digits is itself refused
+        return OutOfRange(text)
+    value = int(text)
+    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else OutOfRange(text)
+
+
+def strict_json(body: str) -> Any:
+    """``json.loads`` with every out-of-range number left as an OutOfRange marker for validation to name."""
+    return json.loads(body, parse_float=_number, parse_int=_integer, parse_constant=OutOfRange)
+
+
+def _walk(value: object) -> tuple[int, str | None]:
+    """Nesting depth of a JSON value, and the path of its first out-of-range number, iteratively (no recursion
+    on hostile input)."""
+    deepest, stack = 0, [(value, 1, "")]
     while stack:
-        node, level = stack.pop()
+        node, level, path = stack.pop()
         if isinstance(node, dict):
             deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node.values())
+            stack.extend((child, level + 1, f"{path}.{key}") for key, child in node.items())
         elif isinstance(node, list):
             deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node)
-    return deepest
+            stack.extend((child, level + 1, f"{path}[{i}]") for i, child in enumerate(node))
+        elif isinstance(node, OutOfRange):
+            return deepest, f"{path} is {node!r}"
+    return deepest, None
 
 
 def _bounded_object(name: str, max_bytes: int, max_depth: int) -> BeforeValidator:
     def check(value: Any) -> Any:
         if value is None or not isinstance(value, dict):
             return value  # the type check after this reports it
-        if _depth(value) > max_depth:
+        depth, out_of_range = _walk(value)
+        if out_of_range is not None:
+            raise ValueError(f"{name}{out_of_range[:120]}")
+        if depth > max_depth:
             raise ValueError(f"{name} is nested deeper than {max_depth} levels")
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
         if size > max_bytes:

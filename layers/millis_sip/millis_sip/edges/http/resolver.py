@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from millis_sip.core.errors import BridgeError
 from millis_sip.edges.http.errors import domain_error_response, error_response
-from millis_sip.edges.http.models import MAX_BODY_BYTES
+from millis_sip.edges.http.models import MAX_BODY_BYTES, strict_json
 from millis_sip.observability import logger
 
 # A guard authenticates a request before anything else reads it (the body is not even parsed).
@@ -32,7 +32,7 @@ class BridgeResolver(APIGatewayRestResolver):
         body_limits: Mapping[str, int] | None = None,
         query_names: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
-        super().__init__(enable_validation=True)
+        super().__init__(enable_validation=True, json_body_deserializer=strict_json)
         self._guards = dict(guards or {})
         self._body_limits = dict(body_limits or {})
         # Resources whose query parameters are checked by name: a typo (limt=5) gets a 400, not a silent default.
