@@ -3,6 +3,8 @@ path: proof that the artifacts SAM would deploy import and serve a request."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -41,8 +43,97 @@ def test_built_layer_holds_the_package_its_data_and_no_tests(host_build: Path) -
     assert (python / "millis_sip" / "core" / "data" / "regions.csv").is_file()
     assert (python / "httpx").is_dir()
     assert (python / "aws_lambda_powertools").is_dir()
-    assert not list(python.glob("tests")) and not list(python.glob("millis_sip/**/__pycache__"))
+    assert not list(python.rglob("tests")) and not (python / "bin").exists()
     assert list((python / "pydantic_core").glob(f"*{SO_SUFFIX[HOST_ARCH]}.so"))
+    assert_wheels_for(python, HOST_ARCH)
+    assert_every_source_has_unchecked_hash_bytecode(python)
+
+
+# PEP 552: a pyc's header is magic, a 32-bit flags field, then either a source date and size or a source hash.
+# Flags 0b01: hash-based and not checked against the source (the runtime reads no source to trust it).
+UNCHECKED_HASH = 0b01
+WHEEL_ARCH = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def pyc_flags(pyc: Path) -> int:
+    header = pyc.read_bytes()[:16]
+    assert header[:4] == importlib.util.MAGIC_NUMBER, f"{pyc} was not written by Python 3.13"
+    return int.from_bytes(header[4:8], "little")
+
+
+def assert_every_source_has_unchecked_hash_bytecode(python: Path) -> None:
+    sources = list(python.rglob("*.py"))
+    assert len(sources) > 500  # the package and every dependency
+    missing = [s for s in sources if not Path(importlib.util.cache_from_source(str(s))).is_file()]
+    assert not missing, missing[:10]
+    pycs = list(python.rglob("*.pyc"))
+    assert all(p.parent.name == "__pycache__" and ".cpython-313." in p.name for p in pycs), "only CPython 3.13's"
+    assert {pyc_flags(p) for p in pycs} == {UNCHECKED_HASH}
+    assert len(pycs) == len(sources)
+
+
+def assert_wheels_for(python: Path, arch: str) -> None:
+    """The compiled dependencies came as wheels for ``arch``: pip installed them from the hashed lock
+    (--require-hashes), so the lock holds those wheels' hashes."""
+    for dist in ("pydantic_core", "pynacl", "cffi"):
+        [info] = python.glob(f"{dist}-*.dist-info")
+        tags = [line.split(": ", 1)[1] for line in (info / "WHEEL").read_text().splitlines() if line.startswith("Tag:")]
+        assert tags and all(tag.endswith(f"_{WHEEL_ARCH[arch]}") for tag in tags), (dist, tags)
+
+
+# Each entry module imported as Lambda would: a fresh interpreter, no site-packages, the layer and the function
+# on the path, nothing written (PYTHONDONTWRITEBYTECODE=1, like the read-only /opt). Every module the layer
+# supplies must come from its bytecode: a source compile is counted where importlib would do one.
+IMPORT_FROM_BYTECODE = """
+import importlib.machinery, json, sys
+layer, functions = sys.argv[1], sys.argv[2:]
+compiled = []
+original = importlib.machinery.SourceFileLoader.source_to_code
+def source_to_code(self, data, path, *args, **kwargs):
+    compiled.append(str(path))
+    return original(self, data, path, *args, **kwargs)
+importlib.machinery.SourceFileLoader.source_to_code = source_to_code
+sys.path[:0] = [layer, *functions]
+import api_handler, sma_handler, inbound_handler
+loaded = {name: (module.__file__, getattr(module.__spec__, "cached", None))
+          for name, module in list(sys.modules.items()) if (getattr(module, "__file__", None) or "").startswith(layer)}
+print("RESULT " + json.dumps({"compiled": compiled, "loaded": loaded}))
+"""
+
+
+def test_built_entry_modules_import_the_layer_from_its_bytecode(
+    host_build: Path, ddb: DynamoDBLocal, simulator: MillisSimulator
+) -> None:
+    layer = str(host_build / "MillisSipLayer" / "python")
+    functions = [str(host_build / f) for f in ("ApiFunction", "SipMediaAppFunction", "InboundFunction")]
+    extra = {"DEFAULT_AGENT_ID": "phone-agent", "TWILIO_AUTH_TOKEN": "token", **SIMULATOR_VOICE_CONNECTORS}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **function_env(tables=TABLES, millis=simulator.env(), dynamodb_endpoint=ddb.endpoint, extra=extra),
+    }
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_FROM_BYTECODE, layer, *functions],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    outcome = json.loads(line.removeprefix("RESULT "))
+    loaded: dict[str, list[str]] = outcome["loaded"]
+    assert {"millis_sip", "pydantic", "pydantic_core", "httpx", "boto3", "botocore", "aws_lambda_powertools"} <= {
+        name.split(".")[0] for name in loaded
+    }
+    assert len(loaded) > 100
+    # The entry modules themselves (one small file each in the functions' folders) compile; the layer never does.
+    assert {"api_handler", "sma_handler", "inbound_handler"} <= {Path(path).stem for path in outcome["compiled"]}
+    assert [path for path in outcome["compiled"] if path.startswith(layer)] == []
+    for name, (source, cached) in loaded.items():
+        if source.endswith(".py"):
+            assert cached and Path(cached).is_file() and pyc_flags(Path(cached)) == UNCHECKED_HASH, name
 
 
 def run_built(
@@ -134,6 +225,8 @@ def test_arm64_build_ships_arm64_wheels(tmp_path: Path) -> None:
     python = build / "MillisSipLayer" / "python"
     assert list((python / "pydantic_core").glob("*aarch64-linux-gnu.so"))
     assert not list((python / "pydantic_core").glob("*x86_64-linux-gnu.so"))
+    assert_wheels_for(python, "arm64")
+    assert_every_source_has_unchecked_hash_bytecode(python)
 
 
 @pytest.mark.parametrize("name", ["inbound-route.json", "inbound-twilio-voice.json"])
@@ -165,3 +258,33 @@ def test_built_inbound_function_answers_a_sip_server_and_twilio(
     else:
         assert "<Dial" in response["body"] and "<Sip>sip:call-sim-" in response["body"]
     assert len(simulator.issued) == 1
+
+
+@pytest.mark.parametrize("platform", ["manylinux2014_aarch64", "manylinux2014_x86_64"])
+def test_the_lock_matches_the_wheels_pip_downloads(platform: str, tmp_path: Path) -> None:
+    """The compiled packages' wheels for each Lambda architecture, as pip picks them for the layer build,
+    hash to values the layer lock holds."""
+    from tests.template.test_supply_chain import LAYER_LOCK, parse_lock
+
+    pins = parse_lock(LAYER_LOCK.read_text())
+    wanted = [f"{name}=={pins[name].version}" for name in ("pydantic-core", "pynacl", "cffi")]
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+    target = ["--platform", platform, "--implementation", "cp", "--python-version", "3.13", "--dest", str(tmp_path)]
+    result = subprocess.run(
+        [*pip, *target, *wanted],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    wheels = sorted(tmp_path.glob("*.whl"))
+    assert len(wheels) == 3 and all(platform.split("_", 1)[1] in w.name for w in wheels), wheels
+    for wheel in wheels:
+        name = normalized_name(wheel.name.split("-")[0])
+        digest = "--hash=sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()
+        assert digest in pins[name].hashes, wheel.name
+
+
+def normalized_name(name: str) -> str:
+    return name.replace("_", "-").lower()

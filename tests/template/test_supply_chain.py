@@ -85,7 +85,7 @@ def test_the_lock_parser_rejects_what_it_must() -> None:
 def test_the_layer_lock_holds_the_compiled_wheels_of_both_architectures() -> None:
     # A compiled package has one wheel per platform and Python: hashes for its sdist alone would fail the
     # build. The arm64 and host build tests (test_build.py) prove the hashes match: pip installs the aarch64 and
-    # x86_64 wheels of these from the hashed lock.
+    # x86_64 wheels of these under --require-hashes, and test_the_lock_matches_the_wheels_pip_downloads compares.
     pins = pins_of("layer")
     for name in ("pydantic-core", "pynacl", "cffi"):
         assert len(pins[name].hashes) >= 4, name
@@ -104,6 +104,11 @@ def test_every_install_checks_hashes() -> None:
     bootstrap = (ROOT / "dev" / "bootstrap.sh").read_text()
     installs = [line for line in bootstrap.splitlines() if "-m pip install" in line]
     assert installs and all("--require-hashes -r requirements-dev.txt" in line for line in installs)
+    layer_make = (ROOT / "layers" / "millis_sip" / "Makefile").read_text()
+    command = re.search(r"-m pip install(.*?)-r requirements\.txt", layer_make, flags=re.DOTALL)
+    assert command
+    for flag in ("--require-hashes", "--only-binary=:all:", "--implementation cp", "--python-version 3.13"):
+        assert flag in command[1], flag
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^lock: ", makefile, flags=re.MULTILINE)
     assert "--generate-hashes" in makefile and "--universal" in makefile

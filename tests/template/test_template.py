@@ -172,7 +172,14 @@ def test_runtime_architecture_and_layer_build() -> None:
     assert function_globals["Architectures"] == [{"Ref": "Architecture"}]
     assert template["Parameters"]["Architecture"]["Default"] == "arm64"
     layer = resource("MillisSipLayer")
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    # layers/millis_sip/Makefile builds it (hashed lock, bytecode); ContextPath hands it the architecture.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}
+    assert layer["Metadata"]["ContextPath"] == {"Fn::Sub": "layers/millis_sip/arch/${Architecture}"}
+    for arch in template["Parameters"]["Architecture"]["AllowedValues"]:
+        makefile = (ROOT / "layers" / "millis_sip" / "arch" / arch / "Makefile").read_text()
+        assert f"LAMBDA_ARCH := {arch}\n" in makefile and "include " in makefile
+    assert re.search(r"^build-MillisSipLayer:", (ROOT / "layers/millis_sip/Makefile").read_text(), flags=re.MULTILINE)
     assert function_globals["Tracing"] == {"Fn::If": ["TracingActive", "Active", "PassThrough"]}
     assert function_globals["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == {
         "Fn::If": ["TracingActive", "false", "true"]
