@@ -150,6 +150,7 @@ def test_api_function_has_only_the_table_and_secret_actions_it_uses() -> None:
         "dynamodb:Query",
         "dynamodb:Scan",  # listing number routes only
         "secretsmanager:GetSecretValue",
+        "kms:Decrypt",  # only with SecretsKmsKeyArn, only through Secrets Manager
     }
     deleting = [s for s in statements("ApiFunction") if "dynamodb:DeleteItem" in s["Action"]]
     assert [s["Resource"] for s in deleting] == [
@@ -230,9 +231,14 @@ def test_sip_media_app_function_has_only_the_table_and_secret_actions_it_uses() 
         "dynamodb:UpdateItem",
         "dynamodb:Query",
         "secretsmanager:GetSecretValue",
+        "kms:Decrypt",  # only with SecretsKmsKeyArn, only through Secrets Manager
     }
     for statement in statements("SipMediaAppFunction"):
         assert "*" not in json.dumps(statement["Resource"])
+
+
+SMA_IN_THIS_REGION = {"Fn::Sub": "arn:${AWS::Partition}:chime:${AWS::Region}:${AWS::AccountId}:sma/*"}
+VC_IN_THIS_REGION = {"Fn::Sub": "arn:${AWS::Partition}:chime:${AWS::Region}:${AWS::AccountId}:vc/*"}
 
 
 def test_only_chime_may_invoke_the_sip_media_app_function_and_only_from_this_account() -> None:
@@ -243,6 +249,99 @@ def test_only_chime_may_invoke_the_sip_media_app_function_and_only_from_this_acc
     assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
     assert props["Action"] == "lambda:InvokeFunction"
     assert props["FunctionName"] == {"Ref": "SipMediaAppFunction.Alias"}  # what Chime invokes
+
+
+def test_only_the_sip_media_application_may_invoke_the_sip_media_app_function() -> None:
+    # Your SIP media application's ARN in ChimeMode existing; otherwise (create: its id does not exist yet when
+    # the permission must) a SIP media application of this account in this region, never another kind of caller.
+    template = load_template()
+    assert resource("SipMediaAppPermission")["Properties"]["SourceArn"] == {
+        "Fn::If": ["HasSipMediaApplicationArn", {"Ref": "SipMediaApplicationArn"}, SMA_IN_THIS_REGION]
+    }
+    assert template["Conditions"]["HasSipMediaApplicationArn"] == {
+        "Fn::And": [
+            {"Fn::Condition": "ExistingChime"},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "SipMediaApplicationArn"}, ""]}]},
+        ]
+    }
+    parameter = template["Parameters"]["SipMediaApplicationArn"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:chime:us-east-1:123456789012:sma/0a1b2c3d-4e5f-6789")
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:chime:us-east-1:123456789012:vc/abc")
+    # The stack's own application comes from the nested stack, and the permission exists before it.
+    assert resource("SipMediaApplicationStack")["DependsOn"] == "SipMediaAppPermission"
+    nested = load_template(ROOT / "templates" / "sip-media-application.yaml")["Outputs"]
+    assert nested["SipMediaApplicationArn"]["Value"] == {
+        "Fn::GetAtt": ["SipMediaApplication", "SipMediaApplicationArn"]
+    }
+
+
+# Conditions under which Chime is in use (UseChime, or one implying it).
+CHIME_CONDITIONS = {"UseChime", "CreateChime", "ExistingChime", "CreateUsWestConnector", "CreateEuWestConnector"}
+
+
+def test_the_phone_call_function_exists_only_when_chime_is_in_use() -> None:
+    # It reads the Millis key and the webhook secret: with ChimeMode none nothing may invoke it, so it is not there.
+    template = load_template()
+    assert resource("SipMediaAppFunction")["Condition"] == "UseChime"
+    assert template["Conditions"]["UseChime"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ChimeMode"}, "none"]}]}
+    for section in ("Resources", "Outputs"):
+        for name, body in template[section].items():
+            if name != "SipMediaAppFunction" and "SipMediaAppFunction" in json.dumps(body):
+                assert body.get("Condition") in CHIME_CONDITIONS, (section, name)
+    assert {"SipMediaAppFunctionLogGroup", "SipMediaAppPermission", "SipMediaApplicationStack"} <= {
+        name for name, body in template["Resources"].items() if "SipMediaAppFunction" in json.dumps(body)
+    }
+    assert template["Outputs"]["SipMediaAppFunctionArn"]["Condition"] == "UseChime"
+
+
+SECRET_READING_FUNCTIONS = {"ApiFunction", "SipMediaAppFunction", "InboundFunction"}
+
+
+def test_a_customer_managed_secrets_key_is_decryptable_only_through_secrets_manager() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["SecretsKmsKeyArn"]
+    assert parameter["Default"] == ""
+    key = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert re.fullmatch(parameter["AllowedPattern"], key)
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:kms:us-west-2:123456789012:alias/mine")
+    assert template["Conditions"]["HasSecretsKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SecretsKmsKeyArn"}, ""]}]
+    }
+    decrypting = set()
+    for function_id in all_functions():
+        for policy in resource(function_id)["Properties"].get("Policies", []):
+            for statement in policy["Statement"]:
+                if "kms:Decrypt" not in json.dumps(statement):
+                    continue
+                condition, granted, otherwise = statement["Fn::If"]  # granted only when the parameter is set
+                assert (condition, otherwise) == ("HasSecretsKmsKey", {"Ref": "AWS::NoValue"})
+                assert granted["Action"] == ["kms:Decrypt"]
+                assert granted["Resource"] == {"Ref": "SecretsKmsKeyArn"}
+                assert granted["Condition"] == {
+                    "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+                }
+                decrypting.add(function_id)
+    readers = {f for f in all_functions() if any("secretsmanager:GetSecretValue" in s["Action"] for s in statements(f))}
+    assert decrypting == readers == SECRET_READING_FUNCTIONS
+
+
+def test_the_functions_a_phone_call_waits_on_can_have_reserved_concurrency() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["PhoneReservedConcurrency"]
+    # 0 would throttle every phone call: the default reserves nothing (the property is left out).
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", -1, -1)
+    assert "0 throttles every phone call" in parameter["Description"]
+    assert template["Conditions"]["HasPhoneReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PhoneReservedConcurrency"}, "-1"]}]
+    }
+    reserved = {
+        f: resource(f)["Properties"]["ReservedConcurrentExecutions"]
+        for f in all_functions()
+        if "ReservedConcurrentExecutions" in resource(f)["Properties"]
+    }
+    expected = {"Fn::If": ["HasPhoneReservedConcurrency", {"Ref": "PhoneReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
+    assert reserved == {"SipMediaAppFunction": expected, "InboundFunction": expected}
 
 
 def test_snapstart_is_a_parameter_on_published_versions() -> None:
@@ -259,13 +358,15 @@ def test_snapstart_is_a_parameter_on_published_versions() -> None:
 def test_the_custom_resource_function_exists_only_to_create_chime_resources() -> None:
     function = resource("ChimeResourcesFunction")
     assert function["Condition"] == "CreateChime"
-    [statement] = statements("ChimeResourcesFunction")
-    assert set(statement["Action"]) == {
-        "chime:PutVoiceConnectorOrigination",
-        "chime:DeleteVoiceConnectorOrigination",
-        "chime:CreateSipRule",
-        "chime:UpdateSipRule",
-        "chime:DeleteSipRule",
+    # Each action on the resource type the Service Authorization Reference for Amazon Chime gives it, in this
+    # account and region; only DeleteSipRule, which has no resource type, on "*".
+    granted = {action: s["Resource"] for s in statements("ChimeResourcesFunction") for action in s["Action"]}
+    assert granted == {
+        "chime:PutVoiceConnectorOrigination": VC_IN_THIS_REGION,
+        "chime:DeleteVoiceConnectorOrigination": VC_IN_THIS_REGION,
+        "chime:CreateSipRule": SMA_IN_THIS_REGION,
+        "chime:UpdateSipRule": SMA_IN_THIS_REGION,
+        "chime:DeleteSipRule": "*",
     }
     for logical_id in ("VoiceConnectorUsWestStack", "VoiceConnectorEuWestStack", "SipMediaApplicationStack"):
         stack = resource(logical_id)
@@ -325,8 +426,10 @@ def all_functions() -> list[str]:
     return [k for k, r in load_template()["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
 
 
-# AWS requires "*" here: chime-sdk-voice has no resource-level permissions for these actions.
-WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeOriginationAndSipRules"}}
+# AWS requires "*" here: chime:DeleteSipRule has no resource type in the Service Authorization Reference.
+WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeSipRuleDelete"}}
+# The Chime resources the nested stacks create, which the custom resource function cannot name without a cycle.
+SCOPED_WILDCARDS_ALLOWED = {"ChimeResourcesFunction": [VC_IN_THIS_REGION, SMA_IN_THIS_REGION]}
 SECRET_READERS = {
     "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
     "WebhookSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
@@ -347,7 +450,7 @@ def test_no_wildcard_actions_and_no_wildcard_resources_but_where_aws_requires_th
             assert all("*" not in action for action in actions), (function_id, actions)
             if statement["Resource"] == "*":
                 assert statement["Sid"] in WILDCARD_RESOURCE_ALLOWED.get(function_id, set()), function_id
-            else:
+            elif statement["Resource"] not in SCOPED_WILDCARDS_ALLOWED.get(function_id, []):
                 assert "*" not in json.dumps(statement["Resource"]), (function_id, statement["Resource"])
 
 
