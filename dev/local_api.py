@@ -1,7 +1,12 @@
 """A local stand-in for API Gateway (what `sam local start-api` does, without Docker): it serves the
 template's routes on loopback, checks the API key as the REST API's usage plan would, turns each HTTP
 request into an API Gateway REST (v1) proxy event, invokes the real handler of the route's function
-in-process and writes back its proxy response."""
+in-process and writes back its proxy response.
+
+With ``throttle=True`` it also enforces the template's throttles as API Gateway does, each a token bucket
+(``burst`` requests at once, refilled at ``rate`` per second): every MethodSettings throttle for its method and
+route (shared by all its callers), and the usage plan's for each API key on the routes that need one. A request
+past its bucket is answered 429 ``{"message":"Too Many Requests"}`` and never reaches the function."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dev.lambda_context import LocalContext
-from dev.template import api_key_required, api_routes, routes_without_api_key
+from dev.template import api_key_required, api_routes, method_throttles, routes_without_api_key, usage_plan_throttle
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 STAGE = "v1"
@@ -83,6 +88,53 @@ def build_event(
     }
 
 
+TOO_MANY_REQUESTS = (429, {"Content-Type": "application/json"}, b'{"message":"Too Many Requests"}')
+
+
+class TokenBucket:
+    """``burst`` tokens at first and at most, ``rate`` more each second of ``clock``; a request takes one."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._tokens = burst
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + max(now - self._last, 0.0) * self.rate)
+            self._last = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+class Throttles:
+    """The template's throttles: one bucket per throttled method and route, one per API key for keyed routes."""
+
+    def __init__(self, parameters: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._methods = {
+            route: TokenBucket(rate, burst, clock)
+            for route, (rate, burst) in method_throttles(parameters=parameters).items()
+        }
+        self._plan = usage_plan_throttle(parameters=parameters)
+        self._keys: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, method: str, resource: str, api_key: str | None) -> bool:
+        bucket = self._methods.get((method, resource))
+        if bucket is not None and not bucket.take():
+            return False
+        if api_key is not None and self._plan is not None:
+            with self._lock:
+                key_bucket = self._keys.setdefault(api_key, TokenBucket(*self._plan, self._clock))
+            return key_bucket.take()
+        return True
+
+
 class LocalApi:
     def __init__(
         self,
@@ -94,10 +146,15 @@ class LocalApi:
         function_name: str = "ApiFunction",
         timeout_seconds: float = 20.0,
         functions: Mapping[str, Handler | Sequence[Handler]] | None = None,
+        throttle: bool = False,
+        parameters: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``handler``: the execution environments of ``function_name`` (ApiFunction); ``functions``: those of
-        the template's other functions behind the API (e.g. InboundFunction), by logical id."""
+        the template's other functions behind the API (e.g. InboundFunction), by logical id. ``throttle``: enforce
+        the template's throttles, with its parameters' defaults unless ``parameters`` sets them, on ``clock``."""
         self.api_key = api_key if api_key_required() else None
+        self.throttles = Throttles(parameters, clock) if throttle else None
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
         self._pools: dict[str, queue.Queue[Handler]] = {}
@@ -150,6 +207,8 @@ class LocalApi:
         keyed = (method, resource) not in self.open_routes
         if keyed and self.api_key is not None and lower.get("x-api-key") != self.api_key:
             return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
+        if self.throttles and not self.throttles.allow(method, resource, lower.get("x-api-key") if keyed else None):
+            return TOO_MANY_REQUESTS
         event = build_event(method, raw_path, resource, match.groupdict(), headers, body, domain=lower.get("host"))
         context = LocalContext(function_name=function, timeout_seconds=self.timeout_seconds)
         pool = self._pools[function]

@@ -3,6 +3,7 @@ template's own definitions: the table schema, the API routes, the functions' env
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,3 +113,39 @@ def routes_without_api_key(function_id: str = "ApiFunction") -> set[tuple[str, s
         for e in events.values()
         if e.get("Type") == "Api" and e["Properties"].get("Auth", {}).get("ApiKeyRequired") is False
     }
+
+
+def _parameter_value(value: Any, parameters: Mapping[str, Any] | None) -> float:
+    """A number of the template, or the value of the parameter it names (``parameters`` first, else its default)."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        name = value["Ref"]
+        if parameters and name in parameters:
+            return float(parameters[name])
+        return float(load_template()["Parameters"][name]["Default"])
+    return float(value)
+
+
+def method_throttles(
+    api_id: str = "MillisApi", *, parameters: Mapping[str, Any] | None = None
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """(METHOD, path) -> (rate per second, burst) of each MethodSettings throttle of the stage, e.g.
+    ("POST", "/webhooks/millis"): API Gateway's per-method limits, shared by every caller of that route."""
+    throttles: dict[tuple[str, str], tuple[float, float]] = {}
+    for setting in resource(api_id)["Properties"].get("MethodSettings", []):
+        if not {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(setting):
+            continue
+        path = str(setting["ResourcePath"]).replace("~1", "/")[1:]  # "/~1a~1b" is /a/b
+        rate = _parameter_value(setting["ThrottlingRateLimit"], parameters)
+        burst = _parameter_value(setting["ThrottlingBurstLimit"], parameters)
+        throttles[(str(setting["HttpMethod"]).upper(), path)] = (rate, burst)
+    return throttles
+
+
+def usage_plan_throttle(
+    api_id: str = "MillisApi", *, parameters: Mapping[str, Any] | None = None
+) -> tuple[float, float] | None:
+    """(rate per second, burst) the API's usage plan allows each API key, or None when it sets none."""
+    throttle = resource(api_id)["Properties"].get("Auth", {}).get("UsagePlan", {}).get("Throttle")
+    if not throttle:
+        return None
+    return _parameter_value(throttle["RateLimit"], parameters), _parameter_value(throttle["BurstLimit"], parameters)
