@@ -1,5 +1,6 @@
 """`sam build` from Python, as the build tests and the benchmarks run it: the venv's SAM CLI, with the venv's
-python3.13 on the PATH (SAM's Python builder looks for it there), for one architecture."""
+python3.13 on the PATH (SAM's Python builder looks for it there, and the layer's Makefile installs the lock and
+compiles the bytecode with it), for one architecture."""
 
 from __future__ import annotations
 
