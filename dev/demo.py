@@ -240,7 +240,7 @@ def _event(name: str, tx: str, caller: str, attributes: dict[str, str] | None = 
     return event
 
 
-def phone_script(base_url: str, api_key: str, steps: Steps) -> None:
+def phone_script(base_url: str, api_key: str, sim: MillisSimulator, steps: Steps) -> None:
     """A phone call through SipMediaAppFunction: Chime's invocations, played from events/ in-process."""
     os.environ.update(DEMO_PHONE)
     sma = load_function("sma_handler")
@@ -298,11 +298,12 @@ def phone_script(base_url: str, api_key: str, steps: Steps) -> None:
                     f"status {record.get('status')}, reason {record.get('reason')} (expected ended, caller_hung_up)",
                 )
         with steps.step(
-            "Millis reports the session over (POST /webhooks/millis, X-Webhook-Secret, no API key)"
+            "Millis reports the session over (POST /webhooks/millis with the call's own X-Webhook-Secret, no API key)"
         ) as step:
+            # Each registration gave Millis a credential of its own (in agent_config.session_data_webhook).
             hook = httpx.post(
                 f"{base_url}/webhooks/millis",
-                headers={"X-Webhook-Secret": LOCAL_WEBHOOK_SECRET},
+                headers={"X-Webhook-Secret": sim.webhook_credential(call_id) or ""},
                 json={"call_id": call_id, "call_status": "user-ended", "duration": 42.5},
             )
             step.show(hook)
@@ -651,7 +652,7 @@ def main() -> int:
             script(api.url, LOCAL_API_KEY, sim, steps)
             what = "registered, read back and looked up a call"
             if sim is not None:
-                phone_script(api.url, LOCAL_API_KEY, steps)
+                phone_script(api.url, LOCAL_API_KEY, sim, steps)
                 twilio_script(api.url, LOCAL_API_KEY, steps)
                 carriers_script(api.url, steps)
                 what += "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"

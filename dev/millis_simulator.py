@@ -44,6 +44,7 @@ class Fault:
     body: str | None = None
     delay: float = 0.0
     drop: bool = False
+    echo: bool = False  # answer FastAPI's way, echoing the request body as the offending input (422 unless told)
     times: int | None = None
 
 
@@ -74,6 +75,7 @@ class MillisSimulator:
         self.sip_hosts = dict(sip_hosts or {})
         self.received: list[Received] = []
         self.issued: list[tuple[str, str]] = []  # (call_id, SIP URI) of every registration answered
+        self.bodies: dict[str, Any] = {}  # call_id -> the registration's body, as Millis received it
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -126,6 +128,7 @@ class MillisSimulator:
             self._faults.clear()
             self.received.clear()
             self.issued.clear()
+            self.bodies.clear()
 
     def reset(self) -> None:
         """``clear()``, and the answers back to their defaults (field name, known agents, SIP hosts)."""
@@ -137,6 +140,14 @@ class MillisSimulator:
     def registrations(self, region: str | None = None) -> list[Received]:
         with self._lock:
             return [r for r in self.received if region is None or r.region == region]
+
+    def webhook_credential(self, call_id: str) -> str | None:
+        """What Millis would send back in X-Webhook-Secret when ``call_id``'s session ends (None: no webhook)."""
+        with self._lock:
+            body = self.bodies.get(call_id) or {}
+        hook = (body.get("agent_config") or {}).get("session_data_webhook") or {}
+        value = (hook.get("headers") or {}).get("X-Webhook-Secret")
+        return str(value) if value is not None else None
 
     def _take_fault(self, region: str) -> Fault | None:
         with self._lock:
@@ -181,6 +192,7 @@ class MillisSimulator:
         uri = f"sip:call-{call_id}@{host}"
         with self._lock:
             self.issued.append((call_id, uri))
+            self.bodies[call_id] = body
         return 200, {"call_id": call_id, self.uri_field: uri}
 
 
@@ -229,6 +241,10 @@ def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault.echo:
+                    detail = [{"loc": ["body"], "msg": "simulated", "type": "value_error", "input": body}]
+                    self._send(fault.status or 422, {"detail": detail})
                     return
                 if fault.status is not None or fault.body is not None:
                     status = fault.status or 200

@@ -49,9 +49,55 @@ def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
     return found
 
 
+def _condition(name: str, parameters: dict[str, Any]) -> bool:
+    """A condition of the template, evaluated on the parameters' defaults (Equals, Not, And, Or, Condition)."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return str(parameters[node["Ref"]].get("Default", ""))
+        return str(node)
+
+    def truth(node: Any) -> bool:
+        [(function, args)] = node.items()
+        if function == "Fn::Equals":
+            return bool(value(args[0]) == value(args[1]))
+        if function == "Fn::Not":
+            return not truth(args[0])
+        if function == "Fn::And":
+            return all(truth(a) for a in args)
+        if function == "Fn::Or":
+            return any(truth(a) for a in args)
+        if function == "Condition":
+            return _condition(args, parameters)
+        raise ValueError(f"condition function {function} is not understood")
+
+    return truth(load_template()["Conditions"][name])
+
+
+def resolved(node: Any) -> Any:
+    """``node`` with every Fn::If decided on the parameters' defaults and AWS::NoValue left out: what a stack
+    deployed with the defaults holds."""
+    parameters = load_template()["Parameters"]
+    if isinstance(node, list):
+        items = [resolved(item) for item in node]
+        return [item for item in items if item is not _NO_VALUE]
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, then, otherwise = node["Fn::If"]
+            return resolved(then if _condition(name, parameters) else otherwise)
+        if node == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        return {key: resolved(value) for key, value in node.items()}
+    return node
+
+
+_NO_VALUE = object()
+
+
 def table_definition(logical_id: str = "CallsTable", table_name: str | None = None) -> dict[str, Any]:
-    """CreateTable arguments for the template's table (what DynamoDB Local needs of it)."""
-    props = resource(logical_id)["Properties"]
+    """CreateTable arguments for the template's table (what DynamoDB Local needs of it), as deployed with the
+    parameters' defaults."""
+    props = resolved(resource(logical_id)["Properties"])
     args: dict[str, Any] = {
         "TableName": table_name or logical_id,
         "AttributeDefinitions": props["AttributeDefinitions"],

@@ -17,6 +17,7 @@ from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.adapters.secrets import webhook_secret_source
 from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.lifecycle import SessionReports
 from millis_sip.core.lookup import CallDirectory
 from millis_sip.core.numbers import NumberDirectory
@@ -25,7 +26,6 @@ from millis_sip.core.registration import MillisRegistrations, Registrar, Session
 from millis_sip.edges.http.app import ManagementServices, create_app
 from millis_sip.edges.http.idempotency import Idempotency
 from millis_sip.edges.http.resolver import BridgeResolver
-from millis_sip.edges.http.webhook_auth import WebhookAuthenticator
 from millis_sip.observability import emf_metrics, logger, metrics, tracer
 
 
@@ -46,15 +46,13 @@ def compose(
     gateway: MillisGateway,
     store: CallStore,
     numbers: NumberRoutes,
-    webhook_secret: Secret | None,
+    stack_secret: Secret | None,
     idempotency: Idempotency | None,
     clock: Clock | None = None,
 ) -> tuple[BridgeResolver, ManagementServices]:
     """The management API over the given ports (the adapters in AWS; fakes in the unit tests)."""
     clock = clock or SystemClock()
-    webhook = None
-    if webhook_secret is not None and settings.session_webhook:
-        webhook = SessionWebhook(webhook_secret, settings.webhook_url)
+    webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook else None
     services = ManagementServices(
         registrar=Registrar(
             MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics),
@@ -62,13 +60,14 @@ def compose(
             clock=clock,
             ttl_seconds=settings.call_ttl_seconds,
             default_agent_id=settings.default_agent_id,
+            keys=StackKeys(stack_secret),
         ),
         directory=CallDirectory(store, clock=clock),
-        sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds),
+        sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, stack_secret=stack_secret),
         numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,
     )
-    app = create_app(services, webhook_guard=WebhookAuthenticator(webhook_secret), idempotency=idempotency)
+    app = create_app(services, idempotency=idempotency)
     return app, services
 
 
@@ -78,18 +77,18 @@ def build() -> tuple[Api, snapstart.Hooks]:
         logger.warning(settings.millis_region.warning)
     dynamodb = dynamodb_client(API_CONFIG)
     gateway = HttpMillisGateway.from_settings(settings)
-    webhook_secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
+    stack_secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
     idempotency = (
         Idempotency(settings.idempotency_table_name, client=dynamodb, ttl_seconds=settings.idempotency_ttl_seconds)
         if settings.idempotency_table_name
         else None
     )
-    store = DynamoCallStore(dynamodb, settings.calls_table_name)
+    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=StackKeys(stack_secret))
     numbers = DynamoNumberRoutes(dynamodb, settings.numbers_table_name)
     app, services = compose(
-        settings, gateway=gateway, store=store, numbers=numbers, webhook_secret=webhook_secret, idempotency=idempotency
+        settings, gateway=gateway, store=store, numbers=numbers, stack_secret=stack_secret, idempotency=idempotency
     )
-    hooks = snapstart.Hooks(gateway=gateway, secrets=[webhook_secret] if webhook_secret else [])
+    hooks = snapstart.Hooks(gateway=gateway, secrets=[stack_secret] if stack_secret else [])
     return Api(app, services, settings, dynamodb, gateway, store, idempotency), hooks
 
 

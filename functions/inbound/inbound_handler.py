@@ -1,4 +1,5 @@
-"""InboundFunction: the call path of the carriers and SIP servers (Twilio's webhooks, GET /route).
+"""InboundFunction: the call path of the carriers and SIP servers (the webhooks of Twilio, Telnyx, Vonage and
+Plivo, and GET /route).
 Composition root: ``build()`` makes the clients, the core's router and the edges once per execution
 environment. Lean on purpose: a phone call waits on its cold start, so no web framework and no pydantic."""
 

@@ -71,4 +71,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except Exception:  # noqa: BLE001 - a live phone call must get an answer
         logger.exception("Unexpected failure answering the invocation")
         emf_metrics.inbound_failure("internal_error")
-        return fallback_response(parsed)
+        return fallback_response(parsed, sma.chime.messages)

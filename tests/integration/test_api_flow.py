@@ -16,10 +16,11 @@ from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import CallRecord, CallStatus
 from millis_sip.core.errors import CallAlreadyExists
+from millis_sip.core.registration import webhook_credential_hash
 from millis_sip.core.sip import parse_sip_uri
 from tests.conftest import load_event
 from tests.support.invoke import invoke
-from tests.support.rig import TABLE, WEBHOOK_SECRET, LogCapture
+from tests.support.rig import STACK_KEYS, TABLE, WEBHOOK_SECRET, LogCapture
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +56,17 @@ def test_register_get_and_lookup_with_the_events_files(
 
     [received] = sim.registrations()
     assert received.authorization == sim.api_key
+    own = sim.webhook_credential(created["call_id"])
+    assert own is not None and own != WEBHOOK_SECRET
     assert received.body == {
         "agent_id": "my-agent-id",
         "metadata": {"caller": "+14155550100", "crm_ticket": "T-1001"},
         "include_metadata_in_prompt": True,
-        # The stack's own session webhook, on the URL the request came in on, with the shared secret.
+        # The stack's own session webhook, on the URL the request came in on, with this call's credential.
         "agent_config": {
             "session_data_webhook": {
                 "url": "https://abc123.execute-api.us-west-2.amazonaws.com/v1/webhooks/millis",
-                "headers": {"X-Webhook-Secret": WEBHOOK_SECRET},
+                "headers": {"X-Webhook-Secret": own},
             }
         },
     }
@@ -71,8 +74,10 @@ def test_register_get_and_lookup_with_the_events_files(
     item = dynamodb.get_item(TableName=TABLE, Key={"call_id": {"S": created["call_id"]}})["Item"]
     assert set(item) == {
         "call_id", "sip_uri", "millis_region", "status", "created_at", "expires_at", "source", "lookup_key", "agent_id",
-        "caller_verification",
+        "caller_verification", "webhook_hash", "lookup_index",
     }  # fmt: skip
+    assert item["webhook_hash"]["S"] == webhook_credential_hash(own)
+    assert item["lookup_index"]["S"] == STACK_KEYS.lookup_index("+14155550100") != "+14155550100"
     assert item["caller_verification"] == {"S": "attestation"}  # caller ID alone claims nothing
     assert item["status"] == {"S": "registered"}
     assert int(item["expires_at"]["N"]) - datetime.now(UTC).timestamp() == pytest.approx(3600, abs=5)
@@ -92,7 +97,7 @@ def test_lookup_returns_the_newest_unexpired_registration(api: ModuleType, ddb: 
     first = invoke(api, create_event(agent_id="a", lookup_key=key))[2]
     second = invoke(api, create_event(agent_id="a", lookup_key=key))[2]
     invoke(api, create_event(agent_id="a", lookup_key="+14155550198"))
-    store = DynamoCallStore(api.dynamodb, TABLE)
+    store = DynamoCallStore(api.dynamodb, TABLE, keys=STACK_KEYS)
     now = datetime.now(UTC)
     store.put_new(  # newer, but already expired (TTL deletion lags): never returned
         CallRecord(
@@ -118,7 +123,7 @@ def test_lookup_returns_the_newest_unexpired_registration(api: ModuleType, ddb: 
 
 
 def test_a_stored_call_is_never_overwritten(api: ModuleType, dynamodb: Any) -> None:
-    store = DynamoCallStore(dynamodb, TABLE)
+    store = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS)
     now = datetime.now(UTC)
     original = CallRecord(
         "dup-1", parse_sip_uri("sip:a@one.example"), "us-west", CallStatus.REGISTERED, now, now + timedelta(hours=1)

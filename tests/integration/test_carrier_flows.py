@@ -21,7 +21,7 @@ from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import CallStatus
 from millis_sip.core.ports import transaction_key
 from tests.support import twiml
-from tests.support.rig import TABLE, TWILIO_AUTH_TOKEN
+from tests.support.rig import STACK_KEYS, TABLE, TWILIO_AUTH_TOKEN
 
 pytestmark = pytest.mark.integration
 API_KEY = "carrier-flow-key"
@@ -77,7 +77,7 @@ def phone(
     functions["api"] = make_api()
     functions["inbound"] = make_inbound(PUBLIC_BASE_URL=server.url)  # what Twilio is configured to call
     with server:
-        phone = Phone(server, DynamoCallStore(dynamodb, TABLE), sim)
+        phone = Phone(server, DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS), sim)
         yield phone
         phone.http.close()
 

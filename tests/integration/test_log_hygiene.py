@@ -56,7 +56,8 @@ def test_a_full_run_logs_no_secret_and_no_phone_number(
         sma.lambda_handler(event, LocalContext())
 
     hook = load_event("api-millis-webhook.json")
-    hook["headers"]["X-Webhook-Secret"] = WEBHOOK_SECRET
+    own = sim.webhook_credential(call["call_id"]) or ""
+    hook["headers"]["X-Webhook-Secret"] = own
     hook["body"] = json.dumps({"call_id": call["call_id"], "call_status": "error", "error_message": f"from {CALLER}"})
     invoke(api, hook)
     hook["headers"]["X-Webhook-Secret"] = WEBHOOK_SECRET + "-wrong"
@@ -65,17 +66,23 @@ def test_a_full_run_logs_no_secret_and_no_phone_number(
     for region in ("us-west", "eu-west"):  # Millis rejects the key; then echoes the body in a 422
         sim.set_fault(region, Fault(status=401, times=1))
     invoke(api, create)
-    echo = json.dumps({"detail": [{"input": {"key": sim.api_key, "hook": WEBHOOK_SECRET, "n": CALLER}}]})
     for region in ("us-west", "eu-west"):
-        sim.set_fault(region, Fault(status=422, body=echo, times=1))
+        sim.set_fault(region, Fault(status=422, echo=True, times=1))
     invoke(api, create)
+    credentials = [sim.webhook_credential(call_id) for call_id, _ in sim.issued]
+    credentials += [
+        r.body["agent_config"]["session_data_webhook"]["headers"]["X-Webhook-Secret"]
+        for r in sim.registrations()
+        if "session_data_webhook" in (r.body.get("agent_config") or {})
+    ]
     failing = make_sma(CALLS_TABLE_NAME="no-such-table", WEBHOOK_SECRET=WEBHOOK_SECRET)
     inbound["CallDetails"]["TransactionId"] = str(uuid.uuid4())
     failing.lambda_handler(inbound, LocalContext())
 
     written = logs.text + capsys.readouterr().out + "\n".join(r.getMessage() for r in caplog.records)
     assert len(logs.records()) >= 10  # the run did log
-    for secret in (sim.api_key, WEBHOOK_SECRET):
+    assert len(credentials) >= 3
+    for secret in (sim.api_key, WEBHOOK_SECRET, *filter(None, credentials)):
         assert secret not in written
     for number in (CALLER, "+14155550188"):
         assert number not in logs.text

@@ -30,7 +30,7 @@ from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import CallStatus
 from tests.support import twiml
-from tests.support.rig import TABLE
+from tests.support.rig import STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
 TELNYX_KEY = SigningKey(b"\x07" * 32)
@@ -113,7 +113,7 @@ def carriers(make_inbound: Callable[..., ModuleType], sim: MillisSimulator, dyna
         PLIVO_AUTH_TOKEN=PLIVO_TOKEN,
     )
     with server:
-        carriers = Carriers(server, DynamoCallStore(dynamodb, TABLE), sim)
+        carriers = Carriers(server, DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS), sim)
         yield carriers
         carriers.http.close()
 

@@ -23,7 +23,7 @@ from millis_sip.core.ports import transaction_key
 from millis_sip.core.sip import parse_sip_uri
 from tests.conftest import load_event
 from tests.support.invoke import invoke
-from tests.support.rig import TABLE, VOICE_CONNECTOR_EU_WEST, VOICE_CONNECTOR_US_WEST, LogCapture
+from tests.support.rig import STACK_KEYS, TABLE, VOICE_CONNECTOR_EU_WEST, VOICE_CONNECTOR_US_WEST, LogCapture
 from tests.support.sma_schema import validate_response
 
 pytestmark = pytest.mark.integration
@@ -170,7 +170,7 @@ def test_two_calls_racing_for_one_registration_claim_it_once(
 
 
 def test_concurrent_claims_on_dynamodb_have_exactly_one_winner(dynamodb: Any) -> None:
-    store = DynamoCallStore(dynamodb, TABLE)
+    store = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS)
     now = datetime.now(UTC)
     key = fresh_caller()
     record = CallRecord(
@@ -319,7 +319,7 @@ def test_a_misconfigured_function_still_answers_every_invocation(
     broken = make_sma(VOICE_CONNECTOR_ARN_US_WEST="not-an-arn")
     assert broken.setup_error is not None
     result = call(broken, new_call(fresh_caller()))
-    assert [a["Type"] for a in result["Actions"]] == ["Hangup"]
+    assert [a["Type"] for a in result["Actions"]] == ["Speak", "Hangup"]  # the failure message, still
     hung_up = call(broken, load_event("sma-hangup-agent.json"))
     assert [a["Parameters"]["ParticipantTag"] for a in hung_up["Actions"]] == ["LEG-A"]
     assert sim.registrations() == []
@@ -331,7 +331,7 @@ def test_an_unexpected_failure_inside_still_answers(sma: ModuleType, monkeypatch
 
     monkeypatch.setattr(sma.app, "handle", explode)
     result = call(sma, new_call(fresh_caller()))
-    assert [a["Type"] for a in result["Actions"]] == ["Hangup"]
+    assert [a["Type"] for a in result["Actions"]] == ["Speak", "Hangup"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ Local (AWS's own engine) pass the same cases, so the fake cannot drift from what
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,7 +13,13 @@ from typing import Any
 import pytest
 
 from dev.template import create_table
-from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
+from millis_sip.adapters.dynamodb.store import (
+    LOOKUP_INDEX,
+    LOOKUP_MAX_PAGES,
+    LOOKUP_PAGE_SIZE,
+    DynamoCallStore,
+    DynamoNumberRoutes,
+)
 from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
 from millis_sip.core.errors import CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
@@ -26,7 +33,7 @@ from millis_sip.core.ports import (
 )
 from millis_sip.core.sip import parse_sip_uri
 from tests.support.fakes import MemoryNumberRoutes, MemoryStore
-from tests.support.rig import TABLE
+from tests.support.rig import STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=123_000)
@@ -39,7 +46,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[InboundCallStore]:
     if request.param == "memory":
         yield MemoryStore()
     else:
-        yield DynamoCallStore(request.getfixturevalue("dynamodb"), TABLE)
+        yield DynamoCallStore(request.getfixturevalue("dynamodb"), TABLE, keys=STACK_KEYS)
 
 
 def unique(prefix: str = "c") -> str:
@@ -121,10 +128,18 @@ def test_pending_candidates_are_capped(store: InboundCallStore) -> None:
 # --- Millis' session report ---------------------------------------------------------------------------------
 
 
-def close(store: InboundCallStore, call_id: str, status: CallStatus = CallStatus.ENDED) -> SessionOutcome:
-    report = MillisReport(call_status="user-ended", duration_seconds=42, session_id="s-9")
+def close(
+    store: InboundCallStore,
+    call_id: str,
+    status: CallStatus = CallStatus.ENDED,
+    *,
+    credential_hash: str | None = None,
+    report: MillisReport | None = None,
+) -> SessionOutcome:
+    report = report or MillisReport(call_status="user-ended", duration_seconds=42, session_id="s-9")
     return store.close_session(
         call_id,
+        credential_hash=credential_hash,
         status=status,
         reason="millis_user-ended",
         now=NOW,
@@ -162,7 +177,41 @@ def test_a_report_on_a_closed_call_only_annotates(store: InboundCallStore) -> No
 def test_a_report_for_an_unknown_call_creates_nothing(store: InboundCallStore) -> None:
     call_id = unique()
     assert close(store, call_id) is SessionOutcome.UNKNOWN
+    assert close(store, call_id, credential_hash="h") is SessionOutcome.UNKNOWN
     assert store.get(call_id) is None
+
+
+def test_only_the_calls_own_credential_opens_it(store: InboundCallStore) -> None:
+    record = call(webhook_hash="hash-of-this-calls-credential")
+    store.put_new(record)
+    assert close(store, record.call_id, credential_hash="hash-of-another-calls") is SessionOutcome.FOREIGN
+    assert close(store, record.call_id) is SessionOutcome.FOREIGN  # the stack secret's way: not for this call
+    assert store.get(record.call_id) == record  # nothing changed
+    assert close(store, record.call_id, credential_hash=record.webhook_hash) is SessionOutcome.CLOSED
+
+
+def test_a_call_registered_before_credentials_is_opened_only_the_old_way(store: InboundCallStore) -> None:
+    record = call()  # no webhook_hash: registered before calls had credentials of their own
+    store.put_new(record)
+    assert close(store, record.call_id, credential_hash="any") is SessionOutcome.LEGACY
+    assert store.get(record.call_id) == record
+    assert close(store, record.call_id) is SessionOutcome.CLOSED
+
+
+def test_the_first_report_of_a_session_stands(store: InboundCallStore) -> None:
+    record = call(status=CallStatus.CLAIMED, transaction_id="t", webhook_hash="h")
+    store.put_new(record)
+    first = MillisReport(call_status="user-ended", duration_seconds=42, session_id="s-1")
+    assert close(store, record.call_id, credential_hash="h", report=first) is SessionOutcome.CLOSED
+    late = MillisReport(call_status="error", duration_seconds=999, session_id="s-2")
+    assert close(store, record.call_id, CallStatus.FAILED, credential_hash="h", report=late) is (
+        SessionOutcome.ANNOTATED
+    )
+    kept = store.get(record.call_id)
+    assert kept is not None
+    assert (kept.status, kept.reason) == (CallStatus.ENDED, "millis_user-ended")
+    assert (kept.millis_call_status, kept.millis_duration_seconds, kept.millis_session_id) == ("user-ended", 42, "s-1")
+    assert kept.duration_seconds == 42
 
 
 # --- the router's markers and claims ------------------------------------------------------------------------
@@ -361,6 +410,7 @@ def test_a_route_reads_back_and_is_replaced_in_place(routes: NumberRoutes) -> No
         agent_config={"prompt": "p", "tools": [{"n": 1}]},
         metadata={"team": "x"},
         include_metadata_in_prompt=False,
+        max_calls_per_hour=30,
         created_at=NOW,
         updated_at=NOW,
     )
@@ -390,3 +440,64 @@ def test_routes_are_listed_a_page_at_a_time_each_once(routes: NumberRoutes) -> N
         if after is None:
             break
     assert sorted(seen) == sorted(numbers)
+
+
+# --- what DynamoDB's lookup index holds (DynamoDB only: the fake has no index) -------------------------------
+
+
+def indexed(dynamodb: Any, lookup_key: str) -> list[dict[str, Any]]:
+    """The lookup index's raw entries for ``lookup_key``, as anyone reading the index would see them."""
+    answer = dynamodb.query(
+        TableName=TABLE,
+        IndexName=LOOKUP_INDEX,
+        KeyConditionExpression="lookup_index = :k",
+        ExpressionAttributeValues={":k": {"S": STACK_KEYS.lookup_index(lookup_key)}},
+    )
+    items: list[dict[str, Any]] = answer["Items"]
+    return items
+
+
+def test_the_index_holds_no_phone_number_and_only_unused_registrations(dynamodb: Any) -> None:
+    store = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS)
+    number = "+1415" + str(uuid.uuid4().int)[:7]
+    claimed, closed, waiting = (call(lookup_key=number, created_at=NOW - timedelta(seconds=i)) for i in range(3))
+    for record in (claimed, closed, waiting):
+        store.put_new(record)
+    [entry, *_] = entries = indexed(dynamodb, number)
+    assert len(entries) == 3
+    assert number not in json.dumps(entries) and number[1:] not in json.dumps(entries)
+    assert "lookup_key" not in entry and "caller_number" not in entry
+    taken = replace(claimed, status=CallStatus.CLAIMED, transaction_id="tx-1", caller_number=number)
+    assert store.commit_inbound(taken, lock=None, claim=True, now=NOW)
+    assert close(store, closed.call_id) is SessionOutcome.CLOSED
+    assert [e["call_id"]["S"] for e in indexed(dynamodb, number)] == [waiting.call_id]
+    assert [r.call_id for r in store.pending_for(number, NOW)] == [waiting.call_id]
+    assert store.get(claimed.call_id).lookup_key == number  # type: ignore[union-attr] # the item keeps it
+
+
+def test_a_lookup_reads_at_most_a_few_pages(dynamodb: Any) -> None:
+    # Expired registrations wait in the index for TTL deletion; however many there are, a lookup stops after
+    # LOOKUP_MAX_PAGES pages (one round trip each) instead of paging through them all.
+    store = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS)
+    number = "+1206" + str(uuid.uuid4().int)[:7]
+    lapsed = NOW - timedelta(seconds=1)
+    for i in range(LOOKUP_PAGE_SIZE * (LOOKUP_MAX_PAGES + 2)):
+        store.put_new(call(lookup_key=number, created_at=NOW - timedelta(seconds=i + 1), expires_at=lapsed))
+    queries: list[dict[str, Any]] = []
+
+    def count(**request: Any) -> None:
+        queries.append(request)
+
+    dynamodb.meta.events.register("before-call.dynamodb.Query", count)
+    try:
+        assert store.pending_for(number, NOW) == []
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.Query", count)
+    assert len(queries) == LOOKUP_MAX_PAGES
+
+
+def test_calls_are_counted_up_to_a_limit_per_key(store: InboundCallStore) -> None:
+    key, other = unique("calls-per-hour"), unique("calls-per-hour")
+    assert [store.count_call(key, limit=2, expires_at=LATER) for _ in range(3)] == [True, True, False]
+    assert store.count_call(other, limit=2, expires_at=LATER)
+    assert store.get(key) is None  # a counter is not a call

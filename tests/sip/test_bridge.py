@@ -18,7 +18,7 @@ from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import CallStatus
 from millis_sip.core.ports import transaction_key
 from tests.sip.harness import SipHarness, iter_headers
-from tests.support.rig import TABLE
+from tests.support.rig import STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
 API_KEY = "sip-bridge-key"
@@ -59,10 +59,10 @@ def test_a_sip_call_reaches_the_uri_millis_returned_with_the_headers(
     }
     [registration] = sim.registrations()
     assert registration.body["metadata"]["carrier_call_id"] == result.call_id
-    record = DynamoCallStore(dynamodb, TABLE).get(millis_id)
+    record = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS).get(millis_id)
     assert record is not None
     assert (record.status, record.source, record.transaction_id) == (CallStatus.CLAIMED, "sip", result.call_id)
-    mark = DynamoCallStore(dynamodb, TABLE).transaction_mark(transaction_key("sip", result.call_id, 1))
+    mark = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS).transaction_mark(transaction_key("sip", result.call_id, 1))
     assert mark is not None and mark.millis_call_id == millis_id
 
 

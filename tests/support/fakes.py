@@ -69,6 +69,7 @@ class MemoryStore:
     fail_with: BridgeError | None = None
     items: dict[str, CallRecord] = field(default_factory=dict)
     markers: dict[str, _Marker] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
     operations: int = 0
 
     def _touch(self) -> None:
@@ -113,6 +114,7 @@ class MemoryStore:
         self,
         call_id: str,
         *,
+        credential_hash: str | None,
         status: CallStatus,
         reason: str,
         now: datetime,
@@ -123,12 +125,17 @@ class MemoryStore:
         stored = self.items.get(call_id)
         if stored is None:
             return SessionOutcome.UNKNOWN
+        if credential_hash is not None and stored.webhook_hash is None:
+            return SessionOutcome.LEGACY
+        if credential_hash != stored.webhook_hash:
+            return SessionOutcome.FOREIGN
         changes: dict[str, Any] = {"ended_at": stored.ended_at or now}
-        if report.call_status is not None:
+        # The first report of a session stands: only what the record does not have yet is added.
+        if report.call_status is not None and stored.millis_call_status is None:
             changes["millis_call_status"] = report.call_status
-        if report.duration_seconds is not None:
+        if report.duration_seconds is not None and stored.millis_duration_seconds is None:
             changes["millis_duration_seconds"] = report.duration_seconds
-        if report.session_id is not None:
+        if report.session_id is not None and stored.millis_session_id is None:
             changes["millis_session_id"] = report.session_id
         is_open = stored.status in OPEN
         if is_open:
@@ -197,6 +204,13 @@ class MemoryStore:
         stored = self.items.get(call_id)
         if stored is not None:
             self.items[call_id] = replace(stored, pin_failures=stored.pin_failures + 1)
+
+    def count_call(self, key: str, *, limit: int, expires_at: datetime) -> bool:
+        self._touch()
+        if self.counters.get(key, 0) >= limit:
+            return False
+        self.counters[key] = self.counters.get(key, 0) + 1
+        return True
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         self._touch()

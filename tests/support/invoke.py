@@ -27,7 +27,7 @@ class FakeApi:
         gateway: FakeGateway | None = None,
         store: MemoryStore | None = None,
         *,
-        webhook_secret: str | None = None,
+        stack_secret: str | None = None,
         clock: Clock | None = None,
         **settings: Any,
     ) -> None:
@@ -40,7 +40,7 @@ class FakeApi:
             gateway=self.gateway,
             store=self.store,
             numbers=self.numbers,
-            webhook_secret=StaticApiKey(webhook_secret) if webhook_secret else None,
+            stack_secret=StaticApiKey(stack_secret) if stack_secret else None,
             idempotency=None,
             clock=clock,
         )

@@ -17,11 +17,14 @@ from dev.function_env import SIMULATOR_VOICE_CONNECTORS, Tables, function_env
 from dev.functions import load_function
 from dev.millis_simulator import MillisSimulator
 from dev.template import create_tables
+from millis_sip.adapters.secrets import StaticApiKey
+from millis_sip.core.keys import StackKeys
 from millis_sip.observability import logger
 
 TABLES = Tables("calls-integration", "idempotency-integration", "numbers-integration")
 TABLE, IDEMPOTENCY_TABLE, NUMBERS_TABLE = TABLES.calls, TABLES.idempotency, TABLES.numbers
-WEBHOOK_SECRET = "integration-webhook-secret"
+WEBHOOK_SECRET = "integration-webhook-secret"  # the stack secret the functions under test hold
+STACK_KEYS = StackKeys(StaticApiKey(WEBHOOK_SECRET))  # what a store reading their registrations must hold
 
 
 @pytest.fixture(scope="session")

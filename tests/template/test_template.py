@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dev.template import load_template, resource
+from dev.template import load_template, resource, table_definition
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.template
@@ -71,10 +72,10 @@ def test_calls_table_keys_index_ttl_and_protection() -> None:
     props = table["Properties"]
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
     assert props["KeySchema"] == [{"AttributeName": "call_id", "KeyType": "HASH"}]
-    [index] = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-lookup-key"
+    [index] = table_definition()["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by-lookup-index"
     assert index["KeySchema"] == [
-        {"AttributeName": "lookup_key", "KeyType": "HASH"},
+        {"AttributeName": "lookup_index", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -84,10 +85,53 @@ def test_calls_table_keys_index_ttl_and_protection() -> None:
 
 
 def test_the_code_uses_the_index_the_template_defines() -> None:
-    from millis_sip.adapters.dynamodb.store import LOOKUP_INDEX
+    from millis_sip.adapters.dynamodb.store import LOOKUP_ATTRIBUTE, LOOKUP_INDEX
 
-    names = [i["IndexName"] for i in resource("CallsTable")["Properties"]["GlobalSecondaryIndexes"]]
-    assert LOOKUP_INDEX in names
+    [index] = table_definition()["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == LOOKUP_INDEX
+    assert index["KeySchema"][0] == {"AttributeName": LOOKUP_ATTRIBUTE, "KeyType": "HASH"}
+
+
+def test_the_lookup_index_holds_no_phone_number() -> None:
+    # A keyed hash as its key, and only the attributes a claim needs: never lookup_key or a caller's number.
+    [index] = table_definition()["GlobalSecondaryIndexes"]
+    projection = index["Projection"]
+    assert projection["ProjectionType"] == "INCLUDE"
+    assert not {"lookup_key", "caller_number", "dialed_number"} & set(projection["NonKeyAttributes"])
+
+
+def test_the_old_lookup_index_stays_only_for_an_upgrades_first_deploy() -> None:
+    gsis = resource("CallsTable")["Properties"]["GlobalSecondaryIndexes"]
+    [legacy] = [g for g in gsis if "Fn::If" in g]
+    condition, kept, dropped = legacy["Fn::If"]
+    assert condition == "KeepLegacyLookupIndex" and kept["IndexName"] == "by-lookup-key"
+    assert dropped == {"Ref": "AWS::NoValue"}
+    assert load_template()["Parameters"]["LegacyLookupIndex"]["Default"] == "remove"
+
+
+def test_only_sip_server_markers_can_be_deleted_by_the_inbound_function() -> None:
+    from millis_sip.core.ports import transaction_key
+
+    [release] = [s for s in statements("InboundFunction") if s.get("Sid") == "SipServerRetryRelease"]
+    assert release["Action"] == ["dynamodb:DeleteItem"]
+    [pattern] = release["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert fnmatch.fnmatchcase(transaction_key("sip", "a84b4c76e66710@pbx.example", 1), pattern)
+    for other in (transaction_key("twilio", "CA1", 1), transaction_key("chime", "tx", 1), "sim-123"):
+        assert not fnmatch.fnmatchcase(other, pattern)
+    deletes_calls = [
+        (name, statement.get("Sid"))
+        for name in ("ApiFunction", "SipMediaAppFunction", "InboundFunction")
+        for statement in statements(name)
+        if "dynamodb:DeleteItem" in statement["Action"] and "CallsTable" in json.dumps(statement["Resource"])
+    ]
+    assert deletes_calls == [("InboundFunction", "SipServerRetryRelease")]
+
+
+def test_chime_speaks_with_a_service_linked_role_created_only_when_asked() -> None:
+    role = resource("VoiceConnectorServiceLinkedRole")
+    assert role["Condition"] == "CreateVoiceConnectorRole"
+    assert role["Properties"]["AWSServiceName"] == "voiceconnector.chime.amazonaws.com"
+    assert load_template()["Parameters"]["CreateChimeServiceLinkedRole"]["Default"] == "false"
 
 
 # Routes that go without the API key, each authenticated by its caller's own signature or secret instead.
@@ -458,7 +502,13 @@ def test_each_function_gets_only_the_table_actions_it_uses() -> None:
     used = {
         "ApiFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
         "SipMediaAppFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
-        "InboundFunction": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+        "InboundFunction": {
+            "dynamodb:PutItem",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",  # SIP servers' markers only (test_only_sip_server_markers_can_be_deleted...)
+        },
         "ChimeResourcesFunction": set(),
     }
     for function_id in all_functions():

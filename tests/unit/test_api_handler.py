@@ -21,6 +21,7 @@ from millis_sip.core.errors import (
     MillisUnavailable,
     StoreUnavailable,
 )
+from millis_sip.core.registration import webhook_credential_hash
 from millis_sip.edges.http.models import MAX_BODY_BYTES
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryStore
@@ -64,13 +65,15 @@ def test_the_create_event_registers_and_answers_201(api: FakeApi) -> None:
     assert body["status"] == "registered"
     assert body["lookup_key"] == "+14155550100"
     assert body["call_id"] in store.items
-    assert gateway.calls == [
-        {
-            "agent_id": "my-agent-id",
-            "metadata": {"caller": "+14155550100", "crm_ticket": "T-1001"},
-            "include_metadata_in_prompt": True,
-        }
-    ]
+    [sent] = gateway.calls
+    hook = sent.pop("agent_config")["session_data_webhook"]  # the call's own webhook credential, added
+    assert hook["url"] == "https://abc123.execute-api.us-west-2.amazonaws.com/v1/webhooks/millis"
+    assert store.items[body["call_id"]].webhook_hash == webhook_credential_hash(hook["headers"]["X-Webhook-Secret"])
+    assert sent == {
+        "agent_id": "my-agent-id",
+        "metadata": {"caller": "+14155550100", "crm_ticket": "T-1001"},
+        "include_metadata_in_prompt": True,
+    }
 
 
 def test_the_budget_stays_inside_the_function_timeout(api: FakeApi) -> None:
@@ -271,3 +274,24 @@ def test_an_unexpected_exception_is_a_json_500() -> None:
     status, _, body = invoke(api, load_event("api-create-call.json"))
     assert (status, body["error"]) == (500, "internal_error")
     assert "bug" not in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("domain", "path", "context_path", "expected"),
+    [
+        ("abc123.execute-api.us-west-2.amazonaws.com", "/calls", "/v1/calls", "/v1/webhooks/millis"),
+        ("voice.example.com", "/bridge/calls", "/bridge/calls", "/bridge/webhooks/millis"),  # base path mapping
+        ("voice.example.com", "/calls", "/calls", "/webhooks/millis"),  # mapped at the root
+    ],
+)
+def test_the_webhook_url_follows_how_the_api_was_reached(
+    api: FakeApi, domain: str, path: str, context_path: str, expected: str
+) -> None:
+    event = load_event("api-create-call.json")
+    event["path"] = path
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = domain
+    event["requestContext"].update(domainName=domain, path=context_path)
+    status, _, _ = invoke(api, event)
+    assert status == 201
+    hook = api.gateway.calls[-1]["agent_config"]["session_data_webhook"]
+    assert hook["url"] == f"https://{domain}{expected}"

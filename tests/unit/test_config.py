@@ -54,3 +54,24 @@ def test_overrides_are_read() -> None:
 def test_bad_configuration_fails_at_start_up_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env(env)
+
+
+def test_a_ringback_tone_is_a_bucket_and_a_key_or_nothing() -> None:
+    from millis_sip.config import ChimeSettings
+
+    assert ChimeSettings.from_env({}).ringback is None
+    tone = ChimeSettings.from_env({"RINGBACK_TONE_BUCKET": "my-tones", "RINGBACK_TONE_KEY": "ring/us.wav"})
+    assert tone.ringback == ("my-tones", "ring/us.wav")
+    for broken in (
+        {"RINGBACK_TONE_BUCKET": "my-tones"},
+        {"RINGBACK_TONE_BUCKET": "Not_A_Bucket", "RINGBACK_TONE_KEY": "k"},
+    ):
+        with pytest.raises(ConfigurationError, match="RINGBACK_TONE"):
+            ChimeSettings.from_env(broken)
+
+
+def test_the_default_agent_cap_is_a_count_or_none() -> None:
+    base = {"CALLS_TABLE_NAME": "t", "NUMBERS_TABLE_NAME": "n"}
+    assert Settings.from_env(base).default_agent_calls_per_hour is None
+    assert Settings.from_env({**base, "DEFAULT_AGENT_CALLS_PER_HOUR": "0"}).default_agent_calls_per_hour is None
+    assert Settings.from_env({**base, "DEFAULT_AGENT_CALLS_PER_HOUR": "120"}).default_agent_calls_per_hour == 120

@@ -61,7 +61,7 @@ WEBHOOK_SECRET = "unit-webhook-secret"
 
 def fresh() -> FakeApi:
     """A fresh management API (ApiFunction's wiring over in-memory ports) for one example."""
-    return FakeApi(webhook_secret=WEBHOOK_SECRET)
+    return FakeApi(stack_secret=WEBHOOK_SECRET)
 
 
 def call(api: FakeApi, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -138,8 +138,11 @@ def test_the_webhook_with_any_body_and_secret(body: str, secret: str | None) -> 
     api = fresh()
     status, answer = call(api, event)
     assert status < 500, answer
-    if secret != WEBHOOK_SECRET:
-        assert status == 401 and api.store.operations == 0
+    if secret != WEBHOOK_SECRET:  # no call holds it, and it is not the stack secret: refused, nothing written
+        assert status in (400, 401, 413, 415), answer
+        assert api.store.items == {}
+        if secret is None or len(secret) < 16:  # refused before the body is read
+            assert status == 401 and api.store.operations == 0
     assert api.gateway.calls == []
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from millis_sip.core.calls import CallerVerification, CallStatus
 from millis_sip.core.errors import CallNotFound, InvalidRequest, StoreUnavailable
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.lookup import CallDirectory
 from millis_sip.core.registration import (
     MillisRegistrations,
@@ -17,6 +18,7 @@ from millis_sip.core.registration import (
     SessionWebhook,
     hash_pin,
     pin_matches,
+    webhook_credential_hash,
 )
 from millis_sip.observability import emf_metrics
 from tests.support.clock import FakeClock
@@ -41,7 +43,9 @@ def registrar(
     webhook: SessionWebhook | None = None,
 ) -> Registrar:
     millis = MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics)
-    return Registrar(millis, store, clock=clock, ttl_seconds=600, default_agent_id=default_agent)
+    return Registrar(
+        millis, store, clock=clock, ttl_seconds=600, default_agent_id=default_agent, keys=StackKeys(Secret())
+    )
 
 
 def test_registers_and_stores_the_call_with_its_ttl() -> None:
@@ -76,17 +80,25 @@ def test_without_an_agent_or_a_default_nothing_reaches_millis() -> None:
 
 
 def test_the_session_webhook_is_added_unless_the_caller_set_one() -> None:
-    gateway = FakeGateway()
-    hook = SessionWebhook(Secret(), url=None)
-    calls = registrar(gateway, MemoryStore(), FakeClock(T0), webhook=hook)
-    calls.register(RegisterCall(agent_id="a"), budget=3.0, webhook_url="https://api.example/v1/webhooks/millis")
+    gateway, store = FakeGateway(), MemoryStore()
+    calls = registrar(gateway, store, FakeClock(T0), webhook=SessionWebhook(url=None))
+    first = calls.register(
+        RegisterCall(agent_id="a"), budget=3.0, webhook_url="https://api.example/v1/webhooks/millis"
+    ).record
+    second = calls.register(
+        RegisterCall(agent_id="a"), budget=3.0, webhook_url="https://api.example/v1/webhooks/millis"
+    )
     own = {"url": "https://mine.example/hook"}
-    calls.register(RegisterCall(agent_id="a", agent_config={"session_data_webhook": own}), budget=3.0)
-    assert gateway.calls[0]["agent_config"]["session_data_webhook"] == {
-        "url": "https://api.example/v1/webhooks/millis",
-        "headers": {"X-Webhook-Secret": "hook-secret"},
-    }
-    assert gateway.calls[1]["agent_config"] == {"session_data_webhook": own}
+    theirs = calls.register(RegisterCall(agent_id="a", agent_config={"session_data_webhook": own}), budget=3.0)
+    hook = gateway.calls[0]["agent_config"]["session_data_webhook"]
+    assert hook["url"] == "https://api.example/v1/webhooks/millis"
+    credential = hook["headers"]["X-Webhook-Secret"]
+    assert len(credential) >= 43  # 256 random bits, this registration's own
+    assert credential != gateway.calls[1]["agent_config"]["session_data_webhook"]["headers"]["X-Webhook-Secret"]
+    assert first.webhook_hash == webhook_credential_hash(credential) != second.record.webhook_hash
+    assert store.items[first.call_id].webhook_hash == first.webhook_hash  # only the hash is kept
+    assert gateway.calls[2]["agent_config"] == {"session_data_webhook": own}
+    assert theirs.record.webhook_hash is None
 
 
 def test_store_failure_is_not_acknowledged() -> None:
@@ -150,6 +162,15 @@ def test_a_pin_registration_gets_a_pin_once_and_keeps_only_its_hash() -> None:
     assert registered.pin not in repr(stored)
     assert pin_matches(stored, registered.pin)
     assert not pin_matches(stored, f"{(int(registered.pin) + 1) % 1_000_000:06d}")
+    # The PIN is derived again from the call id under the stack secret: the same answer every time it is asked
+    # for (an idempotent retry), another under another secret, and never stored.
+    assert StackKeys(Secret()).pin(stored.call_id) == registered.pin
+
+    class Other(Secret):
+        def __call__(self) -> str:
+            return "another-stack-secret"
+
+    assert StackKeys(Other()).pin(stored.call_id) != registered.pin
 
 
 def test_other_verifications_get_no_pin() -> None:

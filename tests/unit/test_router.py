@@ -19,6 +19,7 @@ from millis_sip.core.registration import MillisRegistrations, hash_pin
 from millis_sip.core.router import (
     ANY_SIP_URI,
     MAX_PIN_TRIES,
+    STORE_BUDGET_SECONDS,
     CallRouter,
     Challenge,
     Decision,
@@ -303,16 +304,20 @@ def test_the_same_call_id_from_another_carrier_is_another_call() -> None:
     assert len(world.gateway.calls) == 2
 
 
-def test_the_marker_and_the_reads_go_out_together() -> None:
+def test_the_marker_and_the_reads_go_out_together_each_within_the_stores_budget() -> None:
     batches: list[int] = []
+    budgets: list[float | None] = []
 
-    def recording(*calls: Any) -> list[Any]:
+    def recording(*calls: Any, timeout: float | None = None) -> list[Any]:
         batches.append(len(calls))
+        budgets.append(timeout)
         return in_sequence(*calls)
 
     world = World(parallel=recording)
     world.route(call())
-    assert batches == [4]  # the marker, the number's route, the caller's and the dialed number's registrations
+    # The marker, the number's route, the caller's and the dialed number's registrations; then the commit.
+    assert batches == [4, 1]
+    assert budgets == [STORE_BUDGET_SECONDS, STORE_BUDGET_SECONDS]
 
 
 def test_a_failover_for_a_carrier_registers_on_the_other_region() -> None:
@@ -353,3 +358,47 @@ def test_an_invocation_that_outlives_its_lease_cannot_overwrite_the_retry_that_t
     assert first.record.call_id not in world.store.items
     again = world.route(call("CA-race"))
     assert isinstance(again, Routed) and again.record.call_id == retry.record.call_id
+
+
+def test_a_numbers_hourly_cap_bounds_the_sessions_strangers_start() -> None:
+    world = World(default_agent=None)
+    world.numbers.routes[DIALED] = NumberRoute(DIALED, agent_id="sales", max_calls_per_hour=2)
+    answers = [world.route(call(f"CA-cap-{i}", caller=f"+1206555000{i}")) for i in range(3)]
+    assert [type(a).__name__ for a in answers] == ["Routed", "Routed", "Refused"]
+    assert isinstance(answers[2], Refused) and answers[2].reason == "over_hourly_cap"
+    assert len(world.gateway.calls) == 2  # the third call started no session
+    world.clock.advance(3600)  # the next hour counts afresh
+    assert isinstance(world.route(call("CA-cap-next")), Routed)
+
+
+def test_the_default_agent_has_an_hourly_cap_per_dialed_number_when_one_is_set() -> None:
+    world = World(default_agent="agent")
+    world.router = CallRouter(
+        MillisRegistrations(world.gateway),
+        world.store,
+        world.numbers,
+        clock=world.clock,
+        region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
+        ttl_seconds=3600,
+        default_agent_id="agent",
+        default_agent_calls_per_hour=1,
+    )
+    assert isinstance(world.route(call("CA-d1")), Routed)
+    assert isinstance(world.route(call("CA-d2")), Refused)
+    assert isinstance(world.route(call("CA-d3", dialed=OTHER)), Routed)  # another number, its own count
+
+
+def test_a_backends_registration_is_claimed_whatever_the_cap() -> None:
+    world = World(default_agent=None)
+    world.numbers.routes[DIALED] = NumberRoute(DIALED, agent_id="sales", max_calls_per_hour=1)
+    world.route(call("CA-first", caller="+12065550001"))
+    world.pending("crm-1", verification=CallerVerification.TRUST_CALLER_ID)
+    assert claimed_id(world.route(call("CA-claim"))) == "crm-1"
+
+
+def test_a_store_that_cannot_count_lets_the_call_through() -> None:
+    world = World(default_agent=None)
+    world.numbers.routes[DIALED] = NumberRoute(DIALED, agent_id="sales", max_calls_per_hour=1)
+    world.store.count_call = lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("down"))  # type: ignore[method-assign]
+    assert isinstance(world.route(call("CA-a", caller="+12065550001")), Routed)
+    assert isinstance(world.route(call("CA-b", caller="+12065550002")), Routed)

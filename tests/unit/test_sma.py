@@ -697,7 +697,7 @@ def test_unknown_and_ignored_types_get_an_empty_answer() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("sma-new-inbound-call.json", ["Hangup"]),
+        ("sma-new-inbound-call.json", ["Speak", "Hangup"]),  # the failure message, even when nothing else runs
         ("sma-hangup-caller.json", ["Hangup"]),
         ("sma-hangup-agent.json", ["Hangup"]),
         ("sma-bridge-succeeded.json", []),  # never tear down a call that works
@@ -709,6 +709,27 @@ def test_the_fallback_answer(name: str, expected: list[str]) -> None:
     result = fallback_response(SmaEvent.parse(load_event(name)))
     validate_response(result)
     assert types(result) == expected
+
+
+def test_a_silenced_failure_message_leaves_the_fallback_a_plain_hang_up() -> None:
+    quiet = replace(MESSAGES, failure="")
+    result = fallback_response(SmaEvent.parse(load_event("sma-new-inbound-call.json")), quiet)
+    assert types(result) == ["Hangup"]
+    assert result["Actions"][0]["Parameters"]["SipResponseCode"] == "480"
+
+
+def test_a_ringback_tone_plays_while_millis_answers() -> None:
+    tone = replace(CHIME, ringback=("my-tones", "ringback/us.wav"))
+    app, _, _, clock = make_app(chime=tone)
+    result = answer(app, inbound(), clock)
+    validate_response(result)
+    assert result["Actions"][0]["Parameters"]["RingbackTone"] == {
+        "Type": "S3",
+        "BucketName": "my-tones",
+        "Key": "ringback/us.wav",
+    }
+    plain = answer(make_app()[0], inbound(), clock)
+    assert "RingbackTone" not in plain["Actions"][0]["Parameters"]
 
 
 def test_attributes_stay_within_chimes_limit() -> None:

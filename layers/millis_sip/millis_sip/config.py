@@ -36,6 +36,7 @@ class Settings:
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = 86_400
     numbers_table_name: str = ""
+    default_agent_calls_per_hour: int | None = None  # per dialed number; None: no cap
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +78,7 @@ class Settings:
             idempotency_table_name=get("IDEMPOTENCY_TABLE_NAME") or None,
             idempotency_ttl_seconds=int(number("IDEMPOTENCY_TTL_SECONDS", 86400, 60, 7 * 86400)),
             numbers_table_name=numbers,
+            default_agent_calls_per_hour=int(number("DEFAULT_AGENT_CALLS_PER_HOUR", 0, 0, 1_000_000)) or None,
         )
 
 
@@ -139,6 +141,14 @@ class Messages:
         return f"Polly.{self.voice}" + ("-Neural" if self.engine == "neural" else "")
 
     @classmethod
+    def defaults(cls) -> Messages:
+        """What a caller hears when the configuration itself could not be read."""
+        try:
+            return cls.from_env()
+        except ConfigurationError:
+            return cls.from_env({})
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Messages:
         env = os.environ if env is None else env
 
@@ -167,6 +177,9 @@ class ChimeSettings:
     bridge_timeout_seconds: int
     answer_seconds: float
     messages: Messages
+    # What the caller hears while Millis answers (CallAndBridge's RingbackTone): an audio file in S3 that the
+    # Voice Connector service may read; None: the carrier's own progress tones, or silence.
+    ringback: tuple[str, str] | None = None  # (bucket, key)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ChimeSettings:
@@ -191,11 +204,17 @@ class ChimeSettings:
                     f"MILLIS_SIP_HOST_{suffix} is empty: name the Millis SIP host that Voice Connector routes to"
                 )
             routes[region] = VoiceRoute(region, arn, host)
+        bucket, key = get("RINGBACK_TONE_BUCKET"), get("RINGBACK_TONE_KEY")
+        if bool(bucket) != bool(key):
+            raise ConfigurationError("RINGBACK_TONE_BUCKET and RINGBACK_TONE_KEY go together: set both or neither")
+        if bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise ConfigurationError(f"RINGBACK_TONE_BUCKET={bucket!r} is not an S3 bucket name")
         return cls(
             routes=routes,
             bridge_timeout_seconds=int(_number(env, "BRIDGE_TIMEOUT_SECONDS", 30, 1, 120)),
             answer_seconds=_number(env, "CHIME_ANSWER_SECONDS", 4.0, 1.0, 4.8),
             messages=Messages.from_env(env),
+            ringback=(bucket, key) if bucket else None,
         )
 
 

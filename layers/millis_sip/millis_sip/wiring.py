@@ -14,6 +14,7 @@ from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.adapters.secrets import webhook_secret_source
 from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.lifecycle import PhoneCalls
 from millis_sip.core.ports import Secret
 from millis_sip.core.registration import MillisRegistrations, SessionWebhook
@@ -39,11 +40,9 @@ def call_path(settings: Settings) -> CallPath:
     clock = SystemClock()
     gateway = HttpMillisGateway.from_settings(settings)
     dynamodb = dynamodb_client(PHONE_CONFIG)
-    store = DynamoCallStore(dynamodb, settings.calls_table_name)
-    secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
-    webhook = None
-    if secret is not None and settings.session_webhook and settings.webhook_url:
-        webhook = SessionWebhook(secret, settings.webhook_url)
+    secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)  # the stack secret
+    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=StackKeys(secret))
+    webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook and settings.webhook_url else None
     router = CallRouter(
         MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics),
         store,
@@ -52,6 +51,7 @@ def call_path(settings: Settings) -> CallPath:
         region_order=settings.millis_region.order,
         ttl_seconds=settings.call_ttl_seconds,
         default_agent_id=settings.default_agent_id,
+        default_agent_calls_per_hour=settings.default_agent_calls_per_hour,
         metrics=emf_metrics,
         parallel=threads.parallel,
     )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from millis_sip.adapters.secrets import api_key_source
+from millis_sip.adapters import threads
+from millis_sip.adapters.secrets import StaticApiKey, api_key_source
 from millis_sip.core.calls import TOKEN
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.errors import (
@@ -21,6 +22,7 @@ from millis_sip.core.errors import (
     MillisAuthError,
     MillisBadResponse,
     MillisError,
+    MillisKeyUnavailable,
     MillisRejectedRequest,
     MillisUnavailable,
 )
@@ -99,12 +101,23 @@ class HttpMillisGateway:
             headers={"User-Agent": "millis-sip-bridge", "Accept": "application/json"},
         )
 
+    def _key(self, budget: float) -> str:
+        """The Millis key, read within ``budget`` (a cached key costs nothing; Secrets Manager may hang)."""
+        if isinstance(self._api_key, StaticApiKey):
+            return self._api_key()
+        [key] = threads.parallel(self._api_key, timeout=budget)
+        if isinstance(key, TimeoutError):
+            raise MillisKeyUnavailable("Secrets Manager did not answer within the call's budget; will retry.")
+        if isinstance(key, BaseException):
+            raise key
+        return str(key)
+
     def register(
         self, payload: Mapping[str, Any], *, budget: float, regions: Sequence[MillisRegion] | None = None
     ) -> MillisRegistration:
         order = tuple(regions) if regions else self._order
         deadline = self._clock.monotonic() + budget
-        key = self._api_key()  # MillisKeyUnavailable propagates: nothing was sent
+        key = self._key(budget)  # MillisKeyUnavailable propagates: nothing was sent
         attempts: list[Attempt] = []
         last: _Retryable | None = None
         for region in order:

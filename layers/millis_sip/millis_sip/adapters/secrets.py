@@ -6,6 +6,7 @@ invocation tries again. It is never logged, never put in an exception message, n
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -21,6 +22,26 @@ from millis_sip.core.errors import (
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+# Secrets are read on the phone path (the Millis key, the stack secret, a carrier's credential) and a caller
+# waits: short timeouts and one retry, where botocore's defaults would wait a minute and retry the legacy way.
+SECRETS_CONNECT_TIMEOUT, SECRETS_READ_TIMEOUT, SECRETS_ATTEMPTS = 0.5, 1.0, 2
+
+
+@functools.cache
+def secrets_manager_client() -> Any:
+    """The one Secrets Manager client of an execution environment, made on first use (a secret read)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=SECRETS_CONNECT_TIMEOUT,
+        read_timeout=SECRETS_READ_TIMEOUT,
+        retries={"mode": "standard", "total_max_attempts": SECRETS_ATTEMPTS},
+        tcp_keepalive=True,
+    )
+    return boto3.client("secretsmanager", config=config)
+
 
 # What the stack puts in the secret it creates, until the operator stores the real key.
 PLACEHOLDER = "REPLACE_WITH_MILLIS_PRIVATE_KEY"
@@ -63,7 +84,8 @@ class CachedSecret:
         except GetParameterError as exc:
             cause = exc.__cause__ or exc.__context__
             reason = type(cause).__name__ if cause is not None else "GetParameterError"
-            code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
+            response = getattr(cause, "response", None)  # a ClientError's; None on a timeout
+            code = (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
             raise self.unavailable(
                 f"Could not read the {self.label} from Secrets Manager ({code or reason}); will retry."
             ) from None
@@ -134,7 +156,9 @@ def api_key_source(
     if secret_arn:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-        return SecretsManagerApiKey(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
+        return SecretsManagerApiKey(
+            SecretsProvider(boto3_client=secrets_client or secrets_manager_client()), secret_arn, max_age
+        )
     key = env.get("MILLIS_API_KEY", "").strip()
     if not key:
         raise ConfigurationError(
@@ -151,7 +175,9 @@ def webhook_secret_source(
     if secret_arn:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-        return WebhookSecret(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
+        return WebhookSecret(
+            SecretsProvider(boto3_client=secrets_client or secrets_manager_client()), secret_arn, max_age
+        )
     secret = env.get("WEBHOOK_SECRET", "").strip()
     return StaticApiKey(secret) if secret else None
 
@@ -170,6 +196,8 @@ def carrier_credential_source(
     if secret_arn:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-        return CarrierCredential(SecretsProvider(boto3_client=secrets_client), secret_arn, max_age)
+        return CarrierCredential(
+            SecretsProvider(boto3_client=secrets_client or secrets_manager_client()), secret_arn, max_age
+        )
     value = env.get(env_name, "").strip()
     return StaticApiKey(value) if value else None

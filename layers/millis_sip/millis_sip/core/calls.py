@@ -89,6 +89,8 @@ class CallRecord:
     caller_verification: CallerVerification = CallerVerification.ATTESTATION
     pin_hash: str | None = None
     pin_failures: int = 0
+    # The hash of the credential Millis' session webhook for this call carries (only that opens the record).
+    webhook_hash: str | None = None
     # Filled in when a phone call uses the registration.
     transaction_id: str | None = None
     caller_number: str | None = None

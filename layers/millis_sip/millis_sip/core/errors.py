@@ -95,6 +95,12 @@ class StoreUnavailable(BridgeError):
     code = "store_unavailable"
 
 
+class WebhookUnauthorized(BridgeError):
+    """A session report without the credential of the call it reports on."""
+
+    code = "unauthorized"
+
+
 class LeaseLost(BridgeError):
     """This invocation outlived its lease on a phone call and a retry took the call over: nothing was written."""
 

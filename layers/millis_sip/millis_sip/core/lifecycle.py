@@ -4,12 +4,13 @@ one conditional write: a duplicate, late or out-of-order report changes nothing.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from millis_sip.core.calls import ON_A_PHONE, CallRecord, CallStatus
-from millis_sip.core.errors import StoreUnavailable
+from millis_sip.core.errors import StoreUnavailable, WebhookUnauthorized
 from millis_sip.core.ports import (
     CallStore,
     Clock,
@@ -17,10 +18,12 @@ from millis_sip.core.ports import (
     Metrics,
     MillisReport,
     NoMetrics,
+    Secret,
     SessionOutcome,
     TransactionState,
     transaction_key,
 )
+from millis_sip.core.registration import webhook_credential_hash
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +46,46 @@ class SessionReport:
 
 
 class SessionReports:
-    """Millis' session webhook: the call is over. Replays and late deliveries change nothing."""
+    """Millis' session webhook: the call is over. Only the call's own credential (what its registration gave
+    Millis) opens its record; replays and late deliveries change nothing. ``stack_secret`` opens only the
+    calls registered before calls had credentials of their own, and answers for calls no longer stored."""
 
-    def __init__(self, store: CallStore, *, clock: Clock, ttl_seconds: int) -> None:
+    def __init__(self, store: CallStore, *, clock: Clock, ttl_seconds: int, stack_secret: Secret | None) -> None:
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
+        self._stack_secret = stack_secret
 
-    def close(self, report: SessionReport) -> SessionOutcome:
+    def close(self, report: SessionReport, credential: str) -> SessionOutcome:
+        """``WebhookUnauthorized`` unless ``credential`` is the call's (or, for an old or unknown call, the
+        stack secret)."""
         now = self._clock.now()
         status = CallStatus.FAILED if report.failed else CallStatus.ENDED
         reason = f"millis_{report.call_status or 'ended'}"
-        outcome = self._store.close_session(
-            report.call_id,
-            status=status,
-            reason=reason[:128],
-            now=now,
-            expires_at=(now + self._ttl).replace(microsecond=0),
-            report=MillisReport(
-                call_status=report.call_status,
-                duration_seconds=round(report.duration) if report.duration is not None else None,
-                session_id=report.session_id,
-            ),
-        )
+
+        def close(credential_hash: str | None) -> SessionOutcome:
+            return self._store.close_session(
+                report.call_id,
+                credential_hash=credential_hash,
+                status=status,
+                reason=reason[:128],
+                now=now,
+                expires_at=(now + self._ttl).replace(microsecond=0),
+                report=MillisReport(
+                    call_status=report.call_status,
+                    duration_seconds=round(report.duration) if report.duration is not None else None,
+                    session_id=report.session_id,
+                ),
+            )
+
+        outcome = close(webhook_credential_hash(credential))
+        if outcome is SessionOutcome.FOREIGN:
+            raise WebhookUnauthorized("The X-Webhook-Secret is not this call's.")
+        if outcome in (SessionOutcome.LEGACY, SessionOutcome.UNKNOWN):
+            if not self._is_stack_secret(credential):
+                raise WebhookUnauthorized("The X-Webhook-Secret is not this call's.")
+            if outcome is SessionOutcome.LEGACY:
+                outcome = close(None)
         (log.warning if outcome is SessionOutcome.UNKNOWN else log.info)(
             "Millis session webhook",
             extra={"call_id": report.call_id, "outcome": outcome.value, "call_status": report.call_status},
@@ -73,6 +93,11 @@ class SessionReports:
         if report.failed and report.error_message:
             log.warning("Millis reported an error for the session", extra={"error_message": report.error_message[:500]})
         return outcome
+
+    def _is_stack_secret(self, credential: str) -> bool:
+        if self._stack_secret is None:
+            return False
+        return hmac.compare_digest(credential.encode(), self._stack_secret().encode())
 
 
 class PhoneCalls:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from millis_sip.core.ports import Clock, NumberRoutes
 
 MAX_PAGE_SIZE = 100
+MAX_CALLS_PER_HOUR = 1_000_000  # the most a cap may be set to
 
 
 class NumberNotFound(BridgeError):
@@ -30,6 +31,9 @@ class NumberRoute:
     agent_config: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     include_metadata_in_prompt: bool | None = None
+    # The most fresh Millis sessions calls to this number may start in one clock hour (None: no cap). A cap
+    # bounds what strangers dialing the number can spend; registrations a backend made are not counted.
+    max_calls_per_hour: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -61,6 +65,8 @@ class NumberDirectory:
         check_number(route.number)
         if route.agent_id is None and route.agent_config is None:
             raise InvalidRequest("A number route needs agent_id or agent_config.")
+        if route.max_calls_per_hour is not None and not 1 <= route.max_calls_per_hour <= MAX_CALLS_PER_HOUR:
+            raise InvalidRequest(f"max_calls_per_hour must be 1 to {MAX_CALLS_PER_HOUR}, or left out for no cap.")
         now = self._clock.now()
         previous = self._routes.get(route.number)
         stored = replace(route, created_at=previous.created_at if previous else now, updated_at=now)

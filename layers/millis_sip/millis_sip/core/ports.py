@@ -61,13 +61,15 @@ class Metrics(Protocol):
 class Parallel(Protocol):
     """Runs independent calls, at the same time where the adapter can (the phone path's reads and its
     ownership write are one round trip instead of three). Each result is the call's value or the exception
-    it raised."""
+    it raised; with ``timeout``, a ``TimeoutError`` for a call still running after that many seconds (it goes
+    on in the background and its result is dropped)."""
 
-    def __call__(self, *calls: Callable[[], Any]) -> list[Any]: ...
+    def __call__(self, *calls: Callable[[], Any], timeout: float | None = None) -> list[Any]: ...
 
 
-def in_sequence(*calls: Callable[[], Any]) -> list[Any]:
-    """``Parallel`` one after the other (the default; what the unit tests use)."""
+def in_sequence(*calls: Callable[[], Any], timeout: float | None = None) -> list[Any]:
+    """``Parallel`` one after the other (the default; what the unit tests use, on a clock that only moves
+    when told: ``timeout`` has nothing to measure and is not applied)."""
     results: list[Any] = []
     for call in calls:
         try:
@@ -101,6 +103,7 @@ class MillisRegistration:
     sip_uri: SipUri
     region: MillisRegion
     attempts: tuple[Attempt, ...]
+    webhook_hash: str | None = None  # the hash of the session webhook credential the registration carried
 
     @property
     def failed_over(self) -> bool:
@@ -121,8 +124,11 @@ class MillisGateway(Protocol):
 
 class SessionOutcome(StrEnum):
     CLOSED = "closed"  # the call was open and is now ended or failed
-    ANNOTATED = "annotated"  # the call was already over: only Millis' fields were added
+    ANNOTATED = "annotated"  # the call was already over: only Millis' fields it did not have were added
     UNKNOWN = "unknown"  # no such call: nothing was created
+    # The store's answers that never reach Millis (nothing changed):
+    FOREIGN = "foreign"  # the credential is not this call's
+    LEGACY = "legacy"  # the call predates per-call credentials: only the stack secret opens it
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +155,17 @@ class CallStore(Protocol):
         self,
         call_id: str,
         *,
+        credential_hash: str | None,
         status: CallStatus,
         reason: str,
         now: datetime,
         expires_at: datetime,
         report: MillisReport,
     ) -> SessionOutcome:
-        """Millis reports the session over: close the call if it is open, else only add Millis' fields."""
+        """Millis reports the session over: close the call if it is open, else only add the Millis fields it
+        does not have yet (the first report of a session stands). Only when ``credential_hash`` is the call's
+        own (None: the call has none, as calls registered before per-call credentials); else FOREIGN or LEGACY
+        and nothing changes."""
         ...
 
 
@@ -230,6 +240,11 @@ class InboundCallStore(CallStore, Protocol):
 
     def pin_failed(self, call_id: str) -> None:
         """A wrong PIN for ``call_id``: count it (MAX_PIN_FAILURES locks the registration)."""
+        ...
+
+    def count_call(self, key: str, *, limit: int, expires_at: datetime) -> bool:
+        """Count one more call under ``key`` (one number, one hour) unless ``limit`` calls were counted; False
+        (and nothing counted) at the limit."""
         ...
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:

@@ -9,13 +9,14 @@ import hmac
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from millis_sip.core.calls import PIN_DIGITS, CallerVerification, CallRecord, CallStatus
-from millis_sip.core.errors import Attempt, BridgeError, InvalidRequest, StoreUnavailable
-from millis_sip.core.ports import CallStore, Clock, Metrics, MillisGateway, MillisRegistration, NoMetrics, Secret
+from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
+from millis_sip.core.errors import Attempt, InvalidRequest, StoreUnavailable
+from millis_sip.core.keys import StackKeys
+from millis_sip.core.ports import CallStore, Clock, Metrics, MillisGateway, MillisRegistration, NoMetrics
 from millis_sip.core.regions import MillisRegion
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,7 @@ class RegisterCall:
 @dataclass(frozen=True, slots=True)
 class Registered:
     record: CallRecord
-    pin: str | None = None  # given to the backend once, never stored (only its hash)
-
-
-def new_pin() -> str:
-    return f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+    pin: str | None = None  # given to the backend, never stored (the record keeps its hash)
 
 
 def hash_pin(call_id: str, pin: str) -> str:
@@ -87,24 +84,28 @@ def with_session_webhook(payload: Mapping[str, Any], url: str, header: str, secr
     return {**payload, "agent_config": {**(config or {}), "session_data_webhook": hook}}
 
 
+def webhook_credential_hash(credential: str) -> str:
+    """What a record keeps of its webhook credential (256 random bits: a plain SHA-256 is enough)."""
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class SessionWebhook:
     """This stack's session webhook, put into each registration's agent_config so that Millis reports the
-    end of every session. ``url`` None: the URL the request came in on."""
+    end of every session. Each registration gets a credential of its own, which Millis sends back in
+    X-Webhook-Secret and the record keeps as a hash: one call's credential opens no other call's record.
+    ``url`` None: the URL the request came in on."""
 
-    secret: Secret
     url: str | None = None
 
-    def attach(self, payload: Mapping[str, Any], request_url: str | None = None) -> dict[str, Any]:
+    def attach(self, payload: Mapping[str, Any], request_url: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """``payload`` with the webhook, and the hash of the credential it carries (None: no webhook added)."""
         target = self.url or request_url
-        if not target:
-            return dict(payload)
-        try:
-            secret = self.secret()
-        except BridgeError as exc:
-            log.warning("Registering without the session webhook", extra={"error": exc.code})
-            return dict(payload)
-        return with_session_webhook(payload, target, WEBHOOK_HEADER, secret)
+        config = payload.get("agent_config")
+        if not target or (isinstance(config, Mapping) and "session_data_webhook" in config):
+            return dict(payload), None  # nowhere to send it, or the backend set its own
+        credential = secrets.token_urlsafe(32)
+        return with_session_webhook(payload, target, WEBHOOK_HEADER, credential), webhook_credential_hash(credential)
 
 
 class MillisRegistrations:
@@ -126,9 +127,12 @@ class MillisRegistrations:
         regions: Sequence[MillisRegion] | None = None,
         webhook_url: str | None = None,
     ) -> MillisRegistration:
+        webhook_hash = None
         if self._webhook is not None:
-            payload = self._webhook.attach(payload, webhook_url)
+            payload, webhook_hash = self._webhook.attach(payload, webhook_url)
         registration = self._gateway.register(payload, budget=budget, regions=regions)
+        if webhook_hash is not None:
+            registration = replace(registration, webhook_hash=webhook_hash)
         self._metrics.registered(
             registration.region.value,
             failed_over=registration.failed_over,
@@ -148,12 +152,18 @@ class Registrar:
         clock: Clock,
         ttl_seconds: int,
         default_agent_id: str | None,
+        keys: StackKeys,
     ) -> None:
         self._millis = millis
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
         self._default_agent_id = default_agent_id
+        self._keys = keys
+
+    def pin_for(self, call_id: str) -> str:
+        """A PIN registration's PIN: derived again from the call id (it is stored nowhere in clear)."""
+        return self._keys.pin(call_id)
 
     def register(self, command: RegisterCall, *, budget: float, webhook_url: str | None = None) -> Registered:
         """Register with Millis and store the call. When the store fails after Millis registered the call,
@@ -164,7 +174,7 @@ class Registrar:
         payload = command.millis_payload(self._default_agent_id)
         registration = self._millis.register(payload, budget=budget, webhook_url=webhook_url)
         now = self._clock.now()
-        pin = new_pin() if command.caller_verification is CallerVerification.PIN else None
+        pin = self.pin_for(registration.call_id) if command.caller_verification is CallerVerification.PIN else None
         record = CallRecord(
             call_id=registration.call_id,
             sip_uri=registration.sip_uri,
@@ -176,6 +186,7 @@ class Registrar:
             agent_id=payload.get("agent_id"),
             caller_verification=command.caller_verification,
             pin_hash=hash_pin(registration.call_id, pin) if pin is not None else None,
+            webhook_hash=registration.webhook_hash,
         )
         try:
             self._store.put_new(record)

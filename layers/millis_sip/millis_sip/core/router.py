@@ -71,12 +71,14 @@ from millis_sip.core.sip import SipUri, header_variables
 log = logging.getLogger(__name__)
 
 STORE_RESERVE_SECONDS = 0.5  # kept back from Millis for the DynamoDB write and the answer
+STORE_BUDGET_SECONDS = 1.0  # the most one DynamoDB round trip may take before the call goes on without it
 POLL_SECONDS = 0.1  # while another invocation of the same call is still working
 MARKER_LIFETIME = timedelta(days=1)  # how long a call's marker outlives its registration
 MAX_PIN_TRIES = 3  # PINs one call may key in before the router goes on without the registration
 FULL_ATTESTATION = "A"
 
 NO_AGENT = "no_agent"  # no number route and no default agent: the call is not for this stack
+OVER_HOURLY_CAP = "over_hourly_cap"  # the number's calls started as many sessions this hour as it allows
 # Refusals a retry may cure (the phone system may try another route); the others will not change by retrying.
 TRANSIENT_REFUSALS = frozenset(
     {"millis_unavailable", "millis_key_unavailable", "retry_in_progress", "retry_without_record"}
@@ -187,6 +189,7 @@ class CallRouter:
         region_order: Sequence[MillisRegion],
         ttl_seconds: int,
         default_agent_id: str | None,
+        default_agent_calls_per_hour: int | None = None,
         metrics: Metrics | None = None,
         parallel: Parallel = in_sequence,
     ) -> None:
@@ -197,6 +200,7 @@ class CallRouter:
         self._order = tuple(region_order)
         self._ttl = timedelta(seconds=ttl_seconds)
         self._default_agent_id = default_agent_id
+        self._default_cap = default_agent_calls_per_hour
         self._metrics = metrics or NoMetrics()
         self._parallel = parallel
 
@@ -235,7 +239,7 @@ class CallRouter:
         if mark is not None and mark.state is TransactionState.DONE:
             log.info("Retried invocation: reusing the first answer", extra={"millis_call_id": mark.millis_call_id})
             self._metrics.inbound("retried")
-            return self._replay(mark, placement)
+            return self._replay(mark, placement, deadline)
         if mark is not None and mark.state is TransactionState.FAILED:
             return Refused(mark.reason or "failed", replayed=True)
         if mark is not None and mark.state is TransactionState.PENDING:
@@ -250,13 +254,13 @@ class CallRouter:
         skip: set[str] = set()
         claimant = call
         if lock is not None and mark is not None and mark.millis_call_id:  # the caller answered a challenge
-            answered = self._answer_challenge(call, lock, mark, placement)
+            answered = self._answer_challenge(call, lock, mark, placement, deadline)
             if answered is not None:
                 return answered
             skip.add(mark.millis_call_id)
             claimant = replace(call, pin=None, can_challenge=False)  # one PIN per call: no second challenge
         if attempt == 1 and lock is not None:
-            claimed = self._claim(claimant, lock, found.candidates, skip, placement)
+            claimed = self._claim(claimant, lock, found.candidates, skip, placement, deadline)
             if claimed is not None:
                 return claimed
         try:
@@ -264,9 +268,9 @@ class CallRouter:
             record, how = self._register(call, found.route, deadline, reachable, placement.unreachable)
         except BridgeError as exc:
             if call.retries_refusals and exc.code in TRANSIENT_REFUSALS:
-                self._release_transaction(lock)
+                self._release_transaction(lock, deadline)
             else:
-                self._fail_transaction(lock, exc.code)
+                self._fail_transaction(lock, exc.code, deadline)
             return self._refuse(exc.code)
         try:
             where = placement.place(record)
@@ -277,11 +281,11 @@ class CallRouter:
             )
             if store_up:
                 failed = replace(record, status=CallStatus.FAILED, reason=exc.reason, ended_at=record.created_at)
-                self._commit(failed, lock)
-                self._fail_transaction(lock, exc.reason)
+                self._commit(failed, lock, deadline)
+                self._fail_transaction(lock, exc.reason, deadline)
             return self._refuse(exc.reason)
         if store_up:
-            self._commit(record, lock)
+            self._commit(record, lock, deadline)
         else:
             log.error(
                 "DynamoDB is unavailable: bridging without storing; a later event writes the record",
@@ -290,60 +294,87 @@ class CallRouter:
         return Routed(record, where, how)
 
     def _look(self, call: InboundCall, key: str, owner: str, deadline: float, *, first: bool) -> _Lookups:
-        """Own the call and read what a decision needs, all at once: the reads do not depend on the write."""
+        """Own the call and read what a decision needs, all at once: the reads do not depend on the write. Each
+        gets the store's budget; what has not answered by then counts as unavailable."""
         lookup_keys = [k for k in dict.fromkeys((call.caller, call.dialed)) if k and TOKEN.match(k)] if first else []
         number = call.dialed if call.dialed and E164.match(call.dialed) and self._numbers is not None else None
         now = self._clock.now()
+        resume = call.pin is not None
 
         def reader(lookup_key: str) -> Callable[[], list[CallRecord]]:
             return lambda: self._store.pending_for(lookup_key, now)
 
         results = self._parallel(
-            lambda: self._own(key, owner, deadline, resume=call.pin is not None),
+            lambda: self._begin(key, owner, deadline, resume=resume),
             lambda: self._numbers.get(number) if number is not None and self._numbers is not None else None,
             *(reader(k) for k in lookup_keys),
+            timeout=self._store_budget(deadline),
         )
         mark, route, *pending = results
-        if isinstance(mark, BaseException):  # _own turns StoreUnavailable into None; anything else is a bug
+        if isinstance(mark, (StoreUnavailable, TimeoutError)):
+            log.warning("Cannot record the phone call's transaction; going on", extra={"error": str(mark) or "timeout"})
+            mark = None
+        elif isinstance(mark, BaseException):  # a bug, not the store
             raise mark
+        if mark is not None and mark.state is TransactionState.PENDING:
+            mark = self._wait_for_owner(key, owner, deadline, mark, resume=resume)
         if isinstance(route, BaseException):
-            log.warning("Cannot read the number's route; going on without it", extra={"error": str(route)})
+            log.warning("Cannot read the number's route; going on without it", extra={"error": str(route) or "timeout"})
             route = None
         candidates: list[tuple[str, list[CallRecord]]] = []
         for lookup_key, records in zip(lookup_keys, pending, strict=True):
             if isinstance(records, BaseException):
-                log.warning("Cannot look for pending registrations", extra={"error": str(records)})
+                log.warning("Cannot look for pending registrations", extra={"error": str(records) or "timeout"})
                 continue
             candidates.append((lookup_key, records))
         return _Lookups(mark, candidates, route)
 
-    def _own(self, key: str, owner: str, deadline: float, *, resume: bool) -> TransactionMark | None:
-        """Take the call, or wait (bounded by the deadline) for the invocation that has it. None: the store
-        is unavailable."""
-        while True:
-            now = self._clock.now()
-            lease = max(deadline - self._clock.monotonic(), 0.0)
-            try:
-                mark = self._store.begin_transaction(
-                    key,
-                    owner=owner,
-                    now=now,
-                    lease_seconds=lease,
-                    expires_at=now + self._ttl + MARKER_LIFETIME,
-                    resume_challenge=resume,
-                )
-            except StoreUnavailable as exc:
-                log.warning("Cannot record the phone call's transaction; going on", extra={"error": str(exc)})
-                return None
-            if mark.state is not TransactionState.PENDING:
-                return mark
+    def _begin(self, key: str, owner: str, deadline: float, *, resume: bool) -> TransactionMark:
+        now = self._clock.now()
+        return self._store.begin_transaction(
+            key,
+            owner=owner,
+            now=now,
+            lease_seconds=max(deadline - self._clock.monotonic(), 0.0),
+            expires_at=now + self._ttl + MARKER_LIFETIME,
+            resume_challenge=resume,
+        )
+
+    def _wait_for_owner(
+        self, key: str, owner: str, deadline: float, mark: TransactionMark, *, resume: bool
+    ) -> TransactionMark | None:
+        """Another invocation has the call: ask again until it finishes or its lease runs out (then this one
+        takes over), bounded by the deadline. None: the store became unavailable."""
+        while mark.state is TransactionState.PENDING:
             if deadline - self._clock.monotonic() < STORE_RESERVE_SECONDS + POLL_SECONDS:
                 return mark  # the other invocation still has it and its lease is valid
             self._clock.sleep(POLL_SECONDS)
+            try:
+                mark = self._bounded(deadline, lambda: self._begin(key, owner, deadline, resume=resume))
+            except StoreUnavailable as exc:
+                log.warning("Cannot record the phone call's transaction; going on", extra={"error": str(exc)})
+                return None
+        return mark
 
-    def _replay[P](self, mark: TransactionMark, placement: Placement[P]) -> Routed[P] | Refused:
+    def _store_budget(self, deadline: float) -> float:
+        """How long the next DynamoDB round trip may take: STORE_BUDGET_SECONDS, less when the deadline is near."""
+        return max(min(STORE_BUDGET_SECONDS, deadline - self._clock.monotonic()), 0.05)
+
+    def _bounded[T](self, deadline: float, call: Callable[[], T]) -> T:
+        """``call()`` within the store's budget; ``StoreUnavailable`` when it does not answer in time (it goes on
+        in the background, and its answer is not waited for)."""
+        [result] = self._parallel(call, timeout=self._store_budget(deadline))
+        if isinstance(result, TimeoutError):
+            raise StoreUnavailable("DynamoDB did not answer within the phone call's budget.")
+        if isinstance(result, BaseException):
+            raise result
+        value: T = result
+        return value
+
+    def _replay[P](self, mark: TransactionMark, placement: Placement[P], deadline: float) -> Routed[P] | Refused:
+        call_id = mark.millis_call_id
         try:
-            record = self._store.get(mark.millis_call_id) if mark.millis_call_id else None
+            record = self._bounded(deadline, lambda: self._store.get(call_id)) if call_id else None
         except StoreUnavailable:
             record = None
         if record is None:
@@ -362,6 +393,7 @@ class CallRouter:
         candidates: list[tuple[str, list[CallRecord]]],
         skip: set[str],
         placement: Placement[P],
+        deadline: float,
     ) -> Routed[P] | Challenge | None:
         """The newest pending registration for the caller's number that the caller proves is theirs, else the
         newest for the dialed number; claimed atomically. A Challenge when the caller must key in a PIN first."""
@@ -379,9 +411,9 @@ class CallRouter:
                     )
                     continue
                 if by_caller:
-                    proof = self._proof(call, candidate)
+                    proof = self._proof(call, candidate, deadline)
                     if proof == "challenge":
-                        if self._challenge(lock, candidate.call_id, tries=0):
+                        if self._challenge(lock, candidate.call_id, deadline, tries=0):
                             return Challenge()
                         continue
                     if proof != "verified":
@@ -394,12 +426,12 @@ class CallRouter:
                             },
                         )
                         continue
-                won = self._take(call, candidate, lock)
+                won = self._take(call, candidate, lock, deadline)
                 if won is not None:
                     return Routed(won, where, "claimed")
         return None
 
-    def _proof(self, call: InboundCall, candidate: CallRecord) -> str:
+    def _proof(self, call: InboundCall, candidate: CallRecord, deadline: float) -> str:
         """Whether the caller proves the number is theirs, as ``candidate`` asks: verified, challenge, or why not."""
         policy = candidate.caller_verification
         if policy is CallerVerification.TRUST_CALLER_ID:
@@ -411,13 +443,13 @@ class CallRouter:
         if call.pin:  # digits the phone system collected itself (a SIP server's dialplan)
             if pin_matches(candidate, call.pin):
                 return "verified"
-            self._wrong_pin(candidate)
+            self._wrong_pin(candidate, deadline)
             return "pin_mismatch"
         return "challenge" if call.can_challenge and call.pin is None else "no_pin_prompt"
 
-    def _challenge(self, lock: TransactionLock, candidate: str, *, tries: int) -> bool:
+    def _challenge(self, lock: TransactionLock, candidate: str, deadline: float, *, tries: int) -> bool:
         try:
-            self._store.challenge_transaction(lock, candidate=candidate, tries=tries)
+            self._bounded(deadline, lambda: self._store.challenge_transaction(lock, candidate=candidate, tries=tries))
         except StoreUnavailable as exc:
             log.warning("Cannot ask for the PIN (the store is unavailable)", extra={"error": str(exc)})
             return False
@@ -425,13 +457,13 @@ class CallRouter:
         return True
 
     def _answer_challenge[P](
-        self, call: InboundCall, lock: TransactionLock, mark: TransactionMark, placement: Placement[P]
+        self, call: InboundCall, lock: TransactionLock, mark: TransactionMark, placement: Placement[P], deadline: float
     ) -> Routed[P] | Challenge | None:
         """The caller keyed in ``call.pin`` for ``mark.millis_call_id``: claim it, ask again, or give up on it."""
         digits = call.pin or ""
         candidate_id = mark.millis_call_id or ""
         try:
-            candidate = self._store.get(candidate_id)
+            candidate = self._bounded(deadline, lambda: self._store.get(candidate_id))
         except StoreUnavailable:
             candidate = None
         if candidate is None or not digits:
@@ -444,24 +476,26 @@ class CallRouter:
                 where = placement.place(candidate)
             except Unroutable:
                 return None
-            won = self._take(call, candidate, lock)
+            won = self._take(call, candidate, lock, deadline)
             return Routed(won, where, "claimed") if won is not None else None
-        self._wrong_pin(candidate)
+        self._wrong_pin(candidate, deadline)
         tries = mark.tries + 1
         log.warning("Wrong PIN", extra={"millis_call_id": candidate.call_id, "tries": tries})
         again = tries < MAX_PIN_TRIES and candidate.pin_failures + 1 < MAX_PIN_FAILURES
-        if again and self._challenge(lock, candidate.call_id, tries=tries):
+        if again and self._challenge(lock, candidate.call_id, deadline, tries=tries):
             return Challenge(retry=True)
         return None
 
-    def _wrong_pin(self, candidate: CallRecord) -> None:
+    def _wrong_pin(self, candidate: CallRecord, deadline: float) -> None:
         self._metrics.inbound_failure("pin_mismatch")
         try:
-            self._store.pin_failed(candidate.call_id)
+            self._bounded(deadline, lambda: self._store.pin_failed(candidate.call_id))
         except StoreUnavailable as exc:
             log.warning("Cannot count the wrong PIN", extra={"error": str(exc)})
 
-    def _take(self, call: InboundCall, candidate: CallRecord, lock: TransactionLock) -> CallRecord | None:
+    def _take(
+        self, call: InboundCall, candidate: CallRecord, lock: TransactionLock, deadline: float
+    ) -> CallRecord | None:
         claimed = replace(
             candidate,
             status=CallStatus.CLAIMED,
@@ -470,7 +504,8 @@ class CallRouter:
             dialed_number=call.dialed,
         )
         try:
-            won = self._store.commit_inbound(claimed, lock=lock, claim=True, now=self._clock.now())
+            now = self._clock.now()
+            won = self._bounded(deadline, lambda: self._store.commit_inbound(claimed, lock=lock, claim=True, now=now))
         except LeaseLost:
             log.warning("A retry took this phone call over; leaving the registration to it")
             return None
@@ -495,12 +530,16 @@ class CallRouter:
     ) -> tuple[CallRecord, str]:
         if route is not None:
             fields, how, metadata = route.millis_fields(), "number_route", dict(route.metadata)
+            cap = route.max_calls_per_hour
         elif self._default_agent_id is not None:
             fields, how, metadata = {"agent_id": self._default_agent_id}, "default_agent", {}
+            cap = self._default_cap
         else:
             raise _Refusal(NO_AGENT, "no route for the number and DEFAULT_AGENT_ID is not set")
         if not regions:
             raise _Refusal(unreachable, "no Millis region can be reached from this phone system")
+        if cap is not None and not self._admit(call.dialed, cap, deadline):
+            raise _Refusal(OVER_HOURLY_CAP, f"{cap} calls this hour already started sessions for the number")
         metadata.update(header_variables(call.sip_headers))
         metadata.update(
             {
@@ -535,12 +574,26 @@ class CallRouter:
             transaction_id=call.call_ref,
             caller_number=call.caller,
             dialed_number=call.dialed,
+            webhook_hash=registration.webhook_hash,
         )
         return record, how
 
-    def _commit(self, record: CallRecord, lock: TransactionLock | None) -> None:
+    def _admit(self, dialed: str | None, cap: int, deadline: float) -> bool:
+        """Count the call against its number's hourly cap. A store that cannot say lets the call through: the
+        cap bounds spending, and a caller is never turned away for the store's fault."""
+        hour = self._clock.now().replace(minute=0, second=0, microsecond=0)
+        key = f"calls-per-hour#{dialed or 'unknown'}#{hour:%Y-%m-%dT%H}"
+        expires = hour + timedelta(hours=2)
         try:
-            self._store.commit_inbound(record, lock=lock, claim=False, now=self._clock.now())
+            return self._bounded(deadline, lambda: self._store.count_call(key, limit=cap, expires_at=expires))
+        except StoreUnavailable as exc:
+            log.warning("Cannot count the call against the number's cap; letting it through", extra={"error": str(exc)})
+            return True
+
+    def _commit(self, record: CallRecord, lock: TransactionLock | None, deadline: float) -> None:
+        now = self._clock.now()
+        try:
+            self._bounded(deadline, lambda: self._store.commit_inbound(record, lock=lock, claim=False, now=now))
         except LeaseLost:
             # This invocation outlived its lease and a retry answered the phone system instead: the retry's
             # record stands, and this Millis call is never bridged (its session lapses unused).
@@ -556,19 +609,19 @@ class CallRouter:
                 extra={"millis_call_id": record.call_id, "error": str(exc)},
             )
 
-    def _fail_transaction(self, lock: TransactionLock | None, reason: str) -> None:
+    def _fail_transaction(self, lock: TransactionLock | None, reason: str, deadline: float) -> None:
         if lock is None:
             return
         try:
-            self._store.fail_transaction(lock, reason)
+            self._bounded(deadline, lambda: self._store.fail_transaction(lock, reason))
         except StoreUnavailable as exc:
             log.warning("Could not mark the phone call's transaction failed", extra={"error": str(exc)})
 
-    def _release_transaction(self, lock: TransactionLock | None) -> None:
+    def _release_transaction(self, lock: TransactionLock | None, deadline: float) -> None:
         if lock is None:
             return
         try:
-            self._store.release_transaction(lock)
+            self._bounded(deadline, lambda: self._store.release_transaction(lock))
         except StoreUnavailable as exc:  # its lease runs out by the deadline, and a retry then takes it over
             log.warning("Could not release the phone call's transaction", extra={"error": str(exc)})
 

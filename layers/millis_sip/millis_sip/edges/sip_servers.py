@@ -10,7 +10,8 @@ checks it before the function runs).
   line). The part before ``?`` is the Request-URI.
 - 404 ``no_agent`` when no agent takes the call; 503 ``unavailable`` (Retry-After) when a retry may help (the
   retry registers afresh); 502 ``bridge_fault`` when this stack or Millis failed in a way a retry will not cure
-  (a rejected Millis key, a SIP URI the server cannot reach); 400 for a malformed request.
+  (a rejected Millis key, an answer from Millis this stack cannot use); 429 ``over_hourly_cap`` when the
+  number's calls already started as many sessions this hour as its cap allows; 400 for a malformed request.
 - Idempotent on ``call``: the same call id asked again gets the same answer, never a second registration.
 
 A SIP server cannot ask the caller for a PIN over HTTP: a registration that needs one is claimed only when the
@@ -26,7 +27,15 @@ from typing import Any
 from millis_sip.apigw import Request, reply
 from millis_sip.core.calls import TOKEN
 from millis_sip.core.ports import Metrics
-from millis_sip.core.router import ANY_SIP_URI, NO_AGENT, CallRouter, Challenge, InboundCall, Refused
+from millis_sip.core.router import (
+    ANY_SIP_URI,
+    NO_AGENT,
+    OVER_HOURLY_CAP,
+    CallRouter,
+    Challenge,
+    InboundCall,
+    Refused,
+)
 from millis_sip.core.sip import bridge_headers, with_uri_headers
 from millis_sip.observability import logger
 
@@ -76,6 +85,8 @@ class SipServerRoute:
 def _refusal(refused: Refused) -> tuple[str, int]:
     if refused.reason == NO_AGENT:
         return "no_agent", 404
+    if refused.reason == OVER_HOURLY_CAP:
+        return "over_hourly_cap", 429
     if refused.transient:
         return "unavailable", 503
     return "bridge_fault", 502

@@ -14,6 +14,7 @@ from millis_sip.core.ports import TransactionMark, TransactionState
 from millis_sip.core.sip import parse_sip_uri
 
 MARKER_KIND = "transaction"  # a phone call's marker shares the table with the calls (see ``is_call``)
+COUNTER_KIND = "counter"  # so does a number's hourly count of calls
 _TEXT = (
     "lookup_key",
     "agent_id",
@@ -25,6 +26,7 @@ _TEXT = (
     "millis_call_status",
     "millis_session_id",
     "pin_hash",
+    "webhook_hash",
 )
 _TIMES = ("bridged_at", "ended_at")
 _NUMBERS = ("duration_seconds", "millis_duration_seconds")
@@ -144,6 +146,8 @@ def route_item(route: NumberRoute) -> Item:
         item["agent_config"] = s(json.dumps(dict(route.agent_config), separators=(",", ":")))
     if route.include_metadata_in_prompt is not None:
         item["include_metadata_in_prompt"] = {"BOOL": route.include_metadata_in_prompt}
+    if route.max_calls_per_hour is not None:
+        item["max_calls_per_hour"] = n(route.max_calls_per_hour)
     for name in ("created_at", "updated_at"):
         moment = getattr(route, name)
         if moment is not None:
@@ -157,13 +161,14 @@ def route_from_item(item: Item) -> NumberRoute:
         return value["S"] if value else None
 
     config, created, updated = text("agent_config"), text("created_at"), text("updated_at")
-    prompt = item.get("include_metadata_in_prompt")
+    prompt, cap = item.get("include_metadata_in_prompt"), item.get("max_calls_per_hour")
     return NumberRoute(
         number=item["number"]["S"],
         agent_id=text("agent_id"),
         agent_config=json.loads(config) if config is not None else None,
         metadata=json.loads(text("metadata") or "{}"),
         include_metadata_in_prompt=prompt["BOOL"] if prompt else None,
+        max_calls_per_hour=int(cap["N"]) if cap else None,
         created_at=from_iso(created) if created else None,
         updated_at=from_iso(updated) if updated else None,
     )

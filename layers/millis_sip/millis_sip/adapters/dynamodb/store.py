@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from millis_sip.adapters.dynamodb.clients import Item, Rejected, request, send
 from millis_sip.adapters.dynamodb.codec import (
+    COUNTER_KIND,
     epoch,
     from_item,
     is_call,
@@ -34,21 +36,28 @@ from millis_sip.adapters.dynamodb.codec import (
 from millis_sip.core.calls import FIELDS_OF_MOVE, MAX_CALL_TTL_SECONDS, OPEN, CallRecord, CallStatus
 from millis_sip.core.clock import epoch_ms, iso
 from millis_sip.core.errors import CallAlreadyExists, InvalidRequest, LeaseLost
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import MillisReport, SessionOutcome, TransactionLock, TransactionMark, TransactionState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-LOOKUP_INDEX = "by-lookup-key"
+LOOKUP_INDEX = "by-lookup-index"
+LOOKUP_ATTRIBUTE = "lookup_index"  # the index's key: a keyed hash of lookup_key, only while the call is unused
 LOOKUP_PAGE_SIZE = 20
+LOOKUP_MAX_PAGES = 3  # 60 unexpired registrations for one key: more is a misuse, and each page is a round trip
 CLAIM_CANDIDATES = 5
 
 
 class DynamoCallStore:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    """``keys`` key the lookup index (``keys.lookup_index``): the functions and anything reading their
+    registrations must hold the same stack secret."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, *, keys: StackKeys) -> None:
         self._client = client
         self._table = table_name
+        self._keys = keys
 
     def _send(self, method: str, **kwargs: Any) -> Item | Rejected:
         return send(self._client, method, **kwargs)
@@ -56,8 +65,11 @@ class DynamoCallStore:
     # --- the HTTP API's operations ------------------------------------------------------------------
 
     def put_new(self, record: CallRecord) -> None:
+        item = to_item(record)
+        if record.lookup_key is not None and record.status is CallStatus.REGISTERED:
+            item[LOOKUP_ATTRIBUTE] = s(self._keys.lookup_index(record.lookup_key))
         answer = self._send(
-            "put_item", TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(call_id)"
+            "put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(call_id)"
         )
         if isinstance(answer, Rejected):
             raise CallAlreadyExists(f"A call with id {record.call_id!r} is already stored.")
@@ -75,14 +87,15 @@ class DynamoCallStore:
         self,
         call_id: str,
         *,
+        credential_hash: str | None,
         status: CallStatus,
         reason: str,
         now: datetime,
         expires_at: datetime,
         report: MillisReport,
     ) -> SessionOutcome:
-        """Millis says the session is over: close the call if it is open, else only add Millis' fields."""
         values: Item = {":now": s(iso(now))}
+        # The first report of a session stands: a later one (a replay, a late error) adds only what is missing.
         sets = ["updated_at = :now", "ended_at = if_not_exists(ended_at, :now)"]
         reported = {
             "millis_call_status": s(report.call_status) if report.call_status is not None else None,
@@ -92,8 +105,13 @@ class DynamoCallStore:
         for name, value in reported.items():
             if value is not None:
                 values[f":{name}"] = value
-                sets.append(f"{name} = :{name}")
-        exists = "attribute_exists(call_id) AND attribute_not_exists(kind)"
+                sets.append(f"{name} = if_not_exists({name}, :{name})")
+        if credential_hash is not None:
+            authorized = "webhook_hash = :credential"
+            values[":credential"] = s(credential_hash)
+        else:
+            authorized = "attribute_not_exists(webhook_hash)"
+        allowed = f"attribute_exists(call_id) AND attribute_not_exists(kind) AND {authorized}"
         closing = {":to": s(status.value), ":reason": s(reason), ":exp": epoch(expires_at)}
         closing.update({f":open{i}": s(st.value) for i, st in enumerate(OPEN)})
         closing_sets = ["#status = :to", "expires_at = :exp", "reason = :reason"]
@@ -103,19 +121,30 @@ class DynamoCallStore:
             "update_item",
             TableName=self._table,
             Key={"call_id": s(call_id)},
-            UpdateExpression="SET " + ", ".join([*sets, *closing_sets]),
-            ConditionExpression=f"{exists} AND #status IN ({', '.join(f':open{i}' for i in range(len(OPEN)))})",
+            UpdateExpression="SET " + ", ".join([*sets, *closing_sets]) + f" REMOVE {LOOKUP_ATTRIBUTE}",
+            ConditionExpression=f"{allowed} AND #status IN ({', '.join(f':open{i}' for i in range(len(OPEN)))})",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={**values, **closing},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         if not isinstance(closed, Rejected):
             return SessionOutcome.CLOSED
+        stored = closed.item or self._get_item(call_id)  # DynamoDB returns it; a stand-in may not
+        if not stored or not is_call(stored):
+            return SessionOutcome.UNKNOWN
+        held = (stored.get("webhook_hash") or {}).get("S")
+        if credential_hash is not None and held is None:
+            return SessionOutcome.LEGACY
+        if credential_hash is None and held is not None:
+            return SessionOutcome.FOREIGN
+        if held is not None and credential_hash is not None and not hmac.compare_digest(held, credential_hash):
+            return SessionOutcome.FOREIGN
         annotated = self._send(
             "update_item",
             TableName=self._table,
             Key={"call_id": s(call_id)},
             UpdateExpression="SET " + ", ".join(sets),
-            ConditionExpression=exists,
+            ConditionExpression=allowed,
             ExpressionAttributeValues=values,
         )
         return SessionOutcome.UNKNOWN if isinstance(annotated, Rejected) else SessionOutcome.ANNOTATED
@@ -214,6 +243,22 @@ class DynamoCallStore:
             ExpressionAttributeValues={":one": n(1)},
         )
 
+    def count_call(self, key: str, *, limit: int, expires_at: datetime) -> bool:
+        answer = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(key)},
+            UpdateExpression="SET kind = :counter, expires_at = :exp ADD calls :one",
+            ConditionExpression="attribute_not_exists(calls) OR calls < :limit",
+            ExpressionAttributeValues={
+                ":counter": s(COUNTER_KIND),
+                ":exp": epoch(expires_at),
+                ":one": n(1),
+                ":limit": n(limit),
+            },
+        )
+        return not isinstance(answer, Rejected)
+
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         found: list[CallRecord] = []
         for item in self._newest_first(lookup_key, now):
@@ -277,7 +322,7 @@ class DynamoCallStore:
         return {
             "TableName": self._table,
             "Key": {"call_id": s(record.call_id)},
-            "UpdateExpression": "SET " + ", ".join(assignments),
+            "UpdateExpression": "SET " + ", ".join(assignments) + f" REMOVE {LOOKUP_ATTRIBUTE}",  # used: unindexed
             # Unclaimed and unexpired, or already claimed by this very phone call (a retried invocation).
             "ConditionExpression": (
                 "(#status = :registered AND expires_at > :now AND attribute_not_exists(transaction_id))"
@@ -312,7 +357,7 @@ class DynamoCallStore:
             "update_item",
             TableName=self._table,
             Key={"call_id": s(snapshot.call_id)},
-            UpdateExpression="SET " + ", ".join(assignments),
+            UpdateExpression="SET " + ", ".join(assignments) + f" REMOVE {LOOKUP_ATTRIBUTE}",
             ConditionExpression=f"attribute_not_exists(call_id) OR (#status IN ({', '.join(allowed)}) AND #tx = :tx)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -328,16 +373,17 @@ class DynamoCallStore:
         return item
 
     def _newest_first(self, lookup_key: str, now: datetime) -> Iterator[Item]:
-        """Unexpired ``registered`` calls for ``lookup_key``, newest first. No registration lives longer
-        than MAX_CALL_TTL_SECONDS: older items need not be read at all."""
+        """Unexpired ``registered`` calls for ``lookup_key``, newest first, as the index projects them (no
+        phone numbers). A registration leaves the index once used or closed, and none lives longer than
+        MAX_CALL_TTL_SECONDS, so a few pages hold every candidate; LOOKUP_MAX_PAGES caps the reads anyway."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": LOOKUP_INDEX,
-            "KeyConditionExpression": "lookup_key = :k AND created_at > :since",
+            "KeyConditionExpression": f"{LOOKUP_ATTRIBUTE} = :k AND created_at > :since",
             "FilterExpression": "expires_at > :now AND #status = :status",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {
-                ":k": s(lookup_key),
+                ":k": s(self._keys.lookup_index(lookup_key)),
                 ":since": s(iso(now - timedelta(seconds=MAX_CALL_TTL_SECONDS))),
                 ":now": epoch(now),
                 ":status": s(CallStatus.REGISTERED.value),
@@ -345,9 +391,10 @@ class DynamoCallStore:
             "ScanIndexForward": False,
             "Limit": LOOKUP_PAGE_SIZE,
         }
-        while True:
+        for _ in range(LOOKUP_MAX_PAGES):
             page = request(self._client, "query", **kwargs)
-            yield from page.get("Items", [])
+            for item in page.get("Items", []):
+                yield {**item, "lookup_key": s(lookup_key)}  # the index does not hold it; the caller does
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

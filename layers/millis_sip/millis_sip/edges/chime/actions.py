@@ -44,21 +44,23 @@ def call_and_bridge(
     uri_user: str,
     timeout_seconds: int,
     sip_headers: Mapping[str, str],
+    ringback: tuple[str, str] | None = None,
 ) -> Action:
     if not VOICE_CONNECTOR_USER.match(uri_user):
         raise ValueError("a Voice Connector Uri is 1-36 characters from a-zA-Z0-9&=+$/%-_!~*().")
     headers = {name: value[:MAX_SIP_HEADER_CHARS] for name, value in sip_headers.items()}
     if not all(name.lower().startswith("x-") and not name.lower().startswith("x-amzn") for name in headers):
         raise ValueError("SIP header names must start with x- (and not X-AMZN)")
-    return {
-        "Type": "CallAndBridge",
-        "Parameters": {
-            "CallTimeoutSeconds": timeout_seconds,
-            "CallerIdNumber": caller_id,
-            "Endpoints": [{"BridgeEndpointType": "AWS", "Arn": voice_connector_arn, "Uri": uri_user}],
-            "SipHeaders": headers,
-        },
+    parameters: dict[str, Any] = {
+        "CallTimeoutSeconds": timeout_seconds,
+        "CallerIdNumber": caller_id,
+        "Endpoints": [{"BridgeEndpointType": "AWS", "Arn": voice_connector_arn, "Uri": uri_user}],
+        "SipHeaders": headers,
     }
+    if ringback is not None:
+        bucket, key = ringback
+        parameters["RingbackTone"] = {"Type": "S3", "BucketName": bucket, "Key": key}
+    return {"Type": "CallAndBridge", "Parameters": parameters}
 
 
 def hangup(call_id: str | None, tag: str | None = None, code: str = HANGUP_NORMAL) -> Action:

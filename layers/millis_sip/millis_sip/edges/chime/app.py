@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from millis_sip.config import ChimeSettings, VoiceRoute
+from millis_sip.config import ChimeSettings, Messages, VoiceRoute
 from millis_sip.core.calls import E164, CallRecord, CallStatus
 from millis_sip.core.errors import Unroutable
 from millis_sip.core.lifecycle import PhoneCalls
@@ -156,6 +156,7 @@ class SipMediaApp:
             uri_user=bridge.user,
             timeout_seconds=self._chime.bridge_timeout_seconds,
             sip_headers=bridge_headers(record.call_id, CARRIER, event.transaction_id or ""),
+            ringback=self._chime.ringback,
         )
         self._metrics.inbound("bridging")
         logger.info(
@@ -297,12 +298,30 @@ def hang_up_everyone(event: SmaEvent, code: str) -> list[Action]:
     return [hangup(p.call_id, p.tag, code) for p in legs]
 
 
-def fallback_response(event: SmaEvent) -> dict[str, Any]:
+def fallback_response(event: SmaEvent, messages: Messages | None = None) -> dict[str, Any]:
     """The answer when the application itself cannot run (configuration, a bug): never leave a leg up
-    that nobody will hang up, and never tear down a call that is working."""
+    that nobody will hang up, never tear down a call that is working, and a new caller hears the failure
+    message (``messages``; the defaults when the configuration itself is what failed)."""
     if event.type == HANGUP:
         return response([hangup(p.call_id, p.tag) for p in still_up_besides(event, event.acted_on())])
-    if event.type in (NEW_INBOUND_CALL, INVALID_LAMBDA_RESPONSE):
+    if event.type == NEW_INBOUND_CALL:
+        messages = messages or Messages.defaults()
+        caller = event.a_leg
+        if caller is not None and caller.call_id and messages.failure:
+            return response(
+                [
+                    speak(
+                        caller.call_id,
+                        messages.failure,
+                        voice=messages.voice,
+                        language=messages.language,
+                        engine=messages.engine,
+                    ),
+                    hangup(caller.call_id, LEG_A, HANGUP_NORMAL),
+                ]
+            )
+        return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
+    if event.type == INVALID_LAMBDA_RESPONSE:
         return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
     if event.type == ACTION_FAILED and event.action_type != "Hangup":
         caller = event.a_leg

@@ -35,10 +35,12 @@ from millis_sip.edges.http.models import (
     SessionDataWebhook,
     WebhookAck,
 )
-from millis_sip.edges.http.resolver import BridgeResolver, Guard
+from millis_sip.edges.http.resolver import BridgeResolver
+from millis_sip.edges.http.webhook_auth import require_credential, webhook_credential
 from millis_sip.observability import logger
 
 DEADLINE_MARGIN_SECONDS = 1.0  # leave time to store the call and answer before the function times out
+_NOT_PERSISTED = frozenset({"lookup_key", "pin"})  # kept out of the idempotency table
 
 _READ_ERRORS = {**openapi.errors({400: "Invalid request", 404: "Not found", 503: "DynamoDB unavailable"})}
 _CREATE_ERRORS = openapi.errors(
@@ -78,11 +80,9 @@ class ManagementServices:
     http_deadline: float  # seconds a registration may take, failover included
 
 
-def create_app(
-    services: ManagementServices, *, webhook_guard: Guard, idempotency: Idempotency | None
-) -> BridgeResolver:
+def create_app(services: ManagementServices, *, idempotency: Idempotency | None) -> BridgeResolver:
     app = BridgeResolver(
-        guards={WEBHOOK_PATH: webhook_guard},
+        guards={WEBHOOK_PATH: require_credential},
         body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES},
         # Every keyed route's query parameters (the webhook's sender is Millis: not held to a list).
         query_names={
@@ -94,11 +94,22 @@ def create_app(
     )
 
     def own_webhook_url() -> str | None:
-        """This API's own webhook route, as the caller reached it."""
-        context = app.current_event.request_context
-        if not context.domain_name or not context.stage:
+        """This API's own webhook route, as the caller reached it: the domain and whatever precedes the route in
+        the request's path (the stage on the execute-api domain, the base path on a custom domain). Used only
+        when WEBHOOK_URL (PublicBaseUrl) is not set."""
+        event = app.current_event
+        context = event.request_context
+        full_path, resource = context.path or "", event.resource or ""
+        if not context.domain_name or "{" in resource or not full_path.endswith(resource):
             return None
-        return f"https://{context.domain_name}/{context.stage}{WEBHOOK_PATH}"
+        host = (event.headers or {}).get("host") or (event.headers or {}).get("Host")
+        if host and host.lower() != context.domain_name.lower():
+            logger.warning(
+                "The request came through a proxy: Millis' session webhooks go to API Gateway's own domain; "
+                "set the stack's PublicBaseUrl if that is not reachable",
+                extra={"host": host[:100], "domain_name": context.domain_name},
+            )
+        return f"https://{context.domain_name}{full_path.removesuffix(resource)}{WEBHOOK_PATH}"
 
     def register(request: RegisterCallRequest) -> Answer:
         remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
@@ -111,7 +122,16 @@ def create_app(
         return RegisteredView.of_registration(registered)
 
     def register_body(body: Body) -> Answer:
-        return register(RegisterCallRequest.model_validate(body))
+        # What the idempotency table keeps: the answer without the phone number and the PIN, which
+        # ``completed`` puts back from the request (the same body: the key is checked against it).
+        answer = register(RegisterCallRequest.model_validate(body))
+        return {name: value for name, value in answer.items() if name not in _NOT_PERSISTED}
+
+    def completed(answer: Answer, request: RegisterCallRequest) -> Answer:
+        full = {**answer, "lookup_key": request.lookup_key}
+        if request.caller_verification == "pin":
+            full["pin"] = services.registrar.pin_for(str(answer["call_id"]))
+        return full
 
     register_once = idempotency.wrap(register_body) if idempotency is not None else None
 
@@ -136,7 +156,8 @@ def create_app(
     ) -> Response[str]:
         if idempotency_key is None or register_once is None:
             return _json(201, register(body))
-        return _json(201, register_once(idempotency_key, body.model_dump(mode="json", exclude_unset=True)))
+        answer = register_once(idempotency_key, body.model_dump(mode="json", exclude_unset=True))
+        return _json(201, completed(answer, body))
 
     @app.get(
         "/calls",
@@ -175,7 +196,7 @@ def create_app(
     )
     def millis_webhook(body: SessionDataWebhook) -> Response[str]:
         logger.append_keys(call_id=body.call_id)
-        outcome = services.sessions.close(body.to_report())
+        outcome = services.sessions.close(body.to_report(), webhook_credential(app.current_event.raw_event))
         return _json(200, WebhookAck(call_id=body.call_id, outcome=outcome).model_dump(mode="json"))
 
     number_path = Path(description="The phone number, E.164 (+ as is, or %2B).")

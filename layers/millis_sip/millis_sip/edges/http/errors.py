@@ -20,16 +20,11 @@ from millis_sip.core.errors import (
     MillisUnavailable,
     StoreUnavailable,
     WebhookSecretUnavailable,
+    WebhookUnauthorized,
 )
 from millis_sip.core.numbers import NumberNotFound
 from millis_sip.edges.http.models import ErrorBody
 from millis_sip.observability import count_error, logger
-
-
-class WebhookUnauthorized(BridgeError):
-    """The webhook request did not carry the shared secret."""
-
-    code = "unauthorized"
 
 
 class IdempotencyKeyReused(BridgeError):
@@ -58,7 +53,7 @@ DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     MillisUnavailable: (503, "Retry after the number of seconds in Retry-After."),
     MillisKeyUnavailable: (503, "Retry shortly; if it persists, check the secret and the function's access to it."),
     StoreUnavailable: (503, "Retry after the number of seconds in Retry-After; nothing was acknowledged."),
-    WebhookUnauthorized: (401, "Send the stack's webhook secret in the X-Webhook-Secret header."),
+    WebhookUnauthorized: (401, "Millis sends each call's own credential in X-Webhook-Secret; nothing else opens it."),
     WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
     IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
     IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),

@@ -22,7 +22,7 @@ from pydantic import (
 from millis_sip.core.calls import E164, E164_PATTERN, TOKEN, TOKEN_PATTERN, CallerVerification, CallRecord, CallSource
 from millis_sip.core.clock import iso
 from millis_sip.core.lifecycle import SessionReport
-from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.numbers import MAX_CALLS_PER_HOUR, NumberRoute
 from millis_sip.core.ports import SessionOutcome
 from millis_sip.core.registration import RegisterCall, Registered
 
@@ -254,6 +254,11 @@ PhoneNumber = Annotated[
 NumberInPath = Annotated[str, WithJsonSchema({"type": "string", "pattern": E164_PATTERN, "examples": ["+14155550100"]})]
 
 
+def _whole_number(value: Any) -> Any:
+    """30.0 is 30 (JSON has one number type); anything else goes to the type check as it is (30.5, "30": no)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class NumberRouteRequest(BaseModel):
     """Body of ``PUT /numbers/{number}``: the agent that takes the number's calls, as Millis' fields."""
 
@@ -278,6 +283,13 @@ class NumberRouteRequest(BaseModel):
         "carrier_call_id).",
     )
     include_metadata_in_prompt: bool | None = Field(default=None, description="Put the metadata in the prompt.")
+    max_calls_per_hour: Annotated[int | None, BeforeValidator(_whole_number)] = Field(
+        default=None,
+        ge=1,
+        le=MAX_CALLS_PER_HOUR,
+        description="The most Millis sessions calls to the number may start in one clock hour (the rest hear the "
+        "failure message); left out: no cap. Registrations a backend made are not counted.",
+    )
 
     @model_validator(mode="after")
     def _needs_an_agent(self) -> NumberRouteRequest:
@@ -292,6 +304,7 @@ class NumberRouteRequest(BaseModel):
             agent_config=self.agent_config,
             metadata=self.metadata or {},
             include_metadata_in_prompt=self.include_metadata_in_prompt,
+            max_calls_per_hour=self.max_calls_per_hour,
         )
 
 
@@ -301,6 +314,7 @@ class NumberRouteView(BaseModel):
     agent_config: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     include_metadata_in_prompt: bool | None = None
+    max_calls_per_hour: int | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -312,6 +326,7 @@ class NumberRouteView(BaseModel):
             agent_config=dict(route.agent_config) if route.agent_config is not None else None,
             metadata=dict(route.metadata),
             include_metadata_in_prompt=route.include_metadata_in_prompt,
+            max_calls_per_hour=route.max_calls_per_hour,
             created_at=iso(route.created_at) if route.created_at else None,
             updated_at=iso(route.updated_at) if route.updated_at else None,
         )

@@ -47,6 +47,7 @@ class BridgeResolver(APIGatewayRestResolver):
         self.not_found()(self._no_route)
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        event = _without_base_path(event)
         resource = str(event.get("resource") or event.get("path") or "")
         request_id = (event.get("requestContext") or {}).get("requestId")
         guard = self._guards.get(resource)
@@ -227,3 +228,16 @@ def _unknown_query_names(event: Mapping[str, Any], known: frozenset[str] | None)
         return []
     query = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}
     return sorted(name for name in query if name not in known)
+
+
+def _without_base_path(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The event with a custom domain's base path taken off its path (API Gateway keeps it there, so the routes
+    would not match): as many leading segments as the path has more than its resource (no route is greedy)."""
+    path, resource = event.get("path"), event.get("resource")
+    if not isinstance(path, str) or not isinstance(resource, str) or not resource.startswith("/"):
+        return event
+    extra = path.rstrip("/").count("/") - resource.rstrip("/").count("/")
+    if extra <= 0:
+        return event
+    segments = path.split("/")
+    return {**event, "path": "/" + "/".join(segments[1 + extra :])}

@@ -1,28 +1,27 @@
-"""Authentication of Millis' session webhook: the shared secret Millis sends back in X-Webhook-Secret,
-compared in constant time before the body is even parsed."""
+"""Authentication of Millis' session webhook, first step: before the body is even parsed, the request must
+carry a credential in X-Webhook-Secret. Whose it is (each call's registration gives Millis its own) is checked
+against the call's record when the report is applied (core.lifecycle.SessionReports)."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from millis_sip.core.ports import Secret
+from millis_sip.core.errors import WebhookUnauthorized
 from millis_sip.core.registration import WEBHOOK_HEADER
-from millis_sip.edges.http.errors import WebhookUnauthorized
+
+MAX_CREDENTIAL_CHARS = 256
 
 
-class WebhookAuthenticator:
-    """A resolver guard for ``POST /webhooks/millis``. With no secret configured it refuses everything."""
+def webhook_credential(event: Mapping[str, Any]) -> str:
+    """The credential the request carries; ``WebhookUnauthorized`` when there is none worth checking."""
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    presented = headers.get(WEBHOOK_HEADER.lower())
+    if not isinstance(presented, str) or not 16 <= len(presented) <= MAX_CREDENTIAL_CHARS or not presented.isascii():
+        raise WebhookUnauthorized(f"Missing or malformed {WEBHOOK_HEADER} header.")
+    return presented
 
-    def __init__(self, secret: Secret | None) -> None:
-        self._secret = secret
 
-    def __call__(self, event: Mapping[str, Any]) -> None:
-        if self._secret is None:
-            raise WebhookUnauthorized("The webhook is not configured on this stack.")
-        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-        presented = headers.get(WEBHOOK_HEADER.lower())
-        expected = self._secret()  # WebhookSecretUnavailable -> 503, retried by the sender
-        if not isinstance(presented, str) or not hmac.compare_digest(presented.encode(), expected.encode()):
-            raise WebhookUnauthorized(f"Missing or wrong {WEBHOOK_HEADER} header.")
+def require_credential(event: Mapping[str, Any]) -> None:
+    """A resolver guard for ``POST /webhooks/millis``."""
+    webhook_credential(event)

@@ -1,0 +1,44 @@
+"""What the stack secret (the WebhookSecret secret) keys: the lookup index, so that DynamoDB's index holds
+no phone number anyone could read back (a keyed hash, not a plain one: six to fifteen digits are quickly
+guessed), and the PINs of registrations, so that a PIN is derived again from the call id instead of being
+stored anywhere in clear (the idempotency table keeps answers without it). Each use has its own label, so one
+output never stands for another."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+
+from millis_sip.core.calls import PIN_DIGITS
+from millis_sip.core.ports import Secret
+
+log = logging.getLogger(__name__)
+
+_LOOKUP_LABEL = b"millis-sip-bridge/lookup-index/v1\x00"
+_PIN_LABEL = b"millis-sip-bridge/pin/v1\x00"
+
+
+class StackKeys:
+    """Keyed hashes under the stack secret. Without a secret (a local run that sets none) the hashes are
+    keyed with an empty key: still no number in the index in clear, but guessable; a warning says so."""
+
+    def __init__(self, secret: Secret | None) -> None:
+        self._secret = secret
+        if secret is None:
+            log.warning("No stack secret: the lookup index and PINs are hashed without a key")
+
+    def _mac(self, label: bytes, text: str) -> bytes:
+        key = self._secret().encode() if self._secret is not None else b""  # StackSecretUnavailable propagates
+        return hmac.new(key, label + text.encode(), hashlib.sha256).digest()
+
+    def lookup_index(self, lookup_key: str) -> str:
+        """What the lookup index is keyed by: 128 bits of HMAC-SHA256, base64url."""
+        return base64.urlsafe_b64encode(self._mac(_LOOKUP_LABEL, lookup_key)[:16]).decode().rstrip("=")
+
+    def pin(self, call_id: str) -> str:
+        """The registration's PIN, the same every time it is asked for (six digits, uniform enough: the
+        64-bit value's bias over 10^6 is below 10^-13)."""
+        value = int.from_bytes(self._mac(_PIN_LABEL, call_id)[:8], "big")
+        return f"{value % 10**PIN_DIGITS:0{PIN_DIGITS}d}"

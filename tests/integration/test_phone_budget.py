@@ -1,0 +1,115 @@
+"""The phone path's budget under faults: DynamoDB or Secrets Manager that hang (a black hole on loopback that
+accepts and never answers) cost a phone call at most its answer time, and the caller is bridged or hears the
+failure message, never silence. Bounds are generous (this proves a budget, it does not benchmark): the answer
+time plus one second."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+from dev.lambda_context import LocalContext
+from millis_sip.config import ChimeSettings, InboundSettings
+from tests.conftest import load_event
+from tests.support.blackhole import BlackHole
+from tests.support.rig import TWILIO_AUTH_TOKEN
+
+pytestmark = pytest.mark.integration
+SECRET_ARN = "arn:aws:secretsmanager:us-west-2:123456789012:secret:millis-sip-bridge/test-AbCdEf"
+CHIME_ANSWER = ChimeSettings.from_env({}).answer_seconds
+INBOUND_ANSWER = InboundSettings.from_env({}).answer_seconds
+
+
+@pytest.fixture
+def hole() -> Iterator[BlackHole]:
+    with BlackHole() as black_hole:
+        yield black_hole
+
+
+def new_call() -> dict[str, Any]:
+    event = load_event("sma-new-inbound-call.json")
+    event["CallDetails"]["TransactionId"] = f"budget-{uuid.uuid4()}"
+    event["CallDetails"]["Participants"][0]["From"] = "+1206" + str(uuid.uuid4().int)[:7]
+    return event
+
+
+def timed(handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict[str, Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    answer = handler(event, LocalContext())
+    return answer, time.monotonic() - started
+
+
+def actions(answer: dict[str, Any]) -> list[str]:
+    return [action["Type"] for action in answer["Actions"]]
+
+
+def test_dynamodb_hanging_still_bridges_a_chime_call_in_time(
+    make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    sma = make_sma(AWS_ENDPOINT_URL_DYNAMODB=hole.url)
+    answer, took = timed(sma.lambda_handler, new_call())
+    assert actions(answer) == ["CallAndBridge"]  # the record rides with the call (TransactionAttributes)
+    assert answer["TransactionAttributes"]["millis_call_id"].startswith("sim-")
+    assert took < CHIME_ANSWER + 1
+
+
+def test_the_millis_key_hanging_in_secrets_manager_gets_the_failure_message_in_time(
+    make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    sma = make_sma(MILLIS_API_KEY="", MILLIS_API_KEY_SECRET_ARN=SECRET_ARN, AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url)
+    answer, took = timed(sma.lambda_handler, new_call())
+    assert actions(answer) == ["Speak", "Hangup"]
+    assert answer["TransactionAttributes"]["failure_reason"] == "millis_key_unavailable"
+    assert took < CHIME_ANSWER + 1
+    assert sim.registrations() == []
+
+
+def test_the_stack_secret_hanging_skips_the_lookup_and_still_bridges_in_time(
+    make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    sma = make_sma(WEBHOOK_SECRET="", WEBHOOK_SECRET_ARN=SECRET_ARN, AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url)
+    answer, took = timed(sma.lambda_handler, new_call())
+    assert actions(answer) == ["CallAndBridge"]
+    assert took < CHIME_ANSWER + 1
+
+
+def twilio_call(token: str) -> dict[str, Any]:
+    """events/inbound-twilio-voice.json as a new call, signed the way Twilio signs it."""
+    event = copy.deepcopy(load_event("inbound-twilio-voice.json"))
+    params = dict(parse_qsl(event["body"]))
+    params.update(CallSid=f"CA{uuid.uuid4().hex}", From="+1206" + str(uuid.uuid4().int)[:7])
+    event["body"] = urlencode(params)
+    url = f"https://{event['requestContext']['domainName']}{event['requestContext']['path']}"
+    event["headers"]["X-Twilio-Signature"] = RequestValidator(token).compute_signature(url, params)
+    return event
+
+
+def test_dynamodb_hanging_still_answers_twilio_with_a_dial_in_time(
+    make_inbound: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    inbound = make_inbound(AWS_ENDPOINT_URL_DYNAMODB=hole.url)
+    answer, took = timed(inbound.lambda_handler, twilio_call(TWILIO_AUTH_TOKEN))
+    assert answer["statusCode"] == 200
+    assert "<Dial" in answer["body"] and "<Sip>sip:call-sim-" in answer["body"], json.dumps(answer)
+    assert took < INBOUND_ANSWER + 1
+
+
+def test_a_carrier_credential_hanging_in_secrets_manager_is_a_refusal_in_time(
+    make_inbound: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    inbound = make_inbound(
+        TWILIO_AUTH_TOKEN="", TWILIO_AUTH_TOKEN_SECRET_ARN=SECRET_ARN, AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url
+    )
+    answer, took = timed(inbound.lambda_handler, twilio_call(TWILIO_AUTH_TOKEN))
+    assert answer["statusCode"] in (500, 503), answer  # Twilio then plays its fallback URL's answer, or retries
+    assert took < INBOUND_ANSWER + 1
+    assert sim.registrations() == []
