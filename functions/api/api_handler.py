@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from millis_sip import snapstart
@@ -26,7 +25,7 @@ from millis_sip.core.registration import MillisRegistrations, Registrar, Session
 from millis_sip.edges.http.app import ManagementServices, create_app
 from millis_sip.edges.http.idempotency import Idempotency
 from millis_sip.edges.http.resolver import BridgeResolver
-from millis_sip.observability import emf_metrics, logger, metrics, tracer
+from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +96,11 @@ app, settings, dynamodb, gateway = api.app, api.settings, api.dynamodb, api.gate
 snapstart.register(before_snapshot=_hooks.before_snapshot, after_restore=_hooks.after_restore)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@batched_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(event, "requestContext", "requestId")
     if api.idempotency is not None:
         api.idempotency.register_lambda_context(context)
     return app.resolve(event, context)

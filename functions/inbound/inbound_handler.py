@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from millis_sip import snapstart
@@ -23,7 +22,7 @@ from millis_sip.core.ports import Secret
 from millis_sip.edges.carriers import plivo, telnyx, twilio, vonage
 from millis_sip.edges.carriers.flow import CarrierFlow
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
-from millis_sip.observability import emf_metrics, logger, tracer
+from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
 from millis_sip.wiring import call_path
 
 ANSWER_MARGIN_SECONDS = 0.5  # between the answer being ready and the function's own timeout
@@ -94,9 +93,11 @@ inbound, _hooks = build()
 snapstart.register(before_snapshot=_hooks.before_snapshot, after_restore=_hooks.after_restore)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
+@batched_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(event, "requestContext", "requestId")
     started = time.monotonic()
     try:
         request = Request.parse(event, public_base_url=inbound.settings.public_base_url)

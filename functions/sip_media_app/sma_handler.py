@@ -17,7 +17,7 @@ from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.config import ChimeSettings, Settings
 from millis_sip.edges.chime.app import SipMediaApp, fallback_response
 from millis_sip.edges.chime.events import SmaEvent
-from millis_sip.observability import emf_metrics, logger, metrics, tracer
+from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
 from millis_sip.wiring import call_path
 
 ANSWER_MARGIN_SECONDS = 0.3  # between the answer being ready and the function's own timeout
@@ -53,10 +53,11 @@ except Exception as exc:  # noqa: BLE001 - every invocation answers without it i
 app = sma.app if sma is not None else None
 
 
-@logger.inject_lambda_context(correlation_id_path="CallDetails.TransactionId", clear_state=True)
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@batched_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(event, "CallDetails", "TransactionId")
     started = time.monotonic()
     parsed = SmaEvent.parse(event)
     logger.append_keys(invocation=parsed.type, sequence=parsed.sequence)

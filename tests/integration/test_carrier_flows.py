@@ -328,3 +328,19 @@ def test_route_502_for_a_fault_a_retry_will_not_cure(phone: Phone) -> None:
     refused = phone.api("GET", "/route", params=query, headers={"Accept": "text/plain"})
     assert (refused.status_code, refused.text) == (502, "bridge_fault: millis_key_rejected\n")
     assert "retry-after" not in refused.headers
+
+
+def test_route_429_once_the_numbers_hourly_cap_is_reached(phone: Phone) -> None:
+    capped = "+15055550777"
+    route = phone.api("PUT", f"/numbers/{capped}", json={"agent_id": "sales-agent", "max_calls_per_hour": 1.0})
+    assert route.status_code in (200, 201) and route.json()["max_calls_per_hour"] == 1  # 1.0 is 1
+    try:
+        queries = [{"to": capped, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"} for _ in range(2)]
+        assert phone.api("GET", "/route", params=queries[0]).status_code == 200
+        refused = phone.api("GET", "/route", params=queries[1], headers={"Accept": "text/plain"})
+        assert (refused.status_code, refused.text) == (429, "over_hourly_cap: over_hourly_cap\n")
+        assert "retry-after" not in refused.headers
+        half = phone.api("PUT", f"/numbers/{capped}", json={"agent_id": "sales-agent", "max_calls_per_hour": 1.5})
+        assert half.status_code == 400 and "max_calls_per_hour" in half.json()["message"]
+    finally:
+        phone.api("DELETE", f"/numbers/{capped}")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from millis_sip.core.calls import CallerVerification, CallStatus
-from millis_sip.core.errors import CallNotFound, InvalidRequest, StoreUnavailable
+from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
+from millis_sip.core.errors import CallNotFound, InvalidRequest, StoreUnavailable, WebhookSecretUnavailable
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.lookup import CallDirectory
 from millis_sip.core.registration import (
@@ -20,6 +20,7 @@ from millis_sip.core.registration import (
     pin_matches,
     webhook_credential_hash,
 )
+from millis_sip.core.sip import parse_sip_uri
 from millis_sip.observability import emf_metrics
 from tests.support.clock import FakeClock
 from tests.support.fakes import FakeGateway, MemoryStore
@@ -150,7 +151,7 @@ def test_the_record_expiry_is_whole_seconds_after_the_ttl() -> None:
     assert record.expires_at - record.created_at == timedelta(seconds=600) - timedelta(microseconds=250_000)
 
 
-def test_a_pin_registration_gets_a_pin_once_and_keeps_only_its_hash() -> None:
+def test_a_pin_registration_gets_a_pin_and_keeps_nothing_of_it() -> None:
     store = MemoryStore()
     registered = registrar(FakeGateway(), store, FakeClock(T0)).register(
         RegisterCall(agent_id="a", lookup_key="+14155550100", caller_verification=CallerVerification.PIN), budget=3.0
@@ -158,19 +159,51 @@ def test_a_pin_registration_gets_a_pin_once_and_keeps_only_its_hash() -> None:
     assert registered.pin is not None and len(registered.pin) == 6 and registered.pin.isdigit()
     stored = store.items[registered.record.call_id]
     assert stored.caller_verification is CallerVerification.PIN
-    assert stored.pin_hash == hash_pin(stored.call_id, registered.pin)
-    assert registered.pin not in repr(stored)
-    assert pin_matches(stored, registered.pin)
-    assert not pin_matches(stored, f"{(int(registered.pin) + 1) % 1_000_000:06d}")
-    # The PIN is derived again from the call id under the stack secret: the same answer every time it is asked
-    # for (an idempotent retry), another under another secret, and never stored.
-    assert StackKeys(Secret()).pin(stored.call_id) == registered.pin
+    assert stored.pin_hash is None and registered.pin not in repr(stored)  # not even a hash (a million guesses)
+    keys = StackKeys(Secret())
+    assert pin_matches(stored, registered.pin, keys)
+    assert not pin_matches(stored, f"{(int(registered.pin) + 1) % 1_000_000:06d}", keys)
+    # Derived again from the call id under the stack secret: the same every time it is asked for (an idempotent
+    # retry), another under another secret.
+    assert keys.pin(stored.call_id) == registered.pin
 
     class Other(Secret):
         def __call__(self) -> str:
             return "another-stack-secret"
 
     assert StackKeys(Other()).pin(stored.call_id) != registered.pin
+    assert not pin_matches(stored, registered.pin, StackKeys(Other()))
+
+
+def test_a_record_from_before_derived_pins_is_checked_against_its_hash() -> None:
+    record = CallRecord(
+        call_id="older",
+        sip_uri=parse_sip_uri("sip:call-older@sip.example"),
+        millis_region="us-west",
+        status=CallStatus.REGISTERED,
+        created_at=T0,
+        expires_at=T0 + timedelta(hours=1),
+        caller_verification=CallerVerification.PIN,
+        pin_hash=hash_pin("older", "482913"),
+    )
+    assert pin_matches(record, "482913", StackKeys(Secret()))
+    assert not pin_matches(record, "482914", StackKeys(Secret()))
+
+
+def test_the_stack_secret_is_read_before_millis_when_a_registration_needs_it() -> None:
+    class Unreadable(Secret):
+        def __call__(self) -> str:
+            raise WebhookSecretUnavailable("Secrets Manager is down")
+
+    gateway, store = FakeGateway(), MemoryStore()
+    millis = MillisRegistrations(gateway, metrics=emf_metrics)
+    calls = Registrar(
+        millis, store, clock=FakeClock(T0), ttl_seconds=600, default_agent_id=None, keys=StackKeys(Unreadable())
+    )
+    with pytest.raises(WebhookSecretUnavailable):
+        calls.register(RegisterCall(agent_id="a", lookup_key="+14155550100"), budget=3.0)
+    assert gateway.calls == [] and store.items == {}  # no Millis session to reconcile
+    assert calls.register(RegisterCall(agent_id="a"), budget=3.0).record.call_id  # no lookup_key: not needed
 
 
 def test_other_verifications_get_no_pin() -> None:

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from millis_sip.adapters.secrets import StaticApiKey
 from millis_sip.core.calls import MAX_PIN_FAILURES, CallerVerification, CallRecord, CallStatus
 from millis_sip.core.errors import MillisUnavailable, StoreUnavailable
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import TransactionState, in_sequence, transaction_key
 from millis_sip.core.regions import MillisRegion
-from millis_sip.core.registration import MillisRegistrations, hash_pin
+from millis_sip.core.registration import MillisRegistrations
 from millis_sip.core.router import (
     ANY_SIP_URI,
     MAX_PIN_TRIES,
@@ -32,7 +34,8 @@ from tests.support.clock import T0, FakeClock
 from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore
 
 CALLER, DIALED, OTHER = "+14155550100", "+15055550123", "+15055550999"
-PIN = "482913"
+KEYS = StackKeys(StaticApiKey("unit-stack-secret"))
+PIN = KEYS.pin("crm-1")  # the PIN of the registration most tests here make (derived, never stored)
 
 
 class World:
@@ -49,6 +52,7 @@ class World:
             region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
             ttl_seconds=3600,
             default_agent_id=default_agent,
+            keys=KEYS,
             parallel=parallel,
         )
 
@@ -74,8 +78,8 @@ class World:
             lookup_key=lookup_key,
             agent_id="crm-agent",
             caller_verification=verification,
-            pin_hash=hash_pin(call_id, pin) if pin is not None else None,
         )
+        assert pin is None or pin == KEYS.pin(call_id), "a registration's PIN is derived from its call id"
         self.store.items[call_id] = record
         return record
 
@@ -188,7 +192,7 @@ def test_the_right_pin_after_the_lock_still_does_not_claim() -> None:
 @pytest.mark.parametrize("verification", list(CallerVerification))
 def test_a_registration_for_the_dialed_number_needs_no_proof(verification: CallerVerification) -> None:
     world = World()
-    world.pending("dedicated", lookup_key=DIALED, verification=verification, pin=PIN)
+    world.pending("dedicated", lookup_key=DIALED, verification=verification)
     assert claimed_id(world.route(call(caller=OTHER))) == "dedicated"
 
 
@@ -402,3 +406,31 @@ def test_a_store_that_cannot_count_lets_the_call_through() -> None:
     world.store.count_call = lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("down"))  # type: ignore[method-assign]
     assert isinstance(world.route(call("CA-a", caller="+12065550001")), Routed)
     assert isinstance(world.route(call("CA-b", caller="+12065550002")), Routed)
+
+
+def test_a_warm_function_reuses_a_numbers_route_for_a_while() -> None:
+    from millis_sip.core.numbers import ROUTE_CACHE_SECONDS, CachedNumberRoutes
+
+    clock, backing = FakeClock(), MemoryNumberRoutes()
+    reads: list[str] = []
+    get = backing.get
+
+    def counted(number: str) -> NumberRoute | None:
+        reads.append(number)
+        return get(number)
+
+    backing.get = counted  # type: ignore[method-assign]
+    cached = CachedNumberRoutes(backing, clock=clock)
+    assert cached.get(DIALED) is None and cached.get(DIALED) is None  # "no route" is remembered too
+    backing.put(NumberRoute(DIALED, agent_id="sales"))
+    assert cached.get(DIALED) is None  # a change elsewhere shows after the cache's time
+    clock.advance(ROUTE_CACHE_SECONDS)
+    route = cached.get(DIALED)
+    assert route is not None and route.agent_id == "sales"
+    assert reads == [DIALED, DIALED]
+    cached.delete(DIALED)  # a change made through the same object shows at once
+    assert cached.get(DIALED) is None
+    backing.fail_with = StoreUnavailable("down")
+    clock.advance(ROUTE_CACHE_SECONDS)
+    with pytest.raises(StoreUnavailable):
+        cached.get(DIALED)  # a failure is not remembered

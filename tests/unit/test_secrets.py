@@ -1,8 +1,8 @@
-"""The key from Secrets Manager, through Powertools' provider, against a stubbed client."""
+"""The secrets from Secrets Manager (botocore's own client, stubbed), and from the environment locally."""
 
 from __future__ import annotations
 
-import boto3
+import botocore.session
 import pytest
 from botocore.stub import Stubber
 
@@ -15,7 +15,7 @@ KEY = "pk_live_1234567890"
 
 @pytest.fixture
 def client_and_stub() -> tuple[object, Stubber]:
-    client = boto3.client("secretsmanager", region_name="us-west-2")
+    client = botocore.session.get_session().create_client("secretsmanager", region_name="us-west-2")
     return client, Stubber(client)
 
 
@@ -90,3 +90,37 @@ def test_without_a_webhook_secret_the_webhook_is_off() -> None:
     assert webhook_secret_source(None, 300, env={}) is None
     local = webhook_secret_source(None, 300, env={"WEBHOOK_SECRET": "s"})
     assert local is not None and local() == "s"
+
+
+def test_a_timeout_is_unavailable_not_a_crash() -> None:
+    from botocore.config import Config
+    from botocore.exceptions import ReadTimeoutError
+
+    client = botocore.session.get_session().create_client(
+        "secretsmanager", region_name="us-west-2", config=Config(retries={"total_max_attempts": 1})
+    )
+    source = api_key_source(ARN, 300, secrets_client=client)
+
+    def hang(**_: object) -> None:
+        raise ReadTimeoutError(endpoint_url="https://secretsmanager.us-west-2.amazonaws.com")
+
+    client.meta.events.register("before-send.secrets-manager", hang)
+    with pytest.raises(MillisKeyUnavailable, match="ReadTimeoutError"):
+        source()
+
+
+def test_the_secret_is_read_again_after_its_max_age(
+    client_and_stub: tuple[object, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, stub = client_and_stub
+    answer(stub, KEY)
+    answer(stub, KEY + "-rotated")
+    now = [1000.0]
+    monkeypatch.setattr("millis_sip.adapters.secrets.time.monotonic", lambda: now[0])
+    source = api_key_source(ARN, 300, secrets_client=client)
+    with stub:
+        assert source() == KEY
+        now[0] += 299
+        assert source() == KEY
+        now[0] += 2
+        assert source() == KEY + "-rotated"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
+import botocore.session
 import pytest
 import snapshot_restore_py
 from botocore.stub import Stubber
@@ -41,10 +41,8 @@ def test_each_function_registers_its_hooks(module: str, registry: tuple[list[Any
 
 def test_a_restore_reads_the_secret_again() -> None:
     arn = "arn:aws:secretsmanager:us-west-2:123456789012:secret:millis-AbCdEf"
-    client = boto3.client("secretsmanager", region_name="us-west-2")
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-    key = SecretsManagerApiKey(SecretsProvider(boto3_client=client), arn, 300)
+    client = botocore.session.get_session().create_client("secretsmanager", region_name="us-west-2")
+    key = SecretsManagerApiKey(client, arn, 300)
     gateway = HttpMillisGateway(HttpMillisGateway.new_client(), {}, (), key, connect_timeout=1, read_timeout=1)
     with Stubber(client) as stub:
         stub.add_response("get_secret_value", {"SecretString": "before-snapshot"}, {"SecretId": arn})

@@ -16,6 +16,7 @@ from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.lifecycle import PhoneCalls
+from millis_sip.core.numbers import CachedNumberRoutes
 from millis_sip.core.ports import Secret
 from millis_sip.core.registration import MillisRegistrations, SessionWebhook
 from millis_sip.core.router import CallRouter
@@ -41,17 +42,19 @@ def call_path(settings: Settings) -> CallPath:
     gateway = HttpMillisGateway.from_settings(settings)
     dynamodb = dynamodb_client(PHONE_CONFIG)
     secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)  # the stack secret
-    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=StackKeys(secret))
+    keys = StackKeys(secret)
+    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
     webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook and settings.webhook_url else None
     router = CallRouter(
         MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics),
         store,
-        DynamoNumberRoutes(dynamodb, settings.numbers_table_name),
+        CachedNumberRoutes(DynamoNumberRoutes(dynamodb, settings.numbers_table_name), clock=clock),
         clock=clock,
         region_order=settings.millis_region.order,
         ttl_seconds=settings.call_ttl_seconds,
         default_agent_id=settings.default_agent_id,
         default_agent_calls_per_hour=settings.default_agent_calls_per_hour,
+        keys=keys,
         metrics=emf_metrics,
         parallel=threads.parallel,
     )

@@ -1,6 +1,7 @@
-"""Where the Millis private key comes from: Secrets Manager in AWS, ``MILLIS_API_KEY`` locally.
+"""Where the secrets come from (the Millis private key, the stack secret, the carriers' credentials): Secrets
+Manager in AWS, read with botocore directly; the environment locally.
 
-The key is fetched lazily, cached for a bounded age, and never cached when fetching fails: the next
+A secret is fetched lazily, cached for a bounded age, and never cached when fetching fails: the next
 invocation tries again. It is never logged, never put in an exception message, never stored.
 """
 
@@ -9,8 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from millis_sip.core.errors import (
     BridgeError,
@@ -20,9 +22,6 @@ from millis_sip.core.errors import (
     WebhookSecretUnavailable,
 )
 
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
 # Secrets are read on the phone path (the Millis key, the stack secret, a carrier's credential) and a caller
 # waits: short timeouts and one retry, where botocore's defaults would wait a minute and retry the legacy way.
 SECRETS_CONNECT_TIMEOUT, SECRETS_READ_TIMEOUT, SECRETS_ATTEMPTS = 0.5, 1.0, 2
@@ -30,9 +29,10 @@ SECRETS_CONNECT_TIMEOUT, SECRETS_READ_TIMEOUT, SECRETS_ATTEMPTS = 0.5, 1.0, 2
 
 @functools.cache
 def secrets_manager_client() -> Any:
-    """The one Secrets Manager client of an execution environment, made on first use (a secret read)."""
-    import boto3
+    """The one Secrets Manager client of an execution environment, made when the first secret source is."""
     from botocore.config import Config
+
+    from millis_sip.adapters import aws
 
     config = Config(
         connect_timeout=SECRETS_CONNECT_TIMEOUT,
@@ -40,7 +40,7 @@ def secrets_manager_client() -> Any:
         retries={"mode": "standard", "total_max_attempts": SECRETS_ATTEMPTS},
         tcp_keepalive=True,
     )
-    return boto3.client("secretsmanager", config=config)
+    return aws.client("secretsmanager", config)
 
 
 # What the stack puts in the secret it creates, until the operator stores the real key.
@@ -71,32 +71,41 @@ class CachedSecret:
     unavailable: type[BridgeError] = MillisKeyUnavailable
     empty_message = "The secret is empty."
 
-    def __init__(self, provider: SecretsProvider, secret_id: str, max_age: int) -> None:
-        self._provider = provider
+    def __init__(self, client: Any, secret_id: str, max_age: int) -> None:
+        self._client = client
         self._secret_id = secret_id
         self._max_age = max_age
+        self._cached: tuple[str, float] | None = None  # (value, when it was read, monotonic)
 
     def __call__(self) -> str:
-        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[1] < self._max_age:
+            return cached[0]
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            value: Any = self._provider.get(self._secret_id, max_age=self._max_age)
-        except GetParameterError as exc:
-            cause = exc.__cause__ or exc.__context__
-            reason = type(cause).__name__ if cause is not None else "GetParameterError"
-            response = getattr(cause, "response", None)  # a ClientError's; None on a timeout
-            code = (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
+            answer = self._client.get_secret_value(SecretId=self._secret_id)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code") or "ClientError"
             raise self.unavailable(
-                f"Could not read the {self.label} from Secrets Manager ({code or reason}); will retry."
+                f"Could not read the {self.label} from Secrets Manager ({code}); will retry."
             ) from None
+        except BotoCoreError as exc:  # a timeout, a connection refused
+            raise self.unavailable(
+                f"Could not read the {self.label} from Secrets Manager ({type(exc).__name__}); will retry."
+            ) from None
+        value = answer.get("SecretString")
+        if value is None and answer.get("SecretBinary") is not None:
+            value = bytes(answer["SecretBinary"]).decode("utf-8", "replace")
         key = _extract(value)
         if not key or key == PLACEHOLDER:
             raise self.unavailable(self.empty_message)
+        self._cached = (key, time.monotonic())
         return key
 
     def forget(self) -> None:
         """Drop the cached value: the next call reads Secrets Manager again (SnapStart restore)."""
-        self._provider.clear_cache()  # type: ignore[no-untyped-call]
+        self._cached = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(secret_id={self._secret_id!r})"
@@ -154,11 +163,7 @@ def api_key_source(
     """The secret when an ARN is configured (AWS), else MILLIS_API_KEY (local)."""
     env = os.environ if env is None else env
     if secret_arn:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        return SecretsManagerApiKey(
-            SecretsProvider(boto3_client=secrets_client or secrets_manager_client()), secret_arn, max_age
-        )
+        return SecretsManagerApiKey(secrets_client or secrets_manager_client(), secret_arn, max_age)
     key = env.get("MILLIS_API_KEY", "").strip()
     if not key:
         raise ConfigurationError(
@@ -173,11 +178,7 @@ def webhook_secret_source(
     """The webhook secret: WEBHOOK_SECRET_ARN (AWS), else WEBHOOK_SECRET (local), else None (webhook off)."""
     env = os.environ if env is None else env
     if secret_arn:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        return WebhookSecret(
-            SecretsProvider(boto3_client=secrets_client or secrets_manager_client()), secret_arn, max_age
-        )
+        return WebhookSecret(secrets_client or secrets_manager_client(), secret_arn, max_age)
     secret = env.get("WEBHOOK_SECRET", "").strip()
     return StaticApiKey(secret) if secret else None
 
@@ -194,10 +195,6 @@ def carrier_credential_source(
     (that carrier's webhooks refuse every request)."""
     env = os.environ if env is None else env
     if secret_arn:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        return CarrierCredential(
-            SecretsProvider(boto3_client=secrets_client or secrets_manager_client()), secret_arn, max_age
-        )
+        return CarrierCredential(secrets_client or secrets_manager_client(), secret_arn, max_age)
     value = env.get(env_name, "").strip()
     return StaticApiKey(value) if value else None

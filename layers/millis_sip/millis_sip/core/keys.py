@@ -1,8 +1,8 @@
-"""What the stack secret (the WebhookSecret secret) keys: the lookup index, so that DynamoDB's index holds
-no phone number anyone could read back (a keyed hash, not a plain one: six to fifteen digits are quickly
-guessed), and the PINs of registrations, so that a PIN is derived again from the call id instead of being
-stored anywhere in clear (the idempotency table keeps answers without it). Each use has its own label, so one
-output never stands for another."""
+"""What the stack secret (the WebhookSecret secret) keys: the lookup index and the numbers' hourly counters,
+so that DynamoDB holds no phone number anyone could read back from them (a keyed hash, not a plain one: six to
+fifteen digits are quickly guessed), and the PINs of registrations, derived again from the call id whenever
+they are needed instead of being stored anywhere, in clear or hashed (a hash of six digits is a million
+guesses away). Each use has its own label, so one output never stands for another."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ class StackKeys:
     def _mac(self, label: bytes, text: str) -> bytes:
         key = self._secret().encode() if self._secret is not None else b""  # StackSecretUnavailable propagates
         return hmac.new(key, label + text.encode(), hashlib.sha256).digest()
+
+    def ready(self) -> None:
+        """Read the stack secret now (it is cached), so that a failure to read it comes before any work."""
+        if self._secret is not None:
+            self._secret()
 
     def lookup_index(self, lookup_key: str) -> str:
         """What the lookup index is keyed by: 128 bits of HMAC-SHA256, base64url."""

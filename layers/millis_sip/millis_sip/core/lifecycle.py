@@ -48,7 +48,7 @@ class SessionReport:
 class SessionReports:
     """Millis' session webhook: the call is over. Only the call's own credential (what its registration gave
     Millis) opens its record; replays and late deliveries change nothing. ``stack_secret`` opens only the
-    calls registered before calls had credentials of their own, and answers for calls no longer stored."""
+    calls registered before calls had credentials of their own."""
 
     def __init__(self, store: CallStore, *, clock: Clock, ttl_seconds: int, stack_secret: Secret | None) -> None:
         self._store = store
@@ -57,8 +57,8 @@ class SessionReports:
         self._stack_secret = stack_secret
 
     def close(self, report: SessionReport, credential: str) -> SessionOutcome:
-        """``WebhookUnauthorized`` unless ``credential`` is the call's (or, for an old or unknown call, the
-        stack secret)."""
+        """``WebhookUnauthorized`` unless ``credential`` is the call's (for a call registered before per-call
+        credentials, or one not stored, the stack secret)."""
         now = self._clock.now()
         status = CallStatus.FAILED if report.failed else CallStatus.ENDED
         reason = f"millis_{report.call_status or 'ended'}"
@@ -82,6 +82,8 @@ class SessionReports:
         if outcome is SessionOutcome.FOREIGN:
             raise WebhookUnauthorized("The X-Webhook-Secret is not this call's.")
         if outcome in (SessionOutcome.LEGACY, SessionOutcome.UNKNOWN):
+            # No record holds a credential to check against (registered before per-call credentials, or not
+            # stored: never, or deleted by TTL before a late report): only the stack secret is answered.
             if not self._is_stack_secret(credential):
                 raise WebhookUnauthorized("The X-Webhook-Secret is not this call's.")
             if outcome is SessionOutcome.LEGACY:

@@ -87,3 +87,43 @@ class NumberDirectory:
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE_SIZE}.")
         return self._routes.page(limit=limit, after=after)
+
+
+ROUTE_CACHE_SECONDS = 30.0  # how long a phone function reuses a number's route (or its absence)
+
+
+class CachedNumberRoutes:
+    """Number routes as the phone path reads them: each number's route (or that it has none) is kept for
+    ``seconds`` per execution environment, so that a warm function spends no round trip on it. A change made
+    through the API reaches every phone call within that time."""
+
+    def __init__(self, routes: NumberRoutes, *, clock: Clock, seconds: float = ROUTE_CACHE_SECONDS) -> None:
+        self._routes = routes
+        self._clock = clock
+        self._seconds = seconds
+        self._cache: dict[str, tuple[NumberRoute | None, float]] = {}
+
+    def get(self, number: str) -> NumberRoute | None:
+        now = self._clock.monotonic()
+        cached = self._cache.get(number)
+        if cached is not None and now - cached[1] < self._seconds:
+            return cached[0]
+        route = self._routes.get(number)  # StoreUnavailable propagates and nothing is cached
+        if len(self._cache) >= MAX_CACHED_ROUTES:
+            self._cache.clear()
+        self._cache[number] = (route, now)
+        return route
+
+    def put(self, route: NumberRoute) -> bool:
+        self._cache.pop(route.number, None)
+        return self._routes.put(route)
+
+    def delete(self, number: str) -> bool:
+        self._cache.pop(number, None)
+        return self._routes.delete(number)
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
+        return self._routes.page(limit=limit, after=after)
+
+
+MAX_CACHED_ROUTES = 10_000  # numbers a warm function remembers (then it starts afresh)

@@ -65,14 +65,19 @@ class Registered:
 
 
 def hash_pin(call_id: str, pin: str) -> str:
-    """What the record keeps of a PIN: SHA-256 over the call id and the digits (a PIN alone is six digits)."""
+    """What records registered before PINs were derived kept of theirs: SHA-256 over the call id and the digits
+    (six digits are quickly guessed from it, which is why new records keep nothing of the PIN)."""
     return hashlib.sha256(f"{call_id}:{pin}".encode()).hexdigest()
 
 
-def pin_matches(record: CallRecord, digits: str) -> bool:
-    if record.pin_hash is None or not digits.isascii() or not digits.isdigit():
+def pin_matches(record: CallRecord, digits: str, keys: StackKeys) -> bool:
+    """Whether ``digits`` are the PIN of ``record``: derived again under the stack secret (an older record:
+    checked against the hash it kept)."""
+    if record.caller_verification is not CallerVerification.PIN or not digits.isascii() or not digits.isdigit():
         return False
-    return hmac.compare_digest(hash_pin(record.call_id, digits), record.pin_hash)
+    if record.pin_hash is not None:
+        return hmac.compare_digest(hash_pin(record.call_id, digits), record.pin_hash)
+    return hmac.compare_digest(keys.pin(record.call_id), digits)
 
 
 def with_session_webhook(payload: Mapping[str, Any], url: str, header: str, secret: str) -> dict[str, Any]:
@@ -171,6 +176,10 @@ class Registrar:
         reconciliation."""
         if command.caller_verification is CallerVerification.PIN and command.lookup_key is None:
             raise InvalidRequest("caller_verification pin needs a lookup_key: the number the caller calls from.")
+        if command.lookup_key is not None:
+            # The index key and the PIN come from the stack secret: read it before Millis starts a session
+            # that could then not be stored (WebhookSecretUnavailable: nothing registered, nothing to reconcile).
+            self._keys.ready()
         payload = command.millis_payload(self._default_agent_id)
         registration = self._millis.register(payload, budget=budget, webhook_url=webhook_url)
         now = self._clock.now()
@@ -185,7 +194,6 @@ class Registrar:
             lookup_key=command.lookup_key,
             agent_id=payload.get("agent_id"),
             caller_verification=command.caller_verification,
-            pin_hash=hash_pin(registration.call_id, pin) if pin is not None else None,
             webhook_hash=registration.webhook_hash,
         )
         try:

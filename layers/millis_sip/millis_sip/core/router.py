@@ -49,6 +49,7 @@ from millis_sip.core.calls import (
     CallStatus,
 )
 from millis_sip.core.errors import BridgeError, LeaseLost, MillisError, StoreUnavailable, Unroutable
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import (
     MIN_ATTEMPT_SECONDS,
@@ -190,6 +191,7 @@ class CallRouter:
         ttl_seconds: int,
         default_agent_id: str | None,
         default_agent_calls_per_hour: int | None = None,
+        keys: StackKeys | None = None,
         metrics: Metrics | None = None,
         parallel: Parallel = in_sequence,
     ) -> None:
@@ -201,6 +203,7 @@ class CallRouter:
         self._ttl = timedelta(seconds=ttl_seconds)
         self._default_agent_id = default_agent_id
         self._default_cap = default_agent_calls_per_hour
+        self._keys = keys or StackKeys(None)
         self._metrics = metrics or NoMetrics()
         self._parallel = parallel
 
@@ -441,7 +444,7 @@ class CallRouter:
         if candidate.pin_locked:
             return "pin_locked"
         if call.pin:  # digits the phone system collected itself (a SIP server's dialplan)
-            if pin_matches(candidate, call.pin):
+            if pin_matches(candidate, call.pin, self._keys):
                 return "verified"
             self._wrong_pin(candidate, deadline)
             return "pin_mismatch"
@@ -471,7 +474,7 @@ class CallRouter:
                 "No PIN, or no registration to unlock: going on without it", extra={"millis_call_id": candidate_id}
             )
             return None
-        if pin_matches(candidate, digits) and not candidate.pin_locked:
+        if pin_matches(candidate, digits, self._keys) and not candidate.pin_locked:
             try:
                 where = placement.place(candidate)
             except Unroutable:
@@ -582,11 +585,12 @@ class CallRouter:
         """Count the call against its number's hourly cap. A store that cannot say lets the call through: the
         cap bounds spending, and a caller is never turned away for the store's fault."""
         hour = self._clock.now().replace(minute=0, second=0, microsecond=0)
-        key = f"calls-per-hour#{dialed or 'unknown'}#{hour:%Y-%m-%dT%H}"
         expires = hour + timedelta(hours=2)
         try:
+            number = self._keys.lookup_index(dialed) if dialed else "unknown"  # no number in clear in the key
+            key = f"calls-per-hour#{number}#{hour:%Y-%m-%dT%H}"
             return self._bounded(deadline, lambda: self._store.count_call(key, limit=cap, expires_at=expires))
-        except StoreUnavailable as exc:
+        except BridgeError as exc:  # the store, or the stack secret, unavailable
             log.warning("Cannot count the call against the number's cap; letting it through", extra={"error": str(exc)})
             return True
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from millis_sip.adapters import aws
 from millis_sip.adapters.aws import error_code
 from millis_sip.core.errors import StoreUnavailable
 
@@ -34,9 +35,8 @@ PHONE_CONFIG = Config(
 
 def dynamodb_client(config: Config) -> DynamoDBClient:
     """A DynamoDB client (``AWS_ENDPOINT_URL_DYNAMODB`` points it at DynamoDB Local)."""
-    import boto3
-
-    return boto3.client("dynamodb", config=config)
+    made: DynamoDBClient = aws.client("dynamodb", config)
+    return made
 
 
 Item = dict[str, Any]
