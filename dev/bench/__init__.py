@@ -13,6 +13,7 @@ if str(LAYER_DIR) not in sys.path:
     sys.path.insert(0, str(LAYER_DIR))
 
 TABLES = Tables.named("bench")
+BENCH_TWILIO_TOKEN = "bench-twilio-auth-token"  # noqa: S105 - signs the benchmark's own Twilio webhooks
 
 
 def function_config(millis: Mapping[str, str] | None = None, dynamodb_endpoint: str | None = None) -> dict[str, str]:
@@ -25,7 +26,8 @@ def function_config(millis: Mapping[str, str] | None = None, dynamodb_endpoint: 
         webhook_secret="bench-webhook-secret",  # noqa: S106 - the local stand-in for the generated secret
         default_agent_id="bench-agent",
         voice_connectors=True,
+        extra={"TWILIO_AUTH_TOKEN": BENCH_TWILIO_TOKEN, "WEBHOOK_URL": "https://bench.example/v1/webhooks/millis"},
     )
 
 
-__all__ = ["TABLES", "function_config", "load_event"]
+__all__ = ["BENCH_TWILIO_TOKEN", "TABLES", "function_config", "load_event"]

@@ -64,13 +64,36 @@ def peak_memory_mb(build: Path, env: Mapping[str, str]) -> dict[str, float]:
         ),
         base,
     )
-    return {"floor_mb": floor, "ApiFunction_mb": api, "SipMediaAppFunction_mb": sma}
+    inbound = _peak(
+        _WARM.format(
+            imports=_RESIGN.strip(),
+            event=str(EVENTS / "inbound-twilio-voice.json"),
+            invoke="inbound_handler.lambda_handler(resigned(event), ctx)",
+        ),
+        base,
+    )
+    return {"floor_mb": floor, "ApiFunction_mb": api, "SipMediaAppFunction_mb": sma, "InboundFunction_mb": inbound}
+
+
+# A new Twilio call each time, signed with the benchmark's token (TWILIO_AUTH_TOKEN in the environment).
+_RESIGN = """
+import inbound_handler, os, uuid
+from urllib.parse import parse_qsl, urlencode
+from millis_sip.edges.carriers.twilio import signature
+def resigned(template):
+    e = json.loads(json.dumps(template))
+    p = dict(parse_qsl(e["body"]), CallSid="CA" + uuid.uuid4().hex, From="+1206" + str(uuid.uuid4().int)[:7])
+    e["body"] = urlencode(p)
+    url = "https://" + e["requestContext"]["domainName"] + e["requestContext"]["path"]
+    e["headers"]["X-Twilio-Signature"] = signature(url, list(p.items()), os.environ["TWILIO_AUTH_TOKEN"])
+    return e
+"""
 
 
 def zipped_sizes(build: Path) -> dict[str, float]:
     """MiB of each artifact zipped as SAM would upload it (deflate)."""
     sizes = {}
-    for name in ("MillisSipLayer", "ApiFunction", "SipMediaAppFunction", "ChimeResourcesFunction"):
+    for name in ("MillisSipLayer", "ApiFunction", "SipMediaAppFunction", "InboundFunction", "ChimeResourcesFunction"):
         folder = build / name
         if not folder.is_dir():
             continue
