@@ -104,8 +104,13 @@ def run(repeats: int, invocations: int, build: Path) -> dict[str, Any]:
         results.update(networked(env, sim, ddb.endpoint, block))
         print("time to answer a carrier ...", flush=True)
         sim.set_fault("us-west", Fault(delay=MILLIS_LATENCY))  # Millis answering at a fixed latency
+        # load_function reloads the module in place: networked() left it pointing at its proxies, now closed
+        inbound = loader(env, "inbound_handler")()
         results["answer_twilio_warm"] = hot_path.report(
-            *hot_path.interleaved(phone_paths["hot_path_twilio"], lambda: hot_path.answer_floor(*floors))
+            *hot_path.interleaved(
+                lambda: hot_path.inbound_path(inbound, hot_path.twilio_event(), block),
+                lambda: hot_path.answer_floor(*floors),
+            )
         )
         make = hot_path.twilio_event()
         events = [json.dumps(make()) for _ in range(repeats)]
