@@ -336,7 +336,7 @@ def main() -> int:
         "--out", type=Path, default=DEFAULT_OUT, help="folder for the results (default bench-results/; docs publishes)"
     )
     args = parser.parse_args()
-    print(f"results go to {args.out}/ (about five minutes)", flush=True)
+    print(f"results go to {args.out}/ (about fifteen minutes)", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         build = args.build_dir or sam_build(Path(scratch) / "build")
         results = run(args.repeats, args.invocations, build)
