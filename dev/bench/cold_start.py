@@ -76,19 +76,25 @@ def artifact_env(build: Path, extra: Mapping[str, str] | None = None, *, aws_sec
     }
 
 
-def _once(code: str, env: Mapping[str, str]) -> float:
+def snippet(code: str, env: Mapping[str, str], marker: str, timeout: float = 120) -> float:
+    """Run ``code`` in a fresh interpreter on the build alone (``-S``, ``-B``: only the build on the path, no
+    bytecode of its own written) and return the number it prints after ``marker``."""
     result = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", _TIMED.format(body=code)],  # -S: only the build on the path
+        [sys.executable, "-S", "-B", "-c", code],
         capture_output=True,
         text=True,
         env=dict(env),
         cwd=ROOT,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
-    return float(result.stdout.split("ELAPSED")[-1])
+    return float(result.stdout.split(marker)[-1])
+
+
+def _once(code: str, env: Mapping[str, str]) -> float:
+    return snippet(_TIMED.format(body=code), env, "ELAPSED")
 
 
 def measure(build: Path, repeats: int = 11, env_extra: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
@@ -150,18 +156,7 @@ print("CPU", time.process_time() - _t0)
 
 
 def _cpu(module: str, env: Mapping[str, str]) -> float:
-    result = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", _CPU.format(module=module)],
-        capture_output=True,
-        text=True,
-        env=dict(env),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return float(result.stdout.split("CPU")[-1])
+    return snippet(_CPU.format(module=module), env, "CPU")
 
 
 def bytecode_cpu(build: Path, repeats: int = 7) -> dict[str, dict[str, float]]:
@@ -224,15 +219,4 @@ def first_answer(
 
 
 def _once_code(code: str, env: Mapping[str, str]) -> float:
-    result = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", code],
-        capture_output=True,
-        text=True,
-        env=dict(env),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return float(result.stdout.split("ELAPSED")[-1])
+    return snippet(code, env, "ELAPSED")

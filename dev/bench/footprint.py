@@ -4,13 +4,11 @@ DynamoDB Local and the simulator), against the floor process; zipped size of the
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from dev.bench.cold_start import FLOOR, artifact_env
+from dev.bench.cold_start import FLOOR, artifact_env, snippet
 from dev.events import EVENTS
 
 _WARM = """
@@ -29,17 +27,7 @@ print("MAXRSS_KB", next(int(l.split()[1]) for l in open("/proc/self/status") if 
 
 
 def _peak(code: str, env: Mapping[str, str]) -> float:
-    result = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", code],
-        capture_output=True,
-        text=True,
-        env=dict(env),
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return int(result.stdout.split("MAXRSS_KB")[-1]) / 1024
+    return snippet(code, env, "MAXRSS_KB", timeout=300) / 1024
 
 
 def peak_memory_mb(build: Path, env: Mapping[str, str]) -> dict[str, float]:
