@@ -96,8 +96,17 @@ def test_the_mask_and_the_setting_that_turns_it_off() -> None:
     assert mask_phone_numbers("+1234567, 14155550188, sip:+14155550100@host") == (
         "+*****67, *******0188, sip:+*******0100@host"
     )
+    assert mask_phone_numbers("tel:+1-4155550100 or 1-415-5550100") == "tel:+1-******0100 or 1-415-*****00"
     # Not numbers: short ones, longer runs (nonces, epoch microseconds), digits inside ids and hex.
-    for kept in ("+12", "port 5060", "nonce 12345678901234567890", "CA5ab1e0f00d1234567", "call-sim-1234567a"):
+    uuid_groups = ("13421026-5ddf-44db-b444-2d879dc1a4aa", "2b7a0f9e-9a3e-4e6d-8c15-123456789012")
+    for kept in (
+        "+12",
+        "port 5060",
+        "nonce 12345678901234567890",
+        "CA5ab1e0f00d1234567",
+        "call-sim-1234567a",
+        *uuid_groups,
+    ):
         assert mask_phone_numbers(kept) == kept
     script = (
         "from millis_sip.observability import logger, MaskingFormatter\n"

@@ -33,8 +33,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 # Every number-shaped value: 6 to 15 digits (E.164's most), with or without the +, not part of a longer word or
-# number (ids, nonces and hex stay as they are).
-_PHONE = re.compile(r"(?<![\w+])(\+?)(\d{6,15})(?!\w)")
+# number, nor a group of a hyphenated id (UUIDs such as Chime's TransactionId: 13421026-5ddf-...), so ids,
+# nonces and hex stay as they are.
+_PHONE = re.compile(r"(?<![\w+])(?<![0-9a-fA-F]{4}-)(\+?)(\d{6,15})(?!\w|-[0-9a-fA-F]{4}-)")
 
 
 def _masked(match: re.Match[str]) -> str:
