@@ -249,3 +249,31 @@ def test_a_retry_after_that_is_not_a_whole_number_is_ignored(header: str) -> Non
     with pytest.raises(MillisUnavailable) as caught:
         gateway(answers, []).register({}, budget=10)
     assert caught.value.retry_after == 2  # the default
+
+
+def test_a_cached_secrets_manager_key_is_used_without_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.session
+    from botocore.stub import Stubber
+
+    from millis_sip.adapters import threads
+    from millis_sip.adapters.secrets import SecretsManagerApiKey
+
+    arn = "arn:aws:secretsmanager:us-west-2:123456789012:secret:millis-AbCdEf"
+    client = botocore.session.get_session().create_client("secretsmanager", region_name="us-west-2")
+    stub = Stubber(client)
+    stub.add_response("get_secret_value", {"ARN": arn, "Name": "millis", "SecretString": KEY}, {"SecretId": arn})
+    hand_offs: list[int] = []
+    real = threads.parallel
+
+    def counted(*calls: Callable[[], Any], timeout: float | None = None) -> list[Any]:
+        hand_offs.append(len(calls))
+        return real(*calls, timeout=timeout)
+
+    monkeypatch.setattr(threads, "parallel", counted)
+    seen: list[httpx.Request] = []
+    millis = gateway({"us.example": [ok(), ok()]}, seen, key=SecretsManagerApiKey(client, arn, 300))
+    with stub:
+        millis.register({}, budget=5)  # the first read goes to Secrets Manager, bounded by the budget on a worker
+        millis.register({}, budget=5)  # then the key is in memory: read on the calling thread
+    assert hand_offs == [1]
+    assert [r.headers["Authorization"] for r in seen] == [KEY, KEY]

@@ -39,3 +39,15 @@ def test_calls_that_outlive_their_budget_do_not_starve_the_next_ones() -> None:
         parallel(lambda: release.wait(30), lambda: release.wait(30), timeout=0.05)
     assert parallel(lambda: "still served", timeout=5.0) == ["still served"]
     release.set()
+
+
+def test_idle_workers_are_reused_and_the_pool_never_grows_past_its_size() -> None:
+    parallel = ThreadedParallel(workers=3)
+    for _ in range(50):
+        assert parallel(lambda: 1, lambda: 2, timeout=5.0) == [1, 2]
+    assert parallel._threads == 2  # two at a time never needed a third
+    release = threading.Event()
+    hung = parallel(*(lambda: release.wait(30) for _ in range(5)), timeout=0.05)
+    assert all(isinstance(r, TimeoutError) for r in hung) and parallel._threads == 3
+    release.set()
+    assert parallel(lambda: "served", timeout=5.0) == ["served"]  # the jobs never started are skipped

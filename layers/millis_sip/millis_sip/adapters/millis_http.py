@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from millis_sip.adapters import threads
-from millis_sip.adapters.secrets import StaticApiKey, api_key_source
+from millis_sip.adapters.secrets import CachedSecret, StaticApiKey, api_key_source
 from millis_sip.core.calls import TOKEN
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.errors import (
@@ -105,6 +105,8 @@ class HttpMillisGateway:
         """The Millis key, read within ``budget`` (a cached key costs nothing; Secrets Manager may hang)."""
         if isinstance(self._api_key, StaticApiKey):
             return self._api_key()
+        if isinstance(self._api_key, CachedSecret) and (fresh := self._api_key.fresh()) is not None:
+            return fresh  # no hand-off to a worker thread for a key already in memory
         [key] = threads.parallel(self._api_key, timeout=budget)
         if isinstance(key, TimeoutError):
             raise MillisKeyUnavailable("Secrets Manager did not answer within the call's budget; will retry.")

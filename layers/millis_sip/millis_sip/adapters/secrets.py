@@ -78,9 +78,9 @@ class CachedSecret:
         self._cached: tuple[str, float] | None = None  # (value, when it was read, monotonic)
 
     def __call__(self) -> str:
-        cached = self._cached
-        if cached is not None and time.monotonic() - cached[1] < self._max_age:
-            return cached[0]
+        fresh = self.fresh()
+        if fresh is not None:
+            return fresh
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -102,6 +102,13 @@ class CachedSecret:
             raise self.unavailable(self.empty_message)
         self._cached = (key, time.monotonic())
         return key
+
+    def fresh(self) -> str | None:
+        """The cached value while it is fresh, without any request (None: calling would read Secrets Manager)."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[1] < self._max_age:
+            return cached[0]
+        return None
 
     def forget(self) -> None:
         """Drop the cached value: the next call reads Secrets Manager again (SnapStart restore)."""
