@@ -103,10 +103,8 @@ class HttpMillisGateway:
 
     def _key(self, budget: float) -> str:
         """The Millis key, read within ``budget`` (a cached key costs nothing; Secrets Manager may hang)."""
-        if isinstance(self._api_key, StaticApiKey):
-            return self._api_key()
-        if isinstance(self._api_key, CachedSecret) and (fresh := self._api_key.fresh()) is not None:
-            return fresh  # no hand-off to a worker thread for a key already in memory
+        if isinstance(self._api_key, StaticApiKey | CachedSecret) and (fresh := self._api_key.fresh()) is not None:
+            return fresh  # a key already in memory needs no worker thread
         [key] = threads.parallel(self._api_key, timeout=budget)
         if isinstance(key, TimeoutError):
             raise MillisKeyUnavailable("Secrets Manager did not answer within the call's budget; will retry.")

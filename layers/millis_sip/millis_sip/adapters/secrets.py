@@ -57,6 +57,10 @@ class StaticApiKey:
     def __call__(self) -> str:
         return self._key
 
+    def fresh(self) -> str:
+        """Always in memory."""
+        return self._key
+
     def forget(self) -> None:
         """Nothing cached: the value came from the environment."""
 

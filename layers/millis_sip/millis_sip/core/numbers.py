@@ -90,6 +90,7 @@ class NumberDirectory:
 
 
 ROUTE_CACHE_SECONDS = 30.0  # how long a phone function reuses a number's route (or its absence)
+MAX_CACHED_ROUTES = 10_000  # numbers a warm function remembers (then it starts afresh)
 
 
 class CachedNumberRoutes:
@@ -124,6 +125,3 @@ class CachedNumberRoutes:
 
     def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
         return self._routes.page(limit=limit, after=after)
-
-
-MAX_CACHED_ROUTES = 10_000  # numbers a warm function remembers (then it starts afresh)
