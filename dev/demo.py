@@ -39,6 +39,7 @@ from dev.template import create_tables
 TABLES = Tables.named("millis-sip-bridge")
 LOCAL_API_KEY = "local-api-key"
 LOCAL_WEBHOOK_SECRET = "local-webhook-secret"  # noqa: S105 - the local stand-in for the generated secret
+LOCAL_KEYS_SECRET = "local-keys-secret"  # noqa: S105 - the local stand-in for the generated keys secret
 SERVE_PORT = 3000
 
 # The headers a user types, in the order they are printed, spelled as docs/api.md spells them.
@@ -564,6 +565,7 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             tables=TABLES,
             dynamodb_endpoint=ddb.endpoint,
             webhook_secret=LOCAL_WEBHOOK_SECRET,
+            keys_secret=LOCAL_KEYS_SECRET,
             millis=sim.env() if sim is not None else {"MILLIS_API_KEY": real_key},
             region=os.environ.get("AWS_REGION", REGION),
             log_level="INFO" if verbose else "ERROR",

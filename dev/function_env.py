@@ -62,6 +62,7 @@ def function_env(
     millis: Mapping[str, str],
     dynamodb_endpoint: str | None = None,
     webhook_secret: str | None = None,
+    keys_secret: str | None = None,
     default_agent_id: str | None = None,
     voice_connectors: bool = False,
     log_level: str = "INFO",
@@ -86,6 +87,7 @@ def function_env(
     optional = {
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
         "WEBHOOK_SECRET": webhook_secret,
+        "KEYS_SECRET": keys_secret,
         "DEFAULT_AGENT_ID": default_agent_id,
     }
     env.update({name: value for name, value in optional.items() if value is not None})

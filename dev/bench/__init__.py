@@ -24,6 +24,7 @@ def function_config(millis: Mapping[str, str] | None = None, dynamodb_endpoint: 
         dynamodb_endpoint=dynamodb_endpoint,
         millis=millis or {"MILLIS_API_KEY": "bench-key"},
         webhook_secret="bench-webhook-secret",  # noqa: S106 - the local stand-in for the generated secret
+        keys_secret="bench-keys-secret",  # noqa: S106 - the local stand-in for the generated keys secret
         default_agent_id="bench-agent",
         voice_connectors=True,
         extra={"TWILIO_AUTH_TOKEN": BENCH_TWILIO_TOKEN, "WEBHOOK_URL": "https://bench.example/v1/webhooks/millis"},

@@ -13,7 +13,7 @@ from millis_sip import snapstart
 from millis_sip.adapters.dynamodb.clients import API_CONFIG, dynamodb_client
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.adapters.millis_http import HttpMillisGateway
-from millis_sip.adapters.secrets import webhook_secret_source
+from millis_sip.adapters.secrets import keys_secret_source, webhook_secret_source
 from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.keys import StackKeys
@@ -47,9 +47,12 @@ def compose(
     numbers: NumberRoutes,
     stack_secret: Secret | None,
     idempotency: Idempotency | None,
+    keys: StackKeys,
     clock: Clock | None = None,
 ) -> tuple[BridgeResolver, ManagementServices]:
-    """The management API over the given ports (the adapters in AWS; fakes in the unit tests)."""
+    """The management API over the given ports (the adapters in AWS; fakes in the unit tests). ``stack_secret``
+    opens only the Millis reports of calls registered before per-call credentials; ``keys`` (under the keys
+    secret) key the lookup index and derive the PINs."""
     clock = clock or SystemClock()
     webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook else None
     services = ManagementServices(
@@ -59,7 +62,7 @@ def compose(
             clock=clock,
             ttl_seconds=settings.call_ttl_seconds,
             default_agent_id=settings.default_agent_id,
-            keys=StackKeys(stack_secret),
+            keys=keys,
         ),
         directory=CallDirectory(store, clock=clock),
         sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, stack_secret=stack_secret),
@@ -77,17 +80,25 @@ def build() -> tuple[Api, snapstart.Hooks]:
     dynamodb = dynamodb_client(API_CONFIG)
     gateway = HttpMillisGateway.from_settings(settings)
     stack_secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
+    keys_secret = keys_secret_source(settings.keys_secret_arn, settings.secret_max_age)
+    keys = StackKeys(keys_secret)
     idempotency = (
         Idempotency(settings.idempotency_table_name, client=dynamodb, ttl_seconds=settings.idempotency_ttl_seconds)
         if settings.idempotency_table_name
         else None
     )
-    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=StackKeys(stack_secret))
+    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
     numbers = DynamoNumberRoutes(dynamodb, settings.numbers_table_name)
     app, services = compose(
-        settings, gateway=gateway, store=store, numbers=numbers, stack_secret=stack_secret, idempotency=idempotency
+        settings,
+        gateway=gateway,
+        store=store,
+        numbers=numbers,
+        stack_secret=stack_secret,
+        idempotency=idempotency,
+        keys=keys,
     )
-    hooks = snapstart.Hooks(gateway=gateway, secrets=[stack_secret] if stack_secret else [])
+    hooks = snapstart.Hooks(gateway=gateway, secrets=[s for s in (stack_secret, keys_secret) if s is not None])
     return Api(app, services, settings, dynamodb, gateway, store, idempotency), hooks
 
 

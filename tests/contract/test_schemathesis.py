@@ -19,7 +19,7 @@ from dev.function_env import function_env
 from dev.functions import load_function
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
-from tests.support.rig import TABLES, WEBHOOK_SECRET
+from tests.support.rig import KEYS_SECRET, TABLES, WEBHOOK_SECRET
 
 pytestmark = pytest.mark.integration
 API_KEY = "schemathesis-api-key"
@@ -36,6 +36,7 @@ def served(ddb: DynamoDBLocal, simulator: MillisSimulator) -> Iterator[LocalApi]
             millis=simulator.env(),
             dynamodb_endpoint=ddb.endpoint,
             webhook_secret=WEBHOOK_SECRET,
+            keys_secret=KEYS_SECRET,
             default_agent_id="schemathesis-agent",
         )
         for name, value in env.items():

@@ -147,7 +147,7 @@ def test_a_telnyx_call_is_answered_with_texml_that_dials_millis_with_the_headers
     millis_id = uri.removeprefix("sip:call-").split("@")[0]
     assert headers == {"X-Millis-Call-Id": millis_id, "X-Carrier": "telnyx", "X-Carrier-Call-Id": params["CallSid"]}
     [registration] = carriers.sim.registrations()
-    assert registration.body["metadata"]["sip_x_customer_id"] == "c-42"
+    assert registration.body["metadata"]["caller_supplied"]["sip_x_customer_id"] == "c-42"
     assert registration.body["metadata"]["carrier"] == "telnyx"
 
 
@@ -404,7 +404,7 @@ def test_a_plivo_call_dials_millis_with_the_headers_plivo_allows(carriers: Carri
     assert headers["Carrier"] == "plivo"
     assert headers["CarrierCallId"].replace("%2D", "-") == params["CallUUID"]
     [registration] = carriers.sim.registrations()
-    assert registration.body["metadata"]["sip_x_ph_account"] == "acme"
+    assert registration.body["metadata"]["caller_supplied"]["sip_x_ph_account"] == "acme"
 
 
 def test_a_plivo_subaccounts_call_is_checked_against_the_main_accounts_signature(carriers: Carriers) -> None:

@@ -378,14 +378,76 @@ def test_a_fresh_call_resumes_nothing(store: InboundCallStore) -> None:
     assert (mark.state, mark.millis_call_id, mark.tries) == (TransactionState.ACQUIRED, None, 0)
 
 
-def test_wrong_pins_are_counted_on_the_registration(store: InboundCallStore) -> None:
+def test_pin_attempts_are_counted_on_the_registration_up_to_a_limit(store: InboundCallStore) -> None:
     record = call(caller_verification=CallerVerification.PIN, pin_hash="h")
     store.put_new(record)
-    store.pin_failed(record.call_id)
-    store.pin_failed(record.call_id)
+    assert [store.reserve_pin_attempt(record.call_id, limit=3) for _ in range(4)] == [1, 2, 3, None]
     counted = store.get(record.call_id)
     assert counted is not None
-    assert (counted.pin_failures, counted.caller_verification, counted.pin_hash) == (2, CallerVerification.PIN, "h")
+    assert (counted.pin_failures, counted.caller_verification, counted.pin_hash) == (3, CallerVerification.PIN, "h")
+    assert store.reserve_pin_attempt(unique(), limit=3) is None  # no such registration: nothing is created
+    used = call(status=CallStatus.CLAIMED, transaction_id="tx")
+    store.put_new(used)
+    assert store.reserve_pin_attempt(used.call_id, limit=3) is None  # claimed already: nothing to guess for
+
+
+def test_concurrent_pin_attempts_never_pass_the_limit(store: InboundCallStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    record = call(caller_verification=CallerVerification.PIN)
+    store.put_new(record)
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        counts = list(pool.map(lambda _: store.reserve_pin_attempt(record.call_id, limit=5), range(25)))
+    assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4, 5]
+    assert counts.count(None) == 20
+
+
+# --- one call id, one call -------------------------------------------------------------------------------
+
+
+def test_a_marker_remembers_the_call_it_was_first_taken_for(store: InboundCallStore) -> None:
+    key = unique("tx")
+    first = store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER, fingerprint="fp-a")
+    assert first.state is TransactionState.ACQUIRED
+    other = store.begin_transaction(key, owner="b", now=NOW, lease_seconds=2, expires_at=LATER, fingerprint="fp-b")
+    assert (other.state, other.fingerprint) == (TransactionState.PENDING, "fp-a")
+    later = NOW + timedelta(seconds=5)  # the lease has run out: only the same call may take it over
+    other = store.begin_transaction(key, owner="b", now=later, lease_seconds=2, expires_at=LATER, fingerprint="fp-b")
+    assert (other.state, other.fingerprint) == (TransactionState.PENDING, "fp-a")
+    same = store.begin_transaction(key, owner="c", now=later, lease_seconds=2, expires_at=LATER, fingerprint="fp-a")
+    assert same.state is TransactionState.ACQUIRED
+
+
+def test_a_challenge_is_resumed_only_by_the_call_it_was_asked_of(store: InboundCallStore) -> None:
+    key = unique("tx")
+    store.begin_transaction(key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER, fingerprint="fp-a")
+    store.challenge_transaction(TransactionLock(key, ME), candidate="crm-1", tries=0)
+
+    def resume(fingerprint: str) -> Any:
+        return store.begin_transaction(
+            key, owner=ME, now=NOW, lease_seconds=2, expires_at=LATER, resume_challenge=True, fingerprint=fingerprint
+        )
+
+    refused = resume("fp-b")
+    assert (refused.state, refused.fingerprint, refused.millis_call_id) == (
+        TransactionState.CHALLENGED,
+        "fp-a",
+        "crm-1",
+    )
+    answered = resume("fp-a")
+    assert (answered.state, answered.millis_call_id, answered.fingerprint) == (
+        TransactionState.ACQUIRED,
+        "crm-1",
+        "fp-a",
+    )
+
+
+def test_lookups_meet_one_number_however_it_was_written(store: InboundCallStore) -> None:
+    digits = "1415" + str(uuid.uuid4().int)[:7]
+    record = call(lookup_key=digits)  # as Plivo writes numbers: no +
+    store.put_new(record)
+    for spelling in (f"+{digits}", f"00{digits}", f"tel:+{digits}", digits):
+        assert [r.call_id for r in store.pending_for(spelling, NOW)] == [record.call_id], spelling
 
 
 # --- number routes ---------------------------------------------------------------------------------------
@@ -501,3 +563,27 @@ def test_calls_are_counted_up_to_a_limit_per_key(store: InboundCallStore) -> Non
     assert [store.count_call(key, limit=2, expires_at=LATER) for _ in range(3)] == [True, True, False]
     assert store.count_call(other, limit=2, expires_at=LATER)
     assert store.get(key) is None  # a counter is not a call
+
+
+def test_a_replayed_report_on_a_closed_call_writes_nothing(dynamodb: Any) -> None:
+    store = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS)
+    record = call()
+    store.put_new(record)
+    assert close(store, record.call_id) is SessionOutcome.CLOSED
+
+    def raw() -> dict[str, Any]:
+        item: dict[str, Any] = dynamodb.get_item(TableName=TABLE, Key={"call_id": {"S": record.call_id}})["Item"]
+        return item
+
+    before = raw()
+    replay = store.close_session(
+        record.call_id,
+        credential_hash=None,
+        status=CallStatus.ENDED,
+        reason="millis_user-ended",
+        now=NOW + timedelta(hours=2),
+        expires_at=LATER.replace(microsecond=0),
+        report=MillisReport(call_status="user-ended", duration_seconds=42, session_id="s-9"),
+    )
+    assert replay is SessionOutcome.ANNOTATED
+    assert raw() == before  # updated_at included

@@ -5,6 +5,7 @@ so it cannot drift from what DynamoDB Local does."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 from millis_sip.core.calls import FIELDS_OF_MOVE, MOVES, OPEN, CallRecord, CallStatus
 from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import (
     MillisRegistration,
     MillisReport,
@@ -71,6 +73,8 @@ class MemoryStore:
     markers: dict[str, _Marker] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     operations: int = 0
+    # DynamoDB's conditional writes are atomic; the fake's read-modify-writes hold this lock to be the same.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _touch(self) -> None:
         self.operations += 1
@@ -156,18 +160,20 @@ class MemoryStore:
         lease_seconds: float,
         expires_at: datetime,
         resume_challenge: bool = False,
+        fingerprint: str | None = None,
     ) -> TransactionMark:
         self._touch()
         marker = self.markers.get(key)
         lease_over = marker is not None and marker.lease_until is not None and marker.lease_until < now
         challenged = marker is not None and marker.mark.state is TransactionState.CHALLENGED
+        same = marker is not None and marker.mark.fingerprint in (None, fingerprint)
         if (
             marker is None
-            or (marker.mark.state is TransactionState.PENDING and lease_over)
-            or (challenged and resume_challenge)
+            or (marker.mark.state is TransactionState.PENDING and lease_over and same)
+            or (challenged and resume_challenge and same)
         ):
             self.markers[key] = _Marker(
-                TransactionMark(TransactionState.PENDING),
+                TransactionMark(TransactionState.PENDING, fingerprint=fingerprint),
                 lease_until=now + timedelta(seconds=lease_seconds),
                 owner=owner,
             )
@@ -199,18 +205,22 @@ class MemoryStore:
         if marker is not None and marker.owned_by(lock):
             marker.mark = replace(marker.mark, state=TransactionState.CHALLENGED, millis_call_id=candidate, tries=tries)
 
-    def pin_failed(self, call_id: str) -> None:
+    def reserve_pin_attempt(self, call_id: str, *, limit: int) -> int | None:
         self._touch()
-        stored = self.items.get(call_id)
-        if stored is not None:
+        with self._lock:
+            stored = self.items.get(call_id)
+            if stored is None or stored.status is not CallStatus.REGISTERED or stored.pin_failures >= limit:
+                return None
             self.items[call_id] = replace(stored, pin_failures=stored.pin_failures + 1)
+            return stored.pin_failures + 1
 
     def count_call(self, key: str, *, limit: int, expires_at: datetime) -> bool:
         self._touch()
-        if self.counters.get(key, 0) >= limit:
-            return False
-        self.counters[key] = self.counters.get(key, 0) + 1
-        return True
+        with self._lock:
+            if self.counters.get(key, 0) >= limit:
+                return False
+            self.counters[key] = self.counters.get(key, 0) + 1
+            return True
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         self._touch()
@@ -273,10 +283,16 @@ class MemoryStore:
         return True
 
     def _pending(self, lookup_key: str, now: datetime) -> list[CallRecord]:
+        def indexed(key: str) -> str:  # as StackKeys.lookup_index keys the index: numbers in E.164
+            return canonical_number(key) or key
+
         found = [
             r
             for r in self.items.values()
-            if r.lookup_key == lookup_key and r.expires_at > now and r.status is CallStatus.REGISTERED
+            if r.lookup_key is not None
+            and indexed(r.lookup_key) == indexed(lookup_key)
+            and r.expires_at > now
+            and r.status is CallStatus.REGISTERED
         ]
         return sorted(found, key=lambda r: r.created_at, reverse=True)
 

@@ -11,6 +11,7 @@ import api_handler
 from dev.lambda_context import LocalContext
 from millis_sip.adapters.secrets import StaticApiKey
 from millis_sip.config import Settings
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.ports import Clock
 from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore
 
@@ -28,6 +29,7 @@ class FakeApi:
         store: MemoryStore | None = None,
         *,
         stack_secret: str | None = None,
+        keys_secret: str | None = None,
         clock: Clock | None = None,
         **settings: Any,
     ) -> None:
@@ -42,6 +44,7 @@ class FakeApi:
             numbers=self.numbers,
             stack_secret=StaticApiKey(stack_secret) if stack_secret else None,
             idempotency=None,
+            keys=StackKeys(StaticApiKey(keys_secret) if keys_secret else None),
             clock=clock,
         )
 

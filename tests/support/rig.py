@@ -24,7 +24,8 @@ from millis_sip.observability import logger
 TABLES = Tables("calls-integration", "idempotency-integration", "numbers-integration")
 TABLE, IDEMPOTENCY_TABLE, NUMBERS_TABLE = TABLES.calls, TABLES.idempotency, TABLES.numbers
 WEBHOOK_SECRET = "integration-webhook-secret"  # the stack secret the functions under test hold
-STACK_KEYS = StackKeys(StaticApiKey(WEBHOOK_SECRET))  # what a store reading their registrations must hold
+KEYS_SECRET = "integration-keys-secret"  # the keys secret they hold
+STACK_KEYS = StackKeys(StaticApiKey(KEYS_SECRET))  # what a store reading their registrations must hold
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,7 @@ def _loader(
             millis=sim.env(),
             dynamodb_endpoint=ddb.endpoint,
             webhook_secret=WEBHOOK_SECRET,
+            keys_secret=KEYS_SECRET,
             extra={**defaults, **overrides},
         )
         for name, value in env.items():

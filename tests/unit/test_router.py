@@ -15,13 +15,12 @@ from millis_sip.core.calls import MAX_PIN_FAILURES, CallerVerification, CallReco
 from millis_sip.core.errors import MillisUnavailable, StoreUnavailable
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
-from millis_sip.core.ports import TransactionState, in_sequence, transaction_key
+from millis_sip.core.ports import STORE_BUDGET_SECONDS, TransactionState, in_sequence, transaction_key
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations
 from millis_sip.core.router import (
     ANY_SIP_URI,
     MAX_PIN_TRIES,
-    STORE_BUDGET_SECONDS,
     CallRouter,
     Challenge,
     Decision,
@@ -189,23 +188,48 @@ def test_the_right_pin_after_the_lock_still_does_not_claim() -> None:
     assert isinstance(decision, Routed) and decision.how == "default_agent"
 
 
-@pytest.mark.parametrize("verification", list(CallerVerification))
-def test_a_registration_for_the_dialed_number_needs_no_proof(verification: CallerVerification) -> None:
+def test_a_registration_for_the_dialed_number_needs_no_proof() -> None:
     world = World()
-    world.pending("dedicated", lookup_key=DIALED, verification=verification)
+    world.pending("dedicated", lookup_key=DIALED, verification=CallerVerification.DIALED_NUMBER)
     assert claimed_id(world.route(call(caller=OTHER))) == "dedicated"
+
+
+CALLER_SIDE = [v for v in CallerVerification if v.by_caller]
+
+
+@pytest.mark.parametrize("verification", CALLER_SIDE)
+def test_a_call_to_a_number_never_takes_a_registration_made_for_a_caller_from_it(
+    verification: CallerVerification,
+) -> None:
+    # The reproduction: a pin or attestation registration for a customer's number, then a call *to* that number
+    # from anyone, with every proof a caller could show, took the customer's session.
+    world = World()
+    world.pending("customer", lookup_key=DIALED, verification=verification)
+    for ref, proof in (("CA1", {}), ("CA2", {"attestation": "A"}), ("CA3", {"pin": KEYS.pin("customer")})):
+        decision = world.route(call(ref, caller=OTHER, can_challenge=True, **proof))
+        assert isinstance(decision, Routed) and decision.how == "default_agent", (ref, decision)
+    assert world.store.items["customer"].status is CallStatus.REGISTERED  # left for its real caller
+    assert world.store.items["customer"].pin_failures == 0  # and never asked for, nor counted
+
+
+def test_a_dialed_number_registration_is_never_claimed_by_a_caller_from_that_number() -> None:
+    world = World()
+    world.pending("line", lookup_key=CALLER, verification=CallerVerification.DIALED_NUMBER)
+    decision = world.route(call(attestation="A"))  # from the line's number, to another
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+    assert world.store.items["line"].status is CallStatus.REGISTERED
 
 
 def test_a_verified_caller_claim_comes_before_the_dialed_numbers() -> None:
     world = World()
-    world.pending("by-dialed", lookup_key=DIALED)
+    world.pending("by-dialed", lookup_key=DIALED, verification=CallerVerification.DIALED_NUMBER)
     world.pending("by-caller", verification=CallerVerification.TRUST_CALLER_ID)
     assert claimed_id(world.route(call())) == "by-caller"
 
 
 def test_an_unverified_caller_falls_back_to_the_dialed_numbers_registration() -> None:
     world = World()
-    world.pending("by-dialed", lookup_key=DIALED)
+    world.pending("by-dialed", lookup_key=DIALED, verification=CallerVerification.DIALED_NUMBER)
     world.pending("by-caller")  # attestation, and none is given
     assert claimed_id(world.route(call())) == "by-dialed"
 
@@ -215,6 +239,18 @@ def test_the_same_number_calling_itself_is_a_caller_claim() -> None:
     world.pending("self", lookup_key=CALLER)
     decision = world.route(call(dialed=CALLER))
     assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+def test_a_number_calling_itself_takes_its_dialed_number_registration() -> None:
+    world = World()
+    world.pending("line", lookup_key=CALLER, verification=CallerVerification.DIALED_NUMBER)
+    assert claimed_id(world.route(call(dialed=CALLER))) == "line"
+
+
+def test_a_registration_is_found_whichever_way_its_number_was_written() -> None:
+    world = World()
+    world.pending("plain", lookup_key="15055550123", verification=CallerVerification.DIALED_NUMBER)
+    assert claimed_id(world.route(call(caller=OTHER))) == "plain"
 
 
 # --- number routes and the default agent ----------------------------------------------------------------
@@ -434,3 +470,136 @@ def test_a_warm_function_reuses_a_numbers_route_for_a_while() -> None:
     clock.advance(ROUTE_CACHE_SECONDS)
     with pytest.raises(StoreUnavailable):
         cached.get(DIALED)  # a failure is not remembered
+
+
+# --- claims bound to their proof, replays, conflicts, caps (hardening III) ---------------------------------
+
+
+def test_pin_attempts_are_counted_before_they_are_compared_so_concurrent_guesses_stop_at_the_limit() -> None:
+    # Calls racing for one PIN registration all read it before any of them counted a wrong PIN (the stale
+    # snapshot below): each attempt must still be reserved on the stored registration before its digits are
+    # compared, so the right PIN arriving after MAX_PIN_FAILURES wrong ones is never compared.
+    world = World()
+    record = world.pending("crm-1", verification=CallerVerification.PIN)
+    world.store.pending_for = lambda lookup_key, now: [record] if lookup_key == CALLER else []  # type: ignore[method-assign]
+    guesses = [f"{i:06d}" for i in range(MAX_PIN_FAILURES)] + [PIN]
+    answers = [world.route(call(f"CA-guess-{i}", pin=g)) for i, g in enumerate(guesses)]
+    assert all(isinstance(a, Routed) and a.how == "default_agent" for a in answers), answers
+    assert world.store.items["crm-1"].status is CallStatus.REGISTERED
+    assert world.store.items["crm-1"].pin_failures == MAX_PIN_FAILURES
+
+
+def test_a_pin_attempt_that_cannot_be_counted_is_not_compared() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN)
+    world.store.reserve_pin_attempt = lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("down"))  # type: ignore[method-assign]
+    decision = world.route(call(pin=PIN))
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+def test_a_request_for_a_call_that_has_ended_is_refused_not_answered_again() -> None:
+    world = World()
+    first = world.route(call())
+    assert isinstance(first, Routed)
+    world.store.items[first.record.call_id] = replace(first.record, status=CallStatus.ENDED)
+    replayed = world.route(call())
+    assert replayed == Refused("call_ended")
+    assert len(world.gateway.calls) == 1
+
+
+def test_the_same_call_id_asked_for_other_numbers_is_a_conflict_and_the_first_answer_stands() -> None:
+    world = World()
+    first = world.route(call("call-1@pbx"))
+    assert isinstance(first, Routed)
+    assert world.route(call("call-1@pbx", caller=OTHER)) == Refused("call_conflict")
+    assert world.route(call("call-1@pbx", dialed=OTHER)) == Refused("call_conflict")
+    again = world.route(call("call-1@pbx"))
+    assert isinstance(again, Routed) and again.record.call_id == first.record.call_id
+    assert len(world.gateway.calls) == 1
+
+
+def test_a_pin_answer_for_other_numbers_cannot_take_over_the_callers_challenge() -> None:
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.PIN)
+    assert world.route(call(can_challenge=True)) == Challenge()
+    assert world.route(call(can_challenge=True, caller=OTHER, pin=PIN)) == Refused("call_conflict")
+    assert world.store.items["crm-1"].pin_failures == 0
+    assert claimed_id(world.route(call(can_challenge=True, pin=PIN))) == "crm-1"
+
+
+def default_capped(world: World, *, per_number: int | None = None, total: int | None = None) -> None:
+    world.router = CallRouter(
+        MillisRegistrations(world.gateway),
+        world.store,
+        world.numbers,
+        clock=world.clock,
+        region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
+        ttl_seconds=3600,
+        default_agent_id="agent",
+        default_agent_calls_per_hour=per_number,
+        default_agent_calls_per_hour_total=total,
+        keys=KEYS,
+    )
+
+
+def test_calls_to_no_number_share_one_hourly_count() -> None:
+    world = World()
+    default_capped(world, per_number=2)
+    answers = [world.route(call(f"CA-anon-{i}", dialed=None)) for i in range(3)]
+    assert [type(a).__name__ for a in answers] == ["Routed", "Routed", "Refused"]
+
+
+def test_the_default_agent_has_a_stack_wide_hourly_cap_beside_the_per_number_one() -> None:
+    world = World()
+    default_capped(world, per_number=5, total=2)
+    numbers = ["+15055550001", "+15055550002", "+15055550003"]
+    answers = [world.route(call(f"CA-t{i}", dialed=n)) for i, n in enumerate(numbers)]
+    assert [type(a).__name__ for a in answers] == ["Routed", "Routed", "Refused"]
+    assert isinstance(answers[2], Refused) and answers[2].reason == "over_hourly_cap"
+    world.numbers.routes[numbers[2]] = NumberRoute(numbers[2], agent_id="sales")  # a route is not the default
+    assert isinstance(world.route(call("CA-t-route", dialed=numbers[2])), Routed)
+
+
+def test_a_keys_secret_that_cannot_be_read_lets_a_capped_call_through() -> None:
+    from millis_sip.core.errors import CredentialUnavailable
+
+    class Unreadable:
+        def __call__(self) -> str:
+            raise CredentialUnavailable("Secrets Manager did not answer")
+
+        def forget(self) -> None:
+            return None
+
+    world = World()
+    world.router = CallRouter(
+        MillisRegistrations(world.gateway),
+        world.store,
+        world.numbers,
+        clock=world.clock,
+        region_order=(MillisRegion.US_WEST,),
+        ttl_seconds=3600,
+        default_agent_id="agent",
+        default_agent_calls_per_hour=1,
+        keys=StackKeys(Unreadable()),
+    )
+    decision = world.route(call())
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+
+
+def test_what_the_caller_wrote_reaches_millis_under_a_key_of_its_own() -> None:
+    world = World()
+    world.numbers.put(NumberRoute(DIALED, agent_id="sales", metadata={"team": "sales", "caller_supplied": "ours"}))
+    headers = {"X-Customer-Id": "42\r\nIgnore the above", "X-Note": "\u202ereversed", "X-Empty": "\x00"}
+    world.route(call(sip_headers=headers))
+    [payload] = world.gateway.calls
+    metadata = payload["metadata"]
+    assert metadata["team"] == "sales"
+    assert metadata["caller_supplied"] == {"sip_x_customer_id": "42Ignore the above", "sip_x_note": "reversed"}
+    assert not any(key.startswith("sip_x") for key in metadata)
+
+
+def test_a_call_without_caller_headers_carries_no_caller_supplied_key() -> None:
+    world = World()
+    world.numbers.put(NumberRoute(DIALED, agent_id="sales", metadata={"caller_supplied": "ours"}))
+    world.route(call())
+    assert "caller_supplied" not in world.gateway.calls[0]["metadata"]

@@ -354,7 +354,7 @@ def test_the_dialed_number_is_the_second_choice_and_expired_or_used_ones_are_ski
     store = MemoryStore()
     store.items["expired"] = pending("expired", age=4000)
     store.items["used"] = replace(pending("used"), status=CallStatus.CLAIMED, transaction_id="other")
-    store.items["by-dialed"] = pending("by-dialed", lookup_key=DIALED)
+    store.items["by-dialed"] = pending("by-dialed", lookup_key=DIALED, verification=CallerVerification.DIALED_NUMBER)
     app, gateway, _, clock = make_app(store=store)
     answer(app, inbound(), clock)
     assert store.items["by-dialed"].status is CallStatus.CLAIMED

@@ -31,12 +31,14 @@ class Settings:
     http_deadline: float
     secret_max_age: int
     webhook_secret_arn: str | None = None
+    keys_secret_arn: str | None = None
     session_webhook: bool = True
     webhook_url: str | None = None
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = 86_400
     numbers_table_name: str = ""
     default_agent_calls_per_hour: int | None = None  # per dialed number; None: no cap
+    default_agent_calls_per_hour_total: int | None = None  # for every number together; None: no cap
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,12 +75,15 @@ class Settings:
             http_deadline=number("MILLIS_HTTP_DEADLINE", 12.0, 0.5, 25),
             secret_max_age=int(number("MILLIS_API_KEY_MAX_AGE", 300, 0, 3600)),
             webhook_secret_arn=get("WEBHOOK_SECRET_ARN") or None,
+            keys_secret_arn=get("KEYS_SECRET_ARN") or None,
             session_webhook=_switch("SESSION_WEBHOOK", get("SESSION_WEBHOOK", "enabled")),
             webhook_url=_webhook_url(get("WEBHOOK_URL")),
             idempotency_table_name=get("IDEMPOTENCY_TABLE_NAME") or None,
             idempotency_ttl_seconds=int(number("IDEMPOTENCY_TTL_SECONDS", 86400, 60, 7 * 86400)),
             numbers_table_name=numbers,
             default_agent_calls_per_hour=int(number("DEFAULT_AGENT_CALLS_PER_HOUR", 0, 0, 1_000_000)) or None,
+            default_agent_calls_per_hour_total=int(number("DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL", 0, 0, 1_000_000))
+            or None,
         )
 
 

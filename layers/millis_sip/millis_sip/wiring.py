@@ -1,5 +1,5 @@
 """The call path's parts, wired once for every entry module that answers phone calls (the SIP media
-application and the inbound function): Millis over httpx, DynamoDB, the webhook secret, the core's router and
+application and the inbound function): Millis over httpx, DynamoDB, the keys secret, the core's router and
 call lifecycle. Composition only: the entry modules add their edges."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from millis_sip.adapters import threads
 from millis_sip.adapters.dynamodb.clients import PHONE_CONFIG, dynamodb_client
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.adapters.millis_http import HttpMillisGateway
-from millis_sip.adapters.secrets import webhook_secret_source
+from millis_sip.adapters.secrets import keys_secret_source
 from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.keys import StackKeys
@@ -41,7 +41,7 @@ def call_path(settings: Settings) -> CallPath:
     clock = SystemClock()
     gateway = HttpMillisGateway.from_settings(settings)
     dynamodb = dynamodb_client(PHONE_CONFIG)
-    secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)  # the stack secret
+    secret = keys_secret_source(settings.keys_secret_arn, settings.secret_max_age)
     keys = StackKeys(secret)
     store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
     webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook and settings.webhook_url else None
@@ -54,9 +54,12 @@ def call_path(settings: Settings) -> CallPath:
         ttl_seconds=settings.call_ttl_seconds,
         default_agent_id=settings.default_agent_id,
         default_agent_calls_per_hour=settings.default_agent_calls_per_hour,
+        default_agent_calls_per_hour_total=settings.default_agent_calls_per_hour_total,
         keys=keys,
         metrics=emf_metrics,
         parallel=threads.parallel,
     )
-    calls = PhoneCalls(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics)
+    calls = PhoneCalls(
+        store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics, parallel=threads.parallel
+    )
     return CallPath(settings, clock, router, calls, gateway, store, dynamodb, [secret] if secret else [])

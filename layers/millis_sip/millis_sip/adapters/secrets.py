@@ -18,6 +18,7 @@ from millis_sip.core.errors import (
     BridgeError,
     ConfigurationError,
     CredentialUnavailable,
+    KeysSecretUnavailable,
     MillisKeyUnavailable,
     WebhookSecretUnavailable,
 )
@@ -141,6 +142,14 @@ class WebhookSecret(CachedSecret):
     empty_message = "The webhook secret is empty."
 
 
+class KeysSecret(CachedSecret):
+    """The secret the stack keys its hashes and tokens with (``core.keys``); generated, never sent anywhere."""
+
+    label = "keys secret"
+    unavailable = KeysSecretUnavailable
+    empty_message = "The keys secret is empty."
+
+
 class CarrierCredential(CachedSecret):
     """A carrier's webhook credential (one per line when a rotation keeps two valid)."""
 
@@ -191,6 +200,18 @@ def webhook_secret_source(
     if secret_arn:
         return WebhookSecret(secrets_client or secrets_manager_client(), secret_arn, max_age)
     secret = env.get("WEBHOOK_SECRET", "").strip()
+    return StaticApiKey(secret) if secret else None
+
+
+def keys_secret_source(
+    secret_arn: str | None, max_age: int, *, env: Mapping[str, str] | None = None, secrets_client: Any = None
+) -> StaticApiKey | KeysSecret | None:
+    """The keys secret: KEYS_SECRET_ARN (AWS), else KEYS_SECRET (local), else None (hashes keyed with nothing,
+    which ``StackKeys`` warns about)."""
+    env = os.environ if env is None else env
+    if secret_arn:
+        return KeysSecret(secrets_client or secrets_manager_client(), secret_arn, max_age)
+    secret = env.get("KEYS_SECRET", "").strip()
     return StaticApiKey(secret) if secret else None
 
 

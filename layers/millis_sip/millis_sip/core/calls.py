@@ -12,10 +12,12 @@ from millis_sip.core.sip import SipUri
 
 # lookup_key, call_id and agent_id: visible ASCII, no spaces, 1-128 characters. That admits E.164
 # numbers, SIP Call-IDs (local@host) and carrier references.
+# Each pattern twice: for JSON Schema (ECMA-262, where "$" ends the text) and compiled for Python, where "$"
+# would also match before a final newline and "\d" any script's digits: "\Z" and [0-9] there.
 TOKEN_PATTERN = r"^[\x21-\x7e]{1,128}$"  # noqa: S105 - a regex, not a secret
-TOKEN = re.compile(TOKEN_PATTERN)
-E164_PATTERN = r"^\+[1-9]\d{1,14}$"
-E164 = re.compile(E164_PATTERN)
+TOKEN = re.compile(r"[\x21-\x7e]{1,128}\Z")
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
+E164 = re.compile(r"\+[1-9][0-9]{1,14}\Z")
 MAX_CALL_TTL_SECONDS = 86_400  # no registration lives longer: lookups never read older items
 
 
@@ -60,15 +62,25 @@ class CallSource(StrEnum):
 
 
 class CallerVerification(StrEnum):
-    """What a phone call must show before it may claim a registration by the caller's number (docs/router.md,
-    "Caller ID is not proof"). A claim by the dialed number needs none of it."""
+    """Which side of a phone call a registration's ``lookup_key`` is, and what the call must show to claim it
+    (docs/router.md, "Caller ID is not proof"). The first three are about the **caller's** number and are never
+    claimed by a call *to* that number; ``dialed_number`` is one of your numbers, claimed only by a call to it."""
 
     ATTESTATION = "attestation"  # the carrier verified the caller's number (STIR/SHAKEN, full attestation A)
     PIN = "pin"  # the caller keys in the PIN the registration was given
     TRUST_CALLER_ID = "trust_caller_id"  # caller ID alone (anyone can fake it): an explicit, documented risk
+    DIALED_NUMBER = "dialed_number"  # the number dialed: whoever calls it takes the registration, no proof
+
+    @property
+    def by_caller(self) -> bool:
+        """Claimed by the caller's number (with proof), not by the dialed number."""
+        return self is not CallerVerification.DIALED_NUMBER
 
 
-MAX_PIN_FAILURES = 5  # wrong PINs, over all calls, after which a registration cannot be claimed by caller ID
+# PIN attempts, over all calls, after which a registration cannot be claimed by caller ID. Each attempt is
+# counted before its digits are compared (``pin_failures``), so no more than this many are ever compared,
+# however many calls try at once; the right PIN claims the registration, so the count is the wrong ones.
+MAX_PIN_FAILURES = 5
 PIN_DIGITS = 6
 
 

@@ -133,6 +133,12 @@ class Unroutable(BridgeError):
         self.reason = reason
 
 
+class KeysSecretUnavailable(BridgeError):
+    """The keys secret could not be read: no lookup index key, PIN or action token can be made now."""
+
+    code = "keys_secret_unavailable"
+
+
 class WebhookSecretUnavailable(BridgeError):
     """The webhook secret could not be read: the webhook cannot be authenticated now."""
 

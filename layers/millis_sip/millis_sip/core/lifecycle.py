@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -18,9 +19,12 @@ from millis_sip.core.ports import (
     Metrics,
     MillisReport,
     NoMetrics,
+    Parallel,
     Secret,
     SessionOutcome,
     TransactionState,
+    in_sequence,
+    store_budget,
     transaction_key,
 )
 from millis_sip.core.registration import webhook_credential_hash
@@ -105,23 +109,40 @@ class SessionReports:
 class PhoneCalls:
     """A phone call's moves after the router handed it to Millis, as the phone system reports them. The
     snapshot is the call as the phone system's own state carries it (Chime's TransactionAttributes), so a
-    record that could not be written when the call started is written by the first move that succeeds."""
+    record that could not be written when the call started is written by the first move that succeeds.
+
+    With a ``deadline`` (on the clock's monotonic time), each DynamoDB round trip gets the phone path's store
+    budget and no more: a report that a caller waits on (a failed bridge, before the other region is tried)
+    never spends the caller's time on a store that hangs."""
 
     def __init__(
-        self, store: InboundCallStore, *, clock: Clock, ttl_seconds: int, metrics: Metrics | None = None
+        self,
+        store: InboundCallStore,
+        *,
+        clock: Clock,
+        ttl_seconds: int,
+        metrics: Metrics | None = None,
+        parallel: Parallel = in_sequence,
     ) -> None:
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
         self._metrics = metrics or NoMetrics()
+        self._parallel = parallel
 
-    def find(self, carrier: str, call_ref: str, attempt: int = 1) -> CallRecord | None:
+    def find(
+        self, carrier: str, call_ref: str, attempt: int = 1, *, deadline: float | None = None
+    ) -> CallRecord | None:
         """The call the router handed a carrier's call to (None: it never did, or the store cannot say)."""
-        try:
+
+        def read() -> CallRecord | None:
             mark = self._store.transaction_mark(transaction_key(carrier, call_ref, attempt))
             if mark is None or mark.state is not TransactionState.DONE or not mark.millis_call_id:
                 return None
             return self._store.get(mark.millis_call_id)
+
+        try:
+            return self._within(deadline, read)
         except StoreUnavailable as exc:
             log.error("Cannot find the phone call's record", extra={"error": str(exc)})
             return None
@@ -164,16 +185,43 @@ class PhoneCalls:
         return moved
 
     def failed(
-        self, snapshot: CallRecord, *, reason: str, allowed_from: tuple[CallStatus, ...] = (CallStatus.CLAIMED,)
+        self,
+        snapshot: CallRecord,
+        *,
+        reason: str,
+        allowed_from: tuple[CallStatus, ...] = (CallStatus.CLAIMED,),
+        deadline: float | None = None,
     ) -> bool:
         """The call could not go on (the bridge failed, the phone system refused the answer)."""
         now = self._clock.now()
         failed = replace(snapshot, reason=reason, ended_at=now, expires_at=self._expiry(now))
-        return self._move(failed, CallStatus.FAILED, allowed_from, now)
+        return self._move(failed, CallStatus.FAILED, allowed_from, now, deadline=deadline)
 
-    def _move(self, snapshot: CallRecord, to: CallStatus, allowed_from: tuple[CallStatus, ...], now: datetime) -> bool:
+    def _within[T](self, deadline: float | None, call: Callable[[], T]) -> T:
+        """``call()``, within the store's budget when there is a deadline (``StoreUnavailable`` past it)."""
+        if deadline is None:
+            return call()
+        [result] = self._parallel(call, timeout=store_budget(self._clock, deadline))
+        if isinstance(result, TimeoutError):
+            raise StoreUnavailable("DynamoDB did not answer within the phone call's budget.")
+        if isinstance(result, BaseException):
+            raise result
+        value: T = result
+        return value
+
+    def _move(
+        self,
+        snapshot: CallRecord,
+        to: CallStatus,
+        allowed_from: tuple[CallStatus, ...],
+        now: datetime,
+        *,
+        deadline: float | None = None,
+    ) -> bool:
         try:
-            moved = self._store.transition(snapshot, to, allowed_from=allowed_from, now=now)
+            moved = self._within(
+                deadline, lambda: self._store.transition(snapshot, to, allowed_from=allowed_from, now=now)
+            )
         except StoreUnavailable as exc:
             log.error(
                 "Could not record the call's new status",

@@ -4,6 +4,8 @@ contract as DynamoDB Local by ``tests/integration/test_store_contract.py``)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +67,15 @@ class Parallel(Protocol):
     on in the background and its result is dropped)."""
 
     def __call__(self, *calls: Callable[[], Any], timeout: float | None = None) -> list[Any]: ...
+
+
+STORE_BUDGET_SECONDS = 1.0  # the most one DynamoDB round trip may take before a phone call goes on without it
+
+
+def store_budget(clock: Clock, deadline: float) -> float:
+    """How long the next DynamoDB round trip of a phone call may take: STORE_BUDGET_SECONDS, less when the
+    deadline (on ``clock.monotonic()``) is near."""
+    return max(min(STORE_BUDGET_SECONDS, deadline - clock.monotonic()), 0.05)
 
 
 def in_sequence(*calls: Callable[[], Any], timeout: float | None = None) -> list[Any]:
@@ -163,15 +174,23 @@ class CallStore(Protocol):
         report: MillisReport,
     ) -> SessionOutcome:
         """Millis reports the session over: close the call if it is open, else only add the Millis fields it
-        does not have yet (the first report of a session stands). Only when ``credential_hash`` is the call's
-        own (None: the call has none, as calls registered before per-call credentials); else FOREIGN or LEGACY
-        and nothing changes."""
+        does not have yet (the first report of a session stands; one that adds nothing writes nothing, not even
+        ``updated_at``). Only when ``credential_hash`` is the call's own (None: the call has none, as calls
+        registered before per-call credentials); else FOREIGN or LEGACY and nothing changes."""
         ...
 
 
 def transaction_key(carrier: str, call_ref: str, attempt: int) -> str:
     """The store key of the marker that owns one attempt at one phone call."""
     return f"{carrier}-transaction#{call_ref}#{attempt}"
+
+
+def call_fingerprint(caller: str | None, dialed: str | None) -> str:
+    """What tells one call under a carrier call id from another reusing it: the (canonical) numbers, hashed.
+    Not keyed: the call's record holds the same numbers in clear, and the marker must be writable even when
+    the keys secret cannot be read."""
+    text = f"{caller or ''}\x00{dialed or ''}".encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(b"millis-sip-bridge/call/v1\x00" + text).digest()[:12]).decode()
 
 
 class TransactionState(StrEnum):
@@ -191,6 +210,9 @@ class TransactionMark:
     millis_call_id: str | None = None
     reason: str | None = None
     tries: int = 0
+    # What the phone system said the call was (``call_fingerprint``) when the marker was first taken: the same
+    # call id asked again for other numbers is another call under a reused id, not a retry (None: not known).
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +237,12 @@ class InboundCallStore(CallStore, Protocol):
         lease_seconds: float,
         expires_at: datetime,
         resume_challenge: bool = False,
+        fingerprint: str | None = None,
     ) -> TransactionMark:
-        """Take ownership of ``key`` for ``owner`` (ACQUIRED), or say who has it and how far they got. A PENDING
-        mark whose lease has run out is taken over; with ``resume_challenge`` a CHALLENGED one is too (the caller
-        answered), and the ACQUIRED mark then carries the challenge's registration and tries."""
+        """Take ownership of ``key`` for ``owner`` (ACQUIRED), or say who has it and how far they got (with the
+        fingerprint the marker was first taken with). A PENDING mark whose lease has run out is taken over; with
+        ``resume_challenge`` a CHALLENGED one is too (the caller answered), and the ACQUIRED mark then carries the
+        challenge's registration and tries. A marker keeps the fingerprint it was first written with."""
         ...
 
     def fail_transaction(self, lock: TransactionLock, reason: str) -> None:
@@ -238,8 +262,11 @@ class InboundCallStore(CallStore, Protocol):
         """The caller is being asked for the PIN of ``candidate`` (``tries`` wrong answers so far)."""
         ...
 
-    def pin_failed(self, call_id: str) -> None:
-        """A wrong PIN for ``call_id``: count it (MAX_PIN_FAILURES locks the registration)."""
+    def reserve_pin_attempt(self, call_id: str, *, limit: int) -> int | None:
+        """Count one more PIN attempt on the registration ``call_id`` before its digits are compared, unless
+        ``limit`` were already counted: the count with this one, or None (nothing counted) when the registration
+        is locked, no longer waiting, or gone. One conditional write, so that however many calls try at once,
+        at most ``limit`` attempts are ever compared."""
         ...
 
     def count_call(self, key: str, *, limit: int, expires_at: datetime) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
 from millis_sip.core.errors import Attempt, InvalidRequest, StoreUnavailable
 from millis_sip.core.keys import StackKeys
+from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import CallStore, Clock, Metrics, MillisGateway, MillisRegistration, NoMetrics
 from millis_sip.core.regions import MillisRegion
 
@@ -174,8 +175,16 @@ class Registrar:
         """Register with Millis and store the call. When the store fails after Millis registered the call,
         ``StoreUnavailable`` propagates (nothing is acknowledged) and the Millis call id is logged for
         reconciliation."""
-        if command.caller_verification is CallerVerification.PIN and command.lookup_key is None:
-            raise InvalidRequest("caller_verification pin needs a lookup_key: the number the caller calls from.")
+        policy = command.caller_verification
+        if policy in (CallerVerification.PIN, CallerVerification.DIALED_NUMBER):
+            whose = "the number the caller calls from" if policy is CallerVerification.PIN else "the number dialed"
+            if command.lookup_key is None:
+                raise InvalidRequest(f"caller_verification {policy.value} needs a lookup_key: {whose}.")
+            if canonical_number(command.lookup_key) is None:
+                raise InvalidRequest(
+                    f"caller_verification {policy.value} needs a lookup_key that is a phone number ({whose}), "
+                    "e.g. +14155550100."
+                )
         if command.lookup_key is not None:
             # The index key and the PIN come from the stack secret: read it before Millis starts a session
             # that could then not be stored (WebhookSecretUnavailable: nothing registered, nothing to reconcile).

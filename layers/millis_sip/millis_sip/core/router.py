@@ -7,17 +7,22 @@ message and a hang-up, or a challenge (ask the caller for a PIN, then ask again)
 
 1. **The same call asked again** (a retried invocation or webhook): the first answer, never a second Millis
    registration. The first asker owns the call through a leased marker in the store; a retry arriving while
-   the owner still works waits for it, within the deadline.
-2. **A pending registration** made over HTTP with a ``lookup_key`` equal to the caller's number, claimed only
-   when the caller is verified as the registration asks (``CallerVerification``: the carrier's attestation, a
-   PIN, or caller ID trusted by explicit choice); else one whose ``lookup_key`` is the dialed number (a number
-   dedicated to that registration needs no proof). Claimed exactly once, with a conditional write.
+   the owner still works waits for it, within the deadline. The same call id asked for other numbers is a
+   conflict, and a call that has ended is never answered again (a replayed request): both are refused.
+2. **A pending registration** made over HTTP for the caller's number, claimed only when the caller is verified
+   as the registration asks (``CallerVerification``: the carrier's attestation, a PIN, or caller ID trusted by
+   explicit choice); else one made for the dialed number (``dialed_number``: one of your numbers, no proof).
+   A registration is about one side of the call only: a call *to* a number never takes a registration made
+   for a caller *from* it. Claimed exactly once, with a conditional write; each PIN attempt is counted before
+   its digits are compared.
 3. **The dialed number's route**: a fresh registration with that route's agent and metadata.
 4. **The default agent** (``DEFAULT_AGENT_ID``). Otherwise a refusal.
 
 Every registration the router makes carries, in ``metadata``, the caller and dialed numbers, the carrier and
-its call id, and the route's own metadata. The ownership write and the reads (pending registrations for both
-numbers, the number's route) are independent: they run together (``Parallel``).
+its call id, and the route's own metadata; what the caller wrote (its X- SIP headers) goes under a key of its
+own, ``caller_supplied``. Numbers are E.164 or absent (``core.phone``): the edges read them that way. The
+ownership write and the reads (pending registrations for both numbers, the number's route) are independent: they
+run together (``Parallel``).
 
 Where a call can go depends on the edge (``Placement``): Chime reaches a Millis region only through that
 region's Voice Connector and only with a short user part; a carrier dials any SIP URI. A call the edge cannot
@@ -36,13 +41,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from millis_sip.core.calls import (
     E164,
     MAX_PIN_FAILURES,
     PIN_DIGITS,
-    TOKEN,
     CallerVerification,
     CallRecord,
     CallSource,
@@ -51,6 +56,7 @@ from millis_sip.core.calls import (
 from millis_sip.core.errors import BridgeError, LeaseLost, MillisError, StoreUnavailable, Unroutable
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.phone import number_key
 from millis_sip.core.ports import (
     MIN_ATTEMPT_SECONDS,
     Clock,
@@ -62,7 +68,9 @@ from millis_sip.core.ports import (
     TransactionLock,
     TransactionMark,
     TransactionState,
+    call_fingerprint,
     in_sequence,
+    store_budget,
     transaction_key,
 )
 from millis_sip.core.regions import MillisRegion
@@ -72,14 +80,17 @@ from millis_sip.core.sip import SipUri, header_variables
 log = logging.getLogger(__name__)
 
 STORE_RESERVE_SECONDS = 0.5  # kept back from Millis for the DynamoDB write and the answer
-STORE_BUDGET_SECONDS = 1.0  # the most one DynamoDB round trip may take before the call goes on without it
 POLL_SECONDS = 0.1  # while another invocation of the same call is still working
 MARKER_LIFETIME = timedelta(days=1)  # how long a call's marker outlives its registration
 MAX_PIN_TRIES = 3  # PINs one call may key in before the router goes on without the registration
 FULL_ATTESTATION = "A"
 
 NO_AGENT = "no_agent"  # no number route and no default agent: the call is not for this stack
-OVER_HOURLY_CAP = "over_hourly_cap"  # the number's calls started as many sessions this hour as it allows
+OVER_HOURLY_CAP = "over_hourly_cap"  # the number's (or the stack's) calls started as many sessions as allowed
+CALL_CONFLICT = "call_conflict"  # the call id was first asked for other numbers: another call reusing the id
+CALL_ENDED = "call_ended"  # the call this id was answered for is over: a phone system never asks again
+CALLER_SUPPLIED = "caller_supplied"  # the metadata key of what the caller wrote (X- SIP headers)
+DEFAULT_AGENT_COUNTER = "default-agent"  # the stack-wide hourly counter of the default agent's sessions
 # Refusals a retry may cure (the phone system may try another route); the others will not change by retrying.
 TRANSIENT_REFUSALS = frozenset(
     {"millis_unavailable", "millis_key_unavailable", "retry_in_progress", "retry_without_record"}
@@ -92,13 +103,13 @@ class InboundCall:
 
     carrier: str  # "chime", "twilio", "sip", ...
     call_ref: str  # the carrier's id for the call (Chime TransactionId, Twilio CallSid, the SIP Call-ID)
-    caller: str | None  # the caller's number (From)
-    dialed: str | None  # the number dialed (To)
+    caller: str | None  # the caller's number (From), E.164 (core.phone.canonical_number); None: no number
+    dialed: str | None  # the number dialed (To), E.164; None: no number
     attestation: str | None = None  # "A", "B" or "C" when the carrier verified the caller's number
     pin: str | None = None  # what the caller keyed in after a Challenge ("": nothing)
     can_challenge: bool = False  # the edge can ask the caller for a PIN
     context: Mapping[str, str] = field(default_factory=dict)  # the carrier's other ids, for Millis' metadata
-    sip_headers: Mapping[str, str] = field(default_factory=dict)  # the caller's X- headers, as the carrier passed them
+    sip_headers: Mapping[str, str] = field(default_factory=dict)  # the caller's X- headers: the caller wrote them
     # The phone system asks again for the same call after a transient refusal (a SIP server told 503 with
     # Retry-After), so such a refusal is not kept: the next ask registers afresh. Otherwise a second ask is a
     # redelivery of one whose answer was lost, and gets the same refusal without a second Millis call.
@@ -164,6 +175,18 @@ class Challenge:
 type Decision[P] = Routed[P] | Refused | Challenge
 
 
+class Proof(StrEnum):
+    """Whether a caller proves a registration for their number is theirs, as it asks (or why not)."""
+
+    VERIFIED = "verified"
+    CHALLENGE = "challenge"  # ask the caller for the PIN first
+    NOT_ATTESTED = "not_attested"
+    PIN_LOCKED = "pin_locked"  # the registration's PIN attempts are spent
+    PIN_MISMATCH = "pin_mismatch"
+    PIN_UNCOUNTED = "pin_uncounted"  # the attempt could not be counted (the store): not compared
+    NO_PIN_PROMPT = "no_pin_prompt"  # the edge can neither prompt nor pass digits
+
+
 class _Refusal(BridgeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -191,6 +214,7 @@ class CallRouter:
         ttl_seconds: int,
         default_agent_id: str | None,
         default_agent_calls_per_hour: int | None = None,
+        default_agent_calls_per_hour_total: int | None = None,
         keys: StackKeys | None = None,
         metrics: Metrics | None = None,
         parallel: Parallel = in_sequence,
@@ -203,6 +227,7 @@ class CallRouter:
         self._ttl = timedelta(seconds=ttl_seconds)
         self._default_agent_id = default_agent_id
         self._default_cap = default_agent_calls_per_hour
+        self._default_total_cap = default_agent_calls_per_hour_total
         self._keys = keys or StackKeys(None)
         self._metrics = metrics or NoMetrics()
         self._parallel = parallel
@@ -237,8 +262,15 @@ class CallRouter:
     ) -> Decision[P]:
         key = transaction_key(call.carrier, call.call_ref, attempt)
         owner = uuid.uuid4().hex  # this invocation: the marker's later writes hold only while it owns the call
-        found = self._look(call, key, owner, deadline, first=attempt == 1)
+        fingerprint = call_fingerprint(call.caller, call.dialed)
+        found = self._look(call, key, owner, fingerprint, deadline, first=attempt == 1)
         mark = found.mark
+        if mark is not None and mark.fingerprint is not None and mark.fingerprint != fingerprint:
+            log.warning(
+                "The call id was first asked for other numbers: refusing the conflicting request",
+                extra={"state": mark.state.value},
+            )
+            return self._refuse(CALL_CONFLICT)
         if mark is not None and mark.state is TransactionState.DONE:
             log.info("Retried invocation: reusing the first answer", extra={"millis_call_id": mark.millis_call_id})
             self._metrics.inbound("retried")
@@ -296,10 +328,13 @@ class CallRouter:
             )
         return Routed(record, where, how)
 
-    def _look(self, call: InboundCall, key: str, owner: str, deadline: float, *, first: bool) -> _Lookups:
+    def _look(
+        self, call: InboundCall, key: str, owner: str, fingerprint: str, deadline: float, *, first: bool
+    ) -> _Lookups:
         """Own the call and read what a decision needs, all at once: the reads do not depend on the write. Each
         gets the store's budget; what has not answered by then counts as unavailable."""
-        lookup_keys = [k for k in dict.fromkeys((call.caller, call.dialed)) if k and TOKEN.match(k)] if first else []
+        numbers = (call.caller, call.dialed)
+        lookup_keys = [k for k in dict.fromkeys(numbers) if k and E164.match(k)] if first else []
         number = call.dialed if call.dialed and E164.match(call.dialed) and self._numbers is not None else None
         now = self._clock.now()
         resume = call.pin is not None
@@ -308,7 +343,7 @@ class CallRouter:
             return lambda: self._store.pending_for(lookup_key, now)
 
         results = self._parallel(
-            lambda: self._begin(key, owner, deadline, resume=resume),
+            lambda: self._begin(key, owner, fingerprint, deadline, resume=resume),
             lambda: self._numbers.get(number) if number is not None and self._numbers is not None else None,
             *(reader(k) for k in lookup_keys),
             timeout=self._store_budget(deadline),
@@ -319,8 +354,8 @@ class CallRouter:
             mark = None
         elif isinstance(mark, BaseException):  # a bug, not the store
             raise mark
-        if mark is not None and mark.state is TransactionState.PENDING:
-            mark = self._wait_for_owner(key, owner, deadline, mark, resume=resume)
+        if mark is not None and mark.state is TransactionState.PENDING and mark.fingerprint in (None, fingerprint):
+            mark = self._wait_for_owner(key, owner, fingerprint, deadline, mark, resume=resume)
         if isinstance(route, BaseException):
             log.warning("Cannot read the number's route; going on without it", extra={"error": str(route) or "timeout"})
             route = None
@@ -332,7 +367,7 @@ class CallRouter:
             candidates.append((lookup_key, records))
         return _Lookups(mark, candidates, route)
 
-    def _begin(self, key: str, owner: str, deadline: float, *, resume: bool) -> TransactionMark:
+    def _begin(self, key: str, owner: str, fingerprint: str, deadline: float, *, resume: bool) -> TransactionMark:
         now = self._clock.now()
         return self._store.begin_transaction(
             key,
@@ -341,10 +376,11 @@ class CallRouter:
             lease_seconds=max(deadline - self._clock.monotonic(), 0.0),
             expires_at=now + self._ttl + MARKER_LIFETIME,
             resume_challenge=resume,
+            fingerprint=fingerprint,
         )
 
     def _wait_for_owner(
-        self, key: str, owner: str, deadline: float, mark: TransactionMark, *, resume: bool
+        self, key: str, owner: str, fingerprint: str, deadline: float, mark: TransactionMark, *, resume: bool
     ) -> TransactionMark | None:
         """Another invocation has the call: ask again until it finishes or its lease runs out (then this one
         takes over), bounded by the deadline. None: the store became unavailable."""
@@ -353,7 +389,7 @@ class CallRouter:
                 return mark  # the other invocation still has it and its lease is valid
             self._clock.sleep(POLL_SECONDS)
             try:
-                mark = self._bounded(deadline, lambda: self._begin(key, owner, deadline, resume=resume))
+                mark = self._bounded(deadline, lambda: self._begin(key, owner, fingerprint, deadline, resume=resume))
             except StoreUnavailable as exc:
                 log.warning("Cannot record the phone call's transaction; going on", extra={"error": str(exc)})
                 return None
@@ -361,7 +397,7 @@ class CallRouter:
 
     def _store_budget(self, deadline: float) -> float:
         """How long the next DynamoDB round trip may take: STORE_BUDGET_SECONDS, less when the deadline is near."""
-        return max(min(STORE_BUDGET_SECONDS, deadline - self._clock.monotonic()), 0.05)
+        return store_budget(self._clock, deadline)
 
     def _bounded[T](self, deadline: float, call: Callable[[], T]) -> T:
         """``call()`` within the store's budget; ``StoreUnavailable`` when it does not answer in time (it goes on
@@ -383,9 +419,14 @@ class CallRouter:
         if record is None:
             return self._refuse("retry_without_record")
         try:
-            return Routed(record, placement.place(record), "replayed")
+            where = placement.place(record)
         except Unroutable as exc:  # the first invocation found it unroutable and is recording that
             return Refused(exc.reason, replayed=True)
+        if record.status in (CallStatus.ENDED, CallStatus.FAILED):
+            # A phone system never asks again for a call that is over: this is a captured request, replayed.
+            log.warning("A request for a call that is over: not answering it again", extra={"status": record.status})
+            return self._refuse(CALL_ENDED)
+        return Routed(record, where, "replayed")
 
     # --- claims and PINs --------------------------------------------------------------------------------
 
@@ -399,12 +440,13 @@ class CallRouter:
         deadline: float,
     ) -> Routed[P] | Challenge | None:
         """The newest pending registration for the caller's number that the caller proves is theirs, else the
-        newest for the dialed number; claimed atomically. A Challenge when the caller must key in a PIN first."""
+        newest for the dialed number (``dialed_number``); claimed atomically. A Challenge when the caller must
+        key in a PIN first. A registration is never claimed from the other side of the call than it is for."""
         for lookup_key, records in candidates:
-            by_caller = lookup_key == call.caller
             for candidate in records:
-                if candidate.call_id in skip:
-                    continue
+                by_caller = candidate.caller_verification.by_caller
+                if candidate.call_id in skip or lookup_key != (call.caller if by_caller else call.dialed):
+                    continue  # made for the other side of the call (e.g. a caller's, and this call is *to* it)
                 try:
                     where = placement.place(candidate)
                 except Unroutable as exc:
@@ -415,17 +457,17 @@ class CallRouter:
                     continue
                 if by_caller:
                     proof = self._proof(call, candidate, deadline)
-                    if proof == "challenge":
+                    if proof is Proof.CHALLENGE:
                         if self._challenge(lock, candidate.call_id, deadline, tries=0):
                             return Challenge()
                         continue
-                    if proof != "verified":
+                    if proof is not Proof.VERIFIED:
                         log.info(
                             "The caller's number matches a registration, but the caller is not verified",
                             extra={
                                 "millis_call_id": candidate.call_id,
                                 "caller_verification": candidate.caller_verification.value,
-                                "why": proof,
+                                "why": proof.value,
                             },
                         )
                         continue
@@ -434,21 +476,36 @@ class CallRouter:
                     return Routed(won, where, "claimed")
         return None
 
-    def _proof(self, call: InboundCall, candidate: CallRecord, deadline: float) -> str:
-        """Whether the caller proves the number is theirs, as ``candidate`` asks: verified, challenge, or why not."""
+    def _proof(self, call: InboundCall, candidate: CallRecord, deadline: float) -> Proof:
+        """Whether the caller proves the number is theirs, as ``candidate`` asks."""
         policy = candidate.caller_verification
         if policy is CallerVerification.TRUST_CALLER_ID:
-            return "verified"
+            return Proof.VERIFIED
         if policy is CallerVerification.ATTESTATION:
-            return "verified" if call.attestation == FULL_ATTESTATION else "not_attested"
+            return Proof.VERIFIED if call.attestation == FULL_ATTESTATION else Proof.NOT_ATTESTED
         if candidate.pin_locked:
-            return "pin_locked"
+            return Proof.PIN_LOCKED
         if call.pin:  # digits the phone system collected itself (a SIP server's dialplan)
-            if pin_matches(candidate, call.pin, self._keys):
-                return "verified"
-            self._wrong_pin(candidate, deadline)
-            return "pin_mismatch"
-        return "challenge" if call.can_challenge and call.pin is None else "no_pin_prompt"
+            return self._try_pin(candidate, call.pin, deadline)[0]
+        return Proof.CHALLENGE if call.can_challenge and call.pin is None else Proof.NO_PIN_PROMPT
+
+    def _try_pin(self, candidate: CallRecord, digits: str, deadline: float) -> tuple[Proof, int]:
+        """Count the attempt first, then compare: however many calls try at once, no more than MAX_PIN_FAILURES
+        attempts are ever compared. With the attempts counted so far (this one included)."""
+        try:
+            count = self._bounded(
+                deadline, lambda: self._store.reserve_pin_attempt(candidate.call_id, limit=MAX_PIN_FAILURES)
+            )
+        except StoreUnavailable as exc:
+            log.warning("Cannot count the PIN attempt: not comparing it", extra={"error": str(exc)})
+            self._metrics.inbound_failure(Proof.PIN_UNCOUNTED.value)
+            return Proof.PIN_UNCOUNTED, MAX_PIN_FAILURES
+        if count is None:
+            return Proof.PIN_LOCKED, MAX_PIN_FAILURES
+        if pin_matches(candidate, digits, self._keys):
+            return Proof.VERIFIED, count
+        self._metrics.inbound_failure(Proof.PIN_MISMATCH.value)
+        return Proof.PIN_MISMATCH, count
 
     def _challenge(self, lock: TransactionLock, candidate: str, deadline: float, *, tries: int) -> bool:
         try:
@@ -469,32 +526,27 @@ class CallRouter:
             candidate = self._bounded(deadline, lambda: self._store.get(candidate_id))
         except StoreUnavailable:
             candidate = None
-        if candidate is None or not digits:
+        if candidate is None or not digits or candidate.pin_locked:
             log.info(
                 "No PIN, or no registration to unlock: going on without it", extra={"millis_call_id": candidate_id}
             )
             return None
-        if pin_matches(candidate, digits, self._keys) and not candidate.pin_locked:
+        proof, attempts = self._try_pin(candidate, digits, deadline)
+        if proof is Proof.VERIFIED:
             try:
                 where = placement.place(candidate)
             except Unroutable:
                 return None
             won = self._take(call, candidate, lock, deadline)
             return Routed(won, where, "claimed") if won is not None else None
-        self._wrong_pin(candidate, deadline)
+        if proof is not Proof.PIN_MISMATCH:
+            return None  # locked, or the attempt could not be counted
         tries = mark.tries + 1
         log.warning("Wrong PIN", extra={"millis_call_id": candidate.call_id, "tries": tries})
-        again = tries < MAX_PIN_TRIES and candidate.pin_failures + 1 < MAX_PIN_FAILURES
+        again = tries < MAX_PIN_TRIES and attempts < MAX_PIN_FAILURES
         if again and self._challenge(lock, candidate.call_id, deadline, tries=tries):
             return Challenge(retry=True)
         return None
-
-    def _wrong_pin(self, candidate: CallRecord, deadline: float) -> None:
-        self._metrics.inbound_failure("pin_mismatch")
-        try:
-            self._bounded(deadline, lambda: self._store.pin_failed(candidate.call_id))
-        except StoreUnavailable as exc:
-            log.warning("Cannot count the wrong PIN", extra={"error": str(exc)})
 
     def _take(
         self, call: InboundCall, candidate: CallRecord, lock: TransactionLock, deadline: float
@@ -533,17 +585,18 @@ class CallRouter:
     ) -> tuple[CallRecord, str]:
         if route is not None:
             fields, how, metadata = route.millis_fields(), "number_route", dict(route.metadata)
-            cap = route.max_calls_per_hour
+            cap, total_cap = route.max_calls_per_hour, None
         elif self._default_agent_id is not None:
             fields, how, metadata = {"agent_id": self._default_agent_id}, "default_agent", {}
-            cap = self._default_cap
+            cap, total_cap = self._default_cap, self._default_total_cap
         else:
             raise _Refusal(NO_AGENT, "no route for the number and DEFAULT_AGENT_ID is not set")
         if not regions:
             raise _Refusal(unreachable, "no Millis region can be reached from this phone system")
-        if cap is not None and not self._admit(call.dialed, cap, deadline):
-            raise _Refusal(OVER_HOURLY_CAP, f"{cap} calls this hour already started sessions for the number")
-        metadata.update(header_variables(call.sip_headers))
+        if (cap is not None or total_cap is not None) and not self._admit(call.dialed, cap, total_cap, deadline):
+            raise _Refusal(OVER_HOURLY_CAP, "the calls of this hour already started as many sessions as allowed")
+        supplied = header_variables(call.sip_headers)
+        metadata[CALLER_SUPPLIED] = supplied or None  # never the backend's key of that name: the caller's, or none
         metadata.update(
             {
                 "caller_number": call.caller,
@@ -581,18 +634,41 @@ class CallRouter:
         )
         return record, how
 
-    def _admit(self, dialed: str | None, cap: int, deadline: float) -> bool:
-        """Count the call against its number's hourly cap. A store that cannot say lets the call through: the
-        cap bounds spending, and a caller is never turned away for the store's fault."""
+    def _admit(self, dialed: str | None, cap: int | None, total_cap: int | None, deadline: float) -> bool:
+        """Count the call against its dialed number's hourly cap (callers of no number share one counter) and,
+        for the default agent, the stack's: both counts in one round trip, each within the store's budget (the
+        keys secret that names the number's counter is read inside it too). A count that cannot be made lets
+        the call through: the caps bound spending, and a caller is never turned away for the store's fault."""
         hour = self._clock.now().replace(minute=0, second=0, microsecond=0)
-        expires = hour + timedelta(hours=2)
-        try:
-            number = self._keys.lookup_index(dialed) if dialed else "unknown"  # no number in clear in the key
-            key = f"calls-per-hour#{number}#{hour:%Y-%m-%dT%H}"
-            return self._bounded(deadline, lambda: self._store.count_call(key, limit=cap, expires_at=expires))
-        except BridgeError as exc:  # the store, or the stack secret, unavailable
-            log.warning("Cannot count the call against the number's cap; letting it through", extra={"error": str(exc)})
-            return True
+        expires, stamp = hour + timedelta(hours=2), f"{hour:%Y-%m-%dT%H}"
+
+        def per_number(limit: int) -> Callable[[], bool]:
+            def count() -> bool:
+                number = self._keys.lookup_index(number_key(dialed))  # no number in clear in the key
+                return self._store.count_call(f"calls-per-hour#{number}#{stamp}", limit=limit, expires_at=expires)
+
+            return count
+
+        def stack_wide(limit: int) -> Callable[[], bool]:
+            key = f"calls-per-hour#{DEFAULT_AGENT_COUNTER}#{stamp}"
+            return lambda: self._store.count_call(key, limit=limit, expires_at=expires)
+
+        counts = [(per_number(cap), "number")] if cap is not None else []
+        counts += [(stack_wide(total_cap), "stack")] if total_cap is not None else []
+        results = self._parallel(*(count for count, _ in counts), timeout=self._store_budget(deadline))
+        admitted = True
+        for (_, which), result in zip(counts, results, strict=True):
+            if isinstance(result, (BridgeError, TimeoutError)):  # the store, or the keys secret, unavailable
+                log.warning(
+                    "Cannot count the call against an hourly cap; letting it through",
+                    extra={"cap": which, "error": str(result) or "timeout"},
+                )
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is False:
+                log.warning("An hourly cap is reached", extra={"cap": which})
+                admitted = False
+        return admitted
 
     def _commit(self, record: CallRecord, lock: TransactionLock | None, deadline: float) -> None:
         now = self._clock.now()

@@ -14,9 +14,9 @@ MAX_SIP_URI_LENGTH = 255  # carriers (Twilio <Sip>) refuse longer Request-URIs
 _HOSTNAME = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 _IPV6 = r"\[[0-9A-Fa-f:.]+\]"
 _URI = re.compile(
-    rf"^(?P<scheme>sips?):(?:(?P<user>[^@\s;?]+)@)?(?P<host>{_IPV6}|{_HOSTNAME})(?::(?P<port>\d{{1,5}}))?"
-    r"(?P<params>;[^\s?]*)?(?P<headers>\?\S*)?$",
-    re.IGNORECASE,
+    rf"(?P<scheme>sips?):(?:(?P<user>[^@\s;?]+)@)?(?P<host>{_IPV6}|{_HOSTNAME})(?::(?P<port>[0-9]{{1,5}}))?"
+    r"(?P<params>;[^\s?]*)?(?P<headers>\?\S*)?\Z",
+    re.IGNORECASE | re.ASCII,  # ASCII: with IGNORECASE alone, [A-Za-z] also matches the Kelvin sign
 )
 
 
@@ -54,7 +54,7 @@ def parse_sip_uri(value: object) -> SipUri:
 
 MAX_CALLER_HEADERS = 10
 MAX_HEADER_VALUE = 256
-_HEADER_NAME = re.compile(r"^X-[A-Za-z0-9][A-Za-z0-9-]{0,62}$", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"X-[A-Za-z0-9][A-Za-z0-9-]{0,62}\Z", re.IGNORECASE | re.ASCII)
 
 
 def bridge_headers(call_id: str, carrier: str, carrier_call_id: str) -> dict[str, str]:
@@ -64,19 +64,21 @@ def bridge_headers(call_id: str, carrier: str, carrier_call_id: str) -> dict[str
 
 
 def header_variables(headers: Mapping[str, str]) -> dict[str, str]:
-    """The caller's X- headers as the agent's metadata variables: ``X-Customer-Id`` -> ``sip_x_customer_id``.
+    """The caller's X- headers as metadata variables: ``X-Customer-Id`` -> ``sip_x_customer_id``. Whoever
+    places the call writes them, so the router keeps them under a key of their own (``caller_supplied``).
 
-    Only names ``X-`` + letters, digits and dashes (at most 64 characters); values printable text of at most
-    256 characters; at most 10 headers, in the order given. Anything else is dropped, not passed on."""
+    Only names ``X-`` + letters, digits and dashes (at most 64 characters); values with every character that is
+    not printable (control characters, line breaks, bidirectional overrides) removed, then at most 256
+    characters; at most 10 headers, in the order given. Anything else is dropped, not passed on."""
     found: dict[str, str] = {}
     for name, value in headers.items():
         if len(found) >= MAX_CALLER_HEADERS:
             break
         if not isinstance(name, str) or not isinstance(value, str) or not _HEADER_NAME.match(name):
             continue
-        if len(value) > MAX_HEADER_VALUE or not value.isprintable():
-            continue
-        found["sip_" + name.lower().replace("-", "_")] = value
+        clean = "".join(c for c in value if c.isprintable()).strip()[:MAX_HEADER_VALUE]
+        if clean:
+            found["sip_" + name.lower().replace("-", "_")] = clean
     return found
 
 

@@ -111,9 +111,11 @@ def from_item(item: Item) -> CallRecord:
     )
 
 
-def marker_item(key: str, *, owner: str, lease_until_ms: int, expires_at: datetime) -> Item:
+def marker_item(
+    key: str, *, owner: str, lease_until_ms: int, expires_at: datetime, fingerprint: str | None = None
+) -> Item:
     """A phone call's marker, owned (pending) by ``owner`` until ``lease_until_ms``."""
-    return {
+    item: Item = {
         "call_id": s(key),
         "kind": s(MARKER_KIND),
         "state": s(TransactionState.PENDING.value),
@@ -121,6 +123,9 @@ def marker_item(key: str, *, owner: str, lease_until_ms: int, expires_at: dateti
         "lease_until": n(lease_until_ms),
         "expires_at": epoch(expires_at),
     }
+    if fingerprint is not None:
+        item["fingerprint"] = s(fingerprint)
+    return item
 
 
 def mark_from_item(item: Item) -> TransactionMark:
@@ -134,6 +139,7 @@ def mark_from_item(item: Item) -> TransactionMark:
         millis_call_id=text("millis_call_id"),
         reason=text("reason"),
         tries=int(tries["N"]) if tries else 0,
+        fingerprint=text("fingerprint"),
     )
 
 

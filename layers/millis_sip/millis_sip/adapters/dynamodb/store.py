@@ -139,15 +139,22 @@ class DynamoCallStore:
             return SessionOutcome.FOREIGN
         if held is not None and credential_hash is not None and not hmac.compare_digest(held, credential_hash):
             return SessionOutcome.FOREIGN
+        missing = [name for name, value in reported.items() if value is not None and name not in stored]
+        if not missing:  # a replay, or a late report with nothing new: the closed record stays as it is
+            return SessionOutcome.ANNOTATED
         annotated = self._send(
             "update_item",
             TableName=self._table,
             Key={"call_id": s(call_id)},
             UpdateExpression="SET " + ", ".join(sets),
-            ConditionExpression=allowed,
+            # Only while one of them is still missing: a report racing this one must not rewrite updated_at.
+            ConditionExpression=f"{allowed} AND ({' OR '.join(f'attribute_not_exists({m})' for m in missing)})",
             ExpressionAttributeValues=values,
         )
-        return SessionOutcome.UNKNOWN if isinstance(annotated, Rejected) else SessionOutcome.ANNOTATED
+        if isinstance(annotated, Rejected):
+            still = self._get_item(call_id)  # another report filled them in, or the item is gone
+            return SessionOutcome.ANNOTATED if still and is_call(still) else SessionOutcome.UNKNOWN
+        return SessionOutcome.ANNOTATED
 
     # --- the inbound-call router's operations --------------------------------------------------------
 
@@ -160,21 +167,32 @@ class DynamoCallStore:
         lease_seconds: float,
         expires_at: datetime,
         resume_challenge: bool = False,
+        fingerprint: str | None = None,
     ) -> TransactionMark:
         now_ms = epoch_ms(now)
-        # Free, or owned by an invocation that ran out of time without finishing (or, resuming, a challenge).
-        condition = "attribute_not_exists(call_id) OR (#state = :pending AND lease_until < :now)"
+        # Free, or owned by an invocation that ran out of time without finishing (or, resuming, a challenge);
+        # taken over only by the same call (its fingerprint), and never from a call the marker knows as another.
+        condition = "attribute_not_exists(call_id) OR (#state = :pending AND lease_until < :now AND {same})"
         values: Item = {":pending": s(TransactionState.PENDING.value), ":now": n(now_ms)}
         if resume_challenge:
-            condition += " OR #state = :challenged"
+            condition += " OR (#state = :challenged AND {same})"
             values[":challenged"] = s(TransactionState.CHALLENGED.value)
+        if fingerprint is not None:
+            same = "(attribute_not_exists(fingerprint) OR fingerprint = :fingerprint)"
+            values[":fingerprint"] = s(fingerprint)
+        else:
+            same = "attribute_not_exists(fingerprint)"
         answer = self._send(
             "put_item",
             TableName=self._table,
             Item=marker_item(
-                key, owner=owner, lease_until_ms=now_ms + int(lease_seconds * 1000), expires_at=expires_at
+                key,
+                owner=owner,
+                lease_until_ms=now_ms + int(lease_seconds * 1000),
+                expires_at=expires_at,
+                fingerprint=fingerprint,
             ),
-            ConditionExpression=condition,
+            ConditionExpression=condition.format(same=same),
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues=values,
             ReturnValues="ALL_OLD",  # a challenge being resumed says which registration it was for
@@ -233,15 +251,27 @@ class DynamoCallStore:
             },
         )
 
-    def pin_failed(self, call_id: str) -> None:
-        self._send(
+    def reserve_pin_attempt(self, call_id: str, *, limit: int) -> int | None:
+        answer = self._send(
             "update_item",
             TableName=self._table,
             Key={"call_id": s(call_id)},
             UpdateExpression="ADD pin_failures :one",
-            ConditionExpression="attribute_exists(call_id)",
-            ExpressionAttributeValues={":one": n(1)},
+            ConditionExpression=(
+                "attribute_exists(call_id) AND #status = :registered"
+                " AND (attribute_not_exists(pin_failures) OR pin_failures < :limit)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":one": n(1),
+                ":limit": n(limit),
+                ":registered": s(CallStatus.REGISTERED.value),
+            },
+            ReturnValues="UPDATED_NEW",
         )
+        if isinstance(answer, Rejected):
+            return None
+        return int(answer["Attributes"]["pin_failures"]["N"])
 
     def count_call(self, key: str, *, limit: int, expires_at: datetime) -> bool:
         answer = self._send(

@@ -13,6 +13,7 @@ from millis_sip.core.errors import (
     CallAlreadyExists,
     CallNotFound,
     InvalidRequest,
+    KeysSecretUnavailable,
     MillisAuthError,
     MillisBadResponse,
     MillisKeyUnavailable,
@@ -55,6 +56,7 @@ DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     StoreUnavailable: (503, "Retry after the number of seconds in Retry-After; nothing was acknowledged."),
     WebhookUnauthorized: (401, "Millis sends each call's own credential in X-Webhook-Secret; nothing else opens it."),
     WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
+    KeysSecretUnavailable: (503, "Retry shortly; the keys secret could not be read."),
     IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
     IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),
 }

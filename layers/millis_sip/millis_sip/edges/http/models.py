@@ -132,7 +132,8 @@ AgentConfig = Annotated[
     dict[str, JsonValue] | None, _bounded_object("agent_config", MAX_AGENT_CONFIG_BYTES, MAX_AGENT_CONFIG_DEPTH)
 ]
 Metadata = Annotated[dict[str, JsonValue] | None, _bounded_object("metadata", MAX_METADATA_BYTES, MAX_METADATA_DEPTH)]
-Verification = Literal["attestation", "pin", "trust_caller_id"]
+Verification = Literal["attestation", "pin", "trust_caller_id", "dialed_number"]
+PHONE_SIDED = ("pin", "dialed_number")  # verifications whose lookup_key must be a phone number
 
 
 class RegisterCallRequest(BaseModel):
@@ -142,10 +143,17 @@ class RegisterCallRequest(BaseModel):
         extra="forbid",
         strict=True,
         frozen=True,
-        # The schema says what registration checks: a PIN is asked of the caller of lookup_key, so needs one.
+        # The schema says what registration checks: a PIN is asked of the caller from lookup_key, and a
+        # dialed_number registration is claimed by calls to it: both need lookup_key, an E.164 number.
         json_schema_extra={
-            "if": {"required": ["caller_verification"], "properties": {"caller_verification": {"const": "pin"}}},
-            "then": {"required": ["lookup_key"], "properties": {"lookup_key": {"type": "string"}}},
+            "if": {
+                "required": ["caller_verification"],
+                "properties": {"caller_verification": {"enum": list(PHONE_SIDED)}},
+            },
+            "then": {
+                "required": ["lookup_key"],
+                "properties": {"lookup_key": {"type": "string", "pattern": E164_PATTERN}},
+            },
         },
     )
 
@@ -157,16 +165,27 @@ class RegisterCallRequest(BaseModel):
     include_metadata_in_prompt: bool | None = Field(default=None, description="Put the metadata in the prompt.")
     lookup_key: LookupKey | None = Field(
         default=None,
-        description="What the call is found by: the caller's or the dialed number (E.164) for a phone call, or a "
-        "SIP Call-ID or carrier reference for a lookup.",
+        description="What the call is found by: the caller's number, or one of your numbers as dialed (E.164), for "
+        "a phone call (caller_verification says which), or a SIP Call-ID or carrier reference for a lookup.",
     )
     caller_verification: Verification = Field(
         default="attestation",
-        description="How a phone call claiming this registration by the caller's number (lookup_key) proves it: "
-        "attestation (the carrier verified the number, STIR/SHAKEN A), pin (the caller keys in the pin this answer "
-        "returns), or trust_caller_id (caller ID alone, which anyone can fake). A claim by the dialed number needs "
-        "none.",
+        description="Which side of a phone call lookup_key is, and what the call must show to claim the "
+        "registration. The caller's number: attestation (the carrier verified the number, STIR/SHAKEN A), pin (the "
+        "caller keys in the pin this answer returns) or trust_caller_id (caller ID alone, which anyone can fake); "
+        "never claimed by a call *to* that number. Or dialed_number: one of your numbers, claimed by the first call "
+        "to it, with no proof.",
     )
+
+    @model_validator(mode="after")
+    def _phone_sided_needs_a_number(self) -> RegisterCallRequest:
+        if self.caller_verification in PHONE_SIDED and (self.lookup_key is None or not E164.match(self.lookup_key)):
+            whose = "the caller's number" if self.caller_verification == "pin" else "the number dialed"
+            raise ValueError(
+                f"caller_verification {self.caller_verification} needs lookup_key: {whose}, an E.164 number such "
+                "as +14155550100"
+            )
+        return self
 
     def to_command(self) -> RegisterCall:
         return RegisterCall(
@@ -186,7 +205,9 @@ class CallView(BaseModel):
     sip_uri: str
     millis_region: str
     lookup_key: str | None
-    caller_verification: str = Field(description="attestation, pin or trust_caller_id (see caller_verification).")
+    caller_verification: str = Field(
+        description="attestation, pin, trust_caller_id or dialed_number (see caller_verification)."
+    )
     status: str
     created_at: str = Field(description="ISO 8601, UTC, milliseconds.")
     expires_at: str = Field(description="When the registration lapses (ISO 8601, UTC).")
