@@ -32,6 +32,7 @@ class CallPath:
     gateway: HttpMillisGateway
     store: DynamoCallStore
     dynamodb: Any
+    keys: StackKeys  # under the keys secret: the edges' action tokens
     secrets: list[Secret]  # to read again after a SnapStart restore
 
 
@@ -62,4 +63,4 @@ def call_path(settings: Settings) -> CallPath:
     calls = PhoneCalls(
         store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics, parallel=threads.parallel
     )
-    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, [secret] if secret else [])
+    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, keys, [secret] if secret else [])
