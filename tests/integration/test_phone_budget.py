@@ -73,12 +73,47 @@ def test_the_millis_key_hanging_in_secrets_manager_gets_the_failure_message_in_t
     assert sim.registrations() == []
 
 
-def test_the_stack_secret_hanging_skips_the_lookup_and_still_bridges_in_time(
+def test_the_keys_secret_hanging_skips_the_lookup_and_still_bridges_in_time(
     make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole
 ) -> None:
-    sma = make_sma(WEBHOOK_SECRET="", WEBHOOK_SECRET_ARN=SECRET_ARN, AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url)
+    sma = make_sma(KEYS_SECRET="", KEYS_SECRET_ARN=SECRET_ARN, AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url)
     answer, took = timed(sma.lambda_handler, new_call())
     assert actions(answer) == ["CallAndBridge"]
+    assert took < CHIME_ANSWER + 1
+
+
+def test_the_keys_secret_hanging_with_a_cap_set_still_bridges_in_time(
+    make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    # The counter of a number's hourly cap is keyed by the keys secret: its read belongs to the count's budget,
+    # and a count that cannot be made lets the call through (it was refused after 3.75 s).
+    sma = make_sma(
+        KEYS_SECRET="",
+        KEYS_SECRET_ARN=SECRET_ARN,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url,
+        DEFAULT_AGENT_CALLS_PER_HOUR="5",
+        DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL="50",
+    )
+    answer, took = timed(sma.lambda_handler, new_call())
+    assert actions(answer) == ["CallAndBridge"], answer
+    assert took < CHIME_ANSWER + 1
+
+
+def test_a_failed_bridge_with_dynamodb_hanging_still_tries_the_other_region_in_time(
+    make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    # Writing `failed` before deciding on the failover took 3.47 s with DynamoDB hanging, and skipped the other
+    # region: the write now has the store's budget like every other round trip of the call.
+    sma = make_sma(AWS_ENDPOINT_URL_DYNAMODB=hole.url)
+    first = new_call()
+    bridging = sma.lambda_handler(first, LocalContext())
+    assert actions(bridging) == ["CallAndBridge"]
+    failed = load_event("sma-bridge-failed.json")
+    failed["CallDetails"]["TransactionId"] = first["CallDetails"]["TransactionId"]
+    failed["CallDetails"]["TransactionAttributes"] = bridging["TransactionAttributes"]
+    answer, took = timed(sma.lambda_handler, failed)
+    assert actions(answer) == ["CallAndBridge"], answer
+    assert [r.region for r in sim.registrations()] == ["us-west", "eu-west"]
     assert took < CHIME_ANSWER + 1
 
 

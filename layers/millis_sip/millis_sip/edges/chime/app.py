@@ -28,6 +28,7 @@ from millis_sip.config import ChimeSettings, Messages, VoiceRoute
 from millis_sip.core.calls import E164, CallRecord, CallStatus
 from millis_sip.core.errors import Unroutable
 from millis_sip.core.lifecycle import PhoneCalls
+from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import Metrics
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.router import CallRouter, Challenge, Decision, InboundCall, Refused
@@ -206,8 +207,8 @@ class SipMediaApp:
                 "millis_call_id": snapshot and snapshot.call_id,
             },
         )
-        if snapshot is not None:
-            self._calls.failed(snapshot, reason=reason)
+        if snapshot is not None:  # within the store's budget: the other region must still fit in the answer time
+            self._calls.failed(snapshot, reason=reason, deadline=deadline)
         if caller is not None and caller.call_id and not caller.disconnected and snapshot is not None:
             attempt = attributes.attempt(event.attributes)
             retried = self._router.failover(
@@ -283,11 +284,18 @@ class SipMediaApp:
 
 
 def _inbound(event: SmaEvent, caller: Participant) -> InboundCall:
-    """Chime reports no caller attestation; it can ask the caller for a PIN (SpeakAndGetDigits)."""
+    """Chime reports no caller attestation; it can ask the caller for a PIN (SpeakAndGetDigits). Its numbers are
+    E.164 already; a withheld caller ID or a SIP caller becomes no number, like every edge's."""
     tx = event.transaction_id or ""
     context = {"chime_call_id": caller.call_id} if caller.call_id else {}
     return InboundCall(
-        CARRIER, tx, caller.from_, caller.to, can_challenge=True, context=context, sip_headers=caller.sip_headers
+        CARRIER,
+        tx,
+        canonical_number(caller.from_),
+        canonical_number(caller.to),
+        can_challenge=True,
+        context=context,
+        sip_headers=caller.sip_headers,
     )
 
 
