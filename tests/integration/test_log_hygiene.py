@@ -1,5 +1,5 @@
 """Log hygiene: everything a full run writes (the functions' JSON logs, metrics on stdout, any library's
-logging) holds neither the Millis key nor the webhook secret, and phone numbers only masked."""
+logging) holds neither the Millis key nor the webhook or keys secret, and phone numbers only masked."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dev.lambda_context import LocalContext
 from dev.millis_simulator import Fault, MillisSimulator
 from tests.conftest import ROOT, load_event
 from tests.support.invoke import invoke
-from tests.support.rig import WEBHOOK_SECRET, LogCapture
+from tests.support.rig import KEYS_SECRET, WEBHOOK_SECRET, LogCapture
 
 pytestmark = pytest.mark.integration
 CALLER = "+14155550177"
@@ -82,7 +82,7 @@ def test_a_full_run_logs_no_secret_and_no_phone_number(
     written = logs.text + capsys.readouterr().out + "\n".join(r.getMessage() for r in caplog.records)
     assert len(logs.records()) >= 10  # the run did log
     assert len(credentials) >= 3
-    for secret in (sim.api_key, WEBHOOK_SECRET, *filter(None, credentials)):
+    for secret in (sim.api_key, WEBHOOK_SECRET, KEYS_SECRET, *filter(None, credentials)):
         assert secret not in written
     for number in (CALLER, "+14155550188"):
         assert number not in logs.text
