@@ -57,6 +57,9 @@ def test_a_route_is_created_replaced_read_and_deleted(client: httpx.Client) -> N
     [
         ("/numbers/14155550100", {"agent_id": "a"}, "E.164"),  # no +
         ("/numbers/+1%20415", {"agent_id": "a"}, "E.164"),
+        # Digits of another script and a trailing newline were stored as routes no call can match.
+        ("/numbers/%2B1%D9%A5%D9%A0%D9%A5%D9%A5%D9%A5%D9%A5%D9%A0%D9%A1%D9%A2%D9%A3", {"agent_id": "a"}, "E.164"),
+        ("/numbers/%2B15055550123%0A", {"agent_id": "a"}, "E.164"),
         ("/numbers/+14155550100", {}, "agent_id or agent_config"),
         ("/numbers/+14155550100", {"agent_id": "a", "lookup_key": "x"}, "lookup_key"),  # not a route's field
     ],

@@ -212,8 +212,15 @@ def create_app(services: ManagementServices, *, idempotency: Idempotency | None)
         },
     )
     def put_number(number: Annotated[NumberInPath, number_path], body: NumberRouteRequest) -> Response[str]:
-        route, created = services.numbers.put(body.to_route(unquote(number)))
+        route, created = services.numbers.put(body.to_route(path_number(number)))
         return _json(201 if created else 200, NumberRouteView.of(route).model_dump(mode="json"))
+
+    def path_number(captured: str) -> str:
+        """The {number} path parameter as API Gateway gave it, percent-decoded. Powertools' route pattern ends in
+        "$", which also matches before a final newline, so its capture can lose one: the number checked must be
+        what the client sent (a route stored for "+1...\n" would be one no call can match)."""
+        given = (app.current_event.path_parameters or {}).get("number")
+        return unquote(given if given is not None else captured)
 
     @app.get(
         "/numbers/<number>",
@@ -225,7 +232,7 @@ def create_app(services: ManagementServices, *, idempotency: Idempotency | None)
         },
     )
     def get_number(number: Annotated[NumberInPath, number_path]) -> Response[str]:
-        return _json(200, NumberRouteView.of(services.numbers.get(unquote(number))).model_dump(mode="json"))
+        return _json(200, NumberRouteView.of(services.numbers.get(path_number(number))).model_dump(mode="json"))
 
     @app.delete(
         "/numbers/<number>",
@@ -233,7 +240,7 @@ def create_app(services: ManagementServices, *, idempotency: Idempotency | None)
         responses={204: {"description": "Deleted"}, **_NUMBER_ERRORS, **openapi.GATEWAY_ANSWERS},
     )
     def delete_number(number: Annotated[NumberInPath, number_path]) -> Response[str]:
-        services.numbers.delete(unquote(number))
+        services.numbers.delete(path_number(number))
         return Response(status_code=204, body="")  # no content, so no Content-Type
 
     @app.get(
