@@ -259,6 +259,37 @@ def test_every_function_variable_is_documented_in_the_operations_guide() -> None
     assert not missing
 
 
+def table_rows(heading: str) -> str:
+    """The text of a section of docs/operations.md, from its heading to the next."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    return guide.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_parameter_and_output_has_a_row_in_the_operations_guide() -> None:
+    template = load_template()
+    parameters, outputs = table_rows("Parameters"), table_rows("Outputs")
+    assert not {name for name in template["Parameters"] if f"`{name}`" not in parameters}
+    assert not {name for name in template["Outputs"] if f"`{name}`" not in outputs}
+
+
+def test_the_default_agent_has_an_hourly_cap_for_all_numbers_together() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["DefaultAgentCallsPerHourTotal"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (
+        "Number",
+        0,
+        0,
+        1000000,
+    )
+    assert "all numbers together" in parameter["Description"]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL"] == {"Ref": "DefaultAgentCallsPerHourTotal"}
+    assert variables["DEFAULT_AGENT_CALLS_PER_HOUR"] == {"Ref": "DefaultAgentCallsPerHour"}
+    for function_id in all_functions():  # every function gets the Globals' value
+        env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
+        assert "DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL" not in env, function_id
+
+
 def test_sam_local_env_file_sets_only_declared_variables() -> None:
     # SAM CLI overrides only the variables the template declares; anything else would be silently ignored.
     env_file = json.loads((EVENTS / "env.json").read_text())
