@@ -356,7 +356,7 @@ CHIME_CONDITIONS = {"UseChime", "CreateChime", "ExistingChime", "CreateUsWestCon
 
 
 def test_the_phone_call_function_exists_only_when_chime_is_in_use() -> None:
-    # It reads the Millis key and the webhook secret: with ChimeMode none nothing may invoke it, so it is not there.
+    # It reads the Millis key and the stack's keys: with ChimeMode none nothing may invoke it, so it is not there.
     template = load_template()
     assert resource("SipMediaAppFunction")["Condition"] == "UseChime"
     assert template["Conditions"]["UseChime"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ChimeMode"}, "none"]}]}
@@ -507,7 +507,10 @@ WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeSipRuleDelete"}}
 SCOPED_WILDCARDS_ALLOWED = {"ChimeResourcesFunction": [VC_IN_THIS_REGION, SMA_IN_THIS_REGION]}
 SECRET_READERS = {
     "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
-    "WebhookSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
+    # Opens only Millis' reports of calls registered before per-call webhook credentials: the phone functions never
+    # need it.
+    "WebhookSecret": {"ApiFunction"},
+    "KeysSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
     "TwilioAuthTokenSecretArn": {"InboundFunction"},
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
     "VonageSignatureSecretArn": {"InboundFunction"},
@@ -565,6 +568,37 @@ def test_secrets_are_readable_only_by_the_functions_that_need_them() -> None:
         env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
         assert "MILLIS_API_KEY" not in env, "the key never travels in an environment variable in AWS"
     assert load_template()["Globals"]["Function"]["Environment"]["Variables"]["MILLIS_API_KEY"] == ""
+
+
+def test_the_keys_secret_is_generated_by_the_stack_and_only_its_arn_travels() -> None:
+    template = load_template()
+    keys, webhook = resource("KeysSecret"), resource("WebhookSecret")
+    assert keys["Type"] == "AWS::SecretsManager::Secret"
+    assert "SecretString" not in keys["Properties"]  # generated, never written into the template
+    assert keys["Properties"]["GenerateSecretString"] == webhook["Properties"]["GenerateSecretString"]
+    description = json.dumps(keys["Properties"]["Description"])
+    for use in ("lookup index", "hourly counters", "PINs", "action tokens", "never sent anywhere"):
+        assert use in description, use
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["KEYS_SECRET_ARN"] == {"Ref": "KeysSecret"}
+    assert variables["KEYS_SECRET"] == ""  # declared for `sam local --env-vars`, empty in AWS
+    assert "KEYS_SECRET" in json.loads((EVENTS / "env.json").read_text())["Parameters"]
+    assert template["Outputs"]["KeysSecretArn"]["Value"] == {"Ref": "KeysSecret"}
+    for function_id in all_functions():
+        env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
+        assert "KEYS_SECRET_ARN" not in env and "KEYS_SECRET" not in env, function_id
+
+
+def test_the_phone_functions_neither_read_nor_name_the_webhook_secret() -> None:
+    # They never open a Millis report; an empty WEBHOOK_SECRET_ARN overrides the Globals' ARN.
+    for function_id in ("SipMediaAppFunction", "InboundFunction"):
+        assert resource(function_id)["Properties"]["Environment"]["Variables"]["WEBHOOK_SECRET_ARN"] == ""
+        assert not [s for s in statements(function_id) if "WebhookSecret" in json.dumps(s)], function_id
+        assert "ReadKeysSecret" in {s.get("Sid") for s in statements(function_id)}
+    api = resource("ApiFunction")["Properties"]["Environment"]["Variables"]
+    assert "WEBHOOK_SECRET_ARN" not in api  # the Globals' ARN: it still opens reports of older calls
+    [reading] = [s for s in statements("ApiFunction") if s.get("Sid") == "ReadWebhookSecret"]
+    assert reading["Resource"] == {"Ref": "WebhookSecret"}
 
 
 def test_no_output_or_parameter_carries_a_secret() -> None:
