@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dev.template import load_template, resource, table_definition
+from dev.template import api_routes, load_template, resource, routes_without_api_key, table_definition
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.template
@@ -168,6 +168,56 @@ def test_every_route_requires_an_api_key_or_a_signature_and_each_has_a_throttle(
         if {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(s)
     }
     assert throttled == SIGNED_ROUTES
+
+
+def test_sip_servers_have_a_key_of_their_own_in_a_usage_plan_of_their_own_on_the_stage() -> None:
+    template = load_template()
+    key = resource("SipServerApiKey")
+    assert key["Type"] == "AWS::ApiGateway::ApiKey"
+    assert key["Properties"]["Enabled"] is True
+    assert "StageKeys" not in key["Properties"]  # the usage plan alone binds it to the stage
+    plan = resource("SipServerUsagePlan")
+    assert plan["Type"] == "AWS::ApiGateway::UsagePlan"
+    limits = {"RateLimit": {"Ref": "SipServerThrottleRateLimit"}, "BurstLimit": {"Ref": "SipServerThrottleBurstLimit"}}
+    [stage] = plan["Properties"]["ApiStages"]
+    assert stage == {
+        "ApiId": {"Ref": "MillisApi"},
+        "Stage": {"Ref": "MillisApi.Stage"},
+        "Throttle": {"/route/GET": limits},
+    }
+    # Every other method answers the key 403 from ApiFunction, each an invocation: the plan bounds those too.
+    assert plan["Properties"]["Throttle"] == limits
+    link = resource("SipServerUsagePlanKey")
+    assert link["Type"] == "AWS::ApiGateway::UsagePlanKey"
+    assert link["Properties"] == {
+        "KeyId": {"Ref": "SipServerApiKey"},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": "SipServerUsagePlan"},
+    }
+    # The throttled method is the SIP servers' route, which takes an API key.
+    assert ("GET", "/route") in set(api_routes("InboundFunction")) - routes_without_api_key("InboundFunction")
+    for name, default in (("SipServerThrottleRateLimit", 20), ("SipServerThrottleBurstLimit", 40)):
+        parameter = template["Parameters"][name]
+        assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", default, 1), name
+
+
+def test_only_the_api_function_learns_the_sip_servers_key_and_the_outputs_name_it_like_the_main_key() -> None:
+    # API Gateway cannot bind a key to one method: ApiFunction refuses the SIP servers' key itself. GET /route
+    # (InboundFunction) takes both keys, so InboundFunction needs no check.
+    holders = {
+        f
+        for f in all_functions()
+        if "SIP_SERVER_API_KEY_ID" in resource(f)["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert holders == {"ApiFunction"}
+    env = resource("ApiFunction")["Properties"]["Environment"]["Variables"]
+    assert env["SIP_SERVER_API_KEY_ID"] == {"Ref": "SipServerApiKey"}
+    outputs = load_template()["Outputs"]
+    assert outputs["SipServerApiKeyId"]["Value"] == {"Ref": "SipServerApiKey"}
+    main = outputs["ApiKeyValueCommand"]["Value"]["Fn::Sub"]
+    assert outputs["SipServerApiKeyValueCommand"]["Value"] == {
+        "Fn::Sub": main.replace("${MillisApiApiKey}", "${SipServerApiKey}")
+    }
 
 
 def statements(function_id: str) -> list[dict[str, Any]]:
@@ -463,8 +513,6 @@ def test_the_code_handles_the_custom_resource_types_the_templates_use() -> None:
 
 
 def test_events_route_to_the_template_routes() -> None:
-    from dev.template import api_routes
-
     for prefix, function_id in (("api", "ApiFunction"), ("inbound", "InboundFunction")):
         routes = set(api_routes(function_id))
         for path in EVENTS.glob(f"{prefix}-*.json"):
