@@ -43,9 +43,12 @@ def build_event(
     body: bytes | None,
     source_ip: str = "127.0.0.1",
     domain: str | None = None,
+    api_key: str | None = None,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event, as the service builds it: ``raw_path`` as it came on the wire,
-    its path percent-decoded (API Gateway hands functions the decoded path) and its query parsed."""
+    its path percent-decoded (API Gateway hands functions the decoded path) and its query parsed; ``api_key`` and
+    ``api_key_id``: the key API Gateway checked (null on a route that takes none)."""
     split = urlsplit(raw_path)
     path = unquote(split.path)
     query = parse_qs(split.query, keep_blank_values=True)
@@ -81,7 +84,12 @@ def build_event(
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": source_ip, "apiKey": lower.get("x-api-key"), "userAgent": lower.get("user-agent")},
+            "identity": {
+                "sourceIp": source_ip,
+                "apiKey": api_key,
+                "apiKeyId": api_key_id,
+                "userAgent": lower.get("user-agent"),
+            },
         },
         "body": text,
         "isBase64Encoded": is_b64,
@@ -209,7 +217,10 @@ class LocalApi:
             return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
         if self.throttles and not self.throttles.allow(method, resource, lower.get("x-api-key") if keyed else None):
             return TOO_MANY_REQUESTS
-        event = build_event(method, raw_path, resource, match.groupdict(), headers, body, domain=lower.get("host"))
+        api_key = lower.get("x-api-key") if keyed and self.api_key is not None else None
+        event = build_event(
+            method, raw_path, resource, match.groupdict(), headers, body, domain=lower.get("host"), api_key=api_key
+        )
         context = LocalContext(function_name=function, timeout_seconds=self.timeout_seconds)
         pool = self._pools[function]
         environment = pool.get()

@@ -4,6 +4,7 @@ environment; the handler runs the resolver under Powertools' logging and metrics
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,11 @@ def compose(
     stack_secret: Secret | None,
     idempotency: Idempotency | None,
     clock: Clock | None = None,
+    sip_server_api_key_id: str = "",
 ) -> tuple[BridgeResolver, ManagementServices]:
-    """The management API over the given ports (the adapters in AWS; fakes in the unit tests)."""
+    """The management API over the given ports (the adapters in AWS; fakes in the unit tests). A request made with
+    the API key ``sip_server_api_key_id`` (the SIP servers', for GET /route only) is answered 403 before anything
+    else runs."""
     clock = clock or SystemClock()
     webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook else None
     services = ManagementServices(
@@ -66,7 +70,7 @@ def compose(
         numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,
     )
-    app = create_app(services, idempotency=idempotency)
+    app = create_app(services, idempotency=idempotency, refused_api_key_ids=[sip_server_api_key_id])
     return app, services
 
 
@@ -85,7 +89,14 @@ def build() -> tuple[Api, snapstart.Hooks]:
     store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=StackKeys(stack_secret))
     numbers = DynamoNumberRoutes(dynamodb, settings.numbers_table_name)
     app, services = compose(
-        settings, gateway=gateway, store=store, numbers=numbers, stack_secret=stack_secret, idempotency=idempotency
+        settings,
+        gateway=gateway,
+        store=store,
+        numbers=numbers,
+        stack_secret=stack_secret,
+        idempotency=idempotency,
+        # An API Gateway key id, not a secret; set by the template (the SipServerApiKey resource).
+        sip_server_api_key_id=os.environ.get("SIP_SERVER_API_KEY_ID", "").strip(),
     )
     hooks = snapstart.Hooks(gateway=gateway, secrets=[stack_secret] if stack_secret else [])
     return Api(app, services, settings, dynamodb, gateway, store, idempotency), hooks
