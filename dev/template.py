@@ -50,12 +50,28 @@ def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
     return found
 
 
+def condition(name: str, values: Mapping[str, Any] | None = None) -> bool:
+    """A condition of the template, evaluated with ``values`` for the parameters they name and the other parameters'
+    defaults: whether a stack deployed with them has what the condition guards."""
+    parameters = {
+        name: {**parameter, "Default": (values or {}).get(name, parameter.get("Default", ""))}
+        for name, parameter in load_template()["Parameters"].items()
+    }
+    return _condition(name, parameters)
+
+
 def _condition(name: str, parameters: dict[str, Any]) -> bool:
-    """A condition of the template, evaluated on the parameters' defaults (Equals, Not, And, Or, Condition)."""
+    """A condition of the template, evaluated on the parameters' defaults (Equals, Not, And, Or, Condition; Join of
+    a list parameter)."""
 
     def value(node: Any) -> Any:
         if isinstance(node, dict) and "Ref" in node:
             return str(parameters[node["Ref"]].get("Default", ""))
+        if isinstance(node, dict) and "Fn::Join" in node:
+            separator, items = node["Fn::Join"]
+            if isinstance(items, dict):  # a CommaDelimitedList parameter
+                items = value(items).split(",")
+            return str(separator).join(str(value(item)) for item in items)
         return str(node)
 
     def truth(node: Any) -> bool:
@@ -68,7 +84,7 @@ def _condition(name: str, parameters: dict[str, Any]) -> bool:
             return all(truth(a) for a in args)
         if function == "Fn::Or":
             return any(truth(a) for a in args)
-        if function == "Condition":
+        if function in ("Condition", "Fn::Condition"):  # !Condition reads as Fn::Condition
             return _condition(args, parameters)
         raise ValueError(f"condition function {function} is not understood")
 

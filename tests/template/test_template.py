@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
-from dev.template import api_routes, load_template, resource, routes_without_api_key, table_definition
+from dev.template import api_routes, condition, load_template, resource, routes_without_api_key, table_definition
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.template
@@ -218,6 +219,163 @@ def test_only_the_api_function_learns_the_sip_servers_key_and_the_outputs_name_i
     assert outputs["SipServerApiKeyValueCommand"]["Value"] == {
         "Fn::Sub": main.replace("${MillisApiApiKey}", "${SipServerApiKey}")
     }
+
+
+# --- AWS WAF in front of the routes without an API key ----------------------------------------------------------
+
+WAF_ON = {"WafRateLimitPerIp": 100}
+WAF_AND_ALLOW_LIST = {**WAF_ON, "CarrierSourceCidrs": "192.0.2.0/24,198.51.100.0/24"}
+# The paths a route is reached at: the stage on the execute-api domain, a base path or none on a custom domain.
+PREFIXES = ("/v1", "/bridge", "")
+
+
+def all_routes() -> dict[tuple[str, str], bool]:
+    """(METHOD, path) of every route of the API -> whether it takes the API key."""
+    routes: dict[tuple[str, str], bool] = {}
+    for function_id in all_functions():
+        keyless = routes_without_api_key(function_id)
+        routes |= {route: route not in keyless for route in api_routes(function_id)}
+    return routes
+
+
+def sample_path(route_path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", route_path)
+
+
+def waf_matches(statement: dict[str, Any], path: str, from_carrier: bool) -> bool:
+    """What AWS WAF decides for ``statement`` on a request for ``path`` (its URI path) from an address inside
+    CarrierSourceCidrs or not: the statement types the web ACL uses, each as the WAF developer guide defines it."""
+    [(kind, body)] = statement.items()
+    if kind in ("AndStatement", "OrStatement"):
+        results = [waf_matches(s, path, from_carrier) for s in body["Statements"]]
+        return all(results) if kind == "AndStatement" else any(results)
+    if kind == "NotStatement":
+        return not waf_matches(body["Statement"], path, from_carrier)
+    if kind == "IPSetReferenceStatement":
+        assert body == {"Arn": {"Fn::GetAtt": ["CarrierSourceIpSet", "Arn"]}}
+        return from_carrier
+    assert kind == "ByteMatchStatement", kind
+    assert body["FieldToMatch"] == {"UriPath": {}}
+    assert body["TextTransformations"] == [{"Priority": 0, "Type": "URL_DECODE"}]
+    assert body["PositionalConstraint"] == "CONTAINS"
+    return str(body["SearchString"]) in unquote(path)
+
+
+def web_acl_rules(allow_list: bool) -> dict[str, dict[str, Any]]:
+    """The web ACL's rules by name, with each Fn::If decided by whether CarrierSourceCidrs is set."""
+
+    def decide(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Fn::If"}:
+            name, then, otherwise = node["Fn::If"]
+            assert name == "HasCarrierAllowList"
+            return decide(then if allow_list else otherwise)
+        if isinstance(node, dict):
+            return {k: decide(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [decide(item) for item in node if decide(item) != {"Ref": "AWS::NoValue"}]
+        return node
+
+    rules = decide(resource("OpenRoutesWebAcl")["Properties"]["Rules"])
+    return {rule["Name"]: rule for rule in rules}
+
+
+def test_no_web_acl_and_no_allow_list_with_the_defaults() -> None:
+    template = load_template()
+    limit, cidrs = template["Parameters"]["WafRateLimitPerIp"], template["Parameters"]["CarrierSourceCidrs"]
+    assert (limit["Type"], limit["Default"], limit["MinValue"], limit["MaxValue"]) == ("Number", 0, 0, 2000000000)
+    assert (cidrs["Type"], cidrs["Default"]) == ("CommaDelimitedList", "")
+    waf = {name: body for name, body in template["Resources"].items() if body["Type"].startswith("AWS::WAFv2::")}
+    assert {name: body["Condition"] for name, body in waf.items()} == {
+        "CarrierSourceIpSet": "HasCarrierAllowList",
+        "OpenRoutesWebAcl": "HasWebAcl",
+        "OpenRoutesWebAclAssociation": "HasWebAcl",
+    }
+    assert not condition("HasWebAcl") and not condition("HasCarrierAllowList")
+    assert condition("HasWebAcl", WAF_ON) and not condition("HasCarrierAllowList", WAF_ON)
+    assert condition("HasCarrierAllowList", WAF_AND_ALLOW_LIST)
+    # The allow-list lives in the web ACL: without it nothing enforces the list, and a rule refuses the deploy.
+    assert not condition("HasCarrierAllowList", {"CarrierSourceCidrs": WAF_AND_ALLOW_LIST["CarrierSourceCidrs"]})
+    rule = template["Rules"]["CarrierSourceCidrsNeedTheWebAcl"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "WafRateLimitPerIp"}, "0"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::EachMemberEquals": [{"Ref": "CarrierSourceCidrs"}, ""]}
+    # Nothing outside them names the WAF resources (an output or a reference would exist without them).
+    for section in ("Resources", "Outputs"):
+        for name, body in template[section].items():
+            if name not in waf and any(w in json.dumps(body) for w in waf):
+                raise AssertionError(f"{section}.{name} names a WAF resource")
+
+
+def test_the_rate_limit_is_one_aws_waf_takes() -> None:
+    # AWS WAF's lowest rate limit is 10: 1-9 would fail the deploy at the web ACL, so a rule refuses them first.
+    [assertion] = load_template()["Rules"]["WafRateLimitIsZeroOrAtLeastTen"]["Assertions"]
+    [(function, (refused, value))] = assertion["Assert"]["Fn::Not"][0].items()
+    assert function == "Fn::Contains" and value == {"Ref": "WafRateLimitPerIp"}
+    assert refused == [str(n) for n in range(1, 10)]
+
+
+def test_carrier_ranges_are_ipv4_cidrs_the_user_supplies() -> None:
+    parameter = load_template()["Parameters"]["CarrierSourceCidrs"]
+    pattern = parameter["AllowedPattern"]  # applies to each member of the list
+    for good in ("", "192.0.2.0/24", "198.51.100.7/32", "10.0.0.0/8"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("192.0.2.0", "0.0.0.0/0", "192.0.2.0/33", "2001:db8::/32", "twilio"):
+        assert not re.fullmatch(pattern, bad), bad
+    assert "IPv4 only" in parameter["Description"] and "publishes" in parameter["Description"]
+    ip_set = resource("CarrierSourceIpSet")["Properties"]
+    assert (ip_set["Scope"], ip_set["IPAddressVersion"]) == ("REGIONAL", "IPV4")
+    assert ip_set["Addresses"] == {"Ref": "CarrierSourceCidrs"}  # nothing hard-coded that a carrier may change
+
+
+def test_the_web_acl_is_regional_allows_by_default_reports_metrics_and_sits_on_the_stage() -> None:
+    acl = resource("OpenRoutesWebAcl")["Properties"]
+    assert (acl["Scope"], acl["DefaultAction"]) == ("REGIONAL", {"Allow": {}})
+    visibility = [acl["VisibilityConfig"]] + [rule["VisibilityConfig"] for rule in web_acl_rules(True).values()]
+    assert all(v["CloudWatchMetricsEnabled"] is True and v["SampledRequestsEnabled"] is True for v in visibility)
+    assert len({json.dumps(v["MetricName"]) for v in visibility}) == len(visibility)
+    association = resource("OpenRoutesWebAclAssociation")["Properties"]
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["OpenRoutesWebAcl", "Arn"]}
+    # The stage's ARN; MillisApi.Stage is "v1" and makes the association wait for the stage.
+    assert association["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${MillisApi}/stages/${MillisApi.Stage}"
+    }
+    assert resource("MillisApi")["Properties"]["StageName"] == "v1"
+
+
+@pytest.mark.parametrize("allow_list", [False, True], ids=["rate-limit", "rate-limit-and-allow-list"])
+def test_the_rate_based_rule_counts_per_source_ip_the_routes_without_a_key_only(allow_list: bool) -> None:
+    rules = web_acl_rules(allow_list)
+    rule = rules["OpenRoutesPerSourceIp"]
+    assert rule["Action"] == {
+        "Block": {"CustomResponse": {"ResponseCode": 429, "CustomResponseBodyKey": "too-many-requests"}}
+    }
+    bodies = resource("OpenRoutesWebAcl")["Properties"]["CustomResponseBodies"]
+    assert json.loads(bodies["too-many-requests"]["Content"]) == {"message": "Too Many Requests"}  # API Gateway's
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert (rate["Limit"], rate["AggregateKeyType"], rate["EvaluationWindowSec"]) == (
+        {"Ref": "WafRateLimitPerIp"},
+        "IP",
+        60,
+    )
+    scope = rate["ScopeDownStatement"]
+    for (method, path), keyed in all_routes().items():
+        for prefix in PREFIXES:
+            for sent in (prefix + sample_path(path), prefix + sample_path(path).replace("c", "%63", 1)):
+                counted = waf_matches(scope, sent, from_carrier=False)
+                assert counted is not keyed, (method, sent)
+                # The carriers' listed addresses carry every caller's webhooks: never counted once listed.
+                assert waf_matches(scope, sent, from_carrier=True) is (counted and not allow_list), (method, sent)
+    assert set(rules) == ({"CarrierRoutesFromCarrierRangesOnly"} if allow_list else set()) | {"OpenRoutesPerSourceIp"}
+
+
+def test_the_allow_list_blocks_the_carrier_routes_from_anywhere_else_and_nothing_more() -> None:
+    rule = web_acl_rules(True)["CarrierRoutesFromCarrierRangesOnly"]
+    assert rule["Action"] == {"Block": {}}
+    assert rule["Priority"] < web_acl_rules(True)["OpenRoutesPerSourceIp"]["Priority"]
+    for (method, path), _keyed in all_routes().items():
+        for prefix in PREFIXES:
+            sent = prefix + sample_path(path)
+            assert not waf_matches(rule["Statement"], sent, from_carrier=True), (method, sent)
+            assert waf_matches(rule["Statement"], sent, from_carrier=False) is path.startswith("/carriers/"), sent
 
 
 def statements(function_id: str) -> list[dict[str, Any]]:
