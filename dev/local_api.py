@@ -1,12 +1,19 @@
 """A local stand-in for API Gateway (what `sam local start-api` does, without Docker): it serves the
-template's routes on loopback, checks the API key as the REST API's usage plan would, turns each HTTP
+template's routes on loopback, checks the API key as the REST API's usage plans would, turns each HTTP
 request into an API Gateway REST (v1) proxy event, invokes the real handler of the route's function
 in-process and writes back its proxy response.
 
+It takes the template's API keys (the main key SAM creates, and the others, such as the SIP servers' key, by
+logical id): any of them opens every keyed route, as on the stage, and a keyed route's event carries the key and
+its id in ``requestContext.identity`` (``apiKey``, ``apiKeyId``: ``local_api_key_id(logical id)``); a route
+without a key gets neither, as API Gateway sends null there.
+
 With ``throttle=True`` it also enforces the template's throttles as API Gateway does, each a token bucket
 (``burst`` requests at once, refilled at ``rate`` per second): every MethodSettings throttle for its method and
-route (shared by all its callers), and the usage plan's for each API key on the routes that need one. A request
-past its bucket is answered 429 ``{"message":"Too Many Requests"}`` and never reaches the function."""
+route (shared by all its callers), and each API key's own usage plan on the routes that need a key: a method the
+plan throttles on its own (e.g. "/route/GET") has a bucket of its own per key, the plan's throttle covers the
+key's other requests. A request past its bucket is answered 429 ``{"message":"Too Many Requests"}`` and never
+reaches the function."""
 
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dev.lambda_context import LocalContext
-from dev.template import api_key_required, api_routes, method_throttles, routes_without_api_key, usage_plan_throttle
+from dev.template import api_key_required, api_routes, method_throttles, routes_without_api_key, sam_api_key
+from dev.template import api_keys as template_api_keys
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 STAGE = "v1"
@@ -43,9 +51,12 @@ def build_event(
     body: bytes | None,
     source_ip: str = "127.0.0.1",
     domain: str | None = None,
+    api_key: str | None = None,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event, as the service builds it: ``raw_path`` as it came on the wire,
-    its path percent-decoded (API Gateway hands functions the decoded path) and its query parsed."""
+    its path percent-decoded (API Gateway hands functions the decoded path) and its query parsed; ``api_key`` and
+    ``api_key_id``: the key API Gateway checked (null on a route that takes none)."""
     split = urlsplit(raw_path)
     path = unquote(split.path)
     query = parse_qs(split.query, keep_blank_values=True)
@@ -81,11 +92,22 @@ def build_event(
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": source_ip, "apiKey": lower.get("x-api-key"), "userAgent": lower.get("user-agent")},
+            "identity": {
+                "sourceIp": source_ip,
+                "apiKey": api_key,
+                "apiKeyId": api_key_id,
+                "userAgent": lower.get("user-agent"),
+            },
         },
         "body": text,
         "isBase64Encoded": is_b64,
     }
+
+
+def local_api_key_id(logical_id: str) -> str:
+    """The id the local API gives the template's API key ``logical_id`` (what ``!Ref`` of the key is in AWS: an
+    opaque id the functions compare, e.g. SIP_SERVER_API_KEY_ID)."""
+    return f"local-{logical_id}"
 
 
 TOO_MANY_REQUESTS = (429, {"Content-Type": "application/json"}, b'{"message":"Too Many Requests"}')
@@ -112,7 +134,8 @@ class TokenBucket:
 
 
 class Throttles:
-    """The template's throttles: one bucket per throttled method and route, one per API key for keyed routes."""
+    """The template's throttles: one bucket per throttled method and route; for keyed routes, per API key one for
+    each method its usage plan throttles on its own and one for the rest of what the key sends."""
 
     def __init__(self, parameters: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
@@ -120,19 +143,24 @@ class Throttles:
             route: TokenBucket(rate, burst, clock)
             for route, (rate, burst) in method_throttles(parameters=parameters).items()
         }
-        self._plan = usage_plan_throttle(parameters=parameters)
-        self._keys: dict[str, TokenBucket] = {}
+        self._plans = template_api_keys(parameters=parameters)
+        self._keys: dict[tuple[str, tuple[str, str] | None], TokenBucket] = {}
         self._lock = threading.Lock()
 
     def allow(self, method: str, resource: str, api_key: str | None) -> bool:
+        """``api_key``: the logical id of the template's API key the request came with, on a keyed route."""
         bucket = self._methods.get((method, resource))
         if bucket is not None and not bucket.take():
             return False
-        if api_key is not None and self._plan is not None:
-            with self._lock:
-                key_bucket = self._keys.setdefault(api_key, TokenBucket(*self._plan, self._clock))
-            return key_bucket.take()
-        return True
+        if api_key is None or (plan := self._plans.get(api_key)) is None:
+            return True
+        route = (method, resource)
+        limits, scope = (plan.methods[route], route) if route in plan.methods else (plan.throttle, None)
+        if limits is None:
+            return True
+        with self._lock:
+            key_bucket = self._keys.setdefault((api_key, scope), TokenBucket(*limits, self._clock))
+        return key_bucket.take()
 
 
 class LocalApi:
@@ -141,6 +169,7 @@ class LocalApi:
         handler: Handler | Sequence[Handler],
         *,
         api_key: str | None,
+        api_keys: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 3000,
         function_name: str = "ApiFunction",
@@ -151,9 +180,22 @@ class LocalApi:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``handler``: the execution environments of ``function_name`` (ApiFunction); ``functions``: those of
-        the template's other functions behind the API (e.g. InboundFunction), by logical id. ``throttle``: enforce
-        the template's throttles, with its parameters' defaults unless ``parameters`` sets them, on ``clock``."""
+        the template's other functions behind the API (e.g. InboundFunction), by logical id. ``api_key``: the value
+        of the main API key (the one SAM creates); ``api_keys``: the values of the template's other API keys, by
+        logical id (e.g. {"SipServerApiKey": ...}). ``throttle``: enforce the template's throttles, with its
+        parameters' defaults unless ``parameters`` sets them, on ``clock``."""
         self.api_key = api_key if api_key_required() else None
+        known = set(template_api_keys(parameters=parameters))
+        unknown = set(api_keys or {}) - known
+        if unknown:
+            raise ValueError(f"not API keys of the template: {sorted(unknown)} (it has {sorted(known)})")
+        # value -> logical id of every key that opens the keyed routes
+        self.keys: dict[str, str] = {}
+        main = sam_api_key()
+        if self.api_key is not None and main is not None:
+            self.keys[self.api_key] = main
+        if api_key_required():
+            self.keys.update({value: logical_id for logical_id, value in (api_keys or {}).items()})
         self.throttles = Throttles(parameters, clock) if throttle else None
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
@@ -205,11 +247,23 @@ class LocalApi:
             return 403, {"Content-Type": "application/json"}, b'{"message":"Missing Authentication Token"}'
         resource, match, function = route
         keyed = (method, resource) not in self.open_routes
-        if keyed and self.api_key is not None and lower.get("x-api-key") != self.api_key:
+        presented = lower.get("x-api-key") if keyed and self.keys else None
+        key = self.keys.get(presented) if presented is not None else None  # its logical id
+        if keyed and self.keys and key is None:
             return 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
-        if self.throttles and not self.throttles.allow(method, resource, lower.get("x-api-key") if keyed else None):
+        if self.throttles and not self.throttles.allow(method, resource, key):
             return TOO_MANY_REQUESTS
-        event = build_event(method, raw_path, resource, match.groupdict(), headers, body, domain=lower.get("host"))
+        event = build_event(
+            method,
+            raw_path,
+            resource,
+            match.groupdict(),
+            headers,
+            body,
+            domain=lower.get("host"),
+            api_key=presented if key is not None else None,
+            api_key_id=local_api_key_id(key) if key is not None else None,
+        )
         context = LocalContext(function_name=function, timeout_seconds=self.timeout_seconds)
         pool = self._pools[function]
         environment = pool.get()

@@ -4,6 +4,7 @@ template's own definitions: the table schema, the API routes, the functions' env
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,12 +50,28 @@ def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
     return found
 
 
+def condition(name: str, values: Mapping[str, Any] | None = None) -> bool:
+    """A condition of the template, evaluated with ``values`` for the parameters they name and the other parameters'
+    defaults: whether a stack deployed with them has what the condition guards."""
+    parameters = {
+        name: {**parameter, "Default": (values or {}).get(name, parameter.get("Default", ""))}
+        for name, parameter in load_template()["Parameters"].items()
+    }
+    return _condition(name, parameters)
+
+
 def _condition(name: str, parameters: dict[str, Any]) -> bool:
-    """A condition of the template, evaluated on the parameters' defaults (Equals, Not, And, Or, Condition)."""
+    """A condition of the template, evaluated on the parameters' defaults (Equals, Not, And, Or, Condition; Join of
+    a list parameter)."""
 
     def value(node: Any) -> Any:
         if isinstance(node, dict) and "Ref" in node:
             return str(parameters[node["Ref"]].get("Default", ""))
+        if isinstance(node, dict) and "Fn::Join" in node:
+            separator, items = node["Fn::Join"]
+            if isinstance(items, dict):  # a CommaDelimitedList parameter
+                items = value(items).split(",")
+            return str(separator).join(str(value(item)) for item in items)
         return str(node)
 
     def truth(node: Any) -> bool:
@@ -67,7 +84,7 @@ def _condition(name: str, parameters: dict[str, Any]) -> bool:
             return all(truth(a) for a in args)
         if function == "Fn::Or":
             return any(truth(a) for a in args)
-        if function == "Condition":
+        if function in ("Condition", "Fn::Condition"):  # !Condition reads as Fn::Condition
             return _condition(args, parameters)
         raise ValueError(f"condition function {function} is not understood")
 
@@ -195,3 +212,53 @@ def usage_plan_throttle(
     if not throttle:
         return None
     return _parameter_value(throttle["RateLimit"], parameters), _parameter_value(throttle["BurstLimit"], parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePlan:
+    """What a usage plan allows each of its API keys: ``throttle`` (rate per second, burst) over the requests the key
+    sends, or None; ``methods``: (METHOD, path) -> (rate, burst) of the methods the plan throttles on their own."""
+
+    throttle: tuple[float, float] | None
+    methods: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+
+def _throttle_limits(throttle: Mapping[str, Any], parameters: Mapping[str, Any] | None) -> tuple[float, float]:
+    return _parameter_value(throttle["RateLimit"], parameters), _parameter_value(throttle["BurstLimit"], parameters)
+
+
+def sam_api_key(api_id: str = "MillisApi") -> str | None:
+    """The logical id of the API key SAM creates for the API's ``Auth.UsagePlan``, or None when it creates none."""
+    plan = resource(api_id)["Properties"].get("Auth", {}).get("UsagePlan", {}).get("CreateUsagePlan", "NONE")
+    return {"PER_API": f"{api_id}ApiKey", "SHARED": "ServerlessApiKey"}.get(str(plan))
+
+
+def api_keys(api_id: str = "MillisApi", *, parameters: Mapping[str, Any] | None = None) -> dict[str, UsagePlan]:
+    """Every API key of the template that opens the API's stage, by logical id, with what its usage plan allows it:
+    the key SAM creates for ``Auth.UsagePlan``, and each key an AWS::ApiGateway::UsagePlanKey puts into a usage plan
+    of the API (its ``ApiStages``, with their per-method throttles, e.g. "/route/GET")."""
+    keys: dict[str, UsagePlan] = {}
+    sam_key = sam_api_key(api_id)
+    if sam_key is not None:
+        keys[sam_key] = UsagePlan(usage_plan_throttle(api_id, parameters=parameters))
+    resources = load_template()["Resources"]
+    plans: dict[str, UsagePlan] = {}
+    for plan_id, plan in resources.items():
+        if plan["Type"] != "AWS::ApiGateway::UsagePlan":
+            continue
+        methods: dict[tuple[str, str], tuple[float, float]] = {}
+        stages = [s for s in plan["Properties"].get("ApiStages", []) if s.get("ApiId") == {"Ref": api_id}]
+        for stage in stages:
+            for method_path, limits in stage.get("Throttle", {}).items():
+                path, method = str(method_path).rsplit("/", 1)  # "/route/GET"
+                methods[(method.upper(), path)] = _throttle_limits(limits, parameters)
+        if stages:
+            throttle = plan["Properties"].get("Throttle")
+            plans[plan_id] = UsagePlan(_throttle_limits(throttle, parameters) if throttle else None, methods)
+    for link in resources.values():
+        if link["Type"] != "AWS::ApiGateway::UsagePlanKey":
+            continue
+        plan_ref, key_ref = link["Properties"]["UsagePlanId"], link["Properties"]["KeyId"]
+        if link["Properties"].get("KeyType") == "API_KEY" and plan_ref.get("Ref") in plans:
+            keys[str(key_ref["Ref"])] = plans[plan_ref["Ref"]]
+    return keys

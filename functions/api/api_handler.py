@@ -49,10 +49,12 @@ def compose(
     idempotency: Idempotency | None,
     keys: StackKeys,
     clock: Clock | None = None,
+    sip_server_api_key_id: str = "",
 ) -> tuple[BridgeResolver, ManagementServices]:
     """The management API over the given ports (the adapters in AWS; fakes in the unit tests). ``stack_secret``
     opens only the Millis reports of calls registered before per-call credentials; ``keys`` (under the keys
-    secret) key the lookup index and derive the PINs."""
+    secret) key the lookup index and derive the PINs. A request made with the API key ``sip_server_api_key_id``
+    (the SIP servers', for GET /route only) is answered 403 before anything else runs."""
     clock = clock or SystemClock()
     webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook else None
     services = ManagementServices(
@@ -69,7 +71,7 @@ def compose(
         numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,
     )
-    app = create_app(services, idempotency=idempotency)
+    app = create_app(services, idempotency=idempotency, refused_api_key_ids=[sip_server_api_key_id])
     return app, services
 
 
@@ -97,6 +99,7 @@ def build() -> tuple[Api, snapstart.Hooks]:
         stack_secret=stack_secret,
         idempotency=idempotency,
         keys=keys,
+        sip_server_api_key_id=settings.sip_server_api_key_id or "",
     )
     hooks = snapstart.Hooks(gateway=gateway, secrets=[s for s in (stack_secret, keys_secret) if s is not None])
     return Api(app, services, settings, dynamodb, gateway, store, idempotency), hooks

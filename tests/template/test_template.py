@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
-from dev.template import load_template, resource, table_definition
+from dev.template import api_routes, condition, load_template, resource, routes_without_api_key, table_definition
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.template
@@ -170,6 +171,213 @@ def test_every_route_requires_an_api_key_or_a_signature_and_each_has_a_throttle(
     assert throttled == SIGNED_ROUTES
 
 
+def test_sip_servers_have_a_key_of_their_own_in_a_usage_plan_of_their_own_on_the_stage() -> None:
+    template = load_template()
+    key = resource("SipServerApiKey")
+    assert key["Type"] == "AWS::ApiGateway::ApiKey"
+    assert key["Properties"]["Enabled"] is True
+    assert "StageKeys" not in key["Properties"]  # the usage plan alone binds it to the stage
+    plan = resource("SipServerUsagePlan")
+    assert plan["Type"] == "AWS::ApiGateway::UsagePlan"
+    limits = {"RateLimit": {"Ref": "SipServerThrottleRateLimit"}, "BurstLimit": {"Ref": "SipServerThrottleBurstLimit"}}
+    [stage] = plan["Properties"]["ApiStages"]
+    assert stage == {
+        "ApiId": {"Ref": "MillisApi"},
+        "Stage": {"Ref": "MillisApi.Stage"},
+        "Throttle": {"/route/GET": limits},
+    }
+    # Every other method answers the key 403 from ApiFunction, each an invocation: the plan bounds those too.
+    assert plan["Properties"]["Throttle"] == limits
+    link = resource("SipServerUsagePlanKey")
+    assert link["Type"] == "AWS::ApiGateway::UsagePlanKey"
+    assert link["Properties"] == {
+        "KeyId": {"Ref": "SipServerApiKey"},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": "SipServerUsagePlan"},
+    }
+    # The throttled method is the SIP servers' route, which takes an API key.
+    assert ("GET", "/route") in set(api_routes("InboundFunction")) - routes_without_api_key("InboundFunction")
+    for name, default in (("SipServerThrottleRateLimit", 20), ("SipServerThrottleBurstLimit", 40)):
+        parameter = template["Parameters"][name]
+        assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", default, 1), name
+
+
+def test_only_the_api_function_learns_the_sip_servers_key_and_the_outputs_name_it_like_the_main_key() -> None:
+    # API Gateway cannot bind a key to one method: ApiFunction refuses the SIP servers' key itself. GET /route
+    # (InboundFunction) takes both keys, so InboundFunction needs no check.
+    holders = {
+        f
+        for f in all_functions()
+        if "SIP_SERVER_API_KEY_ID" in resource(f)["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert holders == {"ApiFunction"}
+    env = resource("ApiFunction")["Properties"]["Environment"]["Variables"]
+    assert env["SIP_SERVER_API_KEY_ID"] == {"Ref": "SipServerApiKey"}
+    outputs = load_template()["Outputs"]
+    assert outputs["SipServerApiKeyId"]["Value"] == {"Ref": "SipServerApiKey"}
+    main = outputs["ApiKeyValueCommand"]["Value"]["Fn::Sub"]
+    assert outputs["SipServerApiKeyValueCommand"]["Value"] == {
+        "Fn::Sub": main.replace("${MillisApiApiKey}", "${SipServerApiKey}")
+    }
+
+
+# --- AWS WAF in front of the routes without an API key ----------------------------------------------------------
+
+WAF_ON = {"WafRateLimitPerIp": 100}
+WAF_AND_ALLOW_LIST = {**WAF_ON, "CarrierSourceCidrs": "192.0.2.0/24,198.51.100.0/24"}
+# The paths a route is reached at: the stage on the execute-api domain, a base path or none on a custom domain.
+PREFIXES = ("/v1", "/bridge", "")
+
+
+def all_routes() -> dict[tuple[str, str], bool]:
+    """(METHOD, path) of every route of the API -> whether it takes the API key."""
+    routes: dict[tuple[str, str], bool] = {}
+    for function_id in all_functions():
+        keyless = routes_without_api_key(function_id)
+        routes |= {route: route not in keyless for route in api_routes(function_id)}
+    return routes
+
+
+def sample_path(route_path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", route_path)
+
+
+def waf_matches(statement: dict[str, Any], path: str, from_carrier: bool) -> bool:
+    """What AWS WAF decides for ``statement`` on a request for ``path`` (its URI path) from an address inside
+    CarrierSourceCidrs or not: the statement types the web ACL uses, each as the WAF developer guide defines it."""
+    [(kind, body)] = statement.items()
+    if kind in ("AndStatement", "OrStatement"):
+        results = [waf_matches(s, path, from_carrier) for s in body["Statements"]]
+        return all(results) if kind == "AndStatement" else any(results)
+    if kind == "NotStatement":
+        return not waf_matches(body["Statement"], path, from_carrier)
+    if kind == "IPSetReferenceStatement":
+        assert body == {"Arn": {"Fn::GetAtt": ["CarrierSourceIpSet", "Arn"]}}
+        return from_carrier
+    assert kind == "ByteMatchStatement", kind
+    assert body["FieldToMatch"] == {"UriPath": {}}
+    assert body["TextTransformations"] == [{"Priority": 0, "Type": "URL_DECODE"}]
+    assert body["PositionalConstraint"] == "CONTAINS"
+    return str(body["SearchString"]) in unquote(path)
+
+
+def web_acl_rules(allow_list: bool) -> dict[str, dict[str, Any]]:
+    """The web ACL's rules by name, with each Fn::If decided by whether CarrierSourceCidrs is set."""
+
+    def decide(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Fn::If"}:
+            name, then, otherwise = node["Fn::If"]
+            assert name == "HasCarrierAllowList"
+            return decide(then if allow_list else otherwise)
+        if isinstance(node, dict):
+            return {k: decide(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [decide(item) for item in node if decide(item) != {"Ref": "AWS::NoValue"}]
+        return node
+
+    rules = decide(resource("OpenRoutesWebAcl")["Properties"]["Rules"])
+    return {rule["Name"]: rule for rule in rules}
+
+
+def test_no_web_acl_and_no_allow_list_with_the_defaults() -> None:
+    template = load_template()
+    limit, cidrs = template["Parameters"]["WafRateLimitPerIp"], template["Parameters"]["CarrierSourceCidrs"]
+    assert (limit["Type"], limit["Default"], limit["MinValue"], limit["MaxValue"]) == ("Number", 0, 0, 2000000000)
+    assert (cidrs["Type"], cidrs["Default"]) == ("CommaDelimitedList", "")
+    waf = {name: body for name, body in template["Resources"].items() if body["Type"].startswith("AWS::WAFv2::")}
+    assert {name: body["Condition"] for name, body in waf.items()} == {
+        "CarrierSourceIpSet": "HasCarrierAllowList",
+        "OpenRoutesWebAcl": "HasWebAcl",
+        "OpenRoutesWebAclAssociation": "HasWebAcl",
+    }
+    assert not condition("HasWebAcl") and not condition("HasCarrierAllowList")
+    assert condition("HasWebAcl", WAF_ON) and not condition("HasCarrierAllowList", WAF_ON)
+    assert condition("HasCarrierAllowList", WAF_AND_ALLOW_LIST)
+    # The allow-list lives in the web ACL: without it nothing enforces the list, and a rule refuses the deploy.
+    assert not condition("HasCarrierAllowList", {"CarrierSourceCidrs": WAF_AND_ALLOW_LIST["CarrierSourceCidrs"]})
+    rule = template["Rules"]["CarrierSourceCidrsNeedTheWebAcl"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "WafRateLimitPerIp"}, "0"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::EachMemberEquals": [{"Ref": "CarrierSourceCidrs"}, ""]}
+    # Nothing outside them names the WAF resources (an output or a reference would exist without them).
+    for section in ("Resources", "Outputs"):
+        for name, body in template[section].items():
+            if name not in waf and any(w in json.dumps(body) for w in waf):
+                raise AssertionError(f"{section}.{name} names a WAF resource")
+
+
+def test_the_rate_limit_is_one_aws_waf_takes() -> None:
+    # AWS WAF's lowest rate limit is 10: 1-9 would fail the deploy at the web ACL, so a rule refuses them first.
+    [assertion] = load_template()["Rules"]["WafRateLimitIsZeroOrAtLeastTen"]["Assertions"]
+    [(function, (refused, value))] = assertion["Assert"]["Fn::Not"][0].items()
+    assert function == "Fn::Contains" and value == {"Ref": "WafRateLimitPerIp"}
+    assert refused == [str(n) for n in range(1, 10)]
+
+
+def test_carrier_ranges_are_ipv4_cidrs_the_user_supplies() -> None:
+    parameter = load_template()["Parameters"]["CarrierSourceCidrs"]
+    pattern = parameter["AllowedPattern"]  # applies to each member of the list
+    for good in ("", "192.0.2.0/24", "198.51.100.7/32", "10.0.0.0/8"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("192.0.2.0", "0.0.0.0/0", "192.0.2.0/33", "2001:db8::/32", "twilio"):
+        assert not re.fullmatch(pattern, bad), bad
+    assert "IPv4 only" in parameter["Description"] and "publishes" in parameter["Description"]
+    ip_set = resource("CarrierSourceIpSet")["Properties"]
+    assert (ip_set["Scope"], ip_set["IPAddressVersion"]) == ("REGIONAL", "IPV4")
+    assert ip_set["Addresses"] == {"Ref": "CarrierSourceCidrs"}  # nothing hard-coded that a carrier may change
+
+
+def test_the_web_acl_is_regional_allows_by_default_reports_metrics_and_sits_on_the_stage() -> None:
+    acl = resource("OpenRoutesWebAcl")["Properties"]
+    assert (acl["Scope"], acl["DefaultAction"]) == ("REGIONAL", {"Allow": {}})
+    visibility = [acl["VisibilityConfig"]] + [rule["VisibilityConfig"] for rule in web_acl_rules(True).values()]
+    assert all(v["CloudWatchMetricsEnabled"] is True and v["SampledRequestsEnabled"] is True for v in visibility)
+    assert len({json.dumps(v["MetricName"]) for v in visibility}) == len(visibility)
+    association = resource("OpenRoutesWebAclAssociation")["Properties"]
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["OpenRoutesWebAcl", "Arn"]}
+    # The stage's ARN; MillisApi.Stage is "v1" and makes the association wait for the stage.
+    assert association["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${MillisApi}/stages/${MillisApi.Stage}"
+    }
+    assert resource("MillisApi")["Properties"]["StageName"] == "v1"
+
+
+@pytest.mark.parametrize("allow_list", [False, True], ids=["rate-limit", "rate-limit-and-allow-list"])
+def test_the_rate_based_rule_counts_per_source_ip_the_routes_without_a_key_only(allow_list: bool) -> None:
+    rules = web_acl_rules(allow_list)
+    rule = rules["OpenRoutesPerSourceIp"]
+    assert rule["Action"] == {
+        "Block": {"CustomResponse": {"ResponseCode": 429, "CustomResponseBodyKey": "too-many-requests"}}
+    }
+    bodies = resource("OpenRoutesWebAcl")["Properties"]["CustomResponseBodies"]
+    assert json.loads(bodies["too-many-requests"]["Content"]) == {"message": "Too Many Requests"}  # API Gateway's
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert (rate["Limit"], rate["AggregateKeyType"], rate["EvaluationWindowSec"]) == (
+        {"Ref": "WafRateLimitPerIp"},
+        "IP",
+        60,
+    )
+    scope = rate["ScopeDownStatement"]
+    for (method, path), keyed in all_routes().items():
+        for prefix in PREFIXES:
+            for sent in (prefix + sample_path(path), prefix + sample_path(path).replace("c", "%63", 1)):
+                counted = waf_matches(scope, sent, from_carrier=False)
+                assert counted is not keyed, (method, sent)
+                # The carriers' listed addresses carry every caller's webhooks: never counted once listed.
+                assert waf_matches(scope, sent, from_carrier=True) is (counted and not allow_list), (method, sent)
+    assert set(rules) == ({"CarrierRoutesFromCarrierRangesOnly"} if allow_list else set()) | {"OpenRoutesPerSourceIp"}
+
+
+def test_the_allow_list_blocks_the_carrier_routes_from_anywhere_else_and_nothing_more() -> None:
+    rule = web_acl_rules(True)["CarrierRoutesFromCarrierRangesOnly"]
+    assert rule["Action"] == {"Block": {}}
+    assert rule["Priority"] < web_acl_rules(True)["OpenRoutesPerSourceIp"]["Priority"]
+    for (method, path), _keyed in all_routes().items():
+        for prefix in PREFIXES:
+            sent = prefix + sample_path(path)
+            assert not waf_matches(rule["Statement"], sent, from_carrier=True), (method, sent)
+            assert waf_matches(rule["Statement"], sent, from_carrier=False) is path.startswith("/carriers/"), sent
+
+
 def statements(function_id: str) -> list[dict[str, Any]]:
     """Every statement a function may get; a conditional one (Fn::If ... AWS::NoValue) counts as granted."""
     found: list[dict[str, Any]] = []
@@ -259,6 +467,37 @@ def test_every_function_variable_is_documented_in_the_operations_guide() -> None
     assert not missing
 
 
+def table_rows(heading: str) -> str:
+    """The text of a section of docs/operations.md, from its heading to the next."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    return guide.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_parameter_and_output_has_a_row_in_the_operations_guide() -> None:
+    template = load_template()
+    parameters, outputs = table_rows("Parameters"), table_rows("Outputs")
+    assert not {name for name in template["Parameters"] if f"`{name}`" not in parameters}
+    assert not {name for name in template["Outputs"] if f"`{name}`" not in outputs}
+
+
+def test_the_default_agent_has_an_hourly_cap_for_all_numbers_together() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["DefaultAgentCallsPerHourTotal"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (
+        "Number",
+        0,
+        0,
+        1000000,
+    )
+    assert "all numbers together" in parameter["Description"]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL"] == {"Ref": "DefaultAgentCallsPerHourTotal"}
+    assert variables["DEFAULT_AGENT_CALLS_PER_HOUR"] == {"Ref": "DefaultAgentCallsPerHour"}
+    for function_id in all_functions():  # every function gets the Globals' value
+        env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
+        assert "DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL" not in env, function_id
+
+
 def test_sam_local_env_file_sets_only_declared_variables() -> None:
     # SAM CLI overrides only the variables the template declares; anything else would be silently ignored.
     env_file = json.loads((EVENTS / "env.json").read_text())
@@ -325,7 +564,7 @@ CHIME_CONDITIONS = {"UseChime", "CreateChime", "ExistingChime", "CreateUsWestCon
 
 
 def test_the_phone_call_function_exists_only_when_chime_is_in_use() -> None:
-    # It reads the Millis key and the webhook secret: with ChimeMode none nothing may invoke it, so it is not there.
+    # It reads the Millis key and the stack's keys: with ChimeMode none nothing may invoke it, so it is not there.
     template = load_template()
     assert resource("SipMediaAppFunction")["Condition"] == "UseChime"
     assert template["Conditions"]["UseChime"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ChimeMode"}, "none"]}]}
@@ -432,8 +671,6 @@ def test_the_code_handles_the_custom_resource_types_the_templates_use() -> None:
 
 
 def test_events_route_to_the_template_routes() -> None:
-    from dev.template import api_routes
-
     for prefix, function_id in (("api", "ApiFunction"), ("inbound", "InboundFunction")):
         routes = set(api_routes(function_id))
         for path in EVENTS.glob(f"{prefix}-*.json"):
@@ -476,7 +713,10 @@ WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeSipRuleDelete"}}
 SCOPED_WILDCARDS_ALLOWED = {"ChimeResourcesFunction": [VC_IN_THIS_REGION, SMA_IN_THIS_REGION]}
 SECRET_READERS = {
     "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
-    "WebhookSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
+    # Opens only Millis' reports of calls registered before per-call webhook credentials: the phone functions never
+    # need it.
+    "WebhookSecret": {"ApiFunction"},
+    "KeysSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
     "TwilioAuthTokenSecretArn": {"InboundFunction"},
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
     "VonageSignatureSecretArn": {"InboundFunction"},
@@ -534,6 +774,37 @@ def test_secrets_are_readable_only_by_the_functions_that_need_them() -> None:
         env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
         assert "MILLIS_API_KEY" not in env, "the key never travels in an environment variable in AWS"
     assert load_template()["Globals"]["Function"]["Environment"]["Variables"]["MILLIS_API_KEY"] == ""
+
+
+def test_the_keys_secret_is_generated_by_the_stack_and_only_its_arn_travels() -> None:
+    template = load_template()
+    keys, webhook = resource("KeysSecret"), resource("WebhookSecret")
+    assert keys["Type"] == "AWS::SecretsManager::Secret"
+    assert "SecretString" not in keys["Properties"]  # generated, never written into the template
+    assert keys["Properties"]["GenerateSecretString"] == webhook["Properties"]["GenerateSecretString"]
+    description = json.dumps(keys["Properties"]["Description"])
+    for use in ("lookup index", "hourly counters", "PINs", "action tokens", "never sent anywhere"):
+        assert use in description, use
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["KEYS_SECRET_ARN"] == {"Ref": "KeysSecret"}
+    assert variables["KEYS_SECRET"] == ""  # declared for `sam local --env-vars`, empty in AWS
+    assert "KEYS_SECRET" in json.loads((EVENTS / "env.json").read_text())["Parameters"]
+    assert template["Outputs"]["KeysSecretArn"]["Value"] == {"Ref": "KeysSecret"}
+    for function_id in all_functions():
+        env = resource(function_id)["Properties"].get("Environment", {}).get("Variables", {})
+        assert "KEYS_SECRET_ARN" not in env and "KEYS_SECRET" not in env, function_id
+
+
+def test_the_phone_functions_neither_read_nor_name_the_webhook_secret() -> None:
+    # They never open a Millis report; an empty WEBHOOK_SECRET_ARN overrides the Globals' ARN.
+    for function_id in ("SipMediaAppFunction", "InboundFunction"):
+        assert resource(function_id)["Properties"]["Environment"]["Variables"]["WEBHOOK_SECRET_ARN"] == ""
+        assert not [s for s in statements(function_id) if "WebhookSecret" in json.dumps(s)], function_id
+        assert "ReadKeysSecret" in {s.get("Sid") for s in statements(function_id)}
+    api = resource("ApiFunction")["Properties"]["Environment"]["Variables"]
+    assert "WEBHOOK_SECRET_ARN" not in api  # the Globals' ARN: it still opens reports of older calls
+    [reading] = [s for s in statements("ApiFunction") if s.get("Sid") == "ReadWebhookSecret"]
+    assert reading["Resource"] == {"Ref": "WebhookSecret"}
 
 
 def test_no_output_or_parameter_carries_a_secret() -> None:

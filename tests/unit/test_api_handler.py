@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
+import api_handler
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
+from dev.local_api import build_event
+from dev.template import api_routes
 from millis_sip.core.errors import (
     Attempt,
     BridgeError,
@@ -21,11 +26,12 @@ from millis_sip.core.errors import (
     MillisUnavailable,
     StoreUnavailable,
 )
+from millis_sip.core.keys import StackKeys
 from millis_sip.core.registration import webhook_credential_hash
 from millis_sip.edges.http.models import MAX_BODY_BYTES
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryStore
-from tests.support.invoke import FakeApi
+from tests.support.invoke import FakeApi, unpack
 from tests.support.invoke import invoke as invoke_handler
 
 
@@ -295,3 +301,97 @@ def test_the_webhook_url_follows_how_the_api_was_reached(
     assert status == 201
     hook = api.gateway.calls[-1]["agent_config"]["session_data_webhook"]
     assert hook["url"] == f"https://{domain}{expected}"
+
+
+# --- the SIP servers' API key: GET /route only, so ApiFunction refuses it ---------------------------------------
+
+SIP_KEY_ID, MAIN_KEY_ID = "sipsrv0001", "mainkey001"  # what API Gateway puts into requestContext.identity.apiKeyId
+# A request for each route, as a caller would send it (the path parameters and query filled in).
+ROUTE_REQUESTS = {
+    ("POST", "/calls"): ("/calls", {"agent_id": "my-agent-id", "lookup_key": "+14155550100"}),
+    ("GET", "/calls"): ("/calls?lookup_key=%2B14155550100", None),
+    ("GET", "/calls/{call_id}"): ("/calls/call-unit-1", None),
+    ("PUT", "/numbers/{number}"): ("/numbers/%2B15055550144", {"agent_id": "my-agent-id"}),
+    ("GET", "/numbers/{number}"): ("/numbers/%2B15055550144", None),
+    ("DELETE", "/numbers/{number}"): ("/numbers/%2B15055550144", None),
+    ("GET", "/numbers"): ("/numbers", None),
+    ("GET", "/openapi.json"): ("/openapi.json", None),
+    ("POST", "/webhooks/millis"): ("/webhooks/millis", {"call_id": "call-unit-1"}),
+}
+
+
+def keyed_api(**fakes: Any) -> FakeApi:
+    """ApiFunction as composed in AWS with SIP_SERVER_API_KEY_ID set, over the given fakes."""
+    api = FakeApi(**fakes)
+    api.app, api.services = api_handler.compose(
+        api.settings,
+        gateway=api.gateway,
+        store=api.store,
+        numbers=api.numbers,
+        stack_secret=None,
+        idempotency=None,
+        keys=StackKeys(None),
+        sip_server_api_key_id=SIP_KEY_ID,
+    )
+    return api
+
+
+def route_event(method: str, resource: str, key_id: str) -> dict[str, Any]:
+    raw_path, body = ROUTE_REQUESTS[(method, resource)]
+    path_params = {
+        name: unquote(value)
+        for name, value in zip(re.findall(r"\{(\w+)\}", resource), raw_path.split("?")[0].split("/")[2:], strict=False)
+    }
+    headers = [("Host", "abc123.execute-api.us-west-2.amazonaws.com"), ("Content-Type", "application/json")]
+    data = json.dumps(body).encode() if body is not None else None
+    return build_event(
+        method, raw_path, resource, path_params, headers, data, api_key=f"value-of-{key_id}", api_key_id=key_id
+    )
+
+
+def test_every_api_function_route_has_a_request_here() -> None:
+    assert set(api_routes("ApiFunction")) == set(ROUTE_REQUESTS)
+
+
+@pytest.mark.parametrize(("method", "resource"), sorted(ROUTE_REQUESTS))
+def test_the_sip_servers_key_is_refused_on_every_route_before_anything_else_runs(method: str, resource: str) -> None:
+    # Millis, the calls table and the number routes all fail: a 403 and nothing else shows none of them was reached.
+    down = StoreUnavailable("down")
+    api = keyed_api(gateway=FakeGateway(down), store=MemoryStore(down))
+    api.numbers.fail_with = down
+    status, headers, body = invoke(api, route_event(method, resource, SIP_KEY_ID))
+    assert status == 403, body
+    assert headers["content-type"] == "application/json"
+    assert body["error"] == "forbidden"
+    assert "GET /route" in body["message"]
+    assert "ApiKeyId" in body["hint"]
+    assert body["request_id"]
+    assert api.gateway.calls == [] and api.store.operations == 0
+
+
+@pytest.mark.parametrize(("method", "resource"), sorted(ROUTE_REQUESTS))
+def test_the_main_key_is_not_refused(method: str, resource: str) -> None:
+    api = keyed_api()
+    status, _, body = invoke(api, route_event(method, resource, MAIN_KEY_ID))
+    assert status != 403 and body.get("error") != "forbidden", body
+
+
+def test_without_a_sip_servers_key_id_no_key_is_refused() -> None:
+    api = FakeApi()  # composed without sip_server_api_key_id, as where SIP_SERVER_API_KEY_ID is empty
+    status, _, body = invoke(api, route_event("GET", "/openapi.json", ""))
+    assert status == 200, body
+    status, _, _ = invoke(api, route_event("GET", "/openapi.json", SIP_KEY_ID))
+    assert status == 200
+
+
+def test_the_entry_module_takes_the_sip_servers_key_id_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIP_SERVER_API_KEY_ID", SIP_KEY_ID)
+    try:
+        module = load_function("api_handler")
+        status, _, body = unpack(module.lambda_handler(route_event("GET", "/openapi.json", SIP_KEY_ID), LocalContext()))
+        assert (status, body["error"]) == (403, "forbidden")
+        status, _, _ = unpack(module.lambda_handler(route_event("GET", "/openapi.json", MAIN_KEY_ID), LocalContext()))
+        assert status == 200
+    finally:
+        monkeypatch.delenv("SIP_SERVER_API_KEY_ID")
+        load_function("api_handler")  # the unit-test environment again, for the tests that follow

@@ -39,6 +39,7 @@ class Settings:
     numbers_table_name: str = ""
     default_agent_calls_per_hour: int | None = None  # per dialed number; None: no cap
     default_agent_calls_per_hour_total: int | None = None  # for every number together; None: no cap
+    sip_server_api_key_id: str | None = None  # the API Gateway id of the SIP servers' key (not a secret)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +85,7 @@ class Settings:
             default_agent_calls_per_hour=int(number("DEFAULT_AGENT_CALLS_PER_HOUR", 0, 0, 1_000_000)) or None,
             default_agent_calls_per_hour_total=int(number("DEFAULT_AGENT_CALLS_PER_HOUR_TOTAL", 0, 0, 1_000_000))
             or None,
+            sip_server_api_key_id=get("SIP_SERVER_API_KEY_ID") or None,
         )
 
 

@@ -7,6 +7,7 @@ execution environment; tests pass fakes).
 # No `from __future__ import annotations`: Powertools reads the routes' annotations at registration.
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -80,8 +81,13 @@ class ManagementServices:
     http_deadline: float  # seconds a registration may take, failover included
 
 
-def create_app(services: ManagementServices, *, idempotency: Idempotency | None) -> BridgeResolver:
+def create_app(
+    services: ManagementServices, *, idempotency: Idempotency | None, refused_api_key_ids: Collection[str] = ()
+) -> BridgeResolver:
+    """``refused_api_key_ids``: API keys whose every request is answered 403 ``forbidden`` before anything else
+    runs (the SIP servers' key, which API Gateway lets through to every keyed route)."""
     app = BridgeResolver(
+        refused_api_key_ids=refused_api_key_ids,
         guards={WEBHOOK_PATH: require_credential},
         body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES},
         # Every keyed route's query parameters (the webhook's sender is Millis: not held to a list).

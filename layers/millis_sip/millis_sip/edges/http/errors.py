@@ -1,5 +1,6 @@
 """The one place where exceptions become HTTP answers: JSON that says what was wrong and how to fix it.
-The errors only this edge raises (a webhook without its secret, an Idempotency-Key misused) live here too."""
+The errors only this edge raises (an API key it refuses, a webhook without its secret, an Idempotency-Key
+misused) live here too."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ from millis_sip.edges.http.models import ErrorBody
 from millis_sip.observability import count_error, logger
 
 
+class ApiKeyRefused(BridgeError):
+    """The request came with an API key this API refuses: the SIP servers' key, which opens GET /route only
+    (API Gateway cannot bind a key to one method)."""
+
+    code = "forbidden"
+
+
 class IdempotencyKeyReused(BridgeError):
     """The Idempotency-Key was used before with a different body."""
 
@@ -54,6 +62,10 @@ DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     MillisUnavailable: (503, "Retry after the number of seconds in Retry-After."),
     MillisKeyUnavailable: (503, "Retry shortly; if it persists, check the secret and the function's access to it."),
     StoreUnavailable: (503, "Retry after the number of seconds in Retry-After; nothing was acknowledged."),
+    ApiKeyRefused: (
+        403,
+        "This is the SIP servers' key (output SipServerApiKeyId), for GET /route only: use the key of ApiKeyId here.",
+    ),
     WebhookUnauthorized: (401, "Millis sends each call's own credential in X-Webhook-Secret; nothing else opens it."),
     WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
     KeysSecretUnavailable: (503, "Retry shortly; the keys secret could not be read."),

@@ -1,10 +1,11 @@
-"""The management API's REST resolver: Powertools' APIGatewayRestResolver with request validation, guards that
-authenticate a route before its body is read, body-size limits, and every exception mapped to a JSON answer."""
+"""The management API's REST resolver: Powertools' APIGatewayRestResolver with request validation, API keys it
+refuses, guards that authenticate a route before its body is read, body-size limits, and every exception mapped
+to a JSON answer."""
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -14,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from millis_sip.core.errors import BridgeError
-from millis_sip.edges.http.errors import domain_error_response, error_response
+from millis_sip.edges.http.errors import ApiKeyRefused, domain_error_response, error_response
 from millis_sip.edges.http.models import MAX_BODY_BYTES, strict_json
 from millis_sip.observability import logger
 
@@ -31,8 +32,12 @@ class BridgeResolver(APIGatewayRestResolver):
         guards: Mapping[str, Guard] | None = None,
         body_limits: Mapping[str, int] | None = None,
         query_names: Mapping[str, frozenset[str]] | None = None,
+        refused_api_key_ids: Collection[str] = (),
     ) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=strict_json)
+        # The ids of API keys whose every request is answered 403 before anything else runs (the SIP servers' key:
+        # API Gateway lets it through to any keyed route of the stage). Empty ids are never refused.
+        self._refused_api_key_ids = frozenset(key for key in refused_api_key_ids if key)
         self._guards = dict(guards or {})
         self._body_limits = dict(body_limits or {})
         # Resources whose query parameters are checked by name: a typo (limt=5) gets a 400, not a silent default.
@@ -47,9 +52,13 @@ class BridgeResolver(APIGatewayRestResolver):
         self.not_found()(self._no_route)
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        key_id = _api_key_id(event)
+        if key_id is not None and key_id in self._refused_api_key_ids:
+            refused = ApiKeyRefused("This API key may only be used for GET /route.")
+            return _proxy(self._domain_error(refused, request_id=request_id))
         event = _without_base_path(event)
         resource = str(event.get("resource") or event.get("path") or "")
-        request_id = (event.get("requestContext") or {}).get("requestId")
         guard = self._guards.get(resource)
         if guard is not None:
             try:
@@ -202,6 +211,14 @@ def _with_json_media_type(event: Mapping[str, Any]) -> tuple[Mapping[str, Any], 
         multi = {k: v for k, v in event["multiValueHeaders"].items() if str(k).lower() != "content-type"}
         changed["multiValueHeaders"] = {**multi, "content-type": [canonical]}
     return changed, None
+
+
+def _api_key_id(event: Mapping[str, Any]) -> str | None:
+    """The id of the API key API Gateway checked for the request (``requestContext.identity.apiKeyId``; null on a
+    route that takes no key)."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    key_id = identity.get("apiKeyId") if isinstance(identity, Mapping) else None
+    return key_id if isinstance(key_id, str) and key_id else None
 
 
 def _proxy(response: Response[str]) -> dict[str, Any]:
