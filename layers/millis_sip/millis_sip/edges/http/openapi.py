@@ -14,7 +14,11 @@ from millis_sip.edges.http.models import ErrorBody, GatewayMessage
 
 # Answered by API Gateway itself, before the function runs.
 GATEWAY_ANSWERS: dict[int, Any] = {
-    403: {"description": "No or wrong x-api-key", "content": {"application/json": {"model": GatewayMessage}}},
+    403: {
+        "description": "No or wrong x-api-key (API Gateway's {\"message\"}), or the SIP servers' key, which opens "
+        "GET /route only (error forbidden)",
+        "content": {"application/json": {"model": GatewayMessage | ErrorBody}},
+    },
     429: {"description": "Throttled by the usage plan, or Millis rate-limited every region (Retry-After)"},
 }
 
