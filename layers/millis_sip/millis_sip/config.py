@@ -113,7 +113,7 @@ def _base_url(name: str, raw: str, region: MillisRegion) -> str:
     return url
 
 
-VOICE_CONNECTOR_ARN = re.compile(r"^arn:aws[a-z-]*:chime:[a-z0-9-]+:\d{12}:vcg?/[A-Za-z0-9]+$")
+VOICE_CONNECTOR_ARN = re.compile(r"arn:aws[a-z-]*:chime:[a-z0-9-]+:[0-9]{12}:vcg?/[A-Za-z0-9]+\Z")
 DEFAULT_FAILURE_MESSAGE = "Sorry, we cannot take your call right now. Please try again later."
 
 

@@ -36,7 +36,7 @@ class MillisRegion(StrEnum):
 
 
 DEFAULT_REGION = MillisRegion.US_WEST
-_REGION_CODE = re.compile(r"^(?P<prefix>[a-z]+(?:-[a-z]+)*)-\d+$")
+_REGION_CODE = re.compile(r"(?P<prefix>[a-z]+(?:-[a-z]+)*)-[0-9]+\Z")
 
 
 @dataclass(frozen=True, slots=True)

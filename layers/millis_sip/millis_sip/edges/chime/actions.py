@@ -15,7 +15,7 @@ SCHEMA_VERSION = "1.0"
 MAX_ACTIONS = 10
 MAX_ATTRIBUTES = 10
 MAX_SIP_HEADER_CHARS = 2048
-VOICE_CONNECTOR_USER = re.compile(r"^[A-Za-z0-9&=+$/%\-_!~*().]{1,36}$")
+VOICE_CONNECTOR_USER = re.compile(r"[A-Za-z0-9&=+$/%\-_!~*().]{1,36}\Z")
 HANGUP_NORMAL = "0"
 HANGUP_UNAVAILABLE = "480"
 
