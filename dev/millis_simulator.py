@@ -5,7 +5,7 @@ Each Millis region is a path prefix on one server: ``http://127.0.0.1:<port>/us-
 are the two base URLs. Faults can be set in-process (``sim.set_fault``) or over HTTP:
 
     POST   /_sim/faults/<region>   {"status": 503, "delay": 0, "drop": false, "body": null, "times": null}
-    DELETE /_sim/faults            clear every fault
+    DELETE /_sim/faults            clear every fault (answers still held back by a delay are not given)
     GET    /_sim/requests          what the simulator received (Authorization shown as present/absent only)
 
 A region that is slow but never silent drips its answer: ``{"drip": 1.5}`` sends the status line and headers at
@@ -87,6 +87,7 @@ class MillisSimulator:
         self.bodies: dict[str, Any] = {}  # call_id -> the registration's body, as Millis received it
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # how many times clear() ran: a delayed answer from before one is not given
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
@@ -134,6 +135,7 @@ class MillisSimulator:
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._faults.clear()
             self.received.clear()
             self.issued.clear()
@@ -263,10 +265,14 @@ def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             sim._record(Received(region, self.path, self.headers.get("Authorization"), body))
+            generation = sim._generation
             fault = sim._take_fault(region)
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)
+                    if sim._generation != generation:  # cleared meanwhile: the test that asked is over
+                        self.close_connection = True
+                        return
                 if fault.drop:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
