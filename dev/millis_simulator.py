@@ -5,8 +5,15 @@ Each Millis region is a path prefix on one server: ``http://127.0.0.1:<port>/us-
 are the two base URLs. Faults can be set in-process (``sim.set_fault``) or over HTTP:
 
     POST   /_sim/faults/<region>   {"status": 503, "delay": 0, "drop": false, "body": null, "times": null}
-    DELETE /_sim/faults            clear every fault
+    DELETE /_sim/faults            clear every fault (answers still held back by a delay are not given)
     GET    /_sim/requests          what the simulator received (Authorization shown as present/absent only)
+
+A region that is slow but never silent drips its answer: ``{"drip": 1.5}`` sends the status line and headers at
+once, then the body one byte every 1.5 s; with ``"drip_headers": true`` the drip starts at the status line's
+first byte, so the client is still reading the headers. Every byte arrives well within any read timeout, yet
+the answer takes its length times the pause (a registration's body is about 110 bytes: close to three minutes
+at 1.5 s). What drips is the answer the region would give otherwise: a registration, or the fault's ``status``
+and ``body``; with ``delay`` too, the drip starts after it.
 
 Run it alone: ``python -m dev.millis_simulator --port 8080 --api-key sim-key``.
 """
@@ -45,6 +52,8 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     echo: bool = False  # answer FastAPI's way, echoing the request body as the offending input (422 unless told)
+    drip: float = 0.0  # seconds between the bytes of the answer (0: all at once)
+    drip_headers: bool = False  # drip from the status line on, not only the body
     times: int | None = None
 
 
@@ -78,6 +87,7 @@ class MillisSimulator:
         self.bodies: dict[str, Any] = {}  # call_id -> the registration's body, as Millis received it
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # how many times clear() ran: a delayed answer from before one is not given
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
@@ -125,6 +135,7 @@ class MillisSimulator:
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._faults.clear()
             self.received.clear()
             self.issued.clear()
@@ -211,14 +222,32 @@ def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
 
-        def _send(self, status: int, payload: Any = None, raw: str | None = None) -> None:
+        def _send(self, status: int, payload: Any = None, raw: str | None = None, fault: Fault | None = None) -> None:
             data = raw.encode() if raw is not None else json.dumps(payload).encode()
+            if fault is not None and fault.drip > 0:
+                self._drip(status, data, fault.drip, headers=fault.drip_headers)
+                return
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+        def _drip(self, status: int, data: bytes, pause: float, *, headers: bool) -> None:
+            """The answer one byte at a time, ``pause`` seconds apart: the body only, or from the status line on."""
+            head = (
+                f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}\r\n"
+                f"Server: {self.version_string()}\r\nDate: {self.date_time_string()}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+            ).encode("latin-1")
+            at_once, dripped = (b"", head + data) if headers else (head, data)
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the client gave up: the next byte finds the connection gone
+                self.wfile.write(at_once)
+                for i in range(len(dripped)):
+                    time.sleep(pause)
+                    self.wfile.write(dripped[i : i + 1])
 
         def do_POST(self) -> None:
             raw = self._read()
@@ -236,10 +265,14 @@ def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             sim._record(Received(region, self.path, self.headers.get("Authorization"), body))
+            generation = sim._generation
             fault = sim._take_fault(region)
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)
+                    if sim._generation != generation:  # cleared meanwhile: the test that asked is over
+                        self.close_connection = True
+                        return
                 if fault.drop:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
@@ -247,17 +280,17 @@ def _handler_for(sim: MillisSimulator) -> type[BaseHTTPRequestHandler]:
                     return
                 if fault.echo:
                     detail = [{"loc": ["body"], "msg": "simulated", "type": "value_error", "input": body}]
-                    self._send(fault.status or 422, {"detail": detail})
+                    self._send(fault.status or 422, {"detail": detail}, fault=fault)
                     return
                 if fault.status is not None or fault.body is not None:
                     status = fault.status or 200
                     if fault.body is not None:
-                        self._send(status, raw=fault.body)
+                        self._send(status, raw=fault.body, fault=fault)
                     else:
-                        self._send(status, {"detail": f"simulated HTTP {status}"})
+                        self._send(status, {"detail": f"simulated HTTP {status}"}, fault=fault)
                     return
             status, payload = sim.register(region, self.headers.get("Authorization"), raw)
-            self._send(status, payload)
+            self._send(status, payload, fault=fault)
 
         def do_DELETE(self) -> None:
             self._read()

@@ -21,8 +21,10 @@ from millis_sip.config import InboundSettings, Settings
 from millis_sip.core.ports import Secret
 from millis_sip.edges.carriers import plivo, telnyx, twilio, vonage
 from millis_sip.edges.carriers.flow import CarrierFlow
+from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
 from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
+from millis_sip.patience import PATIENCE, Patience
 from millis_sip.wiring import call_path
 
 ANSWER_MARGIN_SECONDS = 0.5  # between the answer being ready and the function's own timeout
@@ -33,6 +35,7 @@ Handler = Callable[[Request, float], dict[str, Any]]
 class Route:
     handle: Handler
     fallback: Callable[[Request], dict[str, Any]]  # what the caller gets if the handler fails unexpectedly
+    patience: Patience  # how long the phone system behind the route waits for the answer (millis_sip.patience)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +76,16 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
     plivo_xml = plivo.PlivoVoice(flow(plivo.CARRIER), credentials["plivo"], inbound.messages)
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
     routes = {
-        ("POST", twilio.VOICE_PATH): Route(voice.voice, voice.fallback),
-        ("POST", twilio.STATUS_PATH): Route(voice.status, voice.fallback),
-        ("POST", telnyx.VOICE_PATH): Route(texml.voice, texml.fallback),
-        ("POST", telnyx.STATUS_PATH): Route(texml.status, texml.fallback),
-        ("GET", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback),
-        ("POST", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback),
-        ("POST", vonage.EVENT_PATH): Route(ncco.event, ncco.fallback),
-        ("POST", plivo.ANSWER_PATH): Route(plivo_xml.answer, plivo_xml.fallback),
-        ("POST", plivo.STATUS_PATH): Route(plivo_xml.status, plivo_xml.fallback),
-        ("GET", ROUTE_PATH): Route(SipServerRoute(path.router, metrics=emf_metrics), unavailable),
+        ("POST", twilio.VOICE_PATH): Route(voice.voice, voice.fallback, PATIENCE[twilio.CARRIER]),
+        ("POST", twilio.STATUS_PATH): Route(voice.status, voice.fallback, PATIENCE[twilio.CARRIER]),
+        ("POST", telnyx.VOICE_PATH): Route(texml.voice, texml.fallback, PATIENCE[telnyx.CARRIER]),
+        ("POST", telnyx.STATUS_PATH): Route(texml.status, texml.fallback, PATIENCE[telnyx.CARRIER]),
+        ("GET", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback, PATIENCE[vonage.CARRIER]),
+        ("POST", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback, PATIENCE[vonage.CARRIER]),
+        ("POST", vonage.EVENT_PATH): Route(ncco.event, ncco.fallback, PATIENCE[vonage.CARRIER]),
+        ("POST", plivo.ANSWER_PATH): Route(plivo_xml.answer, plivo_xml.fallback, PATIENCE[plivo.CARRIER]),
+        ("POST", plivo.STATUS_PATH): Route(plivo_xml.status, plivo_xml.fallback, PATIENCE[plivo.CARRIER]),
+        ("GET", ROUTE_PATH): Route(SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]),
     }
     secrets = [*path.secrets, *(s for s in credentials.values() if s is not None)]
     built = Inbound(routes, inbound, path.dynamodb, path.gateway, path.store)
@@ -106,8 +109,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     route = inbound.routes.get((request.method, request.resource))
     if route is None:
         return reply(404, f"No route for {request.method} {request.path}.")
+    # The answer is ready by the first of: INBOUND_ANSWER_SECONDS, the phone system's patience less the margin
+    # for API Gateway and a cold start (millis_sip.patience: each figure and its source), the function's time.
     remaining = context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS
-    deadline = started + min(inbound.settings.answer_seconds, remaining)
+    deadline = started + min(inbound.settings.answer_seconds, route.patience.answer_within, remaining)
     try:
         return route.handle(request, deadline)
     except Exception:  # noqa: BLE001 - a live phone call must get an answer it can act on

@@ -3,6 +3,13 @@
 Failover happens on connection errors, timeouts, 5xx and 429, and only while the caller's deadline
 leaves time for another try. 401/403 (the key), 404 and 422 (the caller's agent or body) and any other
 4xx are final: another region would answer the same.
+
+Each attempt has a deadline of its own: at most the connect timeout to have a connection, then at most the
+read timeout from the request's first byte to the answer's last, never past the caller's budget. The whole
+exchange (connect, request, status line and headers, body) ends by it however the region answers: silent, or
+slow but never silent (one byte at a time, each well within the read timeout; see ``http_deadline``). A
+region that drips costs no more than one that says nothing, so the other region still gets its try when the
+budget has room for it.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from millis_sip.adapters import threads
+from millis_sip.adapters import http_deadline, threads
 from millis_sip.adapters.secrets import CachedSecret, StaticApiKey, api_key_source
 from millis_sip.core.calls import TOKEN
 from millis_sip.core.clock import SystemClock
@@ -91,12 +98,13 @@ class HttpMillisGateway:
 
     @staticmethod
     def new_client() -> httpx.Client:
-        """The pooled client the entry modules build once; timeouts are set per attempt."""
+        """The pooled client the entry modules build once; timeouts and each attempt's deadline are set per
+        attempt (its transport is what lets a deadline end an exchange)."""
+        limits = httpx.Limits(max_connections=20, max_keepalive_connections=4, keepalive_expiry=60)
         return httpx.Client(
-            http2=False,
+            transport=http_deadline.BoundedTransport(limits=limits),
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=4, keepalive_expiry=60),
             timeout=httpx.Timeout(5.0),
             headers={"User-Agent": "millis-sip-bridge", "Accept": "application/json"},
         )
@@ -147,16 +155,20 @@ class HttpMillisGateway:
     def _attempt(
         self, region: MillisRegion, payload: Mapping[str, Any], key: str, remaining: float
     ) -> tuple[str, SipUri]:
+        seconds = min(self._connect_timeout + self._read_timeout, remaining)  # the attempt's deadline at the latest
         timeout = httpx.Timeout(
-            connect=min(self._connect_timeout, remaining),
-            read=min(self._read_timeout, remaining),
-            write=min(self._read_timeout, remaining),
-            pool=min(self._connect_timeout, remaining),
+            connect=min(self._connect_timeout, seconds),
+            read=min(self._read_timeout, seconds),
+            write=min(self._read_timeout, seconds),
+            pool=min(self._connect_timeout, seconds),
         )
         try:
-            with self._client.stream(
-                "POST", self._urls[region], json=dict(payload), headers={"Authorization": key}, timeout=timeout
-            ) as response:
+            with (
+                http_deadline.within(seconds, once_sending=self._read_timeout),
+                self._client.stream(
+                    "POST", self._urls[region], json=dict(payload), headers={"Authorization": key}, timeout=timeout
+                ) as response,
+            ):
                 body = _read_capped(response)
         except httpx.TimeoutException:
             raise _Retryable("timeout") from None
