@@ -38,7 +38,15 @@ PIN = KEYS.pin("crm-1")  # the PIN of the registration most tests here make (der
 
 
 class World:
-    def __init__(self, *, default_agent: str | None = "default-agent", parallel: Any = in_sequence) -> None:
+    def __init__(
+        self,
+        *,
+        default_agent: str | None = "default-agent",
+        parallel: Any = in_sequence,
+        per_number: int | None = None,
+        total: int | None = None,
+        keys: StackKeys = KEYS,
+    ) -> None:
         self.clock = FakeClock()
         self.gateway = FakeGateway(host="sip-{region}.example")
         self.store = MemoryStore()
@@ -51,7 +59,9 @@ class World:
             region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
             ttl_seconds=3600,
             default_agent_id=default_agent,
-            keys=KEYS,
+            default_agent_calls_per_hour=per_number,
+            default_agent_calls_per_hour_total=total,
+            keys=keys,
             parallel=parallel,
         )
 
@@ -412,17 +422,7 @@ def test_a_numbers_hourly_cap_bounds_the_sessions_strangers_start() -> None:
 
 
 def test_the_default_agent_has_an_hourly_cap_per_dialed_number_when_one_is_set() -> None:
-    world = World(default_agent="agent")
-    world.router = CallRouter(
-        MillisRegistrations(world.gateway),
-        world.store,
-        world.numbers,
-        clock=world.clock,
-        region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
-        ttl_seconds=3600,
-        default_agent_id="agent",
-        default_agent_calls_per_hour=1,
-    )
+    world = World(default_agent="agent", per_number=1)
     assert isinstance(world.route(call("CA-d1")), Routed)
     assert isinstance(world.route(call("CA-d2")), Refused)
     assert isinstance(world.route(call("CA-d3", dialed=OTHER)), Routed)  # another number, its own count
@@ -527,31 +527,14 @@ def test_a_pin_answer_for_other_numbers_cannot_take_over_the_callers_challenge()
     assert claimed_id(world.route(call(can_challenge=True, pin=PIN))) == "crm-1"
 
 
-def default_capped(world: World, *, per_number: int | None = None, total: int | None = None) -> None:
-    world.router = CallRouter(
-        MillisRegistrations(world.gateway),
-        world.store,
-        world.numbers,
-        clock=world.clock,
-        region_order=(MillisRegion.US_WEST, MillisRegion.EU_WEST),
-        ttl_seconds=3600,
-        default_agent_id="agent",
-        default_agent_calls_per_hour=per_number,
-        default_agent_calls_per_hour_total=total,
-        keys=KEYS,
-    )
-
-
 def test_calls_to_no_number_share_one_hourly_count() -> None:
-    world = World()
-    default_capped(world, per_number=2)
+    world = World(per_number=2)
     answers = [world.route(call(f"CA-anon-{i}", dialed=None)) for i in range(3)]
     assert [type(a).__name__ for a in answers] == ["Routed", "Routed", "Refused"]
 
 
 def test_the_default_agent_has_a_stack_wide_hourly_cap_beside_the_per_number_one() -> None:
-    world = World()
-    default_capped(world, per_number=5, total=2)
+    world = World(per_number=5, total=2)
     numbers = ["+15055550001", "+15055550002", "+15055550003"]
     answers = [world.route(call(f"CA-t{i}", dialed=n)) for i, n in enumerate(numbers)]
     assert [type(a).__name__ for a in answers] == ["Routed", "Routed", "Refused"]
@@ -570,18 +553,7 @@ def test_a_keys_secret_that_cannot_be_read_lets_a_capped_call_through() -> None:
         def forget(self) -> None:
             return None
 
-    world = World()
-    world.router = CallRouter(
-        MillisRegistrations(world.gateway),
-        world.store,
-        world.numbers,
-        clock=world.clock,
-        region_order=(MillisRegion.US_WEST,),
-        ttl_seconds=3600,
-        default_agent_id="agent",
-        default_agent_calls_per_hour=1,
-        keys=StackKeys(Unreadable()),
-    )
+    world = World(per_number=1, keys=StackKeys(Unreadable()))
     decision = world.route(call())
     assert isinstance(decision, Routed) and decision.how == "default_agent"
 

@@ -24,8 +24,8 @@ from millis_sip.core.ports import (
     SessionOutcome,
     TransactionState,
     in_sequence,
-    store_budget,
     transaction_key,
+    within_store_budget,
 )
 from millis_sip.core.registration import webhook_credential_hash
 
@@ -199,15 +199,7 @@ class PhoneCalls:
 
     def _within[T](self, deadline: float | None, call: Callable[[], T]) -> T:
         """``call()``, within the store's budget when there is a deadline (``StoreUnavailable`` past it)."""
-        if deadline is None:
-            return call()
-        [result] = self._parallel(call, timeout=store_budget(self._clock, deadline))
-        if isinstance(result, TimeoutError):
-            raise StoreUnavailable("DynamoDB did not answer within the phone call's budget.")
-        if isinstance(result, BaseException):
-            raise result
-        value: T = result
-        return value
+        return call() if deadline is None else within_store_budget(self._parallel, self._clock, deadline, call)
 
     def _move(
         self,

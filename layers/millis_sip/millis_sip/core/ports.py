@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from millis_sip.core.calls import CallRecord, CallStatus
-from millis_sip.core.errors import Attempt
+from millis_sip.core.errors import Attempt, StoreUnavailable
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.sip import SipUri
 
@@ -76,6 +76,18 @@ def store_budget(clock: Clock, deadline: float) -> float:
     """How long the next DynamoDB round trip of a phone call may take: STORE_BUDGET_SECONDS, less when the
     deadline (on ``clock.monotonic()``) is near."""
     return max(min(STORE_BUDGET_SECONDS, deadline - clock.monotonic()), 0.05)
+
+
+def within_store_budget[T](parallel: Parallel, clock: Clock, deadline: float, call: Callable[[], T]) -> T:
+    """``call()`` within the store's budget (``store_budget``); ``StoreUnavailable`` when it does not answer in
+    time (it goes on in the background, and its answer is not waited for)."""
+    [result] = parallel(call, timeout=store_budget(clock, deadline))
+    if isinstance(result, TimeoutError):
+        raise StoreUnavailable("DynamoDB did not answer within the phone call's budget.")
+    if isinstance(result, BaseException):
+        raise result
+    value: T = result
+    return value
 
 
 def in_sequence(*calls: Callable[[], Any], timeout: float | None = None) -> list[Any]:

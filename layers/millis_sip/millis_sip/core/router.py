@@ -72,6 +72,7 @@ from millis_sip.core.ports import (
     in_sequence,
     store_budget,
     transaction_key,
+    within_store_budget,
 )
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations, attempts_text, pin_matches
@@ -400,15 +401,8 @@ class CallRouter:
         return store_budget(self._clock, deadline)
 
     def _bounded[T](self, deadline: float, call: Callable[[], T]) -> T:
-        """``call()`` within the store's budget; ``StoreUnavailable`` when it does not answer in time (it goes on
-        in the background, and its answer is not waited for)."""
-        [result] = self._parallel(call, timeout=self._store_budget(deadline))
-        if isinstance(result, TimeoutError):
-            raise StoreUnavailable("DynamoDB did not answer within the phone call's budget.")
-        if isinstance(result, BaseException):
-            raise result
-        value: T = result
-        return value
+        """``call()`` within the store's budget; ``StoreUnavailable`` when it does not answer in time."""
+        return within_store_budget(self._parallel, self._clock, deadline, call)
 
     def _replay[P](self, mark: TransactionMark, placement: Placement[P], deadline: float) -> Routed[P] | Refused:
         call_id = mark.millis_call_id
