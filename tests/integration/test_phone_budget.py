@@ -134,6 +134,25 @@ def twilio_status(call: dict[str, Any], query: str = "", **fields: str) -> dict[
     return event
 
 
+def test_dynamodb_hanging_at_the_dial_action_still_answers_the_caller_in_time(
+    make_inbound: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    # The call was bridged and recorded; then DynamoDB stops answering before Twilio reports that the leg to Millis
+    # went unanswered. The record cannot be read within the store's budget, and without it no other region can be
+    # chosen (which region failed, whether the stack made the registration): the caller hears the failure
+    # message, within the answer time, never Twilio's silence or its application error.
+    inbound = make_inbound()
+    call = twilio_call(TWILIO_AUTH_TOKEN)
+    answer, _ = timed(inbound.lambda_handler, call)
+    assert "<Dial" in answer["body"], answer
+    inbound = make_inbound(AWS_ENDPOINT_URL_DYNAMODB=hole.url)  # the same function, its DynamoDB now a black hole
+    answer, took = timed(inbound.lambda_handler, twilio_status(call, DialCallStatus="no-answer"))
+    assert answer["statusCode"] == 200, answer
+    assert "<Say" in answer["body"] and answer["body"].endswith("<Hangup /></Response>"), answer["body"]
+    assert took < INBOUND_ANSWER + 1
+    assert len(sim.registrations()) == 1
+
+
 def test_the_keys_secret_hanging_when_a_token_is_checked_is_a_503_in_time(
     make_inbound: Callable[..., ModuleType], sim: Any, hole: BlackHole
 ) -> None:

@@ -16,7 +16,7 @@ from millis_sip.core.clock import SystemClock
 from millis_sip.core.errors import KeysSecretUnavailable
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.lifecycle import PhoneCalls
-from millis_sip.core.ports import NoMetrics
+from millis_sip.core.ports import STORE_BUDGET_SECONDS, NoMetrics
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations
 from millis_sip.core.router import CallRouter, Challenge, InboundCall, Routed
@@ -112,6 +112,25 @@ def timed(report: Callable[[], Response]) -> tuple[Response, float]:
     started = time.monotonic()
     answer = report()
     return answer, time.monotonic() - started
+
+
+def test_a_failed_write_that_hangs_still_leaves_the_other_region_its_time(world: World) -> None:
+    assert world.flow.answer(call(), world.deadline(), Recorded()) == {"dial": "us-west", "query": ""}
+    world.hang("transition")
+    answer, took = timed(lambda: world.flow.report(call(), 1, FAILED, world.deadline(), Recorded()))
+    assert answer["dial"] == "eu-west"
+    assert str(answer["query"]).startswith("attempt=2&token=")
+    assert took < STORE_BUDGET_SECONDS + 1.0  # the write given up after the store's budget, not HANG_SECONDS
+
+
+def test_a_record_that_cannot_be_read_in_time_gets_the_failure_message_in_time(world: World) -> None:
+    world.flow.answer(call(), world.deadline(), Recorded())
+    world.hang("transaction_mark")
+    answer, took = timed(lambda: world.flow.report(call(), 1, FAILED, world.deadline(), Recorded()))
+    assert answer == {"farewell": True}  # without the record no other region can be chosen; never silence
+    assert took < STORE_BUDGET_SECONDS + 1.0
+    done = DialReport(DialOutcome.COMPLETED, "completed")
+    assert world.flow.report(call(), 1, done, world.deadline(), Recorded()) == {"hang_up": True}
 
 
 def test_the_second_attempt_is_read_only_with_its_token_for_this_call_and_carrier(world: World) -> None:

@@ -183,11 +183,18 @@ class CarrierFlow:
     def report(
         self, call: InboundCall, attempt: int, report: DialReport, deadline: float, answers: Answers
     ) -> Response:
-        """The carrier reports the leg to Millis: bridged, over, or failed (then the other region, once)."""
-        record = self._calls.find(self.carrier, call.call_ref, attempt)
+        """The carrier reports the leg to Millis: bridged, over, or failed (then the other region, once). The
+        record is read and the failure written within the store's budget of the answer's ``deadline``, so a
+        store that hangs leaves the other region its time."""
+        record = self._calls.find(self.carrier, call.call_ref, attempt, deadline=deadline)
         if record is None:
-            logger.warning("A status for a call this stack has no record of", extra={"status": report.status[:32]})
-            return answers.hang_up()
+            # Never routed here, or the store cannot say now: no other region can be chosen without the record.
+            logger.warning(
+                "A status for a call this stack has no record of, or cannot read now",
+                extra={"status": report.status[:32], "attempt": attempt},
+            )
+            # A failed leg leaves the caller on the line: they hear the failure message rather than silence.
+            return answers.farewell() if report.outcome is DialOutcome.FAILED else answers.hang_up()
         if report.outcome is DialOutcome.ANSWERED:
             self._calls.bridged(record, leg_id=report.leg_id)
             return answers.hang_up()
@@ -200,7 +207,7 @@ class CarrierFlow:
         if report.outcome is DialOutcome.OTHER:
             return answers.hang_up()
         reason = f"dial_{report.status or 'unknown'}"[:64]
-        self._calls.failed(record, reason=reason)
+        self._calls.failed(record, reason=reason, deadline=deadline)
         self._metrics.inbound_failure(reason)
         retried = self._router.failover(call, record, attempt=attempt, deadline=deadline, placement=ANY_SIP_URI)
         if retried is None:
