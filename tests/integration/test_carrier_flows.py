@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -478,3 +479,63 @@ def test_route_429_once_the_numbers_hourly_cap_is_reached(phone: Phone) -> None:
         assert half.status_code == 400 and "max_calls_per_hour" in half.json()["message"]
     finally:
         phone.api("DELETE", f"/numbers/{capped}")
+
+
+def test_route_reads_numbers_in_any_spelling_a_sip_server_writes(phone: Phone) -> None:
+    route = phone.api("PUT", f"/numbers/{DIALED}", json={"agent_id": "sales-agent"})
+    assert route.status_code in (200, 201), route.text
+    try:
+        query = {"to": DIALED.removeprefix("+"), "from": "sip:alice@example.com", "call": f"{uuid.uuid4()}@pbx"}
+        first = phone.api("GET", "/route", params=query)
+        assert first.status_code == 200, first.text
+        [registration] = phone.sim.registrations()
+        assert registration.body["agent_id"] == "sales-agent"  # 15055550123 is +15055550123
+        metadata = registration.body["metadata"]
+        assert metadata["dialed_number"] == DIALED and "caller_number" not in metadata  # a SIP user: no number
+        again = phone.api("GET", "/route", params={**query, "to": f"sip:{DIALED}@pbx.example;user=phone"})
+        assert again.json() == first.json()  # the same call, the same numbers: the same answer
+    finally:
+        phone.api("DELETE", f"/numbers/{DIALED}")
+
+
+def test_route_refuses_a_plus_sent_as_a_space_and_unknown_parameters(phone: Phone) -> None:
+    call = f"{uuid.uuid4()}@pbx.example"
+    spaced = phone.api("GET", f"/route?to=+15055550123&from=%2B14155550155&call={call}")  # a raw + reads as a space
+    assert spaced.status_code == 400
+    assert spaced.json() == {
+        "error": "invalid_request",
+        "message": "to starts with a space: a '+' in a query string reads as a space; "
+        "URL-encode it as %2B (to=%2B14155550100)",
+    }
+    typo = phone.api("GET", "/route", params={"to": DIALED, "call": call, "form": "text"})
+    assert typo.status_code == 400
+    assert typo.json()["message"] == (
+        "Unknown query parameter 'form': /route takes these query parameters: attestation, call, format, from, pin, to"
+    )
+    twice = phone.api("GET", f"/route?to=%2B15055550123&to=%2B15055550999&call={call}")
+    assert (twice.status_code, twice.json()["message"]) == (400, "to is given more than once")
+    assert phone.sim.registrations() == []
+
+
+def test_route_answers_409_for_a_call_id_asked_for_other_numbers_or_a_call_that_is_over(phone: Phone) -> None:
+    query = {"to": DIALED, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    first = phone.api("GET", "/route", params=query)
+    assert first.status_code == 200, first.text
+    conflict = phone.api("GET", "/route", params={**query, "to": "+15055550999"})
+    assert conflict.status_code == 409
+    assert conflict.json() == {
+        "error": "call_conflict",
+        "reason": "call_conflict",
+        "message": "this call id was first asked for other numbers: do not relay the call",
+    }
+    record = phone.store.get(first.json()["call_id"])
+    assert record is not None
+    phone.store.transition(  # Millis' session webhook closed the call
+        replace(record, ended_at=record.created_at, reason="millis_ended"),
+        CallStatus.ENDED,
+        allowed_from=(CallStatus.CLAIMED,),
+        now=record.created_at,
+    )
+    replayed = phone.api("GET", "/route", params=query, headers={"Accept": "text/plain"})
+    assert (replayed.status_code, replayed.text) == (409, "call_ended: call_ended\n")
+    assert len(phone.sim.registrations()) == 1
