@@ -508,7 +508,7 @@ def test_telnyxs_fields_are_read_only_in_their_documented_forms(carriers: Carrie
     ("field", "value"),
     [
         ("conversation_uuid", "CON-not-a-uuid"),
-        ("conversation_uuid", str(uuid.uuid4()) + "x"),
+        ("conversation_uuid", "a8527b6d-331b-44e3-b320-d3b6fa814adex"),
         ("uuid", "leg-1"),
         ("dtmf", {"digits": "12ab", "timed_out": False}),
         ("dtmf", ["1", "2"]),

@@ -128,9 +128,9 @@ def refused(refusal: Refusal) -> Response:
     return reply(refusal.status, f"{what}: {refusal.reason}.")
 
 
-def keyed_pin(fields: Fields, name: str = "Digits") -> str | None:
-    """What the caller keyed in (``name``: the keys pressed): None before any prompt, "" for nothing."""
-    digits = fields.read(name, DIGITS)
+def keyed_pin(fields: Fields) -> str | None:
+    """What the caller keyed in (``Digits``): None before any prompt, "" for nothing."""
+    digits = fields.read("Digits", DIGITS)
     return digits.rstrip("#") if digits is not None else None
 
 
