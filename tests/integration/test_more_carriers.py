@@ -673,3 +673,33 @@ def test_a_telnyx_or_plivo_request_the_router_does_not_answer_again_gets_a_hang_
     [hangup] = plivo_xml(carriers.plivo("/carriers/plivo/answer", plivo))
     assert (hangup.tag, hangup.attrib) == ("Hangup", {})
     assert len(carriers.sim.registrations()) == 2
+
+
+def test_a_failed_vonage_sip_leg_is_routed_again_for_the_number_the_caller_dialed(
+    carriers: Carriers, dynamodb: Any
+) -> None:
+    # The event of the leg to Millis names that leg's own ends: its "to" is the SIP URI dialed. The other region
+    # serves the same call: the number the caller dialed, and its route.
+    routes = DynamoNumberRoutes(dynamodb, NUMBERS_TABLE)
+    routes.put(NumberRoute(DIALED, agent_id="vonage-sales"))
+    try:
+        params = vonage_call(caller())
+        [first] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+        leg = {
+            "uuid": str(uuid.uuid4()),
+            "conversation_uuid": params["conversation_uuid"],
+            "direction": "outbound",
+            "from": params["from"],
+            "to": first["endpoint"][0]["uri"],
+        }
+        [second] = ncco(carriers.vonage_post("/carriers/vonage/event", {**leg, "status": "failed"}))
+        assert "sip-eu-west" in second["endpoint"][0]["uri"]
+        assert second["from"] == params["from"]
+        retried = carriers.sim.registrations()[-1].body
+        assert retried["agent_id"] == "vonage-sales"
+        assert (retried["metadata"]["caller_number"], retried["metadata"]["dialed_number"]) == (
+            "+" + params["from"],
+            DIALED,
+        )
+    finally:
+        routes.delete(DIALED)

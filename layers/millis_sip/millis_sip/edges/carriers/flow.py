@@ -16,7 +16,7 @@ document (TwiML, TeXML, NCCO, Plivo XML)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -209,7 +209,10 @@ class CarrierFlow:
         reason = f"dial_{report.status or 'unknown'}"[:64]
         self._calls.failed(record, reason=reason, deadline=deadline)
         self._metrics.inbound_failure(reason)
-        retried = self._router.failover(call, record, attempt=attempt, deadline=deadline, placement=ANY_SIP_URI)
+        # The same call once more, with the numbers it was routed for: a leg's report may name the leg's own ends
+        # (Vonage's event of a SIP leg has the SIP URI as its "to"), and the other region must serve the same route.
+        same = replace(call, caller=record.caller_number, dialed=record.dialed_number)
+        retried = self._router.failover(same, record, attempt=attempt, deadline=deadline, placement=ANY_SIP_URI)
         if retried is None:
             return answers.farewell()
         return self._render(call, retried, answers, attempt=attempt + 1)
