@@ -507,8 +507,16 @@ def carriers_script(base_url: str, steps: Steps) -> None:
             step.show(carrier.post("/carriers/vonage/event", content=body, headers=headers))
             ended(step, carrier, call_id, 33)
 
-        plivo_call = {"CallUUID": str(uuid.uuid4()), "From": "+14155550199", "To": SALES_NUMBER, "Direction": "inbound"}
-        with steps.step("Plivo: the answer URL (POST /carriers/plivo/answer, V3-signed) -> <Dial><User>") as step:
+        # Plivo writes numbers without the +: the stack reads them in E.164 (the route of SALES_NUMBER applies).
+        plivo_call = {
+            "CallUUID": str(uuid.uuid4()),
+            "From": "14155550199",
+            "To": SALES_NUMBER.removeprefix("+"),
+            "Direction": "inbound",
+        }
+        with steps.step(
+            "Plivo: the answer URL (POST /carriers/plivo/answer, V3-signed, numbers without +) -> <Dial><User>"
+        ) as step:
             rung = plivo_post(carrier, "/carriers/plivo/answer", plivo_call)
             step.show(rung)
             if step.expect_status(rung, 200):
@@ -516,6 +524,8 @@ def carriers_script(base_url: str, steps: Steps) -> None:
                 users = [(u.text or "").strip() for u in root.iter("User")]
                 step.expect(bool(users) and users[0].startswith("sip:"), f"answered {[c.tag for c in root]}")
                 call_id = users[0].removeprefix("sip:call-").split("@")[0] if users else ""
+                agent = record(carrier, call_id).get("agent_id") if call_id else None
+                step.expect(agent == "sales-agent", f"agent {agent} (expected the route's, sales-agent)")
         with steps.step("Plivo's hangup URL (POST /carriers/plivo/status) closes the record") as step:
             done = {**plivo_call, "CallStatus": "completed", "HangupCause": "NORMAL_CLEARING", "Duration": "27"}
             step.show(plivo_post(carrier, "/carriers/plivo/status", done))

@@ -56,7 +56,7 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
         return carrier_credential_source(arn, local, settings.secret_max_age)
 
     def flow(carrier: str) -> CarrierFlow:
-        return CarrierFlow(carrier, path.router, path.calls, metrics=emf_metrics)
+        return CarrierFlow(carrier, path.router, path.calls, keys=path.keys, metrics=emf_metrics)
 
     credentials = {
         "twilio": credential(inbound.twilio_auth_token_secret_arn, "TWILIO_AUTH_TOKEN"),

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from millis_sip.core.calls import CallStatus
 from millis_sip.core.ports import transaction_key
 from tests.support import twiml
 from tests.support.rig import STACK_KEYS, TABLE, TWILIO_AUTH_TOKEN
+from tests.unit.carriers.test_twilio_signature import MultiDict
 
 pytestmark = pytest.mark.integration
 API_KEY = "carrier-flow-key"
@@ -183,11 +185,143 @@ def test_a_failed_bridge_dials_the_other_region_once_then_says_goodbye(phone: Ph
     failed = phone.twilio_post("/carriers/twilio/status", {**params, "DialCallStatus": "failed"})
     second_uri, action = dial(failed)
     assert "sip-us-west" in first_uri and "sip-eu-west" in second_uri
-    assert action.endswith("/carriers/twilio/status?attempt=2")
-    again = phone.twilio_post("/carriers/twilio/status?attempt=2", {**params, "DialCallStatus": "no-answer"})
+    assert action.startswith(f"{phone.server.url}/carriers/twilio/status?attempt=2&token=")
+    again = phone.twilio_post(action.removeprefix(phone.server.url), {**params, "DialCallStatus": "no-answer"})
     assert twiml.verbs(twiml.parse(again.text)) == ["Say", "Hangup"]
     first = phone.store.get(first_uri.split("call-", 1)[1].split("@")[0])
     assert first is not None and (first.status, first.reason) == (CallStatus.FAILED, "dial_failed")
+
+
+def test_a_field_moved_into_the_callsid_keeps_twilios_signature_but_is_refused(phone: Phone) -> None:
+    # Twilio signs names and values with no boundary: CallStatus=ringing moved into the CallSid's value signs the
+    # same, and Twilio's own validator accepts it. Read as a CallSid it would be another call (a new Millis session
+    # per variant); a CallSid is CA and 32 hex digits, so the variant is refused before the router sees it.
+    params = {"CallSid": f"CA{uuid.uuid4().hex}", "From": caller(), "To": DIALED, "CallStatus": "ringing"}
+    url = f"{phone.server.url}/carriers/twilio/voice"
+    signature = phone.twilio.compute_signature(url, params)
+    variant = {"CallSid": params["CallSid"] + "CallStatusringing", "From": params["From"], "To": DIALED}
+    assert phone.twilio.validate(url, variant, signature)
+    answer = phone.http.post("/carriers/twilio/voice", data=variant, headers={"X-Twilio-Signature": signature})
+    assert (answer.status_code, answer.text) == (
+        400,
+        "Bad request: CallSid is missing or malformed: Twilio's CallSid is CA and 32 hex digits.",
+    )
+    assert phone.sim.registrations() == []
+    assert phone.store.transaction_mark(transaction_key("twilio", variant["CallSid"], 1)) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("CallSid", "CA1234567890ABCDE"),  # Twilio's documented example: 17 characters
+        ("CallSid", "CA" + "X" * 32),  # the docs' placeholder: not hex
+        ("AccountSid", "AC" + "0" * 31),
+        ("StirVerstat", "TN-Validation-Passed-AFromCity"),
+        ("Digits", "12To"),
+        ("CallSid", "ca" + "0" * 32 + "\n"),
+    ],
+)
+def test_twilios_fields_are_read_only_in_their_documented_forms(phone: Phone, field: str, value: str) -> None:
+    params = {"CallSid": f"CA{uuid.uuid4().hex}", "From": caller(), "To": DIALED, field: value}
+    answer = phone.twilio_post("/carriers/twilio/voice", params)
+    assert answer.status_code == 400, answer.text
+    assert answer.text.startswith(f"Bad request: {field} is missing or malformed")
+    assert phone.sim.registrations() == []
+
+
+@pytest.mark.parametrize(("field", "value"), [("DialCallStatus", "no_answer"), ("DialCallDuration", "12.5")])
+def test_a_dial_action_is_read_only_in_its_documented_words(phone: Phone, field: str, value: str) -> None:
+    answer, params = phone.ring(caller())
+    uri, _ = dial(answer)
+    refused = phone.twilio_post("/carriers/twilio/status", {**params, "DialCallStatus": "completed", field: value})
+    assert refused.status_code == 400 and field in refused.text
+    record = phone.store.get(uri.split("call-", 1)[1].split("@")[0])
+    assert record is not None and record.status is CallStatus.CLAIMED  # nothing moved
+
+
+def test_a_field_sent_twice_is_refused(phone: Phone) -> None:
+    sid = f"CA{uuid.uuid4().hex}"
+    pairs = [("CallSid", sid), ("From", caller()), ("To", DIALED), ("To", "+15055550999")]
+    url = f"{phone.server.url}/carriers/twilio/voice"
+    signature = phone.twilio.compute_signature(url, MultiDict(pairs))
+    headers = {"X-Twilio-Signature": signature, "content-type": "application/x-www-form-urlencoded"}
+    answer = phone.http.post("/carriers/twilio/voice", content=urlencode(pairs), headers=headers)
+    assert (answer.status_code, answer.text) == (400, "Bad request: To is missing or malformed: sent more than once.")
+
+
+def test_a_signalwire_call_is_read_with_signalwires_ids(phone: Phone) -> None:
+    # Under X-SignalWire-Signature the ids are SignalWire's (UUIDs): a Twilio CallSid is not one.
+    url = f"{phone.server.url}/carriers/twilio/voice"
+    params = {"CallSid": f"CA{uuid.uuid4().hex}", "From": caller(), "To": DIALED}
+    headers = {"X-SignalWire-Signature": phone.twilio.compute_signature(url, params)}
+    answer = phone.http.post("/carriers/twilio/voice", data=params, headers=headers)
+    assert (answer.status_code, answer.text) == (
+        400,
+        "Bad request: CallSid is missing or malformed: SignalWire's CallSid is a UUID.",
+    )
+
+
+# --- numbers as Twilio writes them ------------------------------------------------------------------------------
+
+
+def test_a_withheld_caller_id_is_no_number_and_claims_nothing(phone: Phone) -> None:
+    # Twilio writes a withheld caller as the keypad digits of ANONYMOUS: no caller's number, not +266696687's.
+    register(phone, "+266696687", caller_verification="trust_caller_id")
+    answer, _ = phone.ring("+266696687")
+    uri, _ = dial(answer)
+    assert "callerId" not in twiml.parse(answer.text)[0].attrib
+    _, registration = phone.sim.registrations()  # the backend's, then the default agent's
+    assert "caller_number" not in registration.body["metadata"]
+    assert registration.body["agent_id"] == "phone-agent"
+    record = phone.store.get(uri.split("call-", 1)[1].split("@")[0])
+    assert record is not None and record.caller_number is None
+
+
+def test_a_sip_caller_reaches_millis_without_a_number(phone: Phone) -> None:
+    answer, _ = phone.ring("sip:alice@example.com")
+    dial(answer)
+    [registration] = phone.sim.registrations()
+    assert "caller_number" not in registration.body["metadata"]
+    assert registration.body["metadata"]["dialed_number"] == DIALED
+
+
+# --- the state in this stack's action URLs ------------------------------------------------------------------------
+
+
+def test_a_pin_declined_without_this_stacks_token_is_refused(phone: Phone) -> None:
+    number = caller()
+    register(phone, number, caller_verification="pin")
+    asked, params = phone.ring(number)
+    redirect = twiml.parse(asked.text)[1].text or ""
+    other = phone.twilio_post("/carriers/twilio/voice", {**params, "CallSid": f"CA{uuid.uuid4().hex}"})
+    other_token = (twiml.parse(other.text)[1].text or "").rpartition("token=")[2]
+    for query in ("pin=none", f"pin=none&token={other_token}"):  # none, and another call's
+        refused = phone.twilio_post(f"/carriers/twilio/voice?{query}", params)
+        assert refused.status_code == 403, refused.text
+        assert refused.text == "Forbidden: pin=none without this stack's token for this call."
+    assert len(phone.sim.registrations()) == 1  # only the backend's: nothing went on without the PIN
+    assert dial(phone.twilio_post(redirect.removeprefix(phone.server.url), params))  # the stack's own URL works
+
+
+# --- requests the router does not answer again -------------------------------------------------------------------
+
+
+def test_a_voice_webhook_replayed_after_its_call_ended_gets_a_hang_up(phone: Phone) -> None:
+    answer, params = phone.ring(caller())
+    dial(answer)
+    done = phone.twilio_post("/carriers/twilio/status", {**params, "DialCallStatus": "completed"})
+    assert twiml.verbs(twiml.parse(done.text)) == ["Hangup"]
+    replayed = phone.twilio_post("/carriers/twilio/voice", params)
+    assert twiml.verbs(twiml.parse(replayed.text)) == ["Hangup"]  # no failure message, no second session
+    assert len(phone.sim.registrations()) == 1
+
+
+def test_a_call_id_asked_again_for_other_numbers_gets_a_hang_up(phone: Phone) -> None:
+    answer, params = phone.ring(caller())
+    dial(answer)
+    conflict = phone.twilio_post("/carriers/twilio/voice", {**params, "From": caller()})
+    assert twiml.verbs(twiml.parse(conflict.text)) == ["Hangup"]
+    assert len(phone.sim.registrations()) == 1
 
 
 def test_millis_down_says_the_failure_message_and_hangs_up(phone: Phone) -> None:
@@ -217,7 +351,7 @@ def test_a_pin_is_asked_for_then_unlocks_the_callers_registration(phone: Phone) 
     assert twiml.verbs(root) == ["Gather", "Redirect"]  # nothing keyed in: the next verb says so
     gather, declined = root
     assert (gather.attrib["numDigits"], gather.attrib["action"]) == ("6", f"{phone.server.url}/carriers/twilio/voice")
-    assert declined.text == f"{phone.server.url}/carriers/twilio/voice?pin=none"
+    assert (declined.text or "").startswith(f"{phone.server.url}/carriers/twilio/voice?pin=none&token=")
     keyed = phone.twilio_post("/carriers/twilio/voice", {**params, "Digits": registered["pin"]})
     uri, _ = dial(keyed)
     assert uri == registered["sip_uri"]
@@ -236,8 +370,9 @@ def test_a_wrong_pin_is_asked_again(phone: Phone) -> None:
 def test_no_pin_keyed_in_goes_on_to_the_default_agent(phone: Phone) -> None:
     number = caller()
     registered = register(phone, number, caller_verification="pin")
-    _, params = phone.ring(number)
-    declined = phone.twilio_post("/carriers/twilio/voice?pin=none", params)
+    asked, params = phone.ring(number)
+    redirect = twiml.parse(asked.text)[1].text or ""  # the prompt's "nothing keyed in" URL, with its token
+    declined = phone.twilio_post(redirect.removeprefix(phone.server.url), params)
     uri, _ = dial(declined)
     assert uri != registered["sip_uri"]
     assert phone.sim.registrations()[-1].body["agent_id"] == "phone-agent"
@@ -344,3 +479,63 @@ def test_route_429_once_the_numbers_hourly_cap_is_reached(phone: Phone) -> None:
         assert half.status_code == 400 and "max_calls_per_hour" in half.json()["message"]
     finally:
         phone.api("DELETE", f"/numbers/{capped}")
+
+
+def test_route_reads_numbers_in_any_spelling_a_sip_server_writes(phone: Phone) -> None:
+    route = phone.api("PUT", f"/numbers/{DIALED}", json={"agent_id": "sales-agent"})
+    assert route.status_code in (200, 201), route.text
+    try:
+        query = {"to": DIALED.removeprefix("+"), "from": "sip:alice@example.com", "call": f"{uuid.uuid4()}@pbx"}
+        first = phone.api("GET", "/route", params=query)
+        assert first.status_code == 200, first.text
+        [registration] = phone.sim.registrations()
+        assert registration.body["agent_id"] == "sales-agent"  # 15055550123 is +15055550123
+        metadata = registration.body["metadata"]
+        assert metadata["dialed_number"] == DIALED and "caller_number" not in metadata  # a SIP user: no number
+        again = phone.api("GET", "/route", params={**query, "to": f"sip:{DIALED}@pbx.example;user=phone"})
+        assert again.json() == first.json()  # the same call, the same numbers: the same answer
+    finally:
+        phone.api("DELETE", f"/numbers/{DIALED}")
+
+
+def test_route_refuses_a_plus_sent_as_a_space_and_unknown_parameters(phone: Phone) -> None:
+    call = f"{uuid.uuid4()}@pbx.example"
+    spaced = phone.api("GET", f"/route?to=+15055550123&from=%2B14155550155&call={call}")  # a raw + reads as a space
+    assert spaced.status_code == 400
+    assert spaced.json() == {
+        "error": "invalid_request",
+        "message": "to starts with a space: a '+' in a query string reads as a space; "
+        "URL-encode it as %2B (to=%2B14155550100)",
+    }
+    typo = phone.api("GET", "/route", params={"to": DIALED, "call": call, "form": "text"})
+    assert typo.status_code == 400
+    assert typo.json()["message"] == (
+        "Unknown query parameter 'form': /route takes these query parameters: attestation, call, format, from, pin, to"
+    )
+    twice = phone.api("GET", f"/route?to=%2B15055550123&to=%2B15055550999&call={call}")
+    assert (twice.status_code, twice.json()["message"]) == (400, "to is given more than once")
+    assert phone.sim.registrations() == []
+
+
+def test_route_answers_409_for_a_call_id_asked_for_other_numbers_or_a_call_that_is_over(phone: Phone) -> None:
+    query = {"to": DIALED, "from": caller(), "call": f"{uuid.uuid4()}@pbx.example"}
+    first = phone.api("GET", "/route", params=query)
+    assert first.status_code == 200, first.text
+    conflict = phone.api("GET", "/route", params={**query, "to": "+15055550999"})
+    assert conflict.status_code == 409
+    assert conflict.json() == {
+        "error": "call_conflict",
+        "reason": "call_conflict",
+        "message": "this call id was first asked for other numbers: do not relay the call",
+    }
+    record = phone.store.get(first.json()["call_id"])
+    assert record is not None
+    phone.store.transition(  # Millis' session webhook closed the call
+        replace(record, ended_at=record.created_at, reason="millis_ended"),
+        CallStatus.ENDED,
+        allowed_from=(CallStatus.CLAIMED,),
+        now=record.created_at,
+    )
+    replayed = phone.api("GET", "/route", params=query, headers={"Accept": "text/plain"})
+    assert (replayed.status_code, replayed.text) == (409, "call_ended: call_ended\n")
+    assert len(phone.sim.registrations()) == 1

@@ -23,14 +23,19 @@ import httpx
 import jwt
 import pytest
 from nacl.signing import SigningKey
-from plivo.utils.signature_v3 import construct_post_url, get_signature_v3  # type: ignore[import-untyped]
+from plivo.utils.signature_v3 import (  # type: ignore[import-untyped]
+    construct_post_url,
+    get_signature_v3,
+    validate_v3_signature,
+)
 
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
-from millis_sip.adapters.dynamodb.store import DynamoCallStore
+from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.core.calls import CallStatus
+from millis_sip.core.numbers import NumberRoute
 from tests.support import twiml
-from tests.support.rig import STACK_KEYS, TABLE
+from tests.support.rig import NUMBERS_TABLE, STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
 TELNYX_KEY = SigningKey(b"\x07" * 32)
@@ -270,7 +275,7 @@ def test_a_vonage_answer_url_get_is_answered_with_a_connect_to_millis(carriers: 
         "Carrier": "vonage",
         "Carrier-Call-Id": params["conversation_uuid"],
     }
-    assert connect["eventUrl"] == [f"{carriers.server.url}/carriers/vonage/event?attempt=1"]
+    assert connect["eventUrl"] == [f"{carriers.server.url}/carriers/vonage/event"]  # the first attempt: no query
     [registration] = carriers.sim.registrations()
     assert registration.body["metadata"]["caller_number"] == "+" + params["from"]
 
@@ -313,7 +318,7 @@ def test_vonage_leg_events_bridge_and_close_the_record(carriers: Carriers) -> No
     [connect] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
     uri = connect["endpoint"][0]["uri"]
     leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
-    event = "/carriers/vonage/event?attempt=1"
+    event = connect["eventUrl"][0].removeprefix(carriers.server.url)
     assert carriers.vonage_post(event, {**leg, "status": "answered"}).status_code == 204
     assert carriers.record(uri).status is CallStatus.BRIDGED
     done = carriers.vonage_post(event, {**leg, "status": "completed", "duration": "33"})
@@ -326,9 +331,10 @@ def test_a_failed_vonage_leg_is_answered_with_a_connect_to_the_other_region(carr
     params = vonage_call(caller())
     [first] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
     leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
-    [second] = ncco(carriers.vonage_post("/carriers/vonage/event?attempt=1", {**leg, "status": "failed"}))
+    [second] = ncco(carriers.vonage_post("/carriers/vonage/event", {**leg, "status": "failed"}))
     assert "sip-us-west" in first["endpoint"][0]["uri"] and "sip-eu-west" in second["endpoint"][0]["uri"]
-    assert second["eventUrl"] == [f"{carriers.server.url}/carriers/vonage/event?attempt=2"]
+    [event_url] = second["eventUrl"]
+    assert event_url.startswith(f"{carriers.server.url}/carriers/vonage/event?attempt=2&token=")
     assert carriers.record(first["endpoint"][0]["uri"]).status is CallStatus.FAILED
 
 
@@ -457,4 +463,243 @@ def test_a_failed_plivo_dial_dials_the_other_region(carriers: Carriers) -> None:
     [first] = plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
     [second] = plivo_xml(carriers.plivo("/carriers/plivo/status", {**params, "DialStatus": "failed"}))
     assert "sip-us-west" in (first[0].text or "") and "sip-eu-west" in (second[0].text or "")
-    assert second.attrib["action"] == f"{carriers.server.url}/carriers/plivo/status?attempt=2"
+    assert second.attrib["action"].startswith(f"{carriers.server.url}/carriers/plivo/status?attempt=2&token=")
+
+
+# --- ids and fields in their documented forms ----------------------------------------------------------------
+
+
+def test_a_field_moved_into_the_calluuid_keeps_plivos_signature_but_is_refused(carriers: Carriers) -> None:
+    # Plivo's V3 signature joins the POST fields as name+value with no boundary: Direction=inbound moved into the
+    # CallUUID's value signs the same, and Plivo's own validator accepts it. A CallUUID is a UUID: refused.
+    params, nonce = plivo_call(caller()), "24680135792468013579"
+    url = f"{carriers.server.url}/carriers/plivo/answer"
+    signature = get_signature_v3(PLIVO_TOKEN, construct_post_url(url, params).decode(), nonce).decode()
+    variant = {k: v for k, v in params.items() if k != "Direction"}
+    variant["CallUUID"] += "Directioninbound"
+    assert validate_v3_signature("POST", url, nonce, PLIVO_TOKEN, signature, variant)
+    headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
+    answer = carriers.http.post("/carriers/plivo/answer", data=variant, headers=headers)
+    assert (answer.status_code, answer.text) == (
+        400,
+        "Bad request: CallUUID is missing or malformed: Plivo's CallUUID is a UUID.",
+    )
+    assert carriers.sim.registrations() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("CallSid", "v3:parent call id"),
+        ("CallSid", "CA" + "0" * 32),  # Twilio's, not Telnyx's
+        ("ConnectionId", "conn-1"),
+        ("ShakenStirAttestation", "a"),
+        ("ShakenStirValidated", "yes"),
+        ("Digits", "1 2"),
+    ],
+)
+def test_telnyxs_fields_are_read_only_in_their_documented_forms(carriers: Carriers, field: str, value: str) -> None:
+    answer = carriers.telnyx("/carriers/telnyx/voice", {**telnyx_call(caller()), field: value})
+    assert answer.status_code == 400 and answer.text.startswith(f"Bad request: {field} is missing or malformed")
+    assert carriers.sim.registrations() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("conversation_uuid", "CON-not-a-uuid"),
+        ("conversation_uuid", "a8527b6d-331b-44e3-b320-d3b6fa814adex"),
+        ("uuid", "leg-1"),
+        ("dtmf", {"digits": "12ab", "timed_out": False}),
+        ("dtmf", ["1", "2"]),
+    ],
+)
+def test_vonages_fields_are_read_only_in_their_documented_forms(carriers: Carriers, field: str, value: Any) -> None:
+    answer = carriers.vonage_post("/carriers/vonage/answer", {**vonage_call(caller()), field: value})
+    assert answer.status_code == 400, answer.text
+    assert answer.text.startswith(f"Bad request: {field}")
+    assert carriers.sim.registrations() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("DialStatus", "no_answer"), ("DialBLegDuration", "-1"), ("CallUUID", "97ceeb52-58b6-11e1-86da-77300b68f8bZ")],
+)
+def test_plivos_dial_action_is_read_only_in_its_documented_forms(carriers: Carriers, field: str, value: str) -> None:
+    params = plivo_call(caller())
+    [dial] = plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
+    refused = carriers.plivo("/carriers/plivo/status", {**params, "DialStatus": "failed", field: value})
+    assert refused.status_code == 400 and field in refused.text
+    assert carriers.record((dial[0].text or "").strip()).status is CallStatus.CLAIMED  # nothing moved
+    assert len(carriers.sim.registrations()) == 1  # and no failover
+
+
+# --- numbers as the carriers write them --------------------------------------------------------------------------
+
+
+def test_a_plivo_call_to_a_routed_number_written_without_plus_reaches_the_route(
+    carriers: Carriers, dynamodb: Any
+) -> None:
+    routes = DynamoNumberRoutes(dynamodb, NUMBERS_TABLE)
+    routes.put(NumberRoute("+14155550100", agent_id="plivo-sales", metadata={"team": "sales"}))
+    try:
+        params = {**plivo_call("14155550123"), "To": "14155550100"}  # as Plivo writes numbers: no +
+        [dial] = plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
+        assert dial.attrib["callerId"] == "+14155550123"  # the canonical number
+        [registration] = carriers.sim.registrations()
+        assert registration.body["agent_id"] == "plivo-sales"
+        metadata = registration.body["metadata"]
+        assert (metadata["team"], metadata["caller_number"], metadata["dialed_number"]) == (
+            "sales",
+            "+14155550123",
+            "+14155550100",
+        )
+    finally:
+        routes.delete("+14155550100")
+
+
+def test_a_telnyx_caller_that_is_a_sip_address_has_no_number(carriers: Carriers) -> None:
+    params = {**telnyx_call(caller()), "From": "Defaultj35z6@sip.telnyx.com"}
+    [dial] = twiml.parse(carriers.telnyx("/carriers/telnyx/voice", params).text)
+    assert "callerId" not in dial.attrib
+    [registration] = carriers.sim.registrations()
+    assert "caller_number" not in registration.body["metadata"]
+
+
+# --- the state in this stack's action URLs -------------------------------------------------------------------
+
+
+def test_a_telnyx_attempt_one_failure_replayed_to_the_second_attempts_url_changes_nothing(carriers: Carriers) -> None:
+    # Telnyx signs the body, not the query: the first attempt's DialCallStatus=failed, replayed within 300 s to
+    # ?attempt=2, would mark the live second attempt failed. Only the second attempt's URL, with its token, may.
+    params = telnyx_call(caller())
+    carriers.telnyx("/carriers/telnyx/voice", params)
+    failed = {**params, "DialCallStatus": "failed"}
+    [second] = twiml.parse(carriers.telnyx("/carriers/telnyx/status", failed).text)
+    uri = (second[0].text or "").strip()
+    action = second.attrib["action"]
+    assert action.startswith(f"{carriers.server.url}/carriers/telnyx/status?attempt=2&token=")
+    replayed = carriers.telnyx("/carriers/telnyx/status?attempt=2", failed)
+    assert (replayed.status_code, replayed.text) == (
+        403,
+        "Forbidden: attempt=2 without this stack's token for this call.",
+    )
+    other = telnyx_call(caller())
+    carriers.telnyx("/carriers/telnyx/voice", other)
+    other_action = twiml.parse(carriers.telnyx("/carriers/telnyx/status", {**other, "DialCallStatus": "busy"}).text)
+    other_token = other_action[0].attrib["action"].rpartition("token=")[2]
+    with_other_token = carriers.telnyx(f"/carriers/telnyx/status?attempt=2&token={other_token}", failed)
+    assert with_other_token.status_code == 403  # another call's token
+    assert carriers.record(uri).status is CallStatus.CLAIMED  # the live second attempt is untouched
+    done = carriers.telnyx(action.removeprefix(carriers.server.url), {**params, "DialCallStatus": "completed"})
+    assert twiml.verbs(twiml.parse(done.text)) == ["Hangup"]
+    assert carriers.record(uri).status is CallStatus.ENDED
+
+
+def test_a_vonage_event_for_the_second_attempt_needs_its_token(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
+    [second] = ncco(carriers.vonage_post("/carriers/vonage/event", {**leg, "status": "failed"}))
+    refused = carriers.vonage_post("/carriers/vonage/event?attempt=2", {**leg, "status": "failed"})
+    assert refused.status_code == 403, refused.text
+    assert carriers.record(second["endpoint"][0]["uri"]).status is CallStatus.CLAIMED
+    event = second["eventUrl"][0].removeprefix(carriers.server.url)
+    assert carriers.vonage_post(event, {**leg, "status": "answered"}).status_code == 204
+    assert carriers.record(second["endpoint"][0]["uri"]).status is CallStatus.BRIDGED
+
+
+def test_a_plivo_status_for_the_second_attempt_needs_its_token(carriers: Carriers) -> None:
+    params = plivo_call(caller())
+    plivo_xml(carriers.plivo("/carriers/plivo/answer", params))
+    [second] = plivo_xml(carriers.plivo("/carriers/plivo/status", {**params, "DialStatus": "failed"}))
+    refused = carriers.plivo("/carriers/plivo/status?attempt=2", {**params, "DialStatus": "failed"})
+    assert refused.status_code == 403, refused.text
+    assert carriers.record((second[0].text or "").strip()).status is CallStatus.CLAIMED
+
+
+def test_a_vonage_answer_payload_is_not_an_event_and_an_event_is_not_an_answer(carriers: Carriers) -> None:
+    # The JWT says nothing of the URL it was for: the answer request's own token, replayed to the event URL, must
+    # not count as an event (and an event's, replayed to the answer URL, not as a call).
+    params = vonage_call(caller())
+    ncco(carriers.vonage_post("/carriers/vonage/answer", params))
+    at_event = carriers.vonage_post("/carriers/vonage/event", params)
+    assert at_event.status_code == 400 and "status is missing or malformed" in at_event.text
+    event = {**params, "status": "failed", "direction": "outbound"}
+    at_answer = carriers.vonage_post("/carriers/vonage/answer", event)
+    assert (at_answer.status_code, at_answer.text) == (
+        400,
+        "Bad request: an event payload (it has a status) is not an answer or an input's result.",
+    )
+    undocumented = carriers.vonage_post("/carriers/vonage/event", {**event, "status": "transferred"})
+    assert undocumented.status_code == 400
+    assert len(carriers.sim.registrations()) == 1
+
+
+def test_a_vonage_body_is_read_only_after_its_signature(carriers: Carriers) -> None:
+    unsigned = carriers.http.post(
+        "/carriers/vonage/event", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert (unsigned.status_code, unsigned.text) == (403, "Forbidden: missing authorization.")
+    body = b"{not json"
+    headers = {"Authorization": f"Bearer {carriers.vonage_token(body)}", "content-type": "application/json"}
+    signed = carriers.http.post("/carriers/vonage/event", content=body, headers=headers)
+    assert (signed.status_code, signed.text) == (400, "Bad request: the body is not JSON.")
+
+
+# --- requests the router does not answer again ---------------------------------------------------------------
+
+
+def test_a_vonage_answer_replayed_after_its_call_ended_gets_an_empty_ncco(carriers: Carriers) -> None:
+    params = vonage_call(caller())
+    [connect] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
+    carriers.vonage_post("/carriers/vonage/event", {**leg, "status": "completed", "duration": 20})
+    assert carriers.record(connect["endpoint"][0]["uri"]).status is CallStatus.ENDED
+    assert ncco(carriers.vonage_get("/carriers/vonage/answer", params)) == []
+    conflict = {**vonage_call(caller()), "conversation_uuid": params["conversation_uuid"]}
+    assert ncco(carriers.vonage_get("/carriers/vonage/answer", conflict)) == []
+    assert len(carriers.sim.registrations()) == 1
+
+
+def test_a_telnyx_or_plivo_request_the_router_does_not_answer_again_gets_a_hang_up(carriers: Carriers) -> None:
+    telnyx = telnyx_call(caller())
+    carriers.telnyx("/carriers/telnyx/voice", telnyx)
+    conflict = carriers.telnyx("/carriers/telnyx/voice", {**telnyx, "From": caller()})
+    assert twiml.verbs(twiml.parse(conflict.text)) == ["Hangup"]
+    plivo = plivo_call(caller())
+    plivo_xml(carriers.plivo("/carriers/plivo/answer", plivo))
+    carriers.plivo("/carriers/plivo/status", {**plivo, "HangupCause": "NORMAL_CLEARING", "Duration": "9"})
+    [hangup] = plivo_xml(carriers.plivo("/carriers/plivo/answer", plivo))
+    assert (hangup.tag, hangup.attrib) == ("Hangup", {})
+    assert len(carriers.sim.registrations()) == 2
+
+
+def test_a_failed_vonage_sip_leg_is_routed_again_for_the_number_the_caller_dialed(
+    carriers: Carriers, dynamodb: Any
+) -> None:
+    # The event of the leg to Millis names that leg's own ends: its "to" is the SIP URI dialed. The other region
+    # serves the same call: the number the caller dialed, and its route.
+    routes = DynamoNumberRoutes(dynamodb, NUMBERS_TABLE)
+    routes.put(NumberRoute(DIALED, agent_id="vonage-sales"))
+    try:
+        params = vonage_call(caller())
+        [first] = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+        leg = {
+            "uuid": str(uuid.uuid4()),
+            "conversation_uuid": params["conversation_uuid"],
+            "direction": "outbound",
+            "from": params["from"],
+            "to": first["endpoint"][0]["uri"],
+        }
+        [second] = ncco(carriers.vonage_post("/carriers/vonage/event", {**leg, "status": "failed"}))
+        assert "sip-eu-west" in second["endpoint"][0]["uri"]
+        assert second["from"] == params["from"]
+        retried = carriers.sim.registrations()[-1].body
+        assert retried["agent_id"] == "vonage-sales"
+        assert (retried["metadata"]["caller_number"], retried["metadata"]["dialed_number"]) == (
+            "+" + params["from"],
+            DIALED,
+        )
+    finally:
+        routes.delete(DIALED)

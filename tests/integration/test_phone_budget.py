@@ -149,3 +149,53 @@ def test_a_carrier_credential_hanging_in_secrets_manager_is_a_refusal_in_time(
     assert answer["headers"]["Retry-After"] == "1"
     assert took < INBOUND_ANSWER + 1
     assert sim.registrations() == []
+
+
+def twilio_status(call: dict[str, Any], query: str = "", **fields: str) -> dict[str, Any]:
+    """The <Dial> action of ``call`` (an event from ``twilio_call``), signed as Twilio signs it."""
+    event = copy.deepcopy(call)
+    params = {**dict(parse_qsl(event["body"])), **fields}
+    event["body"] = urlencode(params)
+    for name in ("path", "resource"):
+        event[name] = "/carriers/twilio/status"
+    event["requestContext"]["path"] = event["requestContext"]["path"].replace("/voice", "/status")
+    event["requestContext"]["resourcePath"] = "/carriers/twilio/status"
+    pairs = parse_qsl(query)
+    event["queryStringParameters"] = dict(pairs) or None
+    event["multiValueQueryStringParameters"] = {name: [value] for name, value in pairs} or None
+    url = f"https://{event['requestContext']['domainName']}{event['requestContext']['path']}"
+    url += f"?{query}" if query else ""
+    event["headers"]["X-Twilio-Signature"] = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(url, params)
+    return event
+
+
+def test_dynamodb_hanging_at_the_dial_action_still_answers_the_caller_in_time(
+    make_inbound: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    # The call was bridged and recorded; then DynamoDB stops answering before Twilio reports that the leg to Millis
+    # went unanswered. The record cannot be read within the store's budget, and without it no other region can be
+    # chosen (which region failed, whether the stack made the registration): the caller hears the failure
+    # message, within the answer time, never Twilio's silence or its application error.
+    inbound = make_inbound()
+    call = twilio_call(TWILIO_AUTH_TOKEN)
+    answer, _ = timed(inbound.lambda_handler, call)
+    assert "<Dial" in answer["body"], answer
+    inbound = make_inbound(AWS_ENDPOINT_URL_DYNAMODB=hole.url)  # the same function, its DynamoDB now a black hole
+    answer, took = timed(inbound.lambda_handler, twilio_status(call, DialCallStatus="no-answer"))
+    assert answer["statusCode"] == 200, answer
+    assert "<Say" in answer["body"] and answer["body"].endswith("<Hangup /></Response>"), answer["body"]
+    assert took < INBOUND_ANSWER + 1
+    assert len(sim.registrations()) == 1
+
+
+def test_the_keys_secret_hanging_when_a_token_is_checked_is_a_503_in_time(
+    make_inbound: Callable[..., ModuleType], sim: Any, hole: BlackHole
+) -> None:
+    inbound = make_inbound(KEYS_SECRET="", KEYS_SECRET_ARN=SECRET_ARN, AWS_ENDPOINT_URL_SECRETS_MANAGER=hole.url)
+    status = twilio_status(
+        twilio_call(TWILIO_AUTH_TOKEN), "attempt=2&token=AAAAAAAAAAAAAAAAAAAAAA", DialCallStatus="failed"
+    )
+    answer, took = timed(inbound.lambda_handler, status)
+    assert answer["statusCode"] == 503, answer  # Twilio retries; nothing was read or changed
+    assert answer["headers"]["Retry-After"] == "1"
+    assert took < INBOUND_ANSWER + 1

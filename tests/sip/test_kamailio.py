@@ -133,6 +133,23 @@ def test_no_agent_for_the_number_is_a_404(sip: SipHarness, route: MillisRoute) -
     assert sip.received_invites() == []
 
 
+@pytest.mark.parametrize("reason", ["call_conflict", "call_ended"])
+def test_a_call_id_the_route_will_not_answer_again_is_a_403(
+    sip: SipHarness, route_server: RouteServer, reason: str
+) -> None:
+    # GET /route answers 409 for a Call-ID first asked for other numbers, or whose call is over (a replayed INVITE):
+    # the call is refused for good, never relayed, and not failed over elsewhere as a 503 would be.
+    route_server.reset(lambda _request: RouteReply(409, f"{reason}: {reason}\n"))
+
+    result = sip.place_call(TO, FROM, expect=403)
+
+    assert result.ok, result.summary()
+    assert result.final_status == 403
+    assert result.reason(403) == "Call-ID already used"
+    assert sip.received_invites() == []
+    assert len(route_server.requests) == 1
+
+
 def _slow(request: RouteRequest) -> RouteReply:
     return RouteReply(200, "sip:late@127.0.0.1:9;transport=udp", delay=1.5)  # past the harness's 1 s timeout
 

@@ -11,8 +11,15 @@ checks it before the function runs).
 - 404 ``no_agent`` when no agent takes the call; 503 ``unavailable`` (Retry-After) when a retry may help (the
   retry registers afresh); 502 ``bridge_fault`` when this stack or Millis failed in a way a retry will not cure
   (a rejected Millis key, an answer from Millis this stack cannot use); 429 ``over_hourly_cap`` when the
-  number's calls already started as many sessions this hour as its cap allows; 400 for a malformed request.
-- Idempotent on ``call``: the same call id asked again gets the same answer, never a second registration.
+  number's calls already started as many sessions this hour as its cap allows; 409 ``call_conflict`` when the
+  call id was first asked for other numbers, ``call_ended`` when its call is over (a request replayed: the
+  server must not relay it); 400 for a malformed request, an unknown query parameter, or a number that starts
+  with a space (a ``+`` sent unencoded).
+- Idempotent on ``call``: the same call id asked again (for the same numbers) gets the same answer, never a
+  second registration.
+- ``to`` and ``from`` are read as numbers (``core.phone.canonical_number``): ``+14155550100``,
+  ``14155550100``, ``sip:+14155550100@pbx`` are one number; a SIP user that is not a number, or ``anonymous``,
+  is no number.
 
 A SIP server cannot ask the caller for a PIN over HTTP: a registration that needs one is claimed only when the
 server passes ``pin`` (digits it collected itself); ``attestation`` is the server's own STIR/SHAKEN result.
@@ -21,14 +28,17 @@ server passes ``pin`` (digits it collected itself); ``attestation`` is the serve
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from millis_sip.apigw import Request, reply
 from millis_sip.core.calls import TOKEN
+from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import Metrics
 from millis_sip.core.router import (
     ANY_SIP_URI,
+    CALL_CONFLICT,
+    CALL_ENDED,
     NO_AGENT,
     OVER_HOURLY_CAP,
     CallRouter,
@@ -43,6 +53,13 @@ ROUTE_PATH = "/route"
 CARRIER = "sip"
 _ATTESTATIONS = frozenset({"A", "B", "C"})
 MAX_NUMBER = 128
+QUERY_NAMES = frozenset({"call", "to", "from", "attestation", "pin", "format"})
+_CONFLICTS = {
+    CALL_CONFLICT: "this call id was first asked for other numbers: do not relay the call",
+    CALL_ENDED: "the call this id was answered for is over: do not relay the call",
+}
+# What a number may be written with before it is read as one: printable ASCII (a SIP URI, tel:, separators).
+_PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
 
 
 class SipServerRoute:
@@ -52,7 +69,7 @@ class SipServerRoute:
 
     def __call__(self, request: Request, deadline: float) -> dict[str, Any]:
         text = request.wants_text()
-        problem, call = _call(request.query)
+        problem, call = _call(request.query_pairs)
         if call is None:
             return _answer(400, text, {"error": "invalid_request", "message": problem})
         decision = self._router.route(call, deadline=deadline, placement=ANY_SIP_URI)
@@ -61,7 +78,10 @@ class SipServerRoute:
         if isinstance(decision, Refused):
             error, status = _refusal(decision)
             logger.info("No agent for the SIP server's call", extra={"reason": decision.reason, "status": status})
-            return _answer(status, text, {"error": error, "reason": decision.reason}, retry=status == 503)
+            refusal = {"error": error, "reason": decision.reason}
+            if decision.reason in _CONFLICTS:
+                refusal["message"] = _CONFLICTS[decision.reason]
+            return _answer(status, text, refusal, retry=status == 503)
         record = decision.record
         headers = bridge_headers(record.call_id, CARRIER, call.call_ref)
         uri = str(decision.placement)
@@ -87,19 +107,35 @@ def _refusal(refused: Refused) -> tuple[str, int]:
         return "no_agent", 404
     if refused.reason == OVER_HOURLY_CAP:
         return "over_hourly_cap", 429
+    if refused.reason in (CALL_CONFLICT, CALL_ENDED):  # not this call's answer to give: never relay it
+        return refused.reason, 409
     if refused.transient:
         return "unavailable", 503
     return "bridge_fault", 502
 
 
-def _call(query: Mapping[str, str]) -> tuple[str, InboundCall | None]:
+def _call(pairs: Sequence[tuple[str, str]]) -> tuple[str, InboundCall | None]:
+    names = [name for name, _ in pairs]
+    unknown = sorted({name for name in names if name not in QUERY_NAMES})
+    if unknown:
+        known = ", ".join(sorted(QUERY_NAMES))
+        return f"Unknown query parameter {unknown[0][:64]!r}: {ROUTE_PATH} takes these query parameters: {known}", None
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return f"{repeated[0]} is given more than once", None
+    query = dict(pairs)
     call_id, dialed, caller = query.get("call", ""), query.get("to", ""), query.get("from", "")
     attestation, pin = query.get("attestation", "").upper(), query.get("pin")
     if not TOKEN.match(call_id):
         return "call (the server's call id, e.g. the SIP Call-ID) is required: 1-128 visible characters", None
     for name, value in (("to", dialed), ("from", caller)):
-        if (value and not TOKEN.match(value[: MAX_NUMBER + 1])) or len(value) > MAX_NUMBER:
-            return f"{name} must be a number or a SIP user of 1-128 visible characters", None
+        if value.startswith(" "):
+            return (
+                f"{name} starts with a space: a '+' in a query string reads as a space; "
+                f"URL-encode it as %2B ({name}=%2B14155550100)"
+            ), None
+        if len(value) > MAX_NUMBER or not _PRINTABLE.issuperset(value):
+            return f"{name} must be a number or a SIP user of at most 128 printable ASCII characters", None
     if attestation and attestation not in _ATTESTATIONS:
         return "attestation must be A, B or C (your STIR/SHAKEN verification of the caller's number)", None
     if pin is not None and not (pin.isascii() and pin.isdigit() and len(pin) <= 12):
@@ -107,8 +143,8 @@ def _call(query: Mapping[str, str]) -> tuple[str, InboundCall | None]:
     call = InboundCall(
         CARRIER,
         call_id,
-        caller or None,
-        dialed or None,
+        canonical_number(caller),  # a SIP user that is not a number, or "anonymous": no number
+        canonical_number(dialed),
         attestation=attestation or None,
         pin=pin,
         can_challenge=False,

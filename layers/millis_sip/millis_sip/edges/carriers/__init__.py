@@ -22,3 +22,15 @@ class InvalidSignature(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Refusal(Exception):
+    """A signed carrier request answered before the router sees it: ``status`` 400 (a field the edge reads is not
+    in its documented form), 403 (the action URL's query names state this stack did not vouch for) or 503 (the
+    keys secret that vouches for it cannot be read now: the carrier retries). ``reason`` is short, safe to log
+    and to answer: it names the field or the parameter, never a secret or a token."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

@@ -24,15 +24,16 @@ import hashlib
 import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
 from millis_sip.apigw import Request, reply
 from millis_sip.config import Messages
-from millis_sip.core.calls import E164, TOKEN
 from millis_sip.core.ports import Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
-from millis_sip.edges.carriers import InvalidSignature
+from millis_sip.edges.carriers import InvalidSignature, Refusal
+from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form
 from millis_sip.edges.carriers.flow import (
     CarrierFlow,
     DialOutcome,
@@ -40,8 +41,8 @@ from millis_sip.edges.carriers.flow import (
     Response,
     authenticate,
     keyed_pin,
+    refused,
     route_url,
-    text,
     whole,
 )
 
@@ -135,6 +136,11 @@ ANSWER_PATH = "/carriers/plivo/answer"
 STATUS_PATH = "/carriers/plivo/status"
 CARRIER = "plivo"
 PIN_TIMEOUT_SECONDS = "8"
+# Plivo's call ids are UUIDs (tests/fixtures/carriers/SOURCES.md, "Formats": v1 and v4 UUIDs in plivo/plivo-go's
+# test vectors, utils_test.go).
+CALL_UUID = form(UUID, "Plivo's CallUUID is a UUID")
+# The Dial action's DialStatus, every documented word (plivo.com/docs/voice/use-cases/dial-status-reporting;
+# plivo.com/docs/voice/xml/dial, "Parameters sent to action URL"), as what it means for the call.
 _DIAL_OUTCOMES = {
     "completed": DialOutcome.COMPLETED,
     "busy": DialOutcome.FAILED,
@@ -166,17 +172,17 @@ class PlivoXmlAnswers:
         self._answer_url = answer_url
         self._status_url = status_url
 
-    def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, attempt: int) -> Response:
-        action = self._status_url + ("?attempt=2" if attempt == 2 else "")
+    def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, query: str) -> Response:
+        action = self._status_url + (f"?{query}" if query else "")
         attributes = {"action": action, "method": "POST", "redirect": "true"}
-        if call.caller and E164.match(call.caller):
-            attributes["callerId"] = call.caller  # the caller's number reaches Millis as From
+        if call.caller is not None:
+            attributes["callerId"] = call.caller  # the caller's number (E.164) reaches Millis as From
         dial = ET.Element("Dial", attributes)
         user = ET.SubElement(dial, "User", {"sipHeaders": sip_headers_attribute(headers)})
         user.text = str(routed.placement)
         return _document(dial)
 
-    def ask_pin(self, challenge: Challenge, call: InboundCall) -> Response:
+    def ask_pin(self, challenge: Challenge, call: InboundCall, declined: str | None) -> Response:
         prompt = self._messages.pin_prompt
         if challenge.retry:
             prompt = f"{self._messages.pin_retry} {prompt}"
@@ -194,9 +200,11 @@ class PlivoXmlAnswers:
             },
         )
         get_input.append(self._speak(prompt))
-        declined = ET.Element("Redirect", {"method": "POST"})
-        declined.text = f"{self._answer_url}?pin=none"
-        return _document(get_input, declined)
+        if declined is None:
+            return _document(get_input)  # nothing keyed in: Plivo goes on past <GetInput>, and the call ends
+        redirect = ET.Element("Redirect", {"method": "POST"})
+        redirect.text = f"{self._answer_url}?{declined}"
+        return _document(get_input, redirect)
 
     def farewell(self) -> Response:
         if not self._messages.failure:
@@ -204,6 +212,9 @@ class PlivoXmlAnswers:
         return _document(self._speak(self._messages.failure), ET.Element("Hangup"))
 
     def hang_up(self) -> Response:
+        return _document(ET.Element("Hangup"))
+
+    def end_call(self) -> Response:
         return _document(ET.Element("Hangup"))
 
     def _speak(self, text: str) -> ET.Element:
@@ -216,7 +227,8 @@ class PlivoVoice:
     """``POST /carriers/plivo/answer`` (the application's answer URL, and the PIN <GetInput>'s action) and
     ``POST /carriers/plivo/status`` (the <Dial> action, and the application's hangup URL). Each request's
     ``X-Plivo-Signature-V3`` (HMAC-SHA256 over the URL, the parameters and the nonce) is checked before
-    anything reads it."""
+    anything reads it; then every field read in its documented form. The query's own state (``pin=none``,
+    ``attempt=2``) counts only with its token."""
 
     def __init__(self, flow: CarrierFlow, tokens: Secret | None, messages: Messages) -> None:
         self._flow = flow
@@ -224,34 +236,38 @@ class PlivoVoice:
         self._messages = messages
 
     def answer(self, request: Request, deadline: float) -> Response:
-        fields, refused = self._fields(request)
-        if refused is not None:
-            return refused
-        call = _inbound(fields, declined=request.query.get("pin") == "none")
-        if call is None:
-            return reply(400, "CallUUID is missing or malformed.")
+        fields, refusal = self._fields(request)
+        if refusal is not None:
+            return refusal
+        try:
+            call = _inbound(fields)
+            if self._flow.declined(request.query_pairs, call.call_ref):
+                call = replace(call, pin="")  # the prompt's redirect: nothing keyed in
+        except Refusal as exc:
+            return refused(exc)
         return self._flow.answer(call, deadline, self._answers(request))
 
     def status(self, request: Request, deadline: float) -> Response:
-        fields, refused = self._fields(request)
-        if refused is not None:
-            return refused
-        call = _inbound(fields, declined=False)
-        if call is None:
-            return reply(400, "CallUUID is missing or malformed.")
-        if "DialStatus" in fields:  # the <Dial> action: how the leg to Millis went
-            status = fields["DialStatus"]
-            duration = whole(fields.get("DialBLegDuration") or fields.get("DialBLegBillDuration"))
-            report = DialReport(_DIAL_OUTCOMES.get(status, DialOutcome.OTHER), status, duration)
-        else:  # the hangup URL: the call is over
-            report = DialReport(DialOutcome.COMPLETED, "hangup", whole(fields.get("Duration")))
-        attempt = 2 if request.query.get("attempt") == "2" else 1
+        fields, refusal = self._fields(request)
+        if refusal is not None:
+            return refusal
+        try:
+            call = _inbound(fields)
+            if "DialStatus" in fields:  # the <Dial> action: how the leg to Millis went
+                outcome = fields.meaning("DialStatus", _DIAL_OUTCOMES)
+                leg = fields.read("DialBLegDuration", SECONDS) or fields.read("DialBLegBillDuration", SECONDS)
+                report = DialReport(outcome or DialOutcome.OTHER, str(fields["DialStatus"]), whole(leg))
+            else:  # the hangup URL: the call is over
+                report = DialReport(DialOutcome.COMPLETED, "hangup", whole(fields.read("Duration", SECONDS)))
+            attempt = self._flow.attempt(request.query_pairs, call.call_ref)
+        except Refusal as exc:
+            return refused(exc)
         return self._flow.report(call, attempt, report, deadline, self._answers(request))
 
     def fallback(self, request: Request) -> Response:
         return self._answers(request).farewell()
 
-    def _fields(self, request: Request) -> tuple[dict[str, str], Response | None]:
+    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
         params: list[tuple[str, str]] = []
 
         def check(tokens: list[str]) -> None:
@@ -272,8 +288,8 @@ class PlivoVoice:
                     raise
                 verify_v3(request.method, request.url, signed, nonce, main, tokens)
 
-        refused = authenticate(self._tokens, "Plivo", check)
-        return dict(params), refused
+        refusal = authenticate(self._tokens, "Plivo", check)
+        return Fields(params), refusal
 
     def _answers(self, request: Request) -> PlivoXmlAnswers:
         own = (ANSWER_PATH, STATUS_PATH)
@@ -284,18 +300,16 @@ class PlivoVoice:
         )
 
 
-def _inbound(fields: dict[str, str], *, declined: bool) -> InboundCall | None:
-    uuid = fields.get("CallUUID", "")
-    if not TOKEN.match(uuid):
-        return None
+def _inbound(fields: Fields) -> InboundCall:
+    """The call: its CallUUID a UUID, its numbers as Plivo writes them (``14155550100``, no ``+``) in E.164."""
     return InboundCall(
         CARRIER,
-        uuid,
-        text(fields.get("From")),
-        text(fields.get("To")),
-        pin=keyed_pin(fields, declined=declined),
+        fields.require("CallUUID", CALL_UUID),
+        fields.number("From"),
+        fields.number("To"),
+        pin=keyed_pin(fields),
         can_challenge=True,
-        sip_headers={name: value for name, value in fields.items() if name.startswith("X-PH-")},
+        sip_headers={name: str(value) for name, value in fields.items() if name.startswith("X-PH-")},
     )
 
 

@@ -26,13 +26,13 @@ import binascii
 import re
 from collections.abc import Sequence
 
-from millis_sip.apigw import Request
+from millis_sip.apigw import BadRequest, Request, reply
 from millis_sip.config import Messages
-from millis_sip.core.calls import TOKEN
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
-from millis_sip.edges.carriers.flow import CarrierFlow, Response, authenticate, keyed_pin, text, x_headers
+from millis_sip.edges.carriers.fields import UUID, Fields, form, one_of
+from millis_sip.edges.carriers.flow import CarrierFlow, Response, authenticate, keyed_pin, x_headers
 from millis_sip.edges.carriers.twiml import TwimlWebhooks
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
@@ -117,6 +117,18 @@ STATUS_PATH = "/carriers/telnyx/status"
 CARRIER = "telnyx"
 TOLERANCE_SECONDS = 300
 
+# Telnyx's ids (tests/fixtures/carriers/SOURCES.md, "Formats"): CallSid is the call_control_id, "v<n>:" and
+# URL-safe characters in every callback's example (developers.telnyx.com/api-reference/callbacks/texml-call-*),
+# or a bare UUID in the instruction fetch's (docs/voice/programmable-voice/texml-instruction-fetching);
+# ConnectionId is digits (the same pages; the OpenAPI path parameter's example).
+CALL_SID = form(
+    rf"v[0-9]{{1,3}}:[A-Za-z0-9_-]{{1,120}}|{UUID}", "Telnyx's CallSid is v<n>: and URL-safe characters, or a UUID"
+)
+CONNECTION_ID = form(r"[0-9]{1,32}", "Telnyx's ConnectionId is ASCII digits")
+# SHAKEN/STIR as the callbacks document it: ShakenStirValidated true or false, ShakenStirAttestation A, B or C.
+SHAKEN_VALIDATED = one_of("true", "false", empty=True)
+SHAKEN_ATTESTATION = one_of("A", "B", "C", empty=True)
+
 
 class TelnyxTexml(TwimlWebhooks):
     """``POST /carriers/telnyx/voice`` (the TeXML application's voice URL, and the PIN <Gather>'s action) and
@@ -130,7 +142,7 @@ class TelnyxTexml(TwimlWebhooks):
         super().__init__(flow, public_keys, messages)
         self._clock = clock
 
-    def _fields(self, request: Request) -> tuple[dict[str, str], Response | None]:
+    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
         def check(keys: list[str]) -> None:
             verify(
                 request.body,
@@ -142,22 +154,26 @@ class TelnyxTexml(TwimlWebhooks):
             )
 
         refused = authenticate(self._credential, "Telnyx", check)
-        return ({} if refused is not None else dict(request.form())), refused
+        if refused is not None:
+            return Fields(), refused
+        try:
+            return Fields(request.form()), None
+        except BadRequest as exc:  # signed, but not a form (the signature covers the body as sent)
+            return Fields(), reply(400, f"Bad request: {exc}.")
 
-    def _call(self, fields: dict[str, str], *, declined: bool) -> InboundCall | None:
-        sid, connection = fields.get("CallSid", ""), fields.get("ConnectionId", "")
-        if not TOKEN.match(sid):
-            return None
-        verified = fields.get("ShakenStirValidated", "").lower() == "true"
-        attestation = fields.get("ShakenStirAttestation", "").upper()
+    def _call(self, fields: Fields, request: Request) -> InboundCall:
+        sid = fields.require("CallSid", CALL_SID)
+        connection = fields.read("ConnectionId", CONNECTION_ID)
+        verified = fields.read("ShakenStirValidated", SHAKEN_VALIDATED) == "true"
+        attestation = fields.read("ShakenStirAttestation", SHAKEN_ATTESTATION)
         return InboundCall(
             CARRIER,
             sid,
-            text(fields.get("From")),
-            text(fields.get("To")),
-            attestation=attestation if verified and attestation in ("A", "B", "C") else None,
-            pin=keyed_pin(fields, declined=declined),
+            fields.number("From"),
+            fields.number("To"),
+            attestation=attestation if verified and attestation else None,
+            pin=keyed_pin(fields),
             can_challenge=True,
-            context={"telnyx_connection_id": connection} if TOKEN.match(connection) else {},
+            context={"telnyx_connection_id": connection} if connection else {},
             sip_headers=x_headers(fields, "SipHeader_"),
         )

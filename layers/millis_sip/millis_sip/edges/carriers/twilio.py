@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from millis_sip.apigw import Request
-from millis_sip.core.calls import TOKEN
 from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
-from millis_sip.edges.carriers.flow import Response, authenticate, keyed_pin, text, x_headers
+from millis_sip.edges.carriers.fields import UUID, Fields, form
+from millis_sip.edges.carriers.flow import Response, authenticate, keyed_pin, x_headers
 from millis_sip.edges.carriers.twiml import TwimlWebhooks
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -124,7 +124,29 @@ def _url_variants(url: str) -> list[str]:
 VOICE_PATH = "/carriers/twilio/voice"
 STATUS_PATH = "/carriers/twilio/status"
 CARRIER = "twilio"
+
+# Twilio's ids (tests/fixtures/carriers/SOURCES.md, "Formats"): the Call resource's ``sid`` and the Account's
+# (twilio/twilio-oai, spec/json/twilio_api_v2010.json: ``^CA[0-9a-fA-F]{32}$``, ``^AC[0-9a-fA-F]{32}$``; "34
+# characters long, and always starts with the letters AC", twilio.com/docs/voice/twiml#request-parameters).
+CALL_SID = form(r"CA[0-9a-fA-F]{32}", "Twilio's CallSid is CA and 32 hex digits")
+ACCOUNT_SID = form(r"AC[0-9a-fA-F]{32}", "Twilio's AccountSid is AC and 32 hex digits")
+# SignalWire's LaML, on the same route under X-SignalWire-Signature: "A Segment ID (SID) is a UUID", and its
+# AccountSid is the project's id, a UUID too (signalwire/docs, platform/core/segment-ids.mdx; the TypeSpec models).
+SIGNALWIRE_CALL_SID = form(UUID, "SignalWire's CallSid is a UUID")
+SIGNALWIRE_ACCOUNT_SID = form(UUID, "SignalWire's AccountSid (the project id) is a UUID")
+# StirVerstat, as twilio.com/docs/voice/trusted-calling-with-shakenstir lists it (the -Diverted and -Passthrough
+# variants included); only a passed verification's level is an attestation.
+STIR_VERSTAT = form(
+    r"(?:TN-Validation-(?:Passed|Failed)-[ABC]|TN-Validation-Failed|No-TN-Validation|NULL)(?:-Diverted|-Passthrough)?",
+    "one of Twilio's documented StirVerstat values",
+)
 _ATTESTATION = {"TN-Validation-Passed-A": "A", "TN-Validation-Passed-B": "B", "TN-Validation-Passed-C": "C"}
+# What Twilio writes in From for a withheld caller ID: the alpha string on a phone keypad (ANONYMOUS, RESTRICTED,
+# UNKNOWN, BLOCKED, UNAVAILABLE). Twilio's changelog of 2022-11-16 ("Upcoming changes to withheld caller ID
+# behavior for <Dial> calls") says it "translates the alpha string into digits"; these digits are the keypad's
+# translation, seen in many public code bases but not confirmed on a Twilio page (SOURCES.md, "Numbers"). Read
+# as no number, so that no withheld caller counts as the number +266696687.
+WITHHELD_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+8656696", "+2562533", "+86282452253"})
 
 
 class TwilioVoice(TwimlWebhooks):
@@ -136,7 +158,7 @@ class TwilioVoice(TwimlWebhooks):
     voice_path = VOICE_PATH
     status_path = STATUS_PATH
 
-    def _fields(self, request: Request) -> tuple[dict[str, str], Response | None]:
+    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
         params: list[tuple[str, str]] = []
 
         def check(tokens: list[str]) -> None:
@@ -147,20 +169,23 @@ class TwilioVoice(TwimlWebhooks):
             verify(request.url, params, presented, tokens)
 
         refused = authenticate(self._credential, "Twilio", check)
-        return dict(params), refused
+        return Fields(params), refused
 
-    def _call(self, fields: dict[str, str], *, declined: bool) -> InboundCall | None:
-        sid, account = fields.get("CallSid", ""), fields.get("AccountSid", "")
-        if not TOKEN.match(sid):
-            return None
+    def _call(self, fields: Fields, request: Request) -> InboundCall:
+        """The call, its ids in the forms of whoever signed it: SignalWire's when it names itself in
+        X-SignalWire-Signature (it may send X-Twilio-Signature beside it), else Twilio's."""
+        signalwire = SIGNALWIRE_SIGNATURE_HEADER.lower() in request.headers
+        sid = fields.require("CallSid", SIGNALWIRE_CALL_SID if signalwire else CALL_SID)
+        account = fields.read("AccountSid", SIGNALWIRE_ACCOUNT_SID if signalwire else ACCOUNT_SID)
+        verstat = fields.read("StirVerstat", STIR_VERSTAT)
         return InboundCall(
             CARRIER,
             sid,
-            text(fields.get("From")),
-            text(fields.get("To")),
-            attestation=_ATTESTATION.get(fields.get("StirVerstat", "")),
-            pin=keyed_pin(fields, declined=declined),
+            fields.number("From", placeholders=WITHHELD_CALLER_IDS),
+            fields.number("To"),
+            attestation=_ATTESTATION.get(verstat or ""),
+            pin=keyed_pin(fields),
             can_challenge=True,
-            context={"twilio_account_sid": account} if TOKEN.match(account) else {},
+            context={"twilio_account_sid": account} if account else {},
             sip_headers=x_headers(fields, "SipHeader_"),
         )

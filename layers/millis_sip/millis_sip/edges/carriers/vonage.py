@@ -31,19 +31,19 @@ from typing import Any
 
 from millis_sip.apigw import BadRequest, Request, reply
 from millis_sip.config import Messages
-from millis_sip.core.calls import TOKEN
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
-from millis_sip.edges.carriers import InvalidSignature
+from millis_sip.edges.carriers import InvalidSignature, Refusal
+from millis_sip.edges.carriers.fields import DIGITS, SECONDS, UUID, Fields, form, one_of
 from millis_sip.edges.carriers.flow import (
     CarrierFlow,
     DialOutcome,
     DialReport,
     Response,
     authenticate,
+    refused,
     route_url,
-    text,
     whole,
     x_headers,
 )
@@ -194,9 +194,19 @@ def _payload_forms(body: bytes) -> list[bytes]:
 ANSWER_PATH = "/carriers/vonage/answer"
 EVENT_PATH = "/carriers/vonage/event"
 CARRIER = "vonage"
-_NUMBER = re.compile(r"^[1-9]\d{6,14}$")  # Vonage's `from`: E.164 digits without the +
-# What a status of the leg to Millis means for the call (developer.vonage.com voice webhook reference).
-_LEG_OUTCOMES = {
+_NUMBER = re.compile(r"[1-9][0-9]{6,14}\Z")  # Vonage's `from`: E.164 digits without the +
+# Vonage's ids (tests/fixtures/carriers/SOURCES.md, "Formats"): conversation_uuid is "CON-" and a UUID in the
+# webhook reference, the Voice API description (Nexmo/api-specification, definitions/voice.yml) and Vonage's
+# tutorial capture, a bare UUID in the NCCO reference's input examples; a leg's uuid is a UUID, or 32 hex digits
+# without dashes in the tutorial capture.
+CONVERSATION_UUID = form(rf"(?:CON-)?{UUID}", "Vonage's conversation_uuid is CON- and a UUID")
+LEG_UUID = form(rf"{UUID}|[0-9a-fA-F]{{32}}", "Vonage's uuid is a UUID (or 32 hex digits)")
+DIRECTION = one_of("inbound", "outbound")
+# Every status of the event webhook (developer.vonage.com/voice/voice-api/webhook-reference, "Event webhook":
+# the corpus' event-*.json), as what it means for the leg to Millis; any other payload is not an event.
+_EVENT_OUTCOMES = {
+    "started": DialOutcome.OTHER,
+    "ringing": DialOutcome.OTHER,
     "answered": DialOutcome.ANSWERED,
     "completed": DialOutcome.COMPLETED,
     "cancelled": DialOutcome.CANCELED,
@@ -205,7 +215,9 @@ _LEG_OUTCOMES = {
     "rejected": DialOutcome.FAILED,
     "unanswered": DialOutcome.FAILED,
     "timeout": DialOutcome.FAILED,
+    "disconnected": DialOutcome.OTHER,
 }
+EVENT_STATUS = one_of(*_EVENT_OUTCOMES)
 
 
 class NccoAnswers:
@@ -216,7 +228,7 @@ class NccoAnswers:
         self._answer_url = answer_url
         self._event_url = event_url
 
-    def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, attempt: int) -> Response:
+    def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, query: str) -> Response:
         endpoint = {
             "type": "sip",
             "uri": str(routed.placement),
@@ -226,7 +238,7 @@ class NccoAnswers:
             "action": "connect",
             "endpoint": [endpoint],
             "eventType": "synchronous",  # a failed leg's event may answer with the next NCCO (the other region)
-            "eventUrl": [f"{self._event_url}?attempt={attempt}"],
+            "eventUrl": [self._event_url + (f"?{query}" if query else "")],
             "eventMethod": "POST",
         }
         number = next((n.removeprefix("+") for n in (call.caller, call.dialed) if n), "")
@@ -236,7 +248,8 @@ class NccoAnswers:
             connect["randomFromNumber"] = True
         return _ncco([connect])
 
-    def ask_pin(self, challenge: Challenge, call: InboundCall) -> Response:
+    def ask_pin(self, challenge: Challenge, call: InboundCall, declined: str | None) -> Response:
+        # Nothing keyed in comes back in the input's own (signed) payload, with empty digits: no URL needed.
         prompt = self._messages.pin_prompt
         if challenge.retry:
             prompt = f"{self._messages.pin_retry} {prompt}"
@@ -261,12 +274,18 @@ class NccoAnswers:
     def hang_up(self) -> Response:
         return reply(204)  # nothing to change: the call goes on, or is over
 
+    def end_call(self) -> Response:
+        return _ncco([])  # an empty NCCO ends the call
+
 
 class VonageVoice:
     """``GET|POST /carriers/vonage/answer`` (the application's answer_url, and the PIN input's eventUrl) and
     ``POST /carriers/vonage/event`` (the application's event_url, and the connect action's: how the leg to
     Millis went). Each request's signed JWT (``Authorization: Bearer``, HS256 with the signature secret, the
-    payload's hash, its age and, when configured, the application) is checked before anything reads it."""
+    payload's hash, its age and, when configured, the application) is checked before anything reads it, the
+    body included. The JWT does not say which URL it was for, so each route takes only its own payloads: the
+    answer route an answer or an input's result (no ``status``), the event route an event with a documented
+    ``status``; the event URL's ``attempt=2`` counts only with its token."""
 
     def __init__(
         self,
@@ -284,49 +303,56 @@ class VonageVoice:
         self._application_id = application_id
 
     def answer(self, request: Request, deadline: float) -> Response:
-        fields, refused = self._fields(request)
-        if refused is not None:
-            return refused
-        call = _inbound(fields)
-        if call is None:
-            return reply(400, "conversation_uuid is missing or malformed.")
+        fields, refusal = self._fields(request)
+        if refusal is not None:
+            return refusal
+        try:
+            if "status" in fields:
+                raise Refusal(400, "an event payload (it has a status) is not an answer or an input's result")
+            call = _inbound(fields)
+        except Refusal as exc:
+            return refused(exc)
         return self._flow.answer(call, deadline, self._answers(request))
 
     def event(self, request: Request, deadline: float) -> Response:
-        fields, refused = self._fields(request)
-        if refused is not None:
-            return refused
-        call = _inbound(fields)
-        if call is None:
-            return reply(400, "conversation_uuid is missing or malformed.")
-        status = str(fields.get("status", ""))
-        outbound = str(fields.get("direction", "")).lower() == "outbound"  # the leg to Millis, not the caller's
-        outcome = _LEG_OUTCOMES.get(status, DialOutcome.OTHER) if outbound else DialOutcome.OTHER
-        report = DialReport(outcome, status, whole(fields.get("duration")), leg_id=text(fields.get("uuid")))
-        attempt = 2 if request.query.get("attempt") == "2" else 1
+        fields, refusal = self._fields(request)
+        if refusal is not None:
+            return refusal
+        try:
+            status = fields.require("status", EVENT_STATUS)
+            call = _inbound(fields)
+            outbound = fields.read("direction", DIRECTION) == "outbound"  # the leg to Millis, not the caller's
+            duration = whole(fields.read("duration", SECONDS))
+            leg = fields.read("uuid", LEG_UUID)
+            attempt = self._flow.attempt(request.query_pairs, call.call_ref)
+        except Refusal as exc:
+            return refused(exc)
+        outcome = _EVENT_OUTCOMES[status] if outbound else DialOutcome.OTHER
+        report = DialReport(outcome, status, duration, leg_id=leg)
         return self._flow.report(call, attempt, report, deadline, self._answers(request))
 
     def fallback(self, request: Request) -> Response:
         return self._answers(request).farewell()
 
-    def _fields(self, request: Request) -> tuple[dict[str, Any], Response | None]:
-        fields: dict[str, Any] = {}
+    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
+        """The payload's fields, read only once its JWT is checked: a GET's query, a POST's JSON object."""
+        get = request.method == "GET"
 
         def check(secrets: list[str]) -> None:
-            if request.method == "GET":
-                payload = query_payload(request.query_pairs)
-                fields.update(request.query)
-            else:
-                payload = request.body
-                fields.update(_json_body(request.body))
+            payload = query_payload(request.query_pairs) if get else request.body
             claims = verify(
                 request.headers.get(AUTHORIZATION_HEADER.lower()), payload, secrets, now=self._clock.now().timestamp()
             )
             if self._application_id and claims.get("application_id") != self._application_id:
                 raise InvalidSignature("another application")
 
-        refused = authenticate(self._secrets, "Vonage", check)
-        return fields, refused
+        refusal = authenticate(self._secrets, "Vonage", check)
+        if refusal is not None:
+            return Fields(), refusal
+        try:
+            return Fields(request.query_pairs if get else _json_body(request.body).items()), None
+        except BadRequest as exc:
+            return Fields(), reply(400, f"Bad request: {exc}.")
 
     def _answers(self, request: Request) -> NccoAnswers:
         own = (ANSWER_PATH, EVENT_PATH)
@@ -347,30 +373,36 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _inbound(fields: Mapping[str, Any]) -> InboundCall | None:
-    conversation = str(fields.get("conversation_uuid", ""))
-    if not TOKEN.match(conversation):
-        return None
-    pin: str | None = None
-    dtmf = fields.get("dtmf")
-    if isinstance(dtmf, dict):  # the input action's event: {"dtmf": {"digits": "...", "timed_out": ...}}
-        pin = str(dtmf.get("digits") or "")
-    elif isinstance(dtmf, str):  # the older form: {"dtmf": "..."}
-        pin = dtmf
+def _inbound(fields: Fields) -> InboundCall:
+    """The call: its ids in Vonage's forms, its numbers (``14155550100``, no ``+``) in E.164."""
+    conversation = fields.require("conversation_uuid", CONVERSATION_UUID)
+    leg = fields.read("uuid", LEG_UUID)
     headers = fields.get("headers")
     sip_headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
     sip_headers.update(x_headers(fields, "SipHeader_"))
-    caller, dialed = text(fields.get("from")), text(fields.get("to"))
     return InboundCall(
         CARRIER,
         conversation,
-        f"+{caller}" if caller and caller.isdigit() else caller,  # Vonage sends numbers without the +
-        f"+{dialed}" if dialed and dialed.isdigit() else dialed,
-        pin=pin.strip().rstrip("#") if pin is not None else None,
+        fields.number("from"),
+        fields.number("to"),
+        pin=_keyed(fields),
         can_challenge=True,
-        context={"vonage_uuid": str(fields["uuid"])} if TOKEN.match(str(fields.get("uuid", ""))) else {},
+        context={"vonage_uuid": leg} if leg else {},
         sip_headers=sip_headers,
     )
+
+
+def _keyed(fields: Fields) -> str | None:
+    """What the caller keyed in, from the input action's result (``{"dtmf": {"digits": "...", "timed_out":
+    ...}}``, or the older ``{"dtmf": "..."}``): "" for nothing (digits empty, or null after speech input); None
+    when the payload is not an input's result."""
+    result = fields.get("dtmf")
+    if result is None:
+        return None
+    if isinstance(result, dict):
+        digits = result.get("digits")
+        return "" if digits is None else DIGITS.read("dtmf.digits", digits).rstrip("#")
+    return DIGITS.read("dtmf", result).rstrip("#")
 
 
 def _ncco(actions: list[dict[str, Any]]) -> Response:

@@ -1,0 +1,95 @@
+"""Carrier webhooks as each carrier sends and signs them, for end-to-end tests through the local API: Twilio's and
+SignalWire's signed by twilio's own RequestValidator (signalwire-python's validator delegates to it), Telnyx's
+with an Ed25519 key pair (PyNaCl, what Telnyx's SDK verifies with), Vonage's with an HS256 JWT carrying the
+payload's hash (PyJWT, what vonage-jwt verifies), Plivo's with the plivo SDK's V3 signer. ``inbound_env`` is what
+InboundFunction must be given to hold the matching credentials."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import jwt
+from nacl.signing import SigningKey
+from plivo.utils.signature_v3 import construct_post_url, get_signature_v3  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+from tests.support.rig import TWILIO_AUTH_TOKEN
+
+TELNYX_KEY = SigningKey(b"\x0b" * 32)
+VONAGE_SECRET = "corpus-vonage-signature-secret-0123"  # 32 bytes or more, as RFC 7518 asks of an HS256 key
+VONAGE_APP = "aaaaaaaa-bbbb-cccc-dddd-ffffffffffff"
+PLIVO_TOKEN = "Q29ycHVzUGxpdm9BdXRoVG9rZW4xMjM0NTY3OA"
+
+
+def inbound_env() -> dict[str, str]:
+    """InboundFunction's settings for these credentials (Twilio's token is the rig's default)."""
+    return {
+        "TELNYX_PUBLIC_KEY": base64.b64encode(bytes(TELNYX_KEY.verify_key)).decode(),
+        "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
+        "VONAGE_APPLICATION_ID": VONAGE_APP,
+        "PLIVO_AUTH_TOKEN": PLIVO_TOKEN,
+    }
+
+
+class CarrierRequests:
+    """Signed requests to the stack at ``base_url``, one method per carrier (``path`` may carry a query)."""
+
+    def __init__(self, base_url: str, http: httpx.Client) -> None:
+        self.base_url = base_url
+        self.http = http
+
+    def twilio(self, path: str, params: Mapping[str, str], *, signalwire: bool = False) -> httpx.Response:
+        signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(f"{self.base_url}{path}", dict(params))
+        header = "X-SignalWire-Signature" if signalwire else "X-Twilio-Signature"
+        return self.http.post(path, data=dict(params), headers={header: signature})
+
+    def telnyx(self, path: str, params: Mapping[str, str], *, method: str = "POST") -> httpx.Response:
+        body = urlencode(dict(params)).encode() if method == "POST" else b""
+        stamp = str(int(time.time()))
+        headers = {
+            "telnyx-signature-ed25519": base64.b64encode(
+                TELNYX_KEY.sign(f"{stamp}|".encode() + body).signature
+            ).decode(),
+            "telnyx-timestamp": stamp,
+        }
+        if method == "GET":
+            return self.http.get(path, params=dict(params), headers=headers)
+        headers["content-type"] = "application/x-www-form-urlencoded"
+        return self.http.post(path, content=body, headers=headers)
+
+    def vonage_token(self, payload: bytes) -> str:
+        claims = {
+            "iat": int(time.time()),
+            "jti": str(uuid.uuid4()),
+            "iss": "Vonage",
+            "payload_hash": hashlib.sha256(payload).hexdigest(),
+            "api_key": "abcd1234",
+            "application_id": VONAGE_APP,
+        }
+        return jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
+
+    def vonage(self, path: str, payload: Mapping[str, Any], *, method: str = "POST") -> httpx.Response:
+        if method == "GET":  # Vonage hashes a GET's query as a compact JSON object, in URL order
+            hashed = json.dumps(dict(payload), separators=(",", ":")).encode()
+            headers = {"Authorization": f"Bearer {self.vonage_token(hashed)}"}
+            return self.http.get(path, params=dict(payload), headers=headers)
+        body = json.dumps(dict(payload)).encode()
+        headers = {"Authorization": f"Bearer {self.vonage_token(body)}", "content-type": "application/json"}
+        return self.http.post(path, content=body, headers=headers)
+
+    def plivo(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+        nonce = str(uuid.uuid4().int)[:20]
+        signed = construct_post_url(f"{self.base_url}{path}", dict(params)).decode()
+        headers = {
+            "X-Plivo-Signature-V3": get_signature_v3(PLIVO_TOKEN, signed, nonce).decode(),
+            "X-Plivo-Signature-V3-Nonce": nonce,
+        }
+        return self.http.post(path, data=dict(params), headers=headers)
