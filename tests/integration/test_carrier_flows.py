@@ -539,3 +539,82 @@ def test_route_answers_409_for_a_call_id_asked_for_other_numbers_or_a_call_that_
     replayed = phone.api("GET", "/route", params=query, headers={"Accept": "text/plain"})
     assert (replayed.status_code, replayed.text) == (409, "call_ended: call_ended\n")
     assert len(phone.sim.registrations()) == 1
+
+
+# --- claims bound to their proof, as the security review reproduced them over GET /route ----------------------
+
+
+def test_route_never_gives_a_callers_registration_to_a_call_to_that_number(phone: Phone) -> None:
+    # A pin and an attestation registration for a customer's number; an INVITE whose Request-URI user is that
+    # number (anyone can send one) took the customer's session and moved it to claimed.
+    customer = caller()
+    made = [register(phone, customer, caller_verification=kind) for kind in ("pin", "attestation")]
+    stranger = {"to": customer, "from": "+19995550000", "call": f"{uuid.uuid4()}@pbx.example"}
+    answer = phone.api("GET", "/route", params={**stranger, "attestation": "A"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sip_uri"] not in {m["sip_uri"] for m in made}  # the default agent, not the customer
+    for registration in made:
+        record = phone.store.get(registration["call_id"])
+        assert record is not None and record.status is CallStatus.REGISTERED
+
+
+def test_route_takes_a_dialed_number_registration_for_a_call_to_it(phone: Phone) -> None:
+    line = caller()
+    made = register(phone, line, caller_verification="dialed_number")
+    answer = phone.api("GET", "/route", params={"to": line, "from": caller(), "call": f"{uuid.uuid4()}@pbx"})
+    assert (answer.status_code, answer.json()["sip_uri"]) == (200, made["sip_uri"])
+    not_a_number = phone.api("POST", "/calls", json={"lookup_key": "line-7", "caller_verification": "dialed_number"})
+    assert not_a_number.status_code == 400 and "E.164" in not_a_number.json()["message"]
+
+
+def test_route_pin_guesses_racing_each_other_are_counted_before_any_is_compared(phone: Phone) -> None:
+    # 25 simultaneous tries (24 wrong, 1 right): each read the registration before any counted, so all 24 wrong
+    # ones were counted and the right one still claimed it. Now at most MAX_PIN_FAILURES are ever compared.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from millis_sip.core.calls import MAX_PIN_FAILURES
+
+    customer = caller()
+    registered = register(phone, customer, caller_verification="pin")
+    wrong = [f"{(int(registered['pin']) + i) % 10**6:06d}" for i in range(1, 25)]
+    guesses = [*wrong[:12], registered["pin"], *wrong[12:]]
+
+    def guess(pin: str) -> httpx.Response:
+        query = {"to": DIALED, "from": customer, "call": f"{uuid.uuid4()}@pbx.example", "pin": pin}
+        with httpx.Client(base_url=phone.server.url, timeout=30) as http:
+            return http.get("/route", params=query, headers={"x-api-key": API_KEY})
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        answers = list(pool.map(guess, guesses))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+    record = phone.store.get(registered["call_id"])
+    assert record is not None and record.pin_failures <= MAX_PIN_FAILURES
+    claimed = [a for a in answers if a.json()["sip_uri"] == registered["sip_uri"]]
+    assert len(claimed) == (1 if record.status is CallStatus.CLAIMED else 0)
+    assert record.pin_failures == MAX_PIN_FAILURES or record.status is CallStatus.CLAIMED
+
+
+def test_route_counts_every_spelling_of_a_number_under_one_hourly_cap(phone: Phone) -> None:
+    # Seven spellings of one number started 14 sessions under a cap of 2: each spelling had a counter of its own.
+    capped = "+1505" + str(uuid.uuid4().int)[:7]
+    route = phone.api("PUT", f"/numbers/{capped}", json={"agent_id": "sales-agent", "max_calls_per_hour": 2})
+    assert route.status_code == 201, route.text
+    digits = capped.removeprefix("+")
+    spellings = [
+        capped,
+        digits,
+        f"00{digits}",
+        f"tel:{capped}",
+        f"+{digits[0]}-{digits[1:4]}-{digits[4:7]}-{digits[7:]}",
+        f"{capped};x",
+        f"sip:{capped}@pbx.example;user=phone",
+    ]
+    try:
+        answers = [
+            phone.api("GET", "/route", params={"to": to, "from": caller(), "call": f"{uuid.uuid4()}@pbx"})
+            for to in spellings
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 429, 429, 429, 429, 429]
+        assert len(phone.sim.registrations()) == 2
+    finally:
+        phone.api("DELETE", f"/numbers/{capped}")
