@@ -16,7 +16,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -218,7 +218,7 @@ def inbound_path(module: ModuleType, make_event: Callable[[], dict[str, Any]], n
     recorder.watch_dynamodb(inbound.dynamodb)
     inbound.gateway.register = recorder.timed(inbound.gateway.register, network=True)
     for key, route in list(inbound.routes.items()):
-        inbound.routes[key] = type(route)(recorder.timed(route.handle, network=False), route.fallback)
+        inbound.routes[key] = replace(route, handle=recorder.timed(route.handle, network=False))
     events = [make_event() for _ in range(warmup + n)]
 
     def invoke(i: int) -> None:
