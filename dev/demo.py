@@ -636,7 +636,7 @@ def serve_hint(api_url: str) -> str:
     route = httpx.Request(
         "GET",
         f"{api_url}/route",
-        params={"to": SALES_NUMBER, "from": "+14155550123", "call": "call-1@pbx.example"},
+        params={"to": SALES_NUMBER, "from": "+14155550123", "call": "serve-1@pbx.example"},
         headers={"x-api-key": LOCAL_API_KEY, "accept": "text/plain"},
     )
     return f"\nServing on {api_url} until Ctrl-C. Try:\n  {curl(register)}\n  {curl(lookup)}\n  {curl(route)}"

@@ -36,6 +36,13 @@ class Route:
     handle: Handler
     fallback: Callable[[Request], dict[str, Any]]  # what the caller gets if the handler fails unexpectedly
     patience: Patience  # how long the phone system behind the route waits for the answer (millis_sip.patience)
+    # Another phone system reaching the same route, known by a header of its own: (header, its patience).
+    also: tuple[str, Patience] | None = None
+
+    def patience_for(self, request: Request) -> Patience:
+        if self.also is not None and request.headers.get(self.also[0].lower()) is not None:
+            return self.also[1]
+        return self.patience
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +81,11 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
         application_id=inbound.vonage_application_id,
     )
     plivo_xml = plivo.PlivoVoice(flow(plivo.CARRIER), credentials["plivo"], inbound.messages)
+    signalwire = (twilio.SIGNALWIRE_SIGNATURE_HEADER, PATIENCE["signalwire"])  # SignalWire speaks to Twilio's routes
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
     routes = {
-        ("POST", twilio.VOICE_PATH): Route(voice.voice, voice.fallback, PATIENCE[twilio.CARRIER]),
-        ("POST", twilio.STATUS_PATH): Route(voice.status, voice.fallback, PATIENCE[twilio.CARRIER]),
+        ("POST", twilio.VOICE_PATH): Route(voice.voice, voice.fallback, PATIENCE[twilio.CARRIER], signalwire),
+        ("POST", twilio.STATUS_PATH): Route(voice.status, voice.fallback, PATIENCE[twilio.CARRIER], signalwire),
         ("POST", telnyx.VOICE_PATH): Route(texml.voice, texml.fallback, PATIENCE[telnyx.CARRIER]),
         ("POST", telnyx.STATUS_PATH): Route(texml.status, texml.fallback, PATIENCE[telnyx.CARRIER]),
         ("GET", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback, PATIENCE[vonage.CARRIER]),
@@ -112,7 +120,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # The answer is ready by the first of: INBOUND_ANSWER_SECONDS, the phone system's patience less the margin
     # for API Gateway and a cold start (millis_sip.patience: each figure and its source), the function's time.
     remaining = context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS
-    deadline = started + min(inbound.settings.answer_seconds, route.patience.answer_within, remaining)
+    deadline = started + min(inbound.settings.answer_seconds, route.patience_for(request).answer_within, remaining)
     try:
         return route.handle(request, deadline)
     except Exception:  # noqa: BLE001 - a live phone call must get an answer it can act on

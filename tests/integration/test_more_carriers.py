@@ -333,6 +333,7 @@ def test_a_failed_vonage_leg_is_answered_with_a_connect_to_the_other_region(carr
     leg = {"uuid": str(uuid.uuid4()), "conversation_uuid": params["conversation_uuid"], "direction": "outbound"}
     [second] = ncco(carriers.vonage_post("/carriers/vonage/event", {**leg, "status": "failed"}))
     assert "sip-us-west" in first["endpoint"][0]["uri"] and "sip-eu-west" in second["endpoint"][0]["uri"]
+    assert second["from"] == first["from"] == params["from"]  # the call's caller ID, not the leg event's (none)
     [event_url] = second["eventUrl"]
     assert event_url.startswith(f"{carriers.server.url}/carriers/vonage/event?attempt=2&token=")
     assert carriers.record(first["endpoint"][0]["uri"]).status is CallStatus.FAILED
@@ -703,3 +704,40 @@ def test_a_failed_vonage_sip_leg_is_routed_again_for_the_number_the_caller_diale
         )
     finally:
         routes.delete(DIALED)
+
+
+def test_a_vonage_pin_answer_meets_its_challenge_whichever_spelling_of_the_conversation_it_carries(
+    carriers: Carriers,
+) -> None:
+    # The answer request carries CON-<uuid>; the NCCO reference's input results show the bare UUID. Both are one
+    # call: the PIN keyed in must reach the challenge the answer started.
+    from millis_sip.core.calls import CallerVerification, CallRecord
+    from millis_sip.core.clock import SystemClock
+    from millis_sip.core.sip import parse_sip_uri
+
+    number, now = caller(), SystemClock().now()
+    call_id = f"crm-{uuid.uuid4().hex[:12]}"
+    carriers.store.put_new(
+        CallRecord(
+            call_id,
+            parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
+            "us-west",
+            CallStatus.REGISTERED,
+            now,
+            now + timedelta(hours=1),
+            lookup_key=number,
+            caller_verification=CallerVerification.PIN,
+        )
+    )
+    params = vonage_call(number)
+    talk, prompt = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
+    assert (talk["action"], prompt["action"]) == ("talk", "input")
+    bare = params["conversation_uuid"].removeprefix("CON-").upper()
+    keyed = {**params, "conversation_uuid": bare, "dtmf": {"digits": STACK_KEYS.pin(call_id), "timed_out": False}}
+    [connect] = ncco(carriers.vonage_post("/carriers/vonage/answer", keyed))
+    assert connect["endpoint"][0]["uri"] == f"sip:call-{call_id}@sip-us-west.millis-simulator.test"
+    assert carriers.sim.registrations() == []
+    from millis_sip.core.ports import TransactionState, transaction_key
+
+    mark = carriers.store.transaction_mark(transaction_key("vonage", params["conversation_uuid"], 1))
+    assert mark is not None and (mark.state, mark.millis_call_id) == (TransactionState.DONE, call_id)

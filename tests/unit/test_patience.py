@@ -89,3 +89,20 @@ def test_chimes_answer_time_cannot_reach_chimes_patience() -> None:
     assert ChimeSettings.from_env({}).answer_seconds <= PATIENCE["chime"].answer_within
     with pytest.raises(ConfigurationError):
         ChimeSettings.from_env({"CHIME_ANSWER_SECONDS": str(PATIENCE["chime"].seconds)})
+
+
+def test_signalwire_on_the_twilio_routes_is_answered_inside_signalwires_own_patience() -> None:
+    module = load_function("inbound_handler")
+    context = LocalContext(function_name="InboundFunction", timeout_seconds=12)
+    given: list[float] = []
+
+    def handle(request: Request, deadline: float) -> dict[str, Any]:
+        given.append(deadline - time.monotonic())
+        return reply(200, "answered")
+
+    route = module.inbound.routes[("POST", twilio.VOICE_PATH)]
+    module.inbound.routes[("POST", twilio.VOICE_PATH)] = replace(route, handle=handle)
+    event = load_event("inbound-twilio-voice.json")
+    event["headers"] = {**event["headers"], "X-SignalWire-Signature": "signed"}
+    module.lambda_handler(event, context)
+    assert given == [pytest.approx(PATIENCE["signalwire"].answer_within, abs=0.05)]

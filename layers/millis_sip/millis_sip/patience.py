@@ -44,6 +44,12 @@ PATIENCE: Mapping[str, Patience] = {
         "Vonage waits 3 s for the TCP connection, then 5 s for the NCCO, then retries twice and goes to the "
         "fallback answer URL (Vonage Voice API guide, Troubleshooting: Timeouts)",
     ),
+    "signalwire": Patience(
+        5.0,
+        "SignalWire waits 2 s to connect and 5 s to read a webhook's answer (SignalWire docs, webhooks: the ct "
+        "and rt URL overrides, 100-10000 ms and 100-15000 ms); its requests reach the Twilio routes, known by "
+        "X-SignalWire-Signature",
+    ),
     "plivo": Patience(
         40.0,
         "Plivo waits 2 s to connect (configurable 0.1-10 s), 40 s to read, 55 s in all, and retries once "

@@ -215,7 +215,7 @@ class CarrierFlow:
         retried = self._router.failover(same, record, attempt=attempt, deadline=deadline, placement=ANY_SIP_URI)
         if retried is None:
             return answers.farewell()
-        return self._render(call, retried, answers, attempt=attempt + 1)
+        return self._render(same, retried, answers, attempt=attempt + 1)  # the caller ID the call had
 
     # --- the state in this stack's action URLs ---------------------------------------------------------------
 

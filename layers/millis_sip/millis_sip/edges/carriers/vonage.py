@@ -375,7 +375,9 @@ def _json_body(body: bytes) -> dict[str, Any]:
 
 def _inbound(fields: Fields) -> InboundCall:
     """The call: its ids in Vonage's forms, its numbers (``14155550100``, no ``+``) in E.164."""
-    conversation = fields.require("conversation_uuid", CONVERSATION_UUID)
+    # One call, one id, whichever spelling a request uses (the answer request's CON-..., an input result's bare
+    # UUID): the PIN's answer must meet the challenge's marker, and a retry its first answer.
+    conversation = "CON-" + fields.require("conversation_uuid", CONVERSATION_UUID).removeprefix("CON-").lower()
     leg = fields.read("uuid", LEG_UUID)
     headers = fields.get("headers")
     sip_headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
