@@ -32,8 +32,11 @@ from plivo.utils.signature_v3 import (  # type: ignore[import-untyped]
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
-from millis_sip.core.calls import CallStatus
+from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
+from millis_sip.core.clock import SystemClock
 from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.ports import TransactionState, transaction_key
+from millis_sip.core.sip import parse_sip_uri
 from tests.support import twiml
 from tests.support.rig import NUMBERS_TABLE, STACK_KEYS, TABLE
 
@@ -197,13 +200,9 @@ def test_a_telnyx_dial_action_closes_the_record(carriers: Carriers) -> None:
     assert (record.status, record.duration_seconds) == (CallStatus.ENDED, 17)
 
 
-def test_a_telnyx_caller_attested_a_claims_its_registration(carriers: Carriers) -> None:
-    # The backend's registration, made directly in the store as POST /calls stores it (attestation policy).
-    from millis_sip.core.calls import CallerVerification, CallRecord
-    from millis_sip.core.clock import SystemClock
-    from millis_sip.core.sip import parse_sip_uri
-
-    number, now = caller(), SystemClock().now()
+def pending(carriers: Carriers, number: str, verification: CallerVerification) -> str:
+    """The backend's registration for ``number``, made directly in the store as POST /calls stores it."""
+    now = SystemClock().now()
     call_id = f"crm-{uuid.uuid4().hex[:12]}"
     carriers.store.put_new(
         CallRecord(
@@ -214,9 +213,15 @@ def test_a_telnyx_caller_attested_a_claims_its_registration(carriers: Carriers) 
             now,
             now + timedelta(hours=1),
             lookup_key=number,
-            caller_verification=CallerVerification.ATTESTATION,
+            caller_verification=verification,
         )
     )
+    return call_id
+
+
+def test_a_telnyx_caller_attested_a_claims_its_registration(carriers: Carriers) -> None:
+    number = caller()
+    call_id = pending(carriers, number, CallerVerification.ATTESTATION)
     attested = {**telnyx_call(number), "ShakenStirAttestation": "A", "ShakenStirValidated": "true"}
     answer = carriers.telnyx("/carriers/telnyx/voice", attested)
     uri, _ = sip_parts((twiml.parse(answer.text)[0][0].text or "").strip())
@@ -711,24 +716,8 @@ def test_a_vonage_pin_answer_meets_its_challenge_whichever_spelling_of_the_conve
 ) -> None:
     # The answer request carries CON-<uuid>; the NCCO reference's input results show the bare UUID. Both are one
     # call: the PIN keyed in must reach the challenge the answer started.
-    from millis_sip.core.calls import CallerVerification, CallRecord
-    from millis_sip.core.clock import SystemClock
-    from millis_sip.core.sip import parse_sip_uri
-
-    number, now = caller(), SystemClock().now()
-    call_id = f"crm-{uuid.uuid4().hex[:12]}"
-    carriers.store.put_new(
-        CallRecord(
-            call_id,
-            parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
-            "us-west",
-            CallStatus.REGISTERED,
-            now,
-            now + timedelta(hours=1),
-            lookup_key=number,
-            caller_verification=CallerVerification.PIN,
-        )
-    )
+    number = caller()
+    call_id = pending(carriers, number, CallerVerification.PIN)
     params = vonage_call(number)
     talk, prompt = ncco(carriers.vonage_get("/carriers/vonage/answer", params))
     assert (talk["action"], prompt["action"]) == ("talk", "input")
@@ -737,7 +726,5 @@ def test_a_vonage_pin_answer_meets_its_challenge_whichever_spelling_of_the_conve
     [connect] = ncco(carriers.vonage_post("/carriers/vonage/answer", keyed))
     assert connect["endpoint"][0]["uri"] == f"sip:call-{call_id}@sip-us-west.millis-simulator.test"
     assert carriers.sim.registrations() == []
-    from millis_sip.core.ports import TransactionState, transaction_key
-
     mark = carriers.store.transaction_mark(transaction_key("vonage", params["conversation_uuid"], 1))
     assert mark is not None and (mark.state, mark.millis_call_id) == (TransactionState.DONE, call_id)
