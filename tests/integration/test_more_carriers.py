@@ -38,67 +38,30 @@ from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import TransactionState, transaction_key
 from millis_sip.core.sip import parse_sip_uri
 from tests.support import twiml
+from tests.support.carrier_requests import (
+    PLIVO_TOKEN,
+    TELNYX_KEY,
+    CarrierRequests,
+    inbound_env,
+)
 from tests.support.rig import NUMBERS_TABLE, STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
-TELNYX_KEY = SigningKey(b"\x07" * 32)
-VONAGE_SECRET = "integration-vonage-signature-secret"
-VONAGE_APP = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-PLIVO_TOKEN = "MzYwODdjNjQ3ZWU0YTk1ZmM1MDdkMmQ4ZTE5YTc2"
 DIALED = "+15055550144"
 
 
-class Carriers:
+class Carriers(CarrierRequests):
+    """The local API with InboundFunction, and each carrier signing as it signs (tests/support/carrier_requests.py)."""
+
     def __init__(self, server: LocalApi, store: DynamoCallStore, sim: MillisSimulator) -> None:
+        super().__init__(server.url, httpx.Client(base_url=server.url, timeout=30))
         self.server, self.store, self.sim = server, store, sim
-        self.http = httpx.Client(base_url=server.url, timeout=30)
 
-    # --- Telnyx: Ed25519 over "timestamp|body" --------------------------------------------------------------
+    def vonage_get(self, path: str, params: dict[str, str], **signer: Any) -> httpx.Response:
+        return self.vonage(path, params, method="GET", **signer)
 
-    def telnyx(
-        self, path: str, params: dict[str, str], *, signed_at: float | None = None, key: SigningKey = TELNYX_KEY
-    ) -> httpx.Response:
-        body = urlencode(params).encode()
-        timestamp = str(int(signed_at if signed_at is not None else time.time()))
-        signature = key.sign(f"{timestamp}|".encode() + body).signature
-        headers = {
-            "content-type": "application/x-www-form-urlencoded",
-            "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
-            "telnyx-timestamp": timestamp,
-        }
-        return self.http.post(path, content=body, headers=headers)
-
-    # --- Vonage: a JWT whose payload_hash is the body's (POST) or the query's as JSON (GET) --------------
-
-    def vonage_token(self, payload: bytes, *, secret: str = VONAGE_SECRET, app: str = VONAGE_APP) -> str:
-        claims = {
-            "iat": int(time.time()),
-            "jti": str(uuid.uuid4()),
-            "iss": "Vonage",
-            "payload_hash": hashlib.sha256(payload).hexdigest(),
-            "api_key": "abcd1234",
-            "application_id": app,
-        }
-        return jwt.encode(claims, secret, algorithm="HS256")
-
-    def vonage_get(self, path: str, params: dict[str, str], **token: Any) -> httpx.Response:
-        payload = json.dumps(params, separators=(",", ":")).encode()
-        headers = {"Authorization": f"Bearer {self.vonage_token(payload, **token)}"}
-        return self.http.get(path, params=params, headers=headers)
-
-    def vonage_post(self, path: str, event: dict[str, Any], **token: Any) -> httpx.Response:
-        body = json.dumps(event).encode()
-        headers = {"Authorization": f"Bearer {self.vonage_token(body, **token)}", "content-type": "application/json"}
-        return self.http.post(path, content=body, headers=headers)
-
-    # --- Plivo: the SDK's V3 signature over the URL, the sorted parameters and a nonce -------------------
-
-    def plivo(self, path: str, params: dict[str, str], *, token: str = PLIVO_TOKEN) -> httpx.Response:
-        nonce = str(uuid.uuid4().int)[:20]
-        url = f"{self.server.url}{path}"
-        signature = get_signature_v3(token, construct_post_url(url, params).decode(), nonce)
-        headers = {"X-Plivo-Signature-V3": signature.decode(), "X-Plivo-Signature-V3-Nonce": nonce}
-        return self.http.post(path, data=params, headers=headers)
+    def vonage_post(self, path: str, event: dict[str, Any], **signer: Any) -> httpx.Response:
+        return self.vonage(path, event, **signer)
 
     def record(self, sip_uri: str) -> Any:
         return self.store.get(sip_uri.removeprefix("sip:call-").split("@")[0].split("?")[0])
@@ -113,13 +76,7 @@ def carriers(make_inbound: Callable[..., ModuleType], sim: MillisSimulator, dyna
         port=0,
         functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
     )
-    functions["inbound"] = make_inbound(
-        PUBLIC_BASE_URL=server.url,
-        TELNYX_PUBLIC_KEY=base64.b64encode(bytes(TELNYX_KEY.verify_key)).decode(),
-        VONAGE_SIGNATURE_SECRET=VONAGE_SECRET,
-        VONAGE_APPLICATION_ID=VONAGE_APP,
-        PLIVO_AUTH_TOKEN=PLIVO_TOKEN,
-    )
+    functions["inbound"] = make_inbound(PUBLIC_BASE_URL=server.url, **inbound_env())
     with server:
         carriers = Carriers(server, DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS), sim)
         yield carriers

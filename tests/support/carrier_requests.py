@@ -40,7 +40,9 @@ def inbound_env() -> dict[str, str]:
 
 
 class CarrierRequests:
-    """Signed requests to the stack at ``base_url``, one method per carrier (``path`` may carry a query)."""
+    """Signed requests to the stack at ``base_url``, one method per carrier (``path`` may carry a query). The
+    keyword arguments sign otherwise (another key, secret, application or token; another time), as a forger
+    or a misconfigured account would."""
 
     def __init__(self, base_url: str, http: httpx.Client) -> None:
         self.base_url = base_url
@@ -51,13 +53,19 @@ class CarrierRequests:
         header = "X-SignalWire-Signature" if signalwire else "X-Twilio-Signature"
         return self.http.post(path, data=dict(params), headers={header: signature})
 
-    def telnyx(self, path: str, params: Mapping[str, str], *, method: str = "POST") -> httpx.Response:
+    def telnyx(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        method: str = "POST",
+        signed_at: float | None = None,
+        key: SigningKey = TELNYX_KEY,
+    ) -> httpx.Response:
         body = urlencode(dict(params)).encode() if method == "POST" else b""
-        stamp = str(int(time.time()))
+        stamp = str(int(signed_at if signed_at is not None else time.time()))
         headers = {
-            "telnyx-signature-ed25519": base64.b64encode(
-                TELNYX_KEY.sign(f"{stamp}|".encode() + body).signature
-            ).decode(),
+            "telnyx-signature-ed25519": base64.b64encode(key.sign(f"{stamp}|".encode() + body).signature).decode(),
             "telnyx-timestamp": stamp,
         }
         if method == "GET":
@@ -65,31 +73,40 @@ class CarrierRequests:
         headers["content-type"] = "application/x-www-form-urlencoded"
         return self.http.post(path, content=body, headers=headers)
 
-    def vonage_token(self, payload: bytes) -> str:
+    def vonage_token(self, payload: bytes, *, secret: str = VONAGE_SECRET, app: str = VONAGE_APP) -> str:
         claims = {
             "iat": int(time.time()),
             "jti": str(uuid.uuid4()),
             "iss": "Vonage",
             "payload_hash": hashlib.sha256(payload).hexdigest(),
             "api_key": "abcd1234",
-            "application_id": VONAGE_APP,
+            "application_id": app,
         }
-        return jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
+        return jwt.encode(claims, secret, algorithm="HS256")
 
-    def vonage(self, path: str, payload: Mapping[str, Any], *, method: str = "POST") -> httpx.Response:
+    def vonage(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        method: str = "POST",
+        secret: str = VONAGE_SECRET,
+        app: str = VONAGE_APP,
+    ) -> httpx.Response:
         if method == "GET":  # Vonage hashes a GET's query as a compact JSON object, in URL order
             hashed = json.dumps(dict(payload), separators=(",", ":")).encode()
-            headers = {"Authorization": f"Bearer {self.vonage_token(hashed)}"}
+            headers = {"Authorization": f"Bearer {self.vonage_token(hashed, secret=secret, app=app)}"}
             return self.http.get(path, params=dict(payload), headers=headers)
         body = json.dumps(dict(payload)).encode()
-        headers = {"Authorization": f"Bearer {self.vonage_token(body)}", "content-type": "application/json"}
+        token = self.vonage_token(body, secret=secret, app=app)
+        headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
         return self.http.post(path, content=body, headers=headers)
 
-    def plivo(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+    def plivo(self, path: str, params: Mapping[str, str], *, token: str = PLIVO_TOKEN) -> httpx.Response:
         nonce = str(uuid.uuid4().int)[:20]
         signed = construct_post_url(f"{self.base_url}{path}", dict(params)).decode()
         headers = {
-            "X-Plivo-Signature-V3": get_signature_v3(PLIVO_TOKEN, signed, nonce).decode(),
+            "X-Plivo-Signature-V3": get_signature_v3(token, signed, nonce).decode(),
             "X-Plivo-Signature-V3-Nonce": nonce,
         }
         return self.http.post(path, data=dict(params), headers=headers)
