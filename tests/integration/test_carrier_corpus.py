@@ -24,7 +24,6 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,9 +37,8 @@ from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import OPEN, CallerVerification, CallRecord, CallStatus
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.ports import transaction_key
-from millis_sip.core.sip import parse_sip_uri
 from tests.support import twiml
-from tests.support.carrier_requests import CarrierRequests, inbound_env
+from tests.support.carrier_requests import CarrierRequests, inbound_server, pending_registration
 from tests.support.rig import STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
@@ -151,18 +149,7 @@ class Corpus:
 
     def pending(self, number: str, verification: CallerVerification) -> CallRecord:
         """A registration a backend made for ``number``, as POST /calls stores it (closed after the test)."""
-        now, call_id = SystemClock().now(), f"corpus-{uuid.uuid4().hex[:12]}"
-        record = CallRecord(
-            call_id,
-            parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
-            "us-west",
-            CallStatus.REGISTERED,
-            now,
-            now + timedelta(hours=1),
-            lookup_key=number,
-            caller_verification=verification,
-        )
-        self.store.put_new(record)
+        record = pending_registration(self.store, number, verification)
         self.registrations.append(record)
         return record
 
@@ -182,15 +169,7 @@ class Corpus:
 
 @pytest.fixture
 def corpus(make_inbound: Callable[..., ModuleType], sim: MillisSimulator, dynamodb: Any) -> Iterator[Corpus]:
-    functions: dict[str, ModuleType] = {}
-    server = LocalApi(
-        lambda e, c: e,
-        api_key="corpus-key",
-        port=0,
-        functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
-    )
-    functions["inbound"] = make_inbound(PUBLIC_BASE_URL=server.url, **inbound_env())
-    with server:
+    with inbound_server(make_inbound, "corpus-key") as server:
         built = Corpus(server, DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS), sim, dynamodb)
         yield built
         built.close()

@@ -14,7 +14,6 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -32,17 +31,16 @@ from plivo.utils.signature_v3 import (  # type: ignore[import-untyped]
 from dev.local_api import LocalApi
 from dev.millis_simulator import Fault, MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
-from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
-from millis_sip.core.clock import SystemClock
+from millis_sip.core.calls import CallerVerification, CallStatus
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import TransactionState, transaction_key
-from millis_sip.core.sip import parse_sip_uri
 from tests.support import twiml
 from tests.support.carrier_requests import (
     PLIVO_TOKEN,
     TELNYX_KEY,
     CarrierRequests,
-    inbound_env,
+    inbound_server,
+    pending_registration,
 )
 from tests.support.rig import NUMBERS_TABLE, STACK_KEYS, TABLE
 
@@ -69,15 +67,7 @@ class Carriers(CarrierRequests):
 
 @pytest.fixture
 def carriers(make_inbound: Callable[..., ModuleType], sim: MillisSimulator, dynamodb: Any) -> Iterator[Carriers]:
-    functions: dict[str, ModuleType] = {}
-    server = LocalApi(
-        lambda e, c: e,
-        api_key="more-carriers-key",
-        port=0,
-        functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
-    )
-    functions["inbound"] = make_inbound(PUBLIC_BASE_URL=server.url, **inbound_env())
-    with server:
+    with inbound_server(make_inbound, "more-carriers-key") as server:
         carriers = Carriers(server, DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS), sim)
         yield carriers
         carriers.http.close()
@@ -159,21 +149,7 @@ def test_a_telnyx_dial_action_closes_the_record(carriers: Carriers) -> None:
 
 def pending(carriers: Carriers, number: str, verification: CallerVerification) -> str:
     """The backend's registration for ``number``, made directly in the store as POST /calls stores it."""
-    now = SystemClock().now()
-    call_id = f"crm-{uuid.uuid4().hex[:12]}"
-    carriers.store.put_new(
-        CallRecord(
-            call_id,
-            parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
-            "us-west",
-            CallStatus.REGISTERED,
-            now,
-            now + timedelta(hours=1),
-            lookup_key=number,
-            caller_verification=verification,
-        )
-    )
-    return call_id
+    return pending_registration(carriers.store, number, verification).call_id
 
 
 def test_a_telnyx_caller_attested_a_claims_its_registration(carriers: Carriers) -> None:

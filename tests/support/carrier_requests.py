@@ -2,7 +2,8 @@
 SignalWire's signed by twilio's own RequestValidator (signalwire-python's validator delegates to it), Telnyx's
 with an Ed25519 key pair (PyNaCl, what Telnyx's SDK verifies with), Vonage's with an HS256 JWT carrying the
 payload's hash (PyJWT, what vonage-jwt verifies), Plivo's with the plivo SDK's V3 signer. ``inbound_env`` is what
-InboundFunction must be given to hold the matching credentials."""
+InboundFunction must be given to hold the matching credentials; ``inbound_server`` serves it behind the template's
+routes; ``pending_registration`` stores what a backend's POST /calls would have."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +25,11 @@ from nacl.signing import SigningKey
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3  # type: ignore[import-untyped]
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from dev.local_api import LocalApi
+from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
+from millis_sip.core.clock import SystemClock
+from millis_sip.core.ports import CallStore
+from millis_sip.core.sip import parse_sip_uri
 from tests.support.rig import TWILIO_AUTH_TOKEN
 
 TELNYX_KEY = SigningKey(b"\x0b" * 32)
@@ -110,3 +119,36 @@ class CarrierRequests:
             "X-Plivo-Signature-V3-Nonce": nonce,
         }
         return self.http.post(path, data=dict(params), headers=headers)
+
+
+@contextmanager
+def inbound_server(make_inbound: Callable[..., ModuleType], api_key: str) -> Iterator[LocalApi]:
+    """The local API with InboundFunction behind the template's routes, holding these credentials and calling
+    itself by the server's URL (what each carrier is configured with)."""
+    functions: dict[str, ModuleType] = {}
+    server = LocalApi(
+        lambda e, c: e,
+        api_key=api_key,
+        port=0,
+        functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
+    )
+    functions["inbound"] = make_inbound(PUBLIC_BASE_URL=server.url, **inbound_env())
+    with server:
+        yield server
+
+
+def pending_registration(store: CallStore, number: str, verification: CallerVerification) -> CallRecord:
+    """A registration a backend made for ``number``, stored as POST /calls stores it (on the simulator's us-west)."""
+    now, call_id = SystemClock().now(), f"crm-{uuid.uuid4().hex[:12]}"
+    record = CallRecord(
+        call_id,
+        parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
+        "us-west",
+        CallStatus.REGISTERED,
+        now,
+        now + timedelta(hours=1),
+        lookup_key=number,
+        caller_verification=verification,
+    )
+    store.put_new(record)
+    return record
