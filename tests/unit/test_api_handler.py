@@ -395,3 +395,28 @@ def test_the_entry_module_takes_the_sip_servers_key_id_from_its_environment(monk
     finally:
         monkeypatch.delenv("SIP_SERVER_API_KEY_ID")
         load_function("api_handler")  # the unit-test environment again, for the tests that follow
+
+
+def test_a_keys_secret_that_cannot_be_read_is_a_503_before_millis_is_asked() -> None:
+    from millis_sip.core.errors import KeysSecretUnavailable
+
+    class Unreadable:
+        def __call__(self) -> str:
+            raise KeysSecretUnavailable("Secrets Manager did not answer.")
+
+        def forget(self) -> None:
+            return None
+
+    api = FakeApi()
+    api.app, api.services = api_handler.compose(
+        api.settings,
+        gateway=api.gateway,
+        store=api.store,
+        numbers=api.numbers,
+        stack_secret=None,
+        idempotency=None,
+        keys=StackKeys(Unreadable()),
+    )
+    status, headers, body = invoke(api, load_event("api-create-call.json"))  # it has a lookup_key
+    assert (status, body["error"], headers["retry-after"]) == (503, "keys_secret_unavailable", "2")
+    assert api.gateway.calls == [] and api.store.items == {}
