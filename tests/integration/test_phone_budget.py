@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 
 from dev.lambda_context import LocalContext
 from millis_sip.config import ChimeSettings, InboundSettings
+from millis_sip.core.ports import STORE_BUDGET_SECONDS
 from tests.conftest import load_event
 from tests.support.blackhole import BlackHole
 from tests.support.rig import TWILIO_AUTH_TOKEN
@@ -199,3 +200,20 @@ def test_the_keys_secret_hanging_when_a_token_is_checked_is_a_503_in_time(
     assert answer["statusCode"] == 503, answer  # Twilio retries; nothing was read or changed
     assert answer["headers"]["Retry-After"] == "1"
     assert took < INBOUND_ANSWER + 1
+
+
+@pytest.mark.parametrize("name", ["sma-bridge-succeeded.json", "sma-hangup-caller.json"])
+def test_a_chime_calls_later_moves_give_up_on_a_hanging_dynamodb_after_the_stores_budget(
+    make_sma: Callable[..., ModuleType], sim: Any, hole: BlackHole, name: str
+) -> None:
+    # Bridged and hung up are written within the store's budget like every other round trip of the call
+    # (botocore's own timeouts, a second and one retry, took 2-3.5 s).
+    sma = make_sma(AWS_ENDPOINT_URL_DYNAMODB=hole.url)
+    first = new_call()
+    bridging = sma.lambda_handler(first, LocalContext())
+    later = load_event(name)
+    later["CallDetails"]["TransactionId"] = first["CallDetails"]["TransactionId"]
+    later["CallDetails"]["TransactionAttributes"] = bridging["TransactionAttributes"]
+    answer, took = timed(sma.lambda_handler, later)
+    assert "Actions" in answer
+    assert took < STORE_BUDGET_SECONDS + 0.5

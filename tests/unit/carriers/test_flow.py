@@ -123,6 +123,23 @@ def test_a_failed_write_that_hangs_still_leaves_the_other_region_its_time(world:
     assert took < STORE_BUDGET_SECONDS + 1.0  # the write given up after the store's budget, not HANG_SECONDS
 
 
+@pytest.mark.parametrize(
+    "report",
+    [
+        DialReport(DialOutcome.ANSWERED, "answered"),
+        DialReport(DialOutcome.COMPLETED, "completed", 12),
+        DialReport(DialOutcome.CANCELED, "canceled"),
+    ],
+    ids=["answered", "completed", "canceled"],
+)
+def test_every_move_a_report_writes_is_given_up_after_the_stores_budget(world: World, report: DialReport) -> None:
+    world.flow.answer(call(), world.deadline(), Recorded())
+    world.hang("transition")
+    answer, took = timed(lambda: world.flow.report(call(), 1, report, world.deadline(), Recorded()))
+    assert answer == {"hang_up": True}
+    assert took < STORE_BUDGET_SECONDS + 1.0  # not HANG_SECONDS: the carrier is never held past its patience
+
+
 def test_a_record_that_cannot_be_read_in_time_gets_the_failure_message_in_time(world: World) -> None:
     world.flow.answer(call(), world.deadline(), Recorded())
     world.hang("transaction_mark")

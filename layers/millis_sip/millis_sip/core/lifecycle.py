@@ -147,15 +147,17 @@ class PhoneCalls:
             log.error("Cannot find the phone call's record", extra={"error": str(exc)})
             return None
 
-    def bridged(self, snapshot: CallRecord, *, leg_id: str | None) -> datetime:
+    def bridged(self, snapshot: CallRecord, *, leg_id: str | None, deadline: float | None = None) -> datetime:
         """The agent answered. Returns when (the phone system keeps it to time the call)."""
         now = self._clock.now()
         moved = replace(snapshot, bridged_at=now, leg_b_call_id=leg_id, expires_at=self._expiry(now))
-        self._move(moved, CallStatus.BRIDGED, (CallStatus.CLAIMED,), now)
+        self._move(moved, CallStatus.BRIDGED, (CallStatus.CLAIMED,), now, deadline=deadline)
         self._metrics.inbound("bridged")
         return now
 
-    def ended(self, snapshot: CallRecord, *, who: str, bridged_at: datetime | None) -> bool:
+    def ended(
+        self, snapshot: CallRecord, *, who: str, bridged_at: datetime | None, deadline: float | None = None
+    ) -> bool:
         """One side hung up (``who``: caller, agent, unknown); the duration counts from ``bridged_at``."""
         now = self._clock.now()
         if bridged_at is not None:
@@ -163,12 +165,12 @@ class PhoneCalls:
         else:
             duration, reason = 0, f"{who}_hung_up_before_bridge"
         ended = replace(snapshot, ended_at=now, duration_seconds=duration, reason=reason, expires_at=self._expiry(now))
-        moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now)
+        moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now, deadline=deadline)
         if moved:
             self._metrics.inbound("ended")
         return moved
 
-    def completed(self, snapshot: CallRecord, *, duration_seconds: int) -> bool:
+    def completed(self, snapshot: CallRecord, *, duration_seconds: int, deadline: float | None = None) -> bool:
         """The phone system reports the bridged call over after ``duration_seconds`` connected."""
         now = self._clock.now()
         ended = replace(
@@ -179,7 +181,7 @@ class PhoneCalls:
             reason="call_completed",
             expires_at=self._expiry(now),
         )
-        moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now)
+        moved = self._move(ended, CallStatus.ENDED, ON_A_PHONE, now, deadline=deadline)
         if moved:
             self._metrics.inbound("ended")
         return moved

@@ -184,8 +184,8 @@ class CarrierFlow:
         self, call: InboundCall, attempt: int, report: DialReport, deadline: float, answers: Answers
     ) -> Response:
         """The carrier reports the leg to Millis: bridged, over, or failed (then the other region, once). The
-        record is read and the failure written within the store's budget of the answer's ``deadline``, so a
-        store that hangs leaves the other region its time."""
+        record is read and every move written within the store's budget of the answer's ``deadline``, so a
+        store that hangs leaves the other region its time and never holds a carrier past its patience."""
         record = self._calls.find(self.carrier, call.call_ref, attempt, deadline=deadline)
         if record is None:
             # Never routed here, or the store cannot say now: no other region can be chosen without the record.
@@ -196,13 +196,13 @@ class CarrierFlow:
             # A failed leg leaves the caller on the line: they hear the failure message rather than silence.
             return answers.farewell() if report.outcome is DialOutcome.FAILED else answers.hang_up()
         if report.outcome is DialOutcome.ANSWERED:
-            self._calls.bridged(record, leg_id=report.leg_id)
+            self._calls.bridged(record, leg_id=report.leg_id, deadline=deadline)
             return answers.hang_up()
         if report.outcome is DialOutcome.COMPLETED:
-            self._calls.completed(record, duration_seconds=report.duration_seconds)
+            self._calls.completed(record, duration_seconds=report.duration_seconds, deadline=deadline)
             return answers.hang_up()
         if report.outcome is DialOutcome.CANCELED:
-            self._calls.ended(record, who="caller", bridged_at=None)
+            self._calls.ended(record, who="caller", bridged_at=None, deadline=deadline)
             return answers.hang_up()
         if report.outcome is DialOutcome.OTHER:
             return answers.hang_up()

@@ -116,9 +116,9 @@ class SipMediaApp:
         if event.type == ACTION_FAILED:
             return self._action_failed(event, deadline)
         if event.type == HANGUP:
-            return self._hangup(event)
+            return self._hangup(event, deadline)
         if event.type == INVALID_LAMBDA_RESPONSE:
-            return self._invalid_response(event)
+            return self._invalid_response(event, deadline)
         logger.info("Nothing to do for this invocation", extra={"invocation": event.type, "action": event.action_type})
         return response()
 
@@ -184,7 +184,7 @@ class SipMediaApp:
             logger.warning("CallAndBridge succeeded for a call this application has no record of")
             return response()
         b_leg = event.b_leg
-        bridged_at = self._calls.bridged(snapshot, leg_id=b_leg.call_id if b_leg else None)
+        bridged_at = self._calls.bridged(snapshot, leg_id=b_leg.call_id if b_leg else None, deadline=deadline)
         logger.info("Phone call bridged to Millis", extra={"millis_call_id": snapshot.call_id})
         return response([], attributes.encode(snapshot, attributes.attempt(event.attributes), bridged_at=bridged_at))
 
@@ -219,18 +219,18 @@ class SipMediaApp:
                 return self._answer(event, caller, retried, attempt=attempt + 1)
         return self._release(caller, reason)
 
-    def _hangup(self, event: SmaEvent) -> dict[str, Any]:
+    def _hangup(self, event: SmaEvent, deadline: float) -> dict[str, Any]:
         gone = event.acted_on()
         remaining = still_up_besides(event, gone)
         actions = [hangup(p.call_id, p.tag, HANGUP_NORMAL) for p in remaining]
         snapshot = attributes.decode(event)
         if snapshot is not None:
             who = {LEG_A: "caller", LEG_B: "agent"}.get(gone.tag or "", "unknown") if gone else "unknown"
-            self._calls.ended(snapshot, who=who, bridged_at=attributes.bridged_at(event.attributes))
+            self._calls.ended(snapshot, who=who, bridged_at=attributes.bridged_at(event.attributes), deadline=deadline)
         logger.info("Hang-up", extra={"leg": gone.tag if gone else None, "hanging_up": [p.tag for p in remaining]})
         return response(actions)
 
-    def _invalid_response(self, event: SmaEvent) -> dict[str, Any]:
+    def _invalid_response(self, event: SmaEvent, deadline: float) -> dict[str, Any]:
         logger.error(
             "Chime refused this application's answer",
             extra={"error_type": event.error_type, "error_message": event.error_message, "sequence": event.sequence},
@@ -239,7 +239,8 @@ class SipMediaApp:
         self._metrics.inbound_failure(reason)
         snapshot = attributes.decode(event)
         if snapshot is not None:
-            self._calls.failed(snapshot, reason=reason, allowed_from=(CallStatus.CLAIMED, CallStatus.BRIDGED))
+            allowed = (CallStatus.CLAIMED, CallStatus.BRIDGED)
+            self._calls.failed(snapshot, reason=reason, allowed_from=allowed, deadline=deadline)
         return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
 
     # --- helpers --------------------------------------------------------------------------------------
