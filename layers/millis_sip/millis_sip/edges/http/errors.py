@@ -4,7 +4,7 @@ misused) live here too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -48,7 +48,8 @@ class IdempotencyInProgress(BridgeError):
     code = "idempotency_in_progress"
 
 
-# status, hint; the message comes from the exception. The most specific class that matches wins.
+# status, hint; the message comes from the exception. Looked up along the exception's MRO (``spec_of``): the most
+# specific class listed wins, whatever the order of this table.
 DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     InvalidRequest: (400, None),
     CallNotFound: (404, "Check the id, or register the call first; registrations expire (see expires_at)."),
@@ -72,6 +73,17 @@ DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
     IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),
 }
+
+
+def spec_of(
+    exc: BridgeError, table: Mapping[type[BridgeError], tuple[int, str | None]] = DOMAIN_ERRORS
+) -> tuple[int, str | None]:
+    """The status and hint of the most specific class of ``exc`` in ``table`` (500 when none is listed)."""
+    for cls in type(exc).__mro__:
+        spec = table.get(cls)
+        if spec is not None:
+            return spec
+    return 500, None
 
 
 def error_response(
@@ -99,7 +111,7 @@ def error_response(
 def domain_error_response(exc: BridgeError, request_id: str | None) -> Response[str]:
     """The answer to a domain exception: its status and hint from DOMAIN_ERRORS, Millis' detail and attempts
     where there are any, Retry-After where a retry will help."""
-    status, hint = next((spec for cls, spec in DOMAIN_ERRORS.items() if isinstance(exc, cls)), (500, None))
+    status, hint = spec_of(exc)
     headers: dict[str, str] = {}
     details: list[dict[str, Any]] | None = None
     code = exc.code
