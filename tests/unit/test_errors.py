@@ -20,8 +20,8 @@ class Unlisted(Specific):
 
 
 def test_the_most_specific_class_wins_in_either_order() -> None:
-    base_first = {Base: (400, "base"), Specific: (409, "specific")}
-    specific_first = {Specific: (409, "specific"), Base: (400, "base")}
+    base_first: dict[type[BridgeError], tuple[int, str | None]] = {Base: (400, "base"), Specific: (409, "specific")}
+    specific_first: dict[type[BridgeError], tuple[int, str | None]] = {Specific: (409, "specific"), Base: (400, "base")}
     for table in (base_first, specific_first):
         assert spec_of(Specific("x"), table) == (409, "specific")
         assert spec_of(Unlisted("x"), table) == (409, "specific")  # its nearest listed ancestor

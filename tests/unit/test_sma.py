@@ -20,8 +20,9 @@ from millis_sip.core.lifecycle import PhoneCalls
 from millis_sip.core.ports import NoMetrics, TransactionState, transaction_key
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations, hash_pin
-from millis_sip.core.router import STORE_RESERVE_SECONDS, CallRouter
+from millis_sip.core.router import CallRouter
 from millis_sip.core.sip import parse_sip_uri
+from millis_sip.core.transaction import STORE_RESERVE_SECONDS
 from millis_sip.edges.chime import attributes
 from millis_sip.edges.chime.app import SipMediaApp, fallback_response
 from millis_sip.edges.chime.events import SmaEvent

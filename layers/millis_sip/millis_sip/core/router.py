@@ -6,17 +6,19 @@ caller), it answers with a Millis call to send it to, a refusal with a reason th
 message and a hang-up, or a challenge (ask the caller for a PIN, then ask again). In order:
 
 1. **The same call asked again** (a retried invocation or webhook): the first answer, never a second Millis
-   registration. The first asker owns the call through a leased marker in the store; a retry arriving while
-   the owner still works waits for it, within the deadline. The same call id asked for other numbers is a
-   conflict, and a call that has ended is never answered again (a replayed request): both are refused.
+   registration. The call transaction (``core.transaction``) owns the call through a leased marker in the
+   store; a retry arriving while the owner still works waits for it, within the deadline. The same call id
+   asked for other numbers is a conflict, and a call that has ended is never answered again (a replayed
+   request): both are refused.
 2. **A pending registration** made over HTTP for the caller's number, claimed only when the caller is verified
    as the registration asks (``CallerVerification``: the carrier's attestation, a PIN, or caller ID trusted by
    explicit choice); else one made for the dialed number (``dialed_number``: one of your numbers, no proof).
    A registration is about one side of the call only: a call *to* a number never takes a registration made
    for a caller *from* it. Claimed exactly once, with a conditional write; each PIN attempt is counted before
-   its digits are compared.
+   its digits are compared (``core.pins``).
 3. **The dialed number's route**: a fresh registration with that route's agent and metadata.
-4. **The default agent** (``DEFAULT_AGENT_ID``). Otherwise a refusal.
+4. **The default agent** (``DEFAULT_AGENT_ID``). Otherwise a refusal. Fresh registrations count against the
+   hourly caps (``core.caps``).
 
 Every registration the router makes carries, in ``metadata``, the caller and dialed numbers, the carrier and
 its call id, and the route's own metadata; what the caller wrote (its X- SIP headers) goes under a key of its
@@ -37,26 +39,24 @@ write it.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any, Protocol
 
 from millis_sip.core.calls import (
     E164,
     MAX_PIN_FAILURES,
     PIN_DIGITS,
-    CallerVerification,
     CallRecord,
     CallSource,
     CallStatus,
 )
+from millis_sip.core.caps import HourlyCaps
 from millis_sip.core.errors import BridgeError, LeaseLost, MillisError, StoreUnavailable, Unroutable
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
-from millis_sip.core.phone import number_key
+from millis_sip.core.pins import PinCheck, Proof
 from millis_sip.core.ports import (
     MIN_ATTEMPT_SECONDS,
     Clock,
@@ -65,33 +65,27 @@ from millis_sip.core.ports import (
     NoMetrics,
     NumberRoutes,
     Parallel,
-    TransactionLock,
-    TransactionMark,
-    TransactionState,
-    call_fingerprint,
     in_sequence,
-    store_budget,
-    transaction_key,
-    within_store_budget,
 )
 from millis_sip.core.regions import MillisRegion
-from millis_sip.core.registration import MillisRegistrations, attempts_text, pin_matches
+from millis_sip.core.registration import MillisRegistrations, attempts_text
 from millis_sip.core.sip import SipUri, header_variables
+from millis_sip.core.transaction import (
+    STORE_RESERVE_SECONDS,
+    CallTransaction,
+    Opened,
+    Transactions,
+)
 
 log = logging.getLogger(__name__)
 
-STORE_RESERVE_SECONDS = 0.5  # kept back from Millis for the DynamoDB write and the answer
-POLL_SECONDS = 0.1  # while another invocation of the same call is still working
-MARKER_LIFETIME = timedelta(days=1)  # how long a call's marker outlives its registration
 MAX_PIN_TRIES = 3  # PINs one call may key in before the router goes on without the registration
-FULL_ATTESTATION = "A"
 
 NO_AGENT = "no_agent"  # no number route and no default agent: the call is not for this stack
 OVER_HOURLY_CAP = "over_hourly_cap"  # the number's (or the stack's) calls started as many sessions as allowed
 CALL_CONFLICT = "call_conflict"  # the call id was first asked for other numbers: another call reusing the id
 CALL_ENDED = "call_ended"  # the call this id was answered for is over: a phone system never asks again
 CALLER_SUPPLIED = "caller_supplied"  # the metadata key of what the caller wrote (X- SIP headers)
-DEFAULT_AGENT_COUNTER = "default-agent"  # the stack-wide hourly counter of the default agent's sessions
 # Refusals a retry may cure (the phone system may try another route); the others will not change by retrying.
 TRANSIENT_REFUSALS = frozenset(
     {"millis_unavailable", "millis_key_unavailable", "retry_in_progress", "retry_without_record"}
@@ -176,18 +170,6 @@ class Challenge:
 type Decision[P] = Routed[P] | Refused | Challenge
 
 
-class Proof(StrEnum):
-    """Whether a caller proves a registration for their number is theirs, as it asks (or why not)."""
-
-    VERIFIED = "verified"
-    CHALLENGE = "challenge"  # ask the caller for the PIN first
-    NOT_ATTESTED = "not_attested"
-    PIN_LOCKED = "pin_locked"  # the registration's PIN attempts are spent
-    PIN_MISMATCH = "pin_mismatch"
-    PIN_UNCOUNTED = "pin_uncounted"  # the attempt could not be counted (the store): not compared
-    NO_PIN_PROMPT = "no_pin_prompt"  # the edge can neither prompt nor pass digits
-
-
 class _Refusal(BridgeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -196,9 +178,8 @@ class _Refusal(BridgeError):
 
 @dataclass(frozen=True, slots=True)
 class _Lookups:
-    """What the store said about the call before anything was decided."""
+    """What the store said about the call before anything was decided (beside its transaction)."""
 
-    mark: TransactionMark | None  # None: the store is unavailable
     candidates: list[tuple[str, list[CallRecord]]]  # (lookup key, its pending registrations, newest first)
     route: NumberRoute | None
 
@@ -232,6 +213,9 @@ class CallRouter:
         self._keys = keys or StackKeys(None)
         self._metrics = metrics or NoMetrics()
         self._parallel = parallel
+        self._transactions = Transactions(store, clock, self._ttl, self._metrics, parallel)
+        self._caps = HourlyCaps(store, keys=self._keys, clock=clock, parallel=parallel)
+        self._pins = PinCheck(store, keys=self._keys, metrics=self._metrics)
 
     def route[P](self, call: InboundCall, *, deadline: float, placement: Placement[P], attempt: int = 1) -> Decision[P]:
         """Decide where ``call`` goes; the answer is ready by ``deadline`` (on the clock's monotonic time)."""
@@ -261,52 +245,40 @@ class CallRouter:
         attempt: int,
         regions: Sequence[MillisRegion],
     ) -> Decision[P]:
-        key = transaction_key(call.carrier, call.call_ref, attempt)
-        owner = uuid.uuid4().hex  # this invocation: the marker's later writes hold only while it owns the call
-        fingerprint = call_fingerprint(call.caller, call.dialed)
-        found = self._look(call, key, owner, fingerprint, deadline, first=attempt == 1)
-        mark = found.mark
-        if mark is not None and mark.fingerprint is not None and mark.fingerprint != fingerprint:
-            log.warning(
-                "The call id was first asked for other numbers: refusing the conflicting request",
-                extra={"state": mark.state.value},
-            )
-            return self._refuse(CALL_CONFLICT)
-        if mark is not None and mark.state is TransactionState.DONE:
-            log.info("Retried invocation: reusing the first answer", extra={"millis_call_id": mark.millis_call_id})
-            self._metrics.inbound("retried")
-            return self._replay(mark, placement, deadline)
-        if mark is not None and mark.state is TransactionState.FAILED:
-            return Refused(mark.reason or "failed", replayed=True)
-        if mark is not None and mark.state is TransactionState.PENDING:
-            return self._refuse("retry_in_progress")
-        if mark is not None and mark.state is TransactionState.CHALLENGED:
-            return Challenge()  # asked again before the caller answered: ask again
-        lock = TransactionLock(key, owner) if mark is not None else None
-        # DynamoDB just failed (after its retries): every further call would spend the caller's time too.
-        # No claim; register, answer, and let the record ride with the phone system to a later event.
-        store_up = mark is not None
-
-        skip: set[str] = set()
-        claimant = call
-        if lock is not None and mark is not None and mark.millis_call_id:  # the caller answered a challenge
-            answered = self._answer_challenge(call, lock, mark, placement, deadline)
-            if answered is not None:
-                return answered
-            skip.add(mark.millis_call_id)
-            claimant = replace(call, pin=None, can_challenge=False)  # one PIN per call: no second challenge
-        if attempt == 1 and lock is not None:
-            claimed = self._claim(claimant, lock, found.candidates, skip, placement, deadline)
-            if claimed is not None:
-                return claimed
+        tx, found = self._open(call, deadline, attempt)
+        match tx.opened:
+            case Opened.CONFLICT:
+                log.warning(
+                    "The call id was first asked for other numbers: refusing the conflicting request",
+                    extra={"state": tx.mark.state.value if tx.mark else None},
+                )
+                return self._refuse(CALL_CONFLICT)
+            case Opened.ANSWERED:
+                log.info(
+                    "Retried invocation: reusing the first answer",
+                    extra={"millis_call_id": tx.mark.millis_call_id if tx.mark else None},
+                )
+                self._metrics.inbound("retried")
+                return self._replay(tx, placement)
+            case Opened.REFUSED:
+                return Refused(tx.reason, replayed=True)
+            case Opened.IN_PROGRESS:
+                return self._refuse("retry_in_progress")
+            case Opened.CHALLENGED:
+                return Challenge()  # asked again before the caller answered: ask again
+        # Owned, or the store is down (DynamoDB just failed after its retries: every further call would spend
+        # the caller's time too): no claim then; register, answer, and let the record ride with the phone
+        # system to a later event.
+        if (decided := self._from_registrations(call, tx, found, placement, attempt)) is not None:
+            return decided
         try:
             reachable = [r for r in regions if placement.reachable(r)]
             record, how = self._register(call, found.route, deadline, reachable, placement.unreachable)
         except BridgeError as exc:
             if call.retries_refusals and exc.code in TRANSIENT_REFUSALS:
-                self._release_transaction(lock, deadline)
+                tx.release()
             else:
-                self._fail_transaction(lock, exc.code, deadline)
+                tx.fail(exc.code)
             return self._refuse(exc.code)
         try:
             where = placement.place(record)
@@ -315,13 +287,12 @@ class CallRouter:
                 "Millis' SIP URI cannot go the way this phone system sends calls",
                 extra={"millis_call_id": record.call_id, "reason": exc.reason, "sip_uri": str(record.sip_uri)},
             )
-            if store_up:
-                failed = replace(record, status=CallStatus.FAILED, reason=exc.reason, ended_at=record.created_at)
-                self._commit(failed, lock, deadline)
-                self._fail_transaction(lock, exc.reason, deadline)
+            if tx.opened is Opened.OWNED:
+                tx.commit_new(replace(record, status=CallStatus.FAILED, reason=exc.reason, ended_at=record.created_at))
+                tx.fail(exc.reason)
             return self._refuse(exc.reason)
-        if store_up:
-            self._commit(record, lock, deadline)
+        if tx.opened is Opened.OWNED:
+            tx.commit_new(record)
         else:
             log.error(
                 "DynamoDB is unavailable: bridging without storing; a later event writes the record",
@@ -329,34 +300,49 @@ class CallRouter:
             )
         return Routed(record, where, how)
 
-    def _look(
-        self, call: InboundCall, key: str, owner: str, fingerprint: str, deadline: float, *, first: bool
-    ) -> _Lookups:
-        """Own the call and read what a decision needs, all at once: the reads do not depend on the write. Each
-        gets the store's budget; what has not answered by then counts as unavailable."""
-        numbers = (call.caller, call.dialed)
-        lookup_keys = [k for k in dict.fromkeys(numbers) if k and E164.match(k)] if first else []
+    def _from_registrations[P](
+        self, call: InboundCall, tx: CallTransaction, found: _Lookups, placement: Placement[P], attempt: int
+    ) -> Routed[P] | Challenge | None:
+        """A registration waiting for this call, claimed (or a PIN asked for first); None: register afresh."""
+        if tx.opened is not Opened.OWNED:
+            return None
+        skip: set[str] = set()
+        claimant = call
+        if (challenge := tx.challenge) is not None:  # the caller answered a PIN prompt
+            answered = self._answer_challenge(call, tx, challenge, placement)
+            if answered is not None:
+                return answered
+            skip.add(challenge[0])
+            claimant = replace(call, pin=None, can_challenge=False)  # one PIN per call: no second challenge
+        if attempt != 1:
+            return None
+        return self._claim(claimant, tx, found.candidates, skip, placement)
+
+    def _open(self, call: InboundCall, deadline: float, attempt: int) -> tuple[CallTransaction, _Lookups]:
+        """Open the call's transaction and read what a decision needs beside it (the reads do not depend on
+        the ownership write): pending registrations for both numbers, the dialed number's route. What has
+        not answered within the store's budget counts as unavailable."""
+        first = attempt == 1
+        lookup_keys = [k for k in dict.fromkeys((call.caller, call.dialed)) if k and E164.match(k)] if first else []
         number = call.dialed if call.dialed and E164.match(call.dialed) and self._numbers is not None else None
         now = self._clock.now()
-        resume = call.pin is not None
 
         def reader(lookup_key: str) -> Callable[[], list[CallRecord]]:
             return lambda: self._store.pending_for(lookup_key, now)
 
-        results = self._parallel(
-            lambda: self._begin(key, owner, fingerprint, deadline, resume=resume),
-            lambda: self._numbers.get(number) if number is not None and self._numbers is not None else None,
-            *(reader(k) for k in lookup_keys),
-            timeout=self._store_budget(deadline),
+        tx, (route, *pending) = self._transactions.open(
+            call.carrier,
+            call.call_ref,
+            attempt,
+            caller=call.caller,
+            dialed=call.dialed,
+            deadline=deadline,
+            resume=call.pin is not None,
+            reads=(
+                lambda: self._numbers.get(number) if number is not None and self._numbers is not None else None,
+                *(reader(k) for k in lookup_keys),
+            ),
         )
-        mark, route, *pending = results
-        if isinstance(mark, (StoreUnavailable, TimeoutError)):
-            log.warning("Cannot record the phone call's transaction; going on", extra={"error": str(mark) or "timeout"})
-            mark = None
-        elif isinstance(mark, BaseException):  # a bug, not the store
-            raise mark
-        if mark is not None and mark.state is TransactionState.PENDING and mark.fingerprint in (None, fingerprint):
-            mark = self._wait_for_owner(key, owner, fingerprint, deadline, mark, resume=resume)
         if isinstance(route, BaseException):
             log.warning("Cannot read the number's route; going on without it", extra={"error": str(route) or "timeout"})
             route = None
@@ -366,50 +352,10 @@ class CallRouter:
                 log.warning("Cannot look for pending registrations", extra={"error": str(records) or "timeout"})
                 continue
             candidates.append((lookup_key, records))
-        return _Lookups(mark, candidates, route)
+        return tx, _Lookups(candidates, route)
 
-    def _begin(self, key: str, owner: str, fingerprint: str, deadline: float, *, resume: bool) -> TransactionMark:
-        now = self._clock.now()
-        return self._store.begin_transaction(
-            key,
-            owner=owner,
-            now=now,
-            lease_seconds=max(deadline - self._clock.monotonic(), 0.0),
-            expires_at=now + self._ttl + MARKER_LIFETIME,
-            resume_challenge=resume,
-            fingerprint=fingerprint,
-        )
-
-    def _wait_for_owner(
-        self, key: str, owner: str, fingerprint: str, deadline: float, mark: TransactionMark, *, resume: bool
-    ) -> TransactionMark | None:
-        """Another invocation has the call: ask again until it finishes or its lease runs out (then this one
-        takes over), bounded by the deadline. None: the store became unavailable."""
-        while mark.state is TransactionState.PENDING:
-            if deadline - self._clock.monotonic() < STORE_RESERVE_SECONDS + POLL_SECONDS:
-                return mark  # the other invocation still has it and its lease is valid
-            self._clock.sleep(POLL_SECONDS)
-            try:
-                mark = self._bounded(deadline, lambda: self._begin(key, owner, fingerprint, deadline, resume=resume))
-            except StoreUnavailable as exc:
-                log.warning("Cannot record the phone call's transaction; going on", extra={"error": str(exc)})
-                return None
-        return mark
-
-    def _store_budget(self, deadline: float) -> float:
-        """How long the next DynamoDB round trip may take: STORE_BUDGET_SECONDS, less when the deadline is near."""
-        return store_budget(self._clock, deadline)
-
-    def _bounded[T](self, deadline: float, call: Callable[[], T]) -> T:
-        """``call()`` within the store's budget; ``StoreUnavailable`` when it does not answer in time."""
-        return within_store_budget(self._parallel, self._clock, deadline, call)
-
-    def _replay[P](self, mark: TransactionMark, placement: Placement[P], deadline: float) -> Routed[P] | Refused:
-        call_id = mark.millis_call_id
-        try:
-            record = self._bounded(deadline, lambda: self._store.get(call_id)) if call_id else None
-        except StoreUnavailable:
-            record = None
+    def _replay[P](self, tx: CallTransaction, placement: Placement[P]) -> Routed[P] | Refused:
+        record = tx.answered_record()
         if record is None:
             return self._refuse("retry_without_record")
         try:
@@ -427,11 +373,10 @@ class CallRouter:
     def _claim[P](
         self,
         call: InboundCall,
-        lock: TransactionLock,
+        tx: CallTransaction,
         candidates: list[tuple[str, list[CallRecord]]],
         skip: set[str],
         placement: Placement[P],
-        deadline: float,
     ) -> Routed[P] | Challenge | None:
         """The newest pending registration for the caller's number that the caller proves is theirs, else the
         newest for the dialed number (``dialed_number``); claimed atomically. A Challenge when the caller must
@@ -450,9 +395,9 @@ class CallRouter:
                     )
                     continue
                 if by_caller:
-                    proof = self._proof(call, candidate, deadline)
+                    proof = self._pins.proof(call, candidate, tx)
                     if proof is Proof.CHALLENGE:
-                        if self._challenge(lock, candidate.call_id, deadline, tries=0):
+                        if self._pins.ask(tx, candidate.call_id, tries=0):
                             return Challenge()
                         continue
                     if proof is not Proof.VERIFIED:
@@ -465,59 +410,20 @@ class CallRouter:
                             },
                         )
                         continue
-                won = self._take(call, candidate, lock, deadline)
+                won = self._take(call, candidate, tx)
                 if won is not None:
                     return Routed(won, where, "claimed")
         return None
 
-    def _proof(self, call: InboundCall, candidate: CallRecord, deadline: float) -> Proof:
-        """Whether the caller proves the number is theirs, as ``candidate`` asks."""
-        policy = candidate.caller_verification
-        if policy is CallerVerification.TRUST_CALLER_ID:
-            return Proof.VERIFIED
-        if policy is CallerVerification.ATTESTATION:
-            return Proof.VERIFIED if call.attestation == FULL_ATTESTATION else Proof.NOT_ATTESTED
-        if candidate.pin_locked:
-            return Proof.PIN_LOCKED
-        if call.pin:  # digits the phone system collected itself (a SIP server's dialplan)
-            return self._try_pin(candidate, call.pin, deadline)[0]
-        return Proof.CHALLENGE if call.can_challenge and call.pin is None else Proof.NO_PIN_PROMPT
-
-    def _try_pin(self, candidate: CallRecord, digits: str, deadline: float) -> tuple[Proof, int]:
-        """Count the attempt first, then compare: however many calls try at once, no more than MAX_PIN_FAILURES
-        attempts are ever compared. With the attempts counted so far (this one included)."""
-        try:
-            count = self._bounded(
-                deadline, lambda: self._store.reserve_pin_attempt(candidate.call_id, limit=MAX_PIN_FAILURES)
-            )
-        except StoreUnavailable as exc:
-            log.warning("Cannot count the PIN attempt: not comparing it", extra={"error": str(exc)})
-            self._metrics.inbound_failure(Proof.PIN_UNCOUNTED.value)
-            return Proof.PIN_UNCOUNTED, MAX_PIN_FAILURES
-        if count is None:
-            return Proof.PIN_LOCKED, MAX_PIN_FAILURES
-        if pin_matches(candidate, digits, self._keys):
-            return Proof.VERIFIED, count
-        self._metrics.inbound_failure(Proof.PIN_MISMATCH.value)
-        return Proof.PIN_MISMATCH, count
-
-    def _challenge(self, lock: TransactionLock, candidate: str, deadline: float, *, tries: int) -> bool:
-        try:
-            self._bounded(deadline, lambda: self._store.challenge_transaction(lock, candidate=candidate, tries=tries))
-        except StoreUnavailable as exc:
-            log.warning("Cannot ask for the PIN (the store is unavailable)", extra={"error": str(exc)})
-            return False
-        self._metrics.inbound("pin_requested")
-        return True
-
     def _answer_challenge[P](
-        self, call: InboundCall, lock: TransactionLock, mark: TransactionMark, placement: Placement[P], deadline: float
+        self, call: InboundCall, tx: CallTransaction, challenge: tuple[str, int], placement: Placement[P]
     ) -> Routed[P] | Challenge | None:
-        """The caller keyed in ``call.pin`` for ``mark.millis_call_id``: claim it, ask again, or give up on it."""
+        """The caller keyed in ``call.pin`` for the registration ``challenge`` names: claim it, ask again, or give
+        up on it."""
         digits = call.pin or ""
-        candidate_id = mark.millis_call_id or ""
+        candidate_id, tries_so_far = challenge
         try:
-            candidate = self._bounded(deadline, lambda: self._store.get(candidate_id))
+            candidate = tx.within(lambda: self._store.get(candidate_id))
         except StoreUnavailable:
             candidate = None
         if candidate is None or not digits or candidate.pin_locked:
@@ -525,26 +431,24 @@ class CallRouter:
                 "No PIN, or no registration to unlock: going on without it", extra={"millis_call_id": candidate_id}
             )
             return None
-        proof, attempts = self._try_pin(candidate, digits, deadline)
+        proof, attempts = self._pins.try_pin(candidate, digits, tx)
         if proof is Proof.VERIFIED:
             try:
                 where = placement.place(candidate)
             except Unroutable:
                 return None
-            won = self._take(call, candidate, lock, deadline)
+            won = self._take(call, candidate, tx)
             return Routed(won, where, "claimed") if won is not None else None
         if proof is not Proof.PIN_MISMATCH:
             return None  # locked, or the attempt could not be counted
-        tries = mark.tries + 1
+        tries = tries_so_far + 1
         log.warning("Wrong PIN", extra={"millis_call_id": candidate.call_id, "tries": tries})
         again = tries < MAX_PIN_TRIES and attempts < MAX_PIN_FAILURES
-        if again and self._challenge(lock, candidate.call_id, deadline, tries=tries):
+        if again and self._pins.ask(tx, candidate.call_id, tries=tries):
             return Challenge(retry=True)
         return None
 
-    def _take(
-        self, call: InboundCall, candidate: CallRecord, lock: TransactionLock, deadline: float
-    ) -> CallRecord | None:
+    def _take(self, call: InboundCall, candidate: CallRecord, tx: CallTransaction) -> CallRecord | None:
         claimed = replace(
             candidate,
             status=CallStatus.CLAIMED,
@@ -553,8 +457,7 @@ class CallRouter:
             dialed_number=call.dialed,
         )
         try:
-            now = self._clock.now()
-            won = self._bounded(deadline, lambda: self._store.commit_inbound(claimed, lock=lock, claim=True, now=now))
+            won = tx.commit(claimed, claim=True)
         except LeaseLost:
             log.warning("A retry took this phone call over; leaving the registration to it")
             return None
@@ -587,7 +490,7 @@ class CallRouter:
             raise _Refusal(NO_AGENT, "no route for the number and DEFAULT_AGENT_ID is not set")
         if not regions:
             raise _Refusal(unreachable, "no Millis region can be reached from this phone system")
-        if (cap is not None or total_cap is not None) and not self._admit(call.dialed, cap, total_cap, deadline):
+        if (cap is not None or total_cap is not None) and not self._caps.admit(call.dialed, cap, total_cap, deadline):
             raise _Refusal(OVER_HOURLY_CAP, "the calls of this hour already started as many sessions as allowed")
         supplied = header_variables(call.sip_headers)
         metadata[CALLER_SUPPLIED] = supplied or None  # never the backend's key of that name: the caller's, or none
@@ -627,77 +530,6 @@ class CallRouter:
             webhook_hash=registration.webhook_hash,
         )
         return record, how
-
-    def _admit(self, dialed: str | None, cap: int | None, total_cap: int | None, deadline: float) -> bool:
-        """Count the call against its dialed number's hourly cap (callers of no number share one counter) and,
-        for the default agent, the stack's: both counts in one round trip, each within the store's budget (the
-        keys secret that names the number's counter is read inside it too). A count that cannot be made lets
-        the call through: the caps bound spending, and a caller is never turned away for the store's fault."""
-        hour = self._clock.now().replace(minute=0, second=0, microsecond=0)
-        expires, stamp = hour + timedelta(hours=2), f"{hour:%Y-%m-%dT%H}"
-
-        def per_number(limit: int) -> Callable[[], bool]:
-            def count() -> bool:
-                number = self._keys.lookup_index(number_key(dialed))  # no number in clear in the key
-                return self._store.count_call(f"calls-per-hour#{number}#{stamp}", limit=limit, expires_at=expires)
-
-            return count
-
-        def stack_wide(limit: int) -> Callable[[], bool]:
-            key = f"calls-per-hour#{DEFAULT_AGENT_COUNTER}#{stamp}"
-            return lambda: self._store.count_call(key, limit=limit, expires_at=expires)
-
-        counts = [(per_number(cap), "number")] if cap is not None else []
-        counts += [(stack_wide(total_cap), "stack")] if total_cap is not None else []
-        results = self._parallel(*(count for count, _ in counts), timeout=self._store_budget(deadline))
-        admitted = True
-        for (_, which), result in zip(counts, results, strict=True):
-            if isinstance(result, (BridgeError, TimeoutError)):  # the store, or the keys secret, unavailable
-                log.warning(
-                    "Cannot count the call against an hourly cap; letting it through",
-                    extra={"cap": which, "error": str(result) or "timeout"},
-                )
-            elif isinstance(result, BaseException):
-                raise result
-            elif result is False:
-                log.warning("An hourly cap is reached", extra={"cap": which})
-                admitted = False
-        return admitted
-
-    def _commit(self, record: CallRecord, lock: TransactionLock | None, deadline: float) -> None:
-        now = self._clock.now()
-        try:
-            self._bounded(deadline, lambda: self._store.commit_inbound(record, lock=lock, claim=False, now=now))
-        except LeaseLost:
-            # This invocation outlived its lease and a retry answered the phone system instead: the retry's
-            # record stands, and this Millis call is never bridged (its session lapses unused).
-            log.warning(
-                "A retry took this phone call over; this registration goes unused",
-                extra={"millis_call_id": record.call_id},
-            )
-            self._metrics.inbound_failure("lease_lost")
-        except BridgeError as exc:
-            # The call goes on: the record rides with the phone system and a later event writes it.
-            log.error(
-                "Could not store the phone call's record; bridging anyway",
-                extra={"millis_call_id": record.call_id, "error": str(exc)},
-            )
-
-    def _fail_transaction(self, lock: TransactionLock | None, reason: str, deadline: float) -> None:
-        if lock is None:
-            return
-        try:
-            self._bounded(deadline, lambda: self._store.fail_transaction(lock, reason))
-        except StoreUnavailable as exc:
-            log.warning("Could not mark the phone call's transaction failed", extra={"error": str(exc)})
-
-    def _release_transaction(self, lock: TransactionLock | None, deadline: float) -> None:
-        if lock is None:
-            return
-        try:
-            self._bounded(deadline, lambda: self._store.release_transaction(lock))
-        except StoreUnavailable as exc:  # its lease runs out by the deadline, and a retry then takes it over
-            log.warning("Could not release the phone call's transaction", extra={"error": str(exc)})
 
     def _refuse(self, reason: str) -> Refused:
         self._metrics.inbound_failure(reason)
