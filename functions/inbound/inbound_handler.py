@@ -95,9 +95,8 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
         ("POST", plivo.STATUS_PATH): Route(plivo_xml.status, plivo_xml.fallback, PATIENCE[plivo.CARRIER]),
         ("GET", ROUTE_PATH): Route(SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]),
     }
-    secrets = [*path.secrets, *(s for s in credentials.values() if s is not None)]
     built = Inbound(routes, inbound, path.dynamodb, path.gateway, path.store)
-    return built, snapstart.Hooks(gateway=path.gateway, secrets=secrets)
+    return built, path.hooks(*credentials.values())
 
 
 inbound, _hooks = build()

@@ -1,5 +1,5 @@
-"""SipMediaAppFunction: Amazon Chime SDK SIP media application invocations. Composition root: ``build()``
-makes the clients, the core's router and the Chime edge once per execution environment. The handler always
+"""SipMediaAppFunction: Amazon Chime SDK SIP media application invocations. ``build()`` adds the Chime edge to
+the call path ``millis_sip.wiring`` builds, once per execution environment. The handler always
 answers with a valid SIP media application response: a phone call is live while it runs, so nothing may
 escape it."""
 
@@ -39,7 +39,7 @@ def build() -> tuple[Sma, snapstart.Hooks]:
     path = call_path(Settings.from_env())
     app = SipMediaApp(path.router, path.calls, chime, metrics=emf_metrics)
     sma = Sma(app, chime, path.dynamodb, path.gateway, path.store)
-    return sma, snapstart.Hooks(gateway=path.gateway, secrets=path.secrets)
+    return sma, path.hooks()
 
 
 sma: Sma | None = None

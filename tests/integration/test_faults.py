@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,15 +16,18 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from dev.lambda_context import LocalContext
 from dev.millis_simulator import Fault, MillisSimulator
+from millis_sip.adapters.secrets import StaticApiKey
+from millis_sip.config import Settings
+from millis_sip.wiring import management_api
 from tests.conftest import load_event
-from tests.support.invoke import invoke
+from tests.support.invoke import Handler, invoke
 from tests.support.rig import TABLE, LogCapture
 from tests.support.sma_schema import validate_response
 
 pytestmark = pytest.mark.integration
 
 
-def create(api: ModuleType, **body: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
+def create(api: Handler, **body: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
     event = load_event("api-create-call.json")
     event["body"] = json.dumps(body or {"agent_id": "a", "lookup_key": "+1312" + str(uuid.uuid4().int)[:7]})
     return invoke(api, event)
@@ -171,10 +174,9 @@ def test_a_phone_call_is_bridged_whatever_dynamodb_does(sma: ModuleType, operati
 def test_the_secret_failing_at_cold_start_is_retried_on_the_next_invocation(
     make_api: Callable[..., ModuleType], sim: MillisSimulator
 ) -> None:
-    api = make_api()
-    key_source = api.gateway._api_key
+    make_api()  # the rig's environment
+    key = StaticApiKey(sim.api_key)
     calls = {"n": 0}
-    real = key_source.__call__
 
     def flaky() -> str:
         calls["n"] += 1
@@ -184,9 +186,10 @@ def test_the_secret_failing_at_cold_start_is_retried_on_the_next_invocation(
             raise MillisKeyUnavailable(
                 "Could not read the Millis API key from Secrets Manager (Throttling); will retry."
             )
-        return str(real())
+        return key()
 
-    api.gateway._api_key = flaky
+    built = management_api(Settings.from_env(), millis_key=flaky)  # the function's own wiring, this key source
+    api = SimpleNamespace(lambda_handler=lambda event, context: built.app.resolve(event, context))
     status, headers, answer = create(api)
     assert (status, answer["error"], headers["retry-after"]) == (503, "millis_key_unavailable", "2")
     assert sim.registrations() == []  # nothing was sent without a key

@@ -1,4 +1,4 @@
-"""Run the management API in-process: ApiFunction's own wiring (``api_handler.compose``) over in-memory
+"""Run the management API in-process: ApiFunction's own wiring (``wiring.compose_management``) over in-memory
 ports, or a loaded entry module's handler, with an API Gateway event; unpack its proxy response."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import dataclasses
 import json
 from typing import Any, Protocol
 
-import api_handler
 from dev.lambda_context import LocalContext
 from millis_sip.adapters.secrets import StaticApiKey
 from millis_sip.config import Settings
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.ports import Clock
+from millis_sip.wiring import compose_management
 from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore
 
 
@@ -37,7 +37,7 @@ class FakeApi:
         self.store = store if store is not None else MemoryStore()
         self.numbers = MemoryNumberRoutes()
         self.settings = dataclasses.replace(Settings.from_env(), **settings)
-        self.app, self.services = api_handler.compose(
+        self.app, self.services = compose_management(
             self.settings,
             gateway=self.gateway,
             store=self.store,

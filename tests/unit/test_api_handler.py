@@ -10,7 +10,6 @@ from urllib.parse import unquote
 
 import pytest
 
-import api_handler
 from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from dev.local_api import build_event
@@ -29,6 +28,7 @@ from millis_sip.core.errors import (
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.registration import webhook_credential_hash
 from millis_sip.edges.http.models import MAX_BODY_BYTES
+from millis_sip.wiring import compose_management
 from tests.conftest import load_event
 from tests.support.fakes import FakeGateway, MemoryStore
 from tests.support.invoke import FakeApi, unpack
@@ -322,17 +322,7 @@ ROUTE_REQUESTS = {
 
 def keyed_api(**fakes: Any) -> FakeApi:
     """ApiFunction as composed in AWS with SIP_SERVER_API_KEY_ID set, over the given fakes."""
-    api = FakeApi(**fakes)
-    api.app, api.services = api_handler.compose(
-        api.settings,
-        gateway=api.gateway,
-        store=api.store,
-        numbers=api.numbers,
-        stack_secret=None,
-        idempotency=None,
-        keys=StackKeys(None),
-        sip_server_api_key_id=SIP_KEY_ID,
-    )
+    api = FakeApi(**fakes, sip_server_api_key_id=SIP_KEY_ID)
     return api
 
 
@@ -408,7 +398,7 @@ def test_a_keys_secret_that_cannot_be_read_is_a_503_before_millis_is_asked() -> 
             return None
 
     api = FakeApi()
-    api.app, api.services = api_handler.compose(
+    api.app, api.services = compose_management(
         api.settings,
         gateway=api.gateway,
         store=api.store,

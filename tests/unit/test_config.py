@@ -75,3 +75,70 @@ def test_the_default_agent_cap_is_a_count_or_none() -> None:
     assert Settings.from_env(base).default_agent_calls_per_hour is None
     assert Settings.from_env({**base, "DEFAULT_AGENT_CALLS_PER_HOUR": "0"}).default_agent_calls_per_hour is None
     assert Settings.from_env({**base, "DEFAULT_AGENT_CALLS_PER_HOUR": "120"}).default_agent_calls_per_hour == 120
+
+
+# --- one list of variables -----------------------------------------------------------------------------------
+
+
+def _read_in_code() -> set[str]:
+    """Every upper-case name the functions' code hands to the environment reader (or to a credential source
+    that reads it): string constants given to Env's methods, to ``get``, or to ``*_source``/``credential``."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readers = {"text", "optional", "number", "switch", "flag", "get", "credential", "carrier_credential_source"}
+    found: set[str] = set()
+    for path in [*(root / "layers" / "millis_sip" / "millis_sip").rglob("*.py"), *(root / "functions").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name not in readers:
+                continue
+            for arg in node.args:
+                value = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else ""
+                if value.isupper() and value.replace("_", "").isalnum() and "_" in value:
+                    found.add(value)
+    return found
+
+
+def test_every_variable_the_code_reads_is_listed() -> None:
+    from millis_sip.environment import KNOWN
+
+    read = _read_in_code()
+    assert {"CALLS_TABLE_NAME", "MILLIS_API_KEY", "TWILIO_AUTH_TOKEN", "PIN_PROMPT"} <= read  # the scan sees them
+    assert read <= KNOWN, sorted(read - KNOWN)
+
+
+def test_every_variable_the_template_sets_is_listed_and_every_listed_one_is_set_or_local() -> None:
+    from dev.template import load_template
+    from millis_sip.environment import KNOWN, VARIABLES
+
+    template = load_template()
+    names = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            names |= set(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    assert names <= KNOWN, sorted(names - KNOWN)
+    provided_by_lambda = {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    tuning = {"MILLIS_API_KEY_MAX_AGE", "MILLIS_HTTP_DEADLINE"}  # defaults only; set them to tune a deployment
+    local_only = {v.name for v in VARIABLES if v.secret} - names
+    assert KNOWN - names - provided_by_lambda - tuning - local_only == set()
+
+
+def test_reading_an_unlisted_variable_is_a_programming_error() -> None:
+    from millis_sip.environment import Env
+
+    with pytest.raises(KeyError, match=r"not in config\.VARIABLES"):
+        Env({"SOMETHING_ELSE": "x"}).text("SOMETHING_ELSE")
+
+
+def test_the_documented_variables_are_the_listed_ones() -> None:
+    from pathlib import Path
+
+    from millis_sip.environment import VARIABLES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [v.name for v in VARIABLES if f"`{v.name}`" not in text]
+    assert missing == []

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from millis_sip.adapters.millis_http import HttpMillisGateway
-from millis_sip.config import ChimeSettings, Messages, VoiceRoute
+from millis_sip.config import ChimeSettings, VoiceRoute
 from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
 from millis_sip.core.errors import MillisUnavailable, StoreUnavailable
 from millis_sip.core.lifecycle import PhoneCalls
@@ -26,6 +26,7 @@ from millis_sip.core.transaction import STORE_RESERVE_SECONDS
 from millis_sip.edges.chime import attributes
 from millis_sip.edges.chime.app import SipMediaApp, fallback_response
 from millis_sip.edges.chime.events import SmaEvent
+from millis_sip.messages import Messages
 from tests.conftest import CHIME_FIXTURES, chime_fixture, load_event
 from tests.support.clock import T0, FakeClock
 from tests.support.fakes import FakeGateway, MemoryNumberRoutes, MemoryStore

@@ -1,8 +1,8 @@
-"""Settings, read from the environment once per execution environment (at import of the entry module)."""
+"""Settings: the environment (``millis_sip.environment``: every variable listed once, one reader) read into
+typed settings once per execution environment, at import of the entry module."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from millis_sip.core.calls import MAX_CALL_TTL_SECONDS
 from millis_sip.core.errors import ConfigurationError
 from millis_sip.core.regions import MillisRegion, RegionChoice, choose_millis_region
+from millis_sip.environment import Env
+from millis_sip.messages import Messages
 
 DEFAULT_MILLIS_URLS: Mapping[MillisRegion, str] = {
     MillisRegion.US_WEST: "https://api-west.millis.ai",
@@ -43,14 +45,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-
-        def get(name: str, default: str = "") -> str:
-            return env.get(name, "").strip() or default
-
-        def number(name: str, default: float, low: float, high: float) -> float:
-            return _number(env, name, default, low, high)
-
+        read = Env(env)
+        get, number = read.text, read.number
         table, numbers = get("CALLS_TABLE_NAME"), get("NUMBERS_TABLE_NAME")
         if not table:
             raise ConfigurationError("CALLS_TABLE_NAME is not set: name the DynamoDB table that holds calls")
@@ -77,7 +73,7 @@ class Settings:
             secret_max_age=int(number("MILLIS_API_KEY_MAX_AGE", 300, 0, 3600)),
             webhook_secret_arn=get("WEBHOOK_SECRET_ARN") or None,
             keys_secret_arn=get("KEYS_SECRET_ARN") or None,
-            session_webhook=_switch("SESSION_WEBHOOK", get("SESSION_WEBHOOK", "enabled")),
+            session_webhook=read.switch("SESSION_WEBHOOK", "enabled"),
             webhook_url=_webhook_url(get("WEBHOOK_URL")),
             idempotency_table_name=get("IDEMPOTENCY_TABLE_NAME") or None,
             idempotency_ttl_seconds=int(number("IDEMPOTENCY_TTL_SECONDS", 86400, 60, 7 * 86400)),
@@ -87,13 +83,6 @@ class Settings:
             or None,
             sip_server_api_key_id=get("SIP_SERVER_API_KEY_ID") or None,
         )
-
-
-def _switch(name: str, raw: str) -> bool:
-    value = raw.lower()
-    if value not in ("enabled", "disabled", "true", "false"):
-        raise ConfigurationError(f"{name}={raw!r}: use enabled or disabled")
-    return value in ("enabled", "true")
 
 
 def _webhook_url(raw: str) -> str | None:
@@ -114,7 +103,6 @@ def _base_url(name: str, raw: str, region: MillisRegion) -> str:
 
 
 VOICE_CONNECTOR_ARN = re.compile(r"arn:aws[a-z-]*:chime:[a-z0-9-]+:[0-9]{12}:vcg?/[A-Za-z0-9]+\Z")
-DEFAULT_FAILURE_MESSAGE = "Sorry, we cannot take your call right now. Please try again later."
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,55 +113,6 @@ class VoiceRoute:
     region: MillisRegion
     voice_connector_arn: str
     sip_host: str
-
-
-DEFAULT_PIN_PROMPT = "Please enter your PIN, then press the pound key."
-DEFAULT_PIN_RETRY = "That PIN was not right. Please try again."
-
-
-@dataclass(frozen=True, slots=True)
-class Messages:
-    """What a caller hears, spoken with Amazon Polly (Chime's Speak, Twilio's <Say voice="Polly.Joanna">)."""
-
-    failure: str  # before the hang-up when no agent can take the call; "" for none
-    pin_prompt: str
-    pin_retry: str
-    voice: str
-    language: str
-    engine: str
-
-    @property
-    def polly_voice(self) -> str:
-        """The voice as TwiML's <Say> and Plivo's <Speak> name Amazon Polly's, e.g. Polly.Joanna-Neural."""
-        return f"Polly.{self.voice}" + ("-Neural" if self.engine == "neural" else "")
-
-    @classmethod
-    def defaults(cls) -> Messages:
-        """What a caller hears when the configuration itself could not be read."""
-        try:
-            return cls.from_env()
-        except ConfigurationError:
-            return cls.from_env({})
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Messages:
-        env = os.environ if env is None else env
-
-        def get(name: str, default: str = "") -> str:
-            return env.get(name, "").strip() or default
-
-        engine = get("FAILURE_MESSAGE_ENGINE", "neural")
-        if engine not in ("standard", "neural"):
-            raise ConfigurationError(f"FAILURE_MESSAGE_ENGINE={engine!r}: use standard or neural")
-        return cls(
-            # "-" turns the spoken message off: the caller hears the carrier's tone.
-            failure="" if get("FAILURE_MESSAGE") == "-" else get("FAILURE_MESSAGE", DEFAULT_FAILURE_MESSAGE),
-            pin_prompt=get("PIN_PROMPT", DEFAULT_PIN_PROMPT),
-            pin_retry=get("PIN_RETRY_PROMPT", DEFAULT_PIN_RETRY),
-            voice=get("FAILURE_MESSAGE_VOICE", "Joanna"),
-            language=get("FAILURE_MESSAGE_LANGUAGE", "en-US"),
-            engine=engine,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +129,8 @@ class ChimeSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ChimeSettings:
-        env = os.environ if env is None else env
-
-        def get(name: str, default: str = "") -> str:
-            return env.get(name, "").strip() or default
-
+        read = Env(env)
+        get = read.text
         routes: dict[MillisRegion, VoiceRoute] = {}
         for region in MillisRegion:
             suffix = region.name  # US_WEST, EU_WEST
@@ -218,8 +154,8 @@ class ChimeSettings:
             raise ConfigurationError(f"RINGBACK_TONE_BUCKET={bucket!r} is not an S3 bucket name")
         return cls(
             routes=routes,
-            bridge_timeout_seconds=int(_number(env, "BRIDGE_TIMEOUT_SECONDS", 30, 1, 120)),
-            answer_seconds=_number(env, "CHIME_ANSWER_SECONDS", 4.0, 1.0, 4.8),
+            bridge_timeout_seconds=int(read.number("BRIDGE_TIMEOUT_SECONDS", 30, 1, 120)),
+            answer_seconds=read.number("CHIME_ANSWER_SECONDS", 4.0, 1.0, 4.8),
             messages=Messages.from_env(env),
             ringback=(bucket, key) if bucket else None,
         )
@@ -240,30 +176,19 @@ class InboundSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InboundSettings:
-        env = os.environ if env is None else env
-        base = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+        read = Env(env)
+        base = read.text("PUBLIC_BASE_URL").rstrip("/")
         if base:
             parts = urlsplit(base)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
                 raise ConfigurationError(f"PUBLIC_BASE_URL={base!r} is not an http(s) base URL (no query, no #)")
         return cls(
-            answer_seconds=_number(env, "INBOUND_ANSWER_SECONDS", 8.0, 1.0, 13.0),
+            answer_seconds=read.number("INBOUND_ANSWER_SECONDS", 8.0, 1.0, 13.0),
             public_base_url=base or None,
-            twilio_auth_token_secret_arn=env.get("TWILIO_AUTH_TOKEN_SECRET_ARN", "").strip() or None,
-            telnyx_public_key_secret_arn=env.get("TELNYX_PUBLIC_KEY_SECRET_ARN", "").strip() or None,
-            vonage_signature_secret_arn=env.get("VONAGE_SIGNATURE_SECRET_ARN", "").strip() or None,
-            vonage_application_id=env.get("VONAGE_APPLICATION_ID", "").strip() or None,
-            plivo_auth_token_secret_arn=env.get("PLIVO_AUTH_TOKEN_SECRET_ARN", "").strip() or None,
+            twilio_auth_token_secret_arn=read.optional("TWILIO_AUTH_TOKEN_SECRET_ARN"),
+            telnyx_public_key_secret_arn=read.optional("TELNYX_PUBLIC_KEY_SECRET_ARN"),
+            vonage_signature_secret_arn=read.optional("VONAGE_SIGNATURE_SECRET_ARN"),
+            vonage_application_id=read.optional("VONAGE_APPLICATION_ID"),
+            plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),
             messages=Messages.from_env(env),
         )
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip() or str(default)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name}={raw} must be between {low:g} and {high:g}")
-    return value

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -31,6 +30,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from millis_sip.environment import Env
 
 # Every number-shaped value: 6 to 15 digits (E.164's most), with or without the +, not part of a longer word or
 # number, nor a group of a hyphenated id (UUIDs such as Chime's TransactionId: 13421026-5ddf-...), so ids,
@@ -57,7 +58,7 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
         return mask_phone_numbers(super().format(record))
 
 
-_masking = os.environ.get("MASK_PHONE_NUMBERS", "true").strip().lower() not in ("false", "0", "no")
+_masking = Env().flag("MASK_PHONE_NUMBERS", default=True)
 logger = Logger(logger_formatter=MaskingFormatter()) if _masking else Logger()
 
 
@@ -86,7 +87,7 @@ class _NoTracer:
 
 
 def _tracer() -> _Tracing:
-    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("true", "1"):
+    if Env().flag("POWERTOOLS_TRACE_DISABLED", default=False):
         return _NoTracer()
     from aws_lambda_powertools import Tracer
 
@@ -161,7 +162,7 @@ def _emit(dimension: str, dimension_value: str, *values: tuple[str, MetricUnit, 
     without leaking that dimension onto the other metrics of the invocation."""
     if not _metrics_enabled:
         return
-    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip()
+    service = Env().text("POWERTOOLS_SERVICE_NAME")
     dimensions = [dimension, "service"] if service else [dimension]
     document: dict[str, Any] = {
         "_aws": {

@@ -1,26 +1,140 @@
-"""The call path's parts, wired once for every entry module that answers phone calls (the SIP media
-application and the inbound function): Millis over httpx, DynamoDB, the keys secret, the core's router and
-call lifecycle. Composition only: the entry modules add their edges."""
+"""The composition root of every function: which adapter serves each port, built once per execution environment
+from the settings. The entry modules in ``functions/`` only call these and run their handlers; tests build the
+same graphs with fakes in place of the adapters (each builder takes the ports it would otherwise make).
+
+- ``management_api``: ApiFunction's resolver and core services (``compose_management`` over given ports);
+- ``call_path``: the phone functions' router and call lifecycle (SipMediaAppFunction, InboundFunction).
+
+The few decisions every function shares are made here once: the Millis region warning, the session webhook
+(``session_webhook``), the keys secret."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from millis_sip import snapstart
 from millis_sip.adapters import threads
-from millis_sip.adapters.dynamodb.clients import PHONE_CONFIG, dynamodb_client
+from millis_sip.adapters.dynamodb.clients import API_CONFIG, PHONE_CONFIG, dynamodb_client
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.adapters.millis_http import HttpMillisGateway
-from millis_sip.adapters.secrets import keys_secret_source
+from millis_sip.adapters.secrets import keys_secret_source, webhook_secret_source
 from millis_sip.config import Settings
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.keys import StackKeys
-from millis_sip.core.lifecycle import PhoneCalls
-from millis_sip.core.numbers import CachedNumberRoutes
-from millis_sip.core.ports import Secret
-from millis_sip.core.registration import MillisRegistrations, SessionWebhook
+from millis_sip.core.lifecycle import PhoneCalls, SessionReports
+from millis_sip.core.lookup import CallDirectory
+from millis_sip.core.numbers import CachedNumberRoutes, NumberDirectory
+from millis_sip.core.ports import CallStore, Clock, MillisGateway, NumberRoutes, Secret
+from millis_sip.core.registration import MillisRegistrations, Registrar, SessionWebhook
 from millis_sip.core.router import CallRouter
 from millis_sip.observability import emf_metrics, logger
+
+if TYPE_CHECKING:
+    from millis_sip.edges.http.app import ManagementServices
+    from millis_sip.edges.http.idempotency import Idempotency
+    from millis_sip.edges.http.resolver import BridgeResolver
+
+
+def session_webhook(settings: Settings) -> SessionWebhook | None:
+    """Millis' session webhook on every registration, unless SESSION_WEBHOOK is disabled: to WEBHOOK_URL, or,
+    where that is empty, to the URL the request that registers came in on (only ApiFunction has one: the phone
+    functions are deployed with WEBHOOK_URL set, and without it their registrations carry no webhook)."""
+    return SessionWebhook(settings.webhook_url) if settings.session_webhook else None
+
+
+def _warn_about_region(settings: Settings) -> None:
+    if settings.millis_region.warning:
+        logger.warning(settings.millis_region.warning)
+
+
+# --- ApiFunction ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    app: BridgeResolver
+    services: ManagementServices
+    settings: Settings
+    gateway: HttpMillisGateway
+    store: DynamoCallStore
+    idempotency: Idempotency | None
+    dynamodb: Any = None
+    secrets: Sequence[Secret] = field(default_factory=tuple)  # to read again after a SnapStart restore
+
+    @property
+    def hooks(self) -> snapstart.Hooks:
+        return snapstart.Hooks(gateway=self.gateway, secrets=self.secrets)
+
+
+def compose_management(
+    settings: Settings,
+    *,
+    gateway: MillisGateway,
+    store: CallStore,
+    numbers: NumberRoutes,
+    stack_secret: Secret | None,
+    idempotency: Idempotency | None,
+    keys: StackKeys,
+    clock: Clock | None = None,
+) -> tuple[BridgeResolver, ManagementServices]:
+    """The management API over the given ports. ``stack_secret`` opens only the Millis reports of calls
+    registered before per-call credentials; ``keys`` (under the keys secret) key the lookup index and derive the
+    PINs. A request made with the SIP servers' API key (for GET /route only) is answered 403 before anything
+    else runs."""
+    from millis_sip.edges.http.app import ManagementServices, create_app
+
+    clock = clock or SystemClock()
+    services = ManagementServices(
+        registrar=Registrar(
+            MillisRegistrations(gateway, webhook=session_webhook(settings), metrics=emf_metrics),
+            store,
+            clock=clock,
+            ttl_seconds=settings.call_ttl_seconds,
+            default_agent_id=settings.default_agent_id,
+            keys=keys,
+        ),
+        directory=CallDirectory(store, clock=clock),
+        sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, stack_secret=stack_secret),
+        numbers=NumberDirectory(numbers, clock=clock),
+        http_deadline=settings.http_deadline,
+    )
+    app = create_app(services, idempotency=idempotency, refused_api_key_ids=[settings.sip_server_api_key_id or ""])
+    return app, services
+
+
+def management_api(settings: Settings, *, millis_key: Callable[[], str] | None = None) -> Api:
+    """ApiFunction's graph over the AWS adapters (``millis_key``: the Millis key's source, instead of the one the
+    settings name)."""
+    from millis_sip.edges.http.idempotency import Idempotency
+
+    _warn_about_region(settings)
+    dynamodb = dynamodb_client(API_CONFIG)
+    gateway = HttpMillisGateway.from_settings(settings, api_key=millis_key)
+    stack_secret = webhook_secret_source(settings.webhook_secret_arn, settings.secret_max_age)
+    keys_secret = keys_secret_source(settings.keys_secret_arn, settings.secret_max_age)
+    keys = StackKeys(keys_secret)
+    idempotency = (
+        Idempotency(settings.idempotency_table_name, client=dynamodb, ttl_seconds=settings.idempotency_ttl_seconds)
+        if settings.idempotency_table_name
+        else None
+    )
+    store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
+    app, services = compose_management(
+        settings,
+        gateway=gateway,
+        store=store,
+        numbers=DynamoNumberRoutes(dynamodb, settings.numbers_table_name),
+        stack_secret=stack_secret,
+        idempotency=idempotency,
+        keys=keys,
+    )
+    secrets = tuple(s for s in (stack_secret, keys_secret) if s is not None)
+    return Api(app, services, settings, gateway, store, idempotency, dynamodb, secrets)
+
+
+# --- the phone functions --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +149,21 @@ class CallPath:
     keys: StackKeys  # under the keys secret: the edges' action tokens
     secrets: list[Secret]  # to read again after a SnapStart restore
 
+    def hooks(self, *more: Secret | None) -> snapstart.Hooks:
+        """What a SnapStart restore renews: the Millis client, these secrets and ``more`` (an edge's own)."""
+        return snapstart.Hooks(gateway=self.gateway, secrets=[*self.secrets, *(s for s in more if s is not None)])
+
 
 def call_path(settings: Settings) -> CallPath:
-    if settings.millis_region.warning:
-        logger.warning(settings.millis_region.warning)
+    _warn_about_region(settings)
     clock = SystemClock()
     gateway = HttpMillisGateway.from_settings(settings)
     dynamodb = dynamodb_client(PHONE_CONFIG)
     secret = keys_secret_source(settings.keys_secret_arn, settings.secret_max_age)
     keys = StackKeys(secret)
     store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
-    webhook = SessionWebhook(settings.webhook_url) if settings.session_webhook and settings.webhook_url else None
     router = CallRouter(
-        MillisRegistrations(gateway, webhook=webhook, metrics=emf_metrics),
+        MillisRegistrations(gateway, webhook=session_webhook(settings), metrics=emf_metrics),
         store,
         CachedNumberRoutes(DynamoNumberRoutes(dynamodb, settings.numbers_table_name), clock=clock),
         clock=clock,

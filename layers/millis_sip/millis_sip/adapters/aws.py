@@ -5,10 +5,11 @@ multiprocessing and more), and its errors."""
 from __future__ import annotations
 
 import functools
-import os
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+from millis_sip.environment import Env
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -26,7 +27,8 @@ def session() -> Session:
 
 def client(service: str, config: Config) -> Any:
     """A client of ``service`` with ``config`` (timeouts, retries), from the shared session."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    env = Env()
+    region = env.optional("AWS_REGION") or env.optional("AWS_DEFAULT_REGION")
     return session().create_client(service, region_name=region, config=config)
 
 

@@ -76,14 +76,14 @@ class HttpMillisGateway:
         self._clock = clock or SystemClock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HttpMillisGateway:
+    def from_settings(cls, settings: Settings, *, api_key: Callable[[], str] | None = None) -> HttpMillisGateway:
         """The gateway an entry module builds once: its own pooled client, the key from Secrets Manager
-        (or MILLIS_API_KEY locally), the configured timeouts, nearest region first."""
+        (or MILLIS_API_KEY locally) unless ``api_key`` is given, the configured timeouts, nearest region first."""
         return cls(
             cls.new_client(),
             settings.millis_urls,
             settings.millis_region.order,
-            api_key_source(settings.api_key_secret_arn, settings.secret_max_age),
+            api_key or api_key_source(settings.api_key_secret_arn, settings.secret_max_age),
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from millis_sip.core.errors import (
     MillisKeyUnavailable,
     WebhookSecretUnavailable,
 )
+from millis_sip.environment import Env
 
 # Secrets are read on the phone path (the Millis key, the stack secret, a carrier's credential) and a caller
 # waits: short timeouts and one retry, where botocore's defaults would wait a minute and retry the legacy way.
@@ -181,10 +181,9 @@ def api_key_source(
     secret_arn: str | None, max_age: int, *, env: Mapping[str, str] | None = None, secrets_client: Any = None
 ) -> StaticApiKey | SecretsManagerApiKey:
     """The secret when an ARN is configured (AWS), else MILLIS_API_KEY (local)."""
-    env = os.environ if env is None else env
     if secret_arn:
         return SecretsManagerApiKey(secrets_client or secrets_manager_client(), secret_arn, max_age)
-    key = env.get("MILLIS_API_KEY", "").strip()
+    key = Env(env).text("MILLIS_API_KEY")
     if not key:
         raise ConfigurationError(
             "No Millis API key: set MILLIS_API_KEY_SECRET_ARN (in AWS) or MILLIS_API_KEY (locally)."
@@ -196,10 +195,9 @@ def webhook_secret_source(
     secret_arn: str | None, max_age: int, *, env: Mapping[str, str] | None = None, secrets_client: Any = None
 ) -> StaticApiKey | WebhookSecret | None:
     """The webhook secret: WEBHOOK_SECRET_ARN (AWS), else WEBHOOK_SECRET (local), else None (webhook off)."""
-    env = os.environ if env is None else env
     if secret_arn:
         return WebhookSecret(secrets_client or secrets_manager_client(), secret_arn, max_age)
-    secret = env.get("WEBHOOK_SECRET", "").strip()
+    secret = Env(env).text("WEBHOOK_SECRET")
     return StaticApiKey(secret) if secret else None
 
 
@@ -208,10 +206,9 @@ def keys_secret_source(
 ) -> StaticApiKey | KeysSecret | None:
     """The keys secret: KEYS_SECRET_ARN (AWS), else KEYS_SECRET (local), else None (hashes keyed with nothing,
     which ``StackKeys`` warns about)."""
-    env = os.environ if env is None else env
     if secret_arn:
         return KeysSecret(secrets_client or secrets_manager_client(), secret_arn, max_age)
-    secret = env.get("KEYS_SECRET", "").strip()
+    secret = Env(env).text("KEYS_SECRET")
     return StaticApiKey(secret) if secret else None
 
 
@@ -225,8 +222,7 @@ def carrier_credential_source(
 ) -> StaticApiKey | CarrierCredential | None:
     """A carrier's credential: the secret when an ARN is configured (AWS), else ``env_name`` (local), else None
     (that carrier's webhooks refuse every request)."""
-    env = os.environ if env is None else env
     if secret_arn:
         return CarrierCredential(secrets_client or secrets_manager_client(), secret_arn, max_age)
-    value = env.get(env_name, "").strip()
+    value = Env(env).text(env_name)
     return StaticApiKey(value) if value else None

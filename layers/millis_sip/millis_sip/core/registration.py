@@ -23,7 +23,6 @@ from millis_sip.core.regions import MillisRegion
 log = logging.getLogger(__name__)
 
 WEBHOOK_HEADER = "X-Webhook-Secret"
-WEBHOOK_PATH = "/webhooks/millis"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,6 @@ from dataclasses import replace
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
 from millis_sip.apigw import Request, reply
-from millis_sip.config import Messages
 from millis_sip.core.ports import Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
@@ -45,6 +44,7 @@ from millis_sip.edges.carriers.flow import (
     route_url,
     whole,
 )
+from millis_sip.messages import Messages
 
 SIGNATURE_HEADER = "X-Plivo-Signature-V3"
 MAIN_ACCOUNT_SIGNATURE_HEADER = "X-Plivo-Signature-Ma-V3"

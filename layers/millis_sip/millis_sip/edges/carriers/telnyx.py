@@ -27,13 +27,13 @@ import re
 from collections.abc import Sequence
 
 from millis_sip.apigw import BadRequest, Request, reply
-from millis_sip.config import Messages
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
 from millis_sip.edges.carriers.fields import UUID, Fields, form, one_of
 from millis_sip.edges.carriers.flow import CarrierFlow, Response, authenticate, keyed_pin, x_headers
 from millis_sip.edges.carriers.twiml import TwimlWebhooks
+from millis_sip.messages import Messages
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from millis_sip.apigw import Request, reply
-from millis_sip.config import Messages
 from millis_sip.core.ports import Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri, with_uri_headers
 from millis_sip.edges.carriers import Refusal
 from millis_sip.edges.carriers.fields import SECONDS, Fields
 from millis_sip.edges.carriers.flow import CarrierFlow, DialOutcome, DialReport, Response, refused, route_url, whole
+from millis_sip.messages import Messages
 
 MAX_SIP_URI = 254  # Twilio refuses a <Sip> URI of 255 characters or more, headers included
 PIN_TIMEOUT_SECONDS = "8"

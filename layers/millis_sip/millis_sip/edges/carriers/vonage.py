@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from millis_sip.apigw import BadRequest, Request, reply
-from millis_sip.config import Messages
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
@@ -47,6 +46,7 @@ from millis_sip.edges.carriers.flow import (
     whole,
     x_headers,
 )
+from millis_sip.messages import Messages
 
 AUTHORIZATION_HEADER = "Authorization"
 _MAX_TOKEN_LENGTH = 8192

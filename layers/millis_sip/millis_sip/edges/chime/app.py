@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from millis_sip.config import ChimeSettings, Messages, VoiceRoute
+from millis_sip.config import ChimeSettings, VoiceRoute
 from millis_sip.core.calls import E164, CallRecord, CallStatus
 from millis_sip.core.errors import Unroutable
 from millis_sip.core.lifecycle import PhoneCalls
@@ -59,6 +59,7 @@ from millis_sip.edges.chime.events import (
     SmaEvent,
     still_up_besides,
 )
+from millis_sip.messages import Messages
 from millis_sip.observability import logger
 
 CARRIER = "chime"

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from millis_sip.core.lifecycle import SessionReports
 from millis_sip.core.lookup import CallDirectory
 from millis_sip.core.numbers import MAX_PAGE_SIZE, NumberDirectory
-from millis_sip.core.registration import WEBHOOK_PATH, Registrar
+from millis_sip.core.registration import Registrar
 from millis_sip.edges.http import openapi
 from millis_sip.edges.http.idempotency import IDEMPOTENCY_HEADER, Answer, Body, Idempotency
 from millis_sip.edges.http.models import (
@@ -37,7 +37,7 @@ from millis_sip.edges.http.models import (
     WebhookAck,
 )
 from millis_sip.edges.http.resolver import BridgeResolver
-from millis_sip.edges.http.webhook_auth import require_credential, webhook_credential
+from millis_sip.edges.http.webhook_auth import WEBHOOK_PATH, require_credential, webhook_credential
 from millis_sip.observability import logger
 
 DEADLINE_MARGIN_SECONDS = 1.0  # leave time to store the call and answer before the function times out

@@ -9,8 +9,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from millis_sip.core.registration import WEBHOOK_HEADER, WEBHOOK_PATH
+from millis_sip.core.registration import WEBHOOK_HEADER
 from millis_sip.edges.http.models import ErrorBody, GatewayMessage
+from millis_sip.edges.http.webhook_auth import WEBHOOK_PATH
 
 # Answered by API Gateway itself, before the function runs.
 GATEWAY_ANSWERS: dict[int, Any] = {

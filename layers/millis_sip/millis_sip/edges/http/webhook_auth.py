@@ -11,6 +11,7 @@ from millis_sip.core.errors import WebhookUnauthorized
 from millis_sip.core.registration import WEBHOOK_HEADER
 
 MAX_CREDENTIAL_CHARS = 256
+WEBHOOK_PATH = "/webhooks/millis"  # the route of Millis' session webhook (WEBHOOK_URL ends with it)
 
 
 def webhook_credential(event: Mapping[str, Any]) -> str:
