@@ -1,7 +1,7 @@
-"""InboundFunction: the call path of the carriers and SIP servers (the webhooks of Twilio, Telnyx, Vonage and
-Plivo, and GET /route).
-Composition root: ``build()`` makes the clients, the core's router and the edges once per execution
-environment. Lean on purpose: a phone call waits on its cold start, so no web framework and no pydantic."""
+"""InboundFunction: the call path of the carriers and SIP servers (the webhooks of every carrier in
+``edges/carriers/registry.py``, and GET /route). ``build()`` adds each carrier's webhooks, as its descriptor
+says, and the SIP servers' route to the call path ``millis_sip.wiring`` builds, once per execution environment.
+Lean on purpose: a phone call waits on its cold start, so no web framework and no pydantic."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from millis_sip.adapters.secrets import carrier_credential_source
 from millis_sip.apigw import BadRequest, Request, reply
 from millis_sip.config import InboundSettings, Settings
 from millis_sip.core.ports import Secret
-from millis_sip.edges.carriers import plivo, telnyx, twilio, vonage
 from millis_sip.edges.carriers.flow import CarrierFlow
+from millis_sip.edges.carriers.registry import CARRIERS
 from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
 from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
@@ -57,46 +57,25 @@ class Inbound:
 def build() -> tuple[Inbound, snapstart.Hooks]:
     settings, inbound = Settings.from_env(), InboundSettings.from_env()
     path = call_path(settings)
-    clock = path.clock
-
-    def credential(arn: str | None, local: str) -> Secret | None:
-        return carrier_credential_source(arn, local, settings.secret_max_age)
-
-    def flow(carrier: str) -> CarrierFlow:
-        return CarrierFlow(carrier, path.router, path.calls, keys=path.keys, metrics=emf_metrics)
-
-    credentials = {
-        "twilio": credential(inbound.twilio_auth_token_secret_arn, "TWILIO_AUTH_TOKEN"),
-        "telnyx": credential(inbound.telnyx_public_key_secret_arn, "TELNYX_PUBLIC_KEY"),
-        "vonage": credential(inbound.vonage_signature_secret_arn, "VONAGE_SIGNATURE_SECRET"),
-        "plivo": credential(inbound.plivo_auth_token_secret_arn, "PLIVO_AUTH_TOKEN"),
-    }
-    voice = twilio.TwilioVoice(flow(twilio.CARRIER), credentials["twilio"], inbound.messages)
-    texml = telnyx.TelnyxTexml(flow(telnyx.CARRIER), credentials["telnyx"], inbound.messages, clock=clock)
-    ncco = vonage.VonageVoice(
-        flow(vonage.CARRIER),
-        credentials["vonage"],
-        inbound.messages,
-        clock=clock,
-        application_id=inbound.vonage_application_id,
-    )
-    plivo_xml = plivo.PlivoVoice(flow(plivo.CARRIER), credentials["plivo"], inbound.messages)
-    signalwire = (twilio.SIGNALWIRE_SIGNATURE_HEADER, PATIENCE["signalwire"])  # SignalWire speaks to Twilio's routes
+    routes: dict[tuple[str, str], Route] = {}
+    credentials: list[Secret | None] = []
+    for carrier in CARRIERS:  # each carrier's webhooks, as its descriptor says
+        credential = carrier_credential_source(
+            getattr(inbound, carrier.credential_setting), carrier.credential_variable, settings.secret_max_age
+        )
+        credentials.append(credential)
+        flow = CarrierFlow(carrier.name, path.router, path.calls, keys=path.keys, metrics=emf_metrics)
+        webhooks = carrier.webhooks(flow, credential, inbound, path.clock)
+        also = (carrier.also[0], PATIENCE[carrier.also[1]]) if carrier.also else None
+        for route in carrier.routes:
+            handle = getattr(webhooks, route.handler)
+            routes[(route.method, route.path)] = Route(handle, webhooks.fallback, PATIENCE[carrier.patience], also)
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
-    routes = {
-        ("POST", twilio.VOICE_PATH): Route(voice.voice, voice.fallback, PATIENCE[twilio.CARRIER], signalwire),
-        ("POST", twilio.STATUS_PATH): Route(voice.status, voice.fallback, PATIENCE[twilio.CARRIER], signalwire),
-        ("POST", telnyx.VOICE_PATH): Route(texml.voice, texml.fallback, PATIENCE[telnyx.CARRIER]),
-        ("POST", telnyx.STATUS_PATH): Route(texml.status, texml.fallback, PATIENCE[telnyx.CARRIER]),
-        ("GET", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback, PATIENCE[vonage.CARRIER]),
-        ("POST", vonage.ANSWER_PATH): Route(ncco.answer, ncco.fallback, PATIENCE[vonage.CARRIER]),
-        ("POST", vonage.EVENT_PATH): Route(ncco.event, ncco.fallback, PATIENCE[vonage.CARRIER]),
-        ("POST", plivo.ANSWER_PATH): Route(plivo_xml.answer, plivo_xml.fallback, PATIENCE[plivo.CARRIER]),
-        ("POST", plivo.STATUS_PATH): Route(plivo_xml.status, plivo_xml.fallback, PATIENCE[plivo.CARRIER]),
-        ("GET", ROUTE_PATH): Route(SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]),
-    }
+    routes[("GET", ROUTE_PATH)] = Route(
+        SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]
+    )
     built = Inbound(routes, inbound, path.dynamodb, path.gateway, path.store)
-    return built, path.hooks(*credentials.values())
+    return built, path.hooks(*credentials)
 
 
 inbound, _hooks = build()

@@ -82,7 +82,8 @@ def test_the_default_agent_cap_is_a_count_or_none() -> None:
 
 def _read_in_code() -> set[str]:
     """Every upper-case name the functions' code hands to the environment reader (or to a credential source
-    that reads it): string constants given to Env's methods, to ``get``, or to ``*_source``/``credential``."""
+    that reads it): string constants given to Env's methods, to ``get``, or to ``*_source``/``credential``, and
+    a carrier descriptor's ``credential_variable``."""
     import ast
     from pathlib import Path
 
@@ -94,9 +95,10 @@ def _read_in_code() -> set[str]:
             if not isinstance(node, ast.Call):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if name not in readers:
+            named = [k.value for k in node.keywords if k.arg and k.arg.endswith("_variable")]
+            if name not in readers and not named:
                 continue
-            for arg in node.args:
+            for arg in [*node.args, *named] if name in readers else named:
                 value = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else ""
                 if value.isupper() and value.replace("_", "").isalnum() and "_" in value:
                     found.add(value)

@@ -15,17 +15,17 @@ document (TwiML, TeXML, NCCO, Plivo XML)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from millis_sip.apigw import BadRequest, reply
+from millis_sip.apigw import reply
 from millis_sip.core.errors import BridgeError
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.lifecycle import PhoneCalls
-from millis_sip.core.ports import Metrics, Secret
+from millis_sip.core.ports import Metrics
 from millis_sip.core.router import (
     ANY_SIP_URI,
     CALL_CONFLICT,
@@ -38,7 +38,7 @@ from millis_sip.core.router import (
     Routed,
 )
 from millis_sip.core.sip import SipUri, bridge_headers
-from millis_sip.edges.carriers import InvalidSignature, Refusal
+from millis_sip.edges.carriers import Refusal
 from millis_sip.edges.carriers.fields import DIGITS, Fields
 from millis_sip.observability import logger
 
@@ -99,25 +99,6 @@ class DialReport:
     status: str  # the carrier's own word, for the record's reason
     duration_seconds: int = 0
     leg_id: str | None = None
-
-
-def authenticate(credential: Secret | None, carrier: str, check: Callable[[list[str]], None]) -> Response | None:
-    """None when ``check`` accepts the request with one of the carrier's keys; else the refusal: 403 before
-    anything reads the request (not configured, a bad or missing signature), 503 when the key cannot be read."""
-    if credential is None:
-        return reply(403, f"{carrier} is not configured on this stack.")
-    try:
-        keys = [line.strip() for line in credential().splitlines() if line.strip()]
-    except BridgeError as exc:
-        logger.error("Cannot read the carrier's credential", extra={"carrier": carrier, "error": exc.code})
-        return reply(503, f"The {carrier} credential cannot be read now.", headers={"Retry-After": "1"})
-    try:
-        check(keys)
-    except (InvalidSignature, BadRequest) as exc:
-        why = exc.reason if isinstance(exc, InvalidSignature) else str(exc)
-        logger.warning("Refused a carrier webhook", extra={"carrier": carrier, "reason": why})
-        return reply(403, f"Forbidden: {why}.")
-    return None
 
 
 def refused(refusal: Refusal) -> Response:

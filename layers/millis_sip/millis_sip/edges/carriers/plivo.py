@@ -24,26 +24,22 @@ import hashlib
 import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
 from millis_sip.apigw import Request, reply
-from millis_sip.core.ports import Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
-from millis_sip.edges.carriers import InvalidSignature, Refusal
+from millis_sip.edges.carriers import InvalidSignature
 from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form
 from millis_sip.edges.carriers.flow import (
-    CarrierFlow,
     DialOutcome,
     DialReport,
     Response,
-    authenticate,
     keyed_pin,
-    refused,
     route_url,
     whole,
 )
+from millis_sip.edges.carriers.webhooks import Carrier, CarrierWebhooks, WebhookRoute
 from millis_sip.messages import Messages
 
 SIGNATURE_HEADER = "X-Plivo-Signature-V3"
@@ -223,75 +219,40 @@ class PlivoXmlAnswers:
         return speak
 
 
-class PlivoVoice:
+class PlivoVoice(CarrierWebhooks):
     """``POST /carriers/plivo/answer`` (the application's answer URL, and the PIN <GetInput>'s action) and
     ``POST /carriers/plivo/status`` (the <Dial> action, and the application's hangup URL). Each request's
     ``X-Plivo-Signature-V3`` (HMAC-SHA256 over the URL, the parameters and the nonce) is checked before
     anything reads it; then every field read in its documented form. The query's own state (``pin=none``,
     ``attempt=2``) counts only with its token."""
 
-    def __init__(self, flow: CarrierFlow, tokens: Secret | None, messages: Messages) -> None:
-        self._flow = flow
-        self._tokens = tokens
-        self._messages = messages
+    title = "Plivo"
 
-    def answer(self, request: Request, deadline: float) -> Response:
-        fields, refusal = self._fields(request)
-        if refusal is not None:
-            return refusal
+    def verify(self, request: Request, keys: list[str]) -> list[tuple[str, str]]:
+        params = request.form() if request.method == "POST" else request.query_pairs
+        signed = params if request.method == "POST" else []
+        nonce = request.headers.get(NONCE_HEADER.lower())
         try:
-            call = _inbound(fields)
-            if self._flow.declined(request.query_pairs, call.call_ref):
-                call = replace(call, pin="")  # the prompt's redirect: nothing keyed in
-        except Refusal as exc:
-            return refused(exc)
-        return self._flow.answer(call, deadline, self._answers(request))
+            verify_v3(request.method, request.url, signed, nonce, request.headers.get(SIGNATURE_HEADER.lower()), keys)
+        except InvalidSignature:
+            # A subaccount's call also carries the main account's signature: a main account token works.
+            main = request.headers.get(MAIN_ACCOUNT_SIGNATURE_HEADER.lower())
+            if main is None:
+                raise
+            verify_v3(request.method, request.url, signed, nonce, main, keys)
+        return list(params)
 
-    def status(self, request: Request, deadline: float) -> Response:
-        fields, refusal = self._fields(request)
-        if refusal is not None:
-            return refusal
-        try:
-            call = _inbound(fields)
-            if "DialStatus" in fields:  # the <Dial> action: how the leg to Millis went
-                outcome = fields.meaning("DialStatus", _DIAL_OUTCOMES)
-                leg = fields.read("DialBLegDuration", SECONDS) or fields.read("DialBLegBillDuration", SECONDS)
-                report = DialReport(outcome or DialOutcome.OTHER, str(fields["DialStatus"]), whole(leg))
-            else:  # the hangup URL: the call is over
-                report = DialReport(DialOutcome.COMPLETED, "hangup", whole(fields.read("Duration", SECONDS)))
-            attempt = self._flow.attempt(request.query_pairs, call.call_ref)
-        except Refusal as exc:
-            return refused(exc)
-        return self._flow.report(call, attempt, report, deadline, self._answers(request))
+    def call(self, fields: Fields, request: Request) -> InboundCall:
+        return _inbound(fields)
 
-    def fallback(self, request: Request) -> Response:
-        return self._answers(request).farewell()
+    def report(self, fields: Fields, request: Request) -> DialReport:
+        if "DialStatus" in fields:  # the <Dial> action: how the leg to Millis went
+            outcome = fields.meaning("DialStatus", _DIAL_OUTCOMES)
+            leg = fields.read("DialBLegDuration", SECONDS) or fields.read("DialBLegBillDuration", SECONDS)
+            return DialReport(outcome or DialOutcome.OTHER, str(fields["DialStatus"]), whole(leg))
+        return DialReport(DialOutcome.COMPLETED, "hangup", whole(fields.read("Duration", SECONDS)))  # the hangup URL
 
-    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
-        params: list[tuple[str, str]] = []
-
-        def check(tokens: list[str]) -> None:
-            if request.method == "POST":
-                params.extend(request.form())
-            else:
-                params.extend(request.query_pairs)
-            signed = params if request.method == "POST" else []
-            nonce = request.headers.get(NONCE_HEADER.lower())
-            try:
-                verify_v3(
-                    request.method, request.url, signed, nonce, request.headers.get(SIGNATURE_HEADER.lower()), tokens
-                )
-            except InvalidSignature:
-                # A subaccount's call also carries the main account's signature: a main account token works.
-                main = request.headers.get(MAIN_ACCOUNT_SIGNATURE_HEADER.lower())
-                if main is None:
-                    raise
-                verify_v3(request.method, request.url, signed, nonce, main, tokens)
-
-        refusal = authenticate(self._tokens, "Plivo", check)
-        return Fields(params), refusal
-
-    def _answers(self, request: Request) -> PlivoXmlAnswers:
+    def answers(self, request: Request) -> PlivoXmlAnswers:
         own = (ANSWER_PATH, STATUS_PATH)
         return PlivoXmlAnswers(
             self._messages,
@@ -318,3 +279,14 @@ def _document(*elements: ET.Element) -> Response:
     root.extend(elements)
     body = '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")
     return reply(200, body, content_type="text/xml; charset=utf-8")
+
+
+PLIVO = Carrier(
+    name=CARRIER,
+    title="Plivo",
+    routes=(WebhookRoute("POST", ANSWER_PATH, "answer"), WebhookRoute("POST", STATUS_PATH, "status")),
+    credential_variable="PLIVO_AUTH_TOKEN",
+    credential_setting="plivo_auth_token_secret_arn",
+    patience=CARRIER,
+    webhooks=lambda flow, credential, settings, clock: PlivoVoice(flow, credential, settings.messages),
+)

@@ -26,13 +26,14 @@ import binascii
 import re
 from collections.abc import Sequence
 
-from millis_sip.apigw import BadRequest, Request, reply
+from millis_sip.apigw import BadRequest, Request
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
 from millis_sip.edges.carriers.fields import UUID, Fields, form, one_of
-from millis_sip.edges.carriers.flow import CarrierFlow, Response, authenticate, keyed_pin, x_headers
+from millis_sip.edges.carriers.flow import CarrierFlow, keyed_pin, x_headers
 from millis_sip.edges.carriers.twiml import TwimlWebhooks
+from millis_sip.edges.carriers.webhooks import Carrier, SignedButUnreadable, WebhookRoute
 from millis_sip.messages import Messages
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
@@ -135,6 +136,7 @@ class TelnyxTexml(TwimlWebhooks):
     ``POST /carriers/telnyx/status`` (the <Dial> action). Each request is checked against its Ed25519 signature
     and timestamp (TOLERANCE_SECONDS either way) before anything reads it; the answers are TeXML."""
 
+    title = "Telnyx"
     voice_path = VOICE_PATH
     status_path = STATUS_PATH
 
@@ -142,26 +144,21 @@ class TelnyxTexml(TwimlWebhooks):
         super().__init__(flow, public_keys, messages)
         self._clock = clock
 
-    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
-        def check(keys: list[str]) -> None:
-            verify(
-                request.body,
-                request.headers.get(SIGNATURE_HEADER),
-                request.headers.get(TIMESTAMP_HEADER),
-                keys,
-                now=self._clock.now().timestamp(),
-                tolerance_seconds=TOLERANCE_SECONDS,
-            )
-
-        refused = authenticate(self._credential, "Telnyx", check)
-        if refused is not None:
-            return Fields(), refused
+    def verify(self, request: Request, keys: list[str]) -> list[tuple[str, str]]:
+        verify(
+            request.body,
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+            keys,
+            now=self._clock.now().timestamp(),
+            tolerance_seconds=TOLERANCE_SECONDS,
+        )
         try:
-            return Fields(request.form()), None
+            return request.form()
         except BadRequest as exc:  # signed, but not a form (the signature covers the body as sent)
-            return Fields(), reply(400, f"Bad request: {exc}.")
+            raise SignedButUnreadable(str(exc)) from None
 
-    def _call(self, fields: Fields, request: Request) -> InboundCall:
+    def call(self, fields: Fields, request: Request) -> InboundCall:
         sid = fields.require("CallSid", CALL_SID)
         connection = fields.read("ConnectionId", CONNECTION_ID)
         verified = fields.read("ShakenStirValidated", SHAKEN_VALIDATED) == "true"
@@ -177,3 +174,14 @@ class TelnyxTexml(TwimlWebhooks):
             context={"telnyx_connection_id": connection} if connection else {},
             sip_headers=x_headers(fields, "SipHeader_"),
         )
+
+
+TELNYX = Carrier(
+    name=CARRIER,
+    title="Telnyx",
+    routes=(WebhookRoute("POST", VOICE_PATH, "answer"), WebhookRoute("POST", STATUS_PATH, "status")),
+    credential_variable="TELNYX_PUBLIC_KEY",
+    credential_setting="telnyx_public_key_secret_arn",
+    patience=CARRIER,
+    webhooks=lambda flow, credential, settings, clock: TelnyxTexml(flow, credential, settings.messages, clock=clock),
+)

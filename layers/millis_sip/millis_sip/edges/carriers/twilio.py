@@ -30,8 +30,9 @@ from millis_sip.apigw import Request
 from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
 from millis_sip.edges.carriers.fields import UUID, Fields, form
-from millis_sip.edges.carriers.flow import Response, authenticate, keyed_pin, x_headers
+from millis_sip.edges.carriers.flow import keyed_pin, x_headers
 from millis_sip.edges.carriers.twiml import TwimlWebhooks
+from millis_sip.edges.carriers.webhooks import Carrier, WebhookRoute
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNALWIRE_SIGNATURE_HEADER = "X-SignalWire-Signature"
@@ -155,23 +156,19 @@ class TwilioVoice(TwimlWebhooks):
     ``X-Twilio-Signature`` (SignalWire: ``X-SignalWire-Signature``) before anything reads it; the answers are
     TwiML."""
 
+    title = "Twilio"
     voice_path = VOICE_PATH
     status_path = STATUS_PATH
 
-    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
-        params: list[tuple[str, str]] = []
+    def verify(self, request: Request, keys: list[str]) -> list[tuple[str, str]]:
+        params = request.form()
+        presented = request.headers.get(SIGNATURE_HEADER.lower())
+        if presented is None:  # SignalWire LaML signs the same way under its own name
+            presented = request.headers.get(SIGNALWIRE_SIGNATURE_HEADER.lower())
+        verify(request.url, params, presented, keys)
+        return params
 
-        def check(tokens: list[str]) -> None:
-            params.extend(request.form())
-            presented = request.headers.get(SIGNATURE_HEADER.lower())
-            if presented is None:  # SignalWire LaML signs the same way under its own name
-                presented = request.headers.get(SIGNALWIRE_SIGNATURE_HEADER.lower())
-            verify(request.url, params, presented, tokens)
-
-        refused = authenticate(self._credential, "Twilio", check)
-        return Fields(params), refused
-
-    def _call(self, fields: Fields, request: Request) -> InboundCall:
+    def call(self, fields: Fields, request: Request) -> InboundCall:
         """The call, its ids in the forms of whoever signed it: SignalWire's when it names itself in
         X-SignalWire-Signature (it may send X-Twilio-Signature beside it), else Twilio's."""
         signalwire = SIGNALWIRE_SIGNATURE_HEADER.lower() in request.headers
@@ -189,3 +186,15 @@ class TwilioVoice(TwimlWebhooks):
             context={"twilio_account_sid": account} if account else {},
             sip_headers=x_headers(fields, "SipHeader_"),
         )
+
+
+TWILIO = Carrier(
+    name=CARRIER,
+    title="Twilio",
+    routes=(WebhookRoute("POST", VOICE_PATH, "answer"), WebhookRoute("POST", STATUS_PATH, "status")),
+    credential_variable="TWILIO_AUTH_TOKEN",
+    credential_setting="twilio_auth_token_secret_arn",
+    patience=CARRIER,
+    webhooks=lambda flow, credential, settings, clock: TwilioVoice(flow, credential, settings.messages),
+    also=(SIGNALWIRE_SIGNATURE_HEADER, "signalwire"),  # SignalWire LaML reaches the same routes
+)

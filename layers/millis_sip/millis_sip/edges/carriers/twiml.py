@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import replace
 
 from millis_sip.apigw import Request, reply
-from millis_sip.core.ports import Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri, with_uri_headers
-from millis_sip.edges.carriers import Refusal
 from millis_sip.edges.carriers.fields import SECONDS, Fields
-from millis_sip.edges.carriers.flow import CarrierFlow, DialOutcome, DialReport, Response, refused, route_url, whole
+from millis_sip.edges.carriers.flow import DialOutcome, DialReport, Response, route_url, whole
+from millis_sip.edges.carriers.webhooks import CarrierWebhooks
 from millis_sip.messages import Messages
 
 MAX_SIP_URI = 254  # Twilio refuses a <Sip> URI of 255 characters or more, headers included
@@ -97,58 +95,20 @@ def document(*verbs: ET.Element) -> Response:
     return reply(200, body, content_type="text/xml; charset=utf-8")
 
 
-class TwimlWebhooks:
-    """The two routes of a carrier that speaks TwiML: the voice webhook (also the PIN <Gather>'s action) and the
-    <Dial> action. A carrier's subclass says how its requests are signed (``_fields``, which refuses before
-    anything is read) and what its fields mean, in their documented forms (``_call``, which raises
-    ``Malformed``). The query's own state (``pin=none``, ``attempt=2``) counts only with its token."""
+class TwimlWebhooks(CarrierWebhooks):
+    """The webhooks of a carrier that speaks TwiML: the voice webhook (also the PIN <Gather>'s action) answers, the
+    <Dial> action reports. A carrier's subclass says how its requests are signed (``verify``) and what its
+    fields mean (``call``); the report and the answers are TwiML's."""
 
     voice_path: str
     status_path: str
 
-    def __init__(self, flow: CarrierFlow, credential: Secret | None, messages: Messages) -> None:
-        self._flow = flow
-        self._credential = credential
-        self._messages = messages
+    def report(self, fields: Fields, request: Request) -> DialReport:
+        outcome = fields.meaning("DialCallStatus", DIAL_OUTCOMES)
+        duration = whole(fields.read("DialCallDuration", SECONDS))
+        return DialReport(outcome or DialOutcome.OTHER, str(fields.get("DialCallStatus") or ""), duration)
 
-    def voice(self, request: Request, deadline: float) -> Response:
-        fields, refusal = self._fields(request)
-        if refusal is not None:
-            return refusal
-        try:
-            call = self._call(fields, request)
-            if self._flow.declined(request.query_pairs, call.call_ref):
-                call = replace(call, pin="")  # the prompt's redirect: nothing keyed in
-        except Refusal as exc:
-            return refused(exc)
-        return self._flow.answer(call, deadline, self._answers(request))
-
-    def status(self, request: Request, deadline: float) -> Response:
-        fields, refusal = self._fields(request)
-        if refusal is not None:
-            return refusal
-        try:
-            call = self._call(fields, request)
-            outcome = fields.meaning("DialCallStatus", DIAL_OUTCOMES)
-            duration = whole(fields.read("DialCallDuration", SECONDS))
-            attempt = self._flow.attempt(request.query_pairs, call.call_ref)
-        except Refusal as exc:
-            return refused(exc)
-        status = str(fields.get("DialCallStatus") or "")
-        report = DialReport(outcome or DialOutcome.OTHER, status, duration)
-        return self._flow.report(call, attempt, report, deadline, self._answers(request))
-
-    def fallback(self, request: Request) -> Response:
-        """The answer when the function itself fails: the caller hears the failure message, not the carrier's."""
-        return self._answers(request).farewell()
-
-    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
-        raise NotImplementedError
-
-    def _call(self, fields: Fields, request: Request) -> InboundCall:
-        raise NotImplementedError
-
-    def _answers(self, request: Request) -> TwimlAnswers:
+    def answers(self, request: Request) -> TwimlAnswers:
         own = (self.voice_path, self.status_path)
         return TwimlAnswers(
             self._messages,

@@ -40,12 +40,11 @@ from millis_sip.edges.carriers.flow import (
     DialOutcome,
     DialReport,
     Response,
-    authenticate,
-    refused,
     route_url,
     whole,
     x_headers,
 )
+from millis_sip.edges.carriers.webhooks import Carrier, CarrierWebhooks, Pairs, SignedButUnreadable, WebhookRoute
 from millis_sip.messages import Messages
 
 AUTHORIZATION_HEADER = "Authorization"
@@ -278,7 +277,7 @@ class NccoAnswers:
         return _ncco([])  # an empty NCCO ends the call
 
 
-class VonageVoice:
+class VonageVoice(CarrierWebhooks):
     """``GET|POST /carriers/vonage/answer`` (the application's answer_url, and the PIN input's eventUrl) and
     ``POST /carriers/vonage/event`` (the application's event_url, and the connect action's: how the leg to
     Millis went). Each request's signed JWT (``Authorization: Bearer``, HS256 with the signature secret, the
@@ -286,6 +285,8 @@ class VonageVoice:
     body included. The JWT does not say which URL it was for, so each route takes only its own payloads: the
     answer route an answer or an input's result (no ``status``), the event route an event with a documented
     ``status``; the event URL's ``attempt=2`` counts only with its token."""
+
+    title = "Vonage"
 
     def __init__(
         self,
@@ -296,65 +297,43 @@ class VonageVoice:
         clock: Clock,
         application_id: str | None = None,
     ) -> None:
-        self._flow = flow
-        self._secrets = secrets
-        self._messages = messages
+        super().__init__(flow, secrets, messages)
         self._clock = clock
         self._application_id = application_id
 
-    def answer(self, request: Request, deadline: float) -> Response:
-        fields, refusal = self._fields(request)
-        if refusal is not None:
-            return refusal
-        try:
-            if "status" in fields:
-                raise Refusal(400, "an event payload (it has a status) is not an answer or an input's result")
-            call = _inbound(fields)
-        except Refusal as exc:
-            return refused(exc)
-        return self._flow.answer(call, deadline, self._answers(request))
-
-    def event(self, request: Request, deadline: float) -> Response:
-        fields, refusal = self._fields(request)
-        if refusal is not None:
-            return refusal
-        try:
-            status = fields.require("status", EVENT_STATUS)
-            call = _inbound(fields)
-            outbound = fields.read("direction", DIRECTION) == "outbound"  # the leg to Millis, not the caller's
-            duration = whole(fields.read("duration", SECONDS))
-            leg = fields.read("uuid", LEG_UUID)
-            attempt = self._flow.attempt(request.query_pairs, call.call_ref)
-        except Refusal as exc:
-            return refused(exc)
-        outcome = _EVENT_OUTCOMES[status] if outbound else DialOutcome.OTHER
-        report = DialReport(outcome, status, duration, leg_id=leg)
-        return self._flow.report(call, attempt, report, deadline, self._answers(request))
-
-    def fallback(self, request: Request) -> Response:
-        return self._answers(request).farewell()
-
-    def _fields(self, request: Request) -> tuple[Fields, Response | None]:
+    def verify(self, request: Request, keys: list[str]) -> Pairs:
         """The payload's fields, read only once its JWT is checked: a GET's query, a POST's JSON object."""
         get = request.method == "GET"
-
-        def check(secrets: list[str]) -> None:
-            payload = query_payload(request.query_pairs) if get else request.body
-            claims = verify(
-                request.headers.get(AUTHORIZATION_HEADER.lower()), payload, secrets, now=self._clock.now().timestamp()
-            )
-            if self._application_id and claims.get("application_id") != self._application_id:
-                raise InvalidSignature("another application")
-
-        refusal = authenticate(self._secrets, "Vonage", check)
-        if refusal is not None:
-            return Fields(), refusal
+        payload = query_payload(request.query_pairs) if get else request.body
+        claims = verify(
+            request.headers.get(AUTHORIZATION_HEADER.lower()), payload, keys, now=self._clock.now().timestamp()
+        )
+        if self._application_id and claims.get("application_id") != self._application_id:
+            raise InvalidSignature("another application")
+        if get:
+            return request.query_pairs
         try:
-            return Fields(request.query_pairs if get else _json_body(request.body).items()), None
+            return _json_body(request.body).items()
         except BadRequest as exc:
-            return Fields(), reply(400, f"Bad request: {exc}.")
+            raise SignedButUnreadable(str(exc)) from None
 
-    def _answers(self, request: Request) -> NccoAnswers:
+    def call(self, fields: Fields, request: Request) -> InboundCall:
+        return _inbound(fields)
+
+    def answering(self, call: InboundCall, fields: Fields, request: Request) -> InboundCall:
+        if "status" in fields:
+            raise Refusal(400, "an event payload (it has a status) is not an answer or an input's result")
+        return call
+
+    def report(self, fields: Fields, request: Request) -> DialReport:
+        status = fields.require("status", EVENT_STATUS)
+        outbound = fields.read("direction", DIRECTION) == "outbound"  # the leg to Millis, not the caller's
+        duration = whole(fields.read("duration", SECONDS))
+        leg = fields.read("uuid", LEG_UUID)
+        outcome = _EVENT_OUTCOMES[status] if outbound else DialOutcome.OTHER
+        return DialReport(outcome, status, duration, leg_id=leg)
+
+    def answers(self, request: Request) -> NccoAnswers:
         own = (ANSWER_PATH, EVENT_PATH)
         return NccoAnswers(
             self._messages,
@@ -409,3 +388,20 @@ def _keyed(fields: Fields) -> str | None:
 
 def _ncco(actions: list[dict[str, Any]]) -> Response:
     return reply(200, json.dumps(actions, separators=(",", ":")), content_type="application/json")
+
+
+VONAGE = Carrier(
+    name=CARRIER,
+    title="Vonage",
+    routes=(
+        WebhookRoute("GET", ANSWER_PATH, "answer"),
+        WebhookRoute("POST", ANSWER_PATH, "answer"),
+        WebhookRoute("POST", EVENT_PATH, "status"),
+    ),
+    credential_variable="VONAGE_SIGNATURE_SECRET",
+    credential_setting="vonage_signature_secret_arn",
+    patience=CARRIER,
+    webhooks=lambda flow, credential, settings, clock: VonageVoice(
+        flow, credential, settings.messages, clock=clock, application_id=settings.vonage_application_id
+    ),
+)
