@@ -27,6 +27,7 @@ from xml.etree import ElementTree
 
 import httpx
 
+from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
 from dev.function_env import REGION, SIMULATOR_VOICE_CONNECTORS, Tables, function_env
@@ -57,11 +58,6 @@ SHOWN_HEADERS = {
     "accept": "Accept",
 }
 # Local stand-ins for the carriers' credentials (in AWS they come from Secrets Manager).
-LOCAL_TWILIO_AUTH_TOKEN = "local-twilio-auth-token"  # noqa: S105
-LOCAL_TELNYX_SEED = bytes(range(32))  # the demo's Ed25519 key pair; Telnyx's public key goes in TELNYX_PUBLIC_KEY
-LOCAL_VONAGE_SECRET = "local-vonage-signature-secret-0123456789"  # noqa: S105
-LOCAL_VONAGE_APPLICATION = "5ca1ab1e-0000-4000-8000-00000000dead"
-LOCAL_PLIVO_AUTH_TOKEN = "bG9jYWwtcGxpdm8tYXV0aC10b2tlbg"  # noqa: S105
 SALES_NUMBER = "+15055550123"  # the number the demo's callers dial
 
 
@@ -330,13 +326,10 @@ def twilio_say(response: httpx.Response) -> list[str]:
 def twilio_script(base_url: str, api_key: str, steps: Steps) -> None:
     """Calls through Twilio: the webhooks Twilio would send (signed with Twilio's own RequestValidator, as the
     account's auth token signs them) and the TwiML the stack answers; then a SIP server asking GET /route."""
-    from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
-
-    signer = RequestValidator(LOCAL_TWILIO_AUTH_TOKEN)
+    from dev.carrier_signing import SignedCarrier
 
     def twilio_post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
-        signature = signer.compute_signature(f"{base_url}{path}", params)
-        return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+        return SignedCarrier(base_url, client, LOCAL_KEYS).twilio(path, params)
 
     with httpx.Client(base_url=base_url, headers={"x-api-key": api_key}, timeout=30) as http:
         with steps.step(f"Route the number {SALES_NUMBER} to an agent (PUT /numbers/{{number}})") as step:
@@ -410,43 +403,18 @@ def carriers_script(base_url: str, steps: Steps) -> None:
     """One call each through Telnyx (TeXML), Vonage (NCCO) and Plivo (Plivo XML), every webhook signed the way
     the carrier signs it (an Ed25519 key pair, a Vonage HS256 JWT with payload_hash, Plivo's own V3 signer),
     and the end of each call closing its record."""
-    import base64
-    import hashlib
-    import time
     import uuid
 
-    import jwt
-    from nacl.signing import SigningKey
-    from plivo.utils.signature_v3 import construct_post_url, get_signature_v3  # type: ignore[import-untyped]
-
-    telnyx_key = SigningKey(LOCAL_TELNYX_SEED)
+    from dev.carrier_signing import SignedCarrier
 
     def telnyx_post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
-        body, stamp = urlencode(params).encode(), str(int(time.time()))
-        signature = base64.b64encode(telnyx_key.sign(f"{stamp}|".encode() + body).signature).decode()
-        headers = {
-            "content-type": "application/x-www-form-urlencoded",
-            "telnyx-signature-ed25519": signature,
-            "telnyx-timestamp": stamp,
-        }
-        return client.post(path, content=body, headers=headers)
+        return SignedCarrier(base_url, client, LOCAL_KEYS).telnyx(path, params)
 
-    def vonage_token(payload: bytes) -> str:
-        claims = {
-            "iat": int(time.time()),
-            "jti": str(uuid.uuid4()),
-            "iss": "Vonage",
-            "application_id": LOCAL_VONAGE_APPLICATION,
-            "payload_hash": hashlib.sha256(payload).hexdigest(),
-        }
-        return "Bearer " + jwt.encode(claims, LOCAL_VONAGE_SECRET, algorithm="HS256")
+    def vonage(client: httpx.Client, path: str, payload: dict[str, str], method: str = "POST") -> httpx.Response:
+        return SignedCarrier(base_url, client, LOCAL_KEYS).vonage(path, payload, method=method)
 
     def plivo_post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
-        nonce = str(uuid.uuid4().int)[:20]
-        url = construct_post_url(f"{base_url}{path}", params).decode()
-        signature = get_signature_v3(LOCAL_PLIVO_AUTH_TOKEN, url, nonce).decode()
-        headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
-        return client.post(path, data=params, headers=headers)
+        return SignedCarrier(base_url, client, LOCAL_KEYS).plivo(path, params)
 
     def record(client: httpx.Client, call_id: str) -> dict[str, Any]:
         found: dict[str, Any] = client.get(f"/calls/{call_id}", headers={"x-api-key": LOCAL_API_KEY}).json()
@@ -481,10 +449,7 @@ def carriers_script(base_url: str, steps: Steps) -> None:
             "conversation_uuid": f"CON-{uuid.uuid4()}",
         }
         with steps.step("Vonage: the answer_url (GET /carriers/vonage/answer, signed JWT) -> NCCO connect") as step:
-            query = json.dumps(vonage_call, separators=(",", ":")).encode()
-            rung = carrier.get(
-                "/carriers/vonage/answer", params=vonage_call, headers={"Authorization": vonage_token(query)}
-            )
+            rung = vonage(carrier, "/carriers/vonage/answer", vonage_call, method="GET")
             step.show(rung)
             ncco = rung.json() if rung.status_code == 200 else []
             actions = ncco if isinstance(ncco, list) else []
@@ -502,9 +467,7 @@ def carriers_script(base_url: str, steps: Steps) -> None:
                 "to": uri,
                 "duration": "33",
             }
-            body = json.dumps(leg).encode()
-            headers = {"Authorization": vonage_token(body), "content-type": "application/json"}
-            step.show(carrier.post("/carriers/vonage/event", content=body, headers=headers))
+            step.show(vonage(carrier, "/carriers/vonage/event", leg))
             ended(step, carrier, call_id, 33)
 
         # Plivo writes numbers without the +: the stack reads them in E.164 (the route of SALES_NUMBER applies).
@@ -552,14 +515,6 @@ def check_port(port: int) -> None:
             raise
 
 
-def telnyx_public_key() -> str:
-    import base64
-
-    from nacl.signing import SigningKey
-
-    return base64.b64encode(bytes(SigningKey(LOCAL_TELNYX_SEED).verify_key)).decode()
-
-
 @contextlib.contextmanager
 def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimulator | None]]:
     check_port(port)
@@ -599,15 +554,7 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
                 raise PortInUse(port) from None
             raise
         # The call path: Twilio's webhooks and GET /route, signed for the URL the local API is reached at.
-        inbound = {
-            "PUBLIC_BASE_URL": api.url,
-            "TWILIO_AUTH_TOKEN": LOCAL_TWILIO_AUTH_TOKEN,
-            "TELNYX_PUBLIC_KEY": telnyx_public_key(),
-            "VONAGE_SIGNATURE_SECRET": LOCAL_VONAGE_SECRET,
-            "VONAGE_APPLICATION_ID": LOCAL_VONAGE_APPLICATION,
-            "PLIVO_AUTH_TOKEN": LOCAL_PLIVO_AUTH_TOKEN,
-            **DEMO_PHONE,
-        }
+        inbound = {"PUBLIC_BASE_URL": api.url, **LOCAL_KEYS.env(), **DEMO_PHONE}
         os.environ.update(inbound)
         functions["inbound"] = load_function("inbound_handler")
         for name in inbound:
