@@ -20,7 +20,7 @@ from millis_sip.edges.chime.events import SmaEvent
 from tests.conftest import load_event
 from tests.support.invoke import FakeApi
 from tests.support.sma_schema import validate_response
-from tests.unit.test_sma import CHIME, make_app
+from tests.unit.chime.rig import CHIME, make_app
 
 # Deterministic in the test command (CI must not fail at random); HYPOTHESIS_EXPLORE=1 searches afresh.
 SETTINGS = settings(
