@@ -266,6 +266,34 @@ class Floor:
     def put(self, item: dict[str, Any]) -> None:
         self.ddb.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(call_id)")
 
+    def commit(self, item: dict[str, Any], marker: str, owner: str) -> None:
+        """The record and the marker in one two-item transaction, as the stack commits a phone call."""
+        self.ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(call_id)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"call_id": {"S": marker}},
+                        "UpdateExpression": "SET #state = :done, millis_call_id = :id",
+                        "ConditionExpression": "#owner = :owner",
+                        "ExpressionAttributeNames": {"#state": "state", "#owner": "owner"},
+                        "ExpressionAttributeValues": {
+                            ":done": {"S": "done"},
+                            ":id": item["call_id"],
+                            ":owner": {"S": owner},
+                        },
+                    }
+                },
+            ]
+        )
+
     def query(self) -> None:
         self.ddb.query(
             TableName=self.table,
@@ -293,6 +321,23 @@ def phone_floor(
         floor.query()
         floor.put({"call_id": {"S": f"floor#{uuid.uuid4()}"}, "kind": {"S": "transaction"}})
         floor.put(_item(floor.millis()))
+
+    return _run(invoke, None, n, warmup)
+
+
+def transactional_floor(
+    sim: MillisSimulator, endpoint: str, table: str, n: int, warmup: int = 30, millis_base: str | None = None
+) -> Timings:
+    """The same calls with the last write as the stack makes it: the record and the call's marker in one
+    two-item transaction (what makes a phone call exactly once): one query, a conditional put that owns the
+    call, Millis, the transaction, one after the other."""
+    floor = Floor(sim, endpoint, table, phone=True, millis_base=millis_base)
+
+    def invoke(_: int) -> None:
+        marker, owner = f"floor#{uuid.uuid4()}", uuid.uuid4().hex
+        floor.query()
+        floor.put({"call_id": {"S": marker}, "kind": {"S": "transaction"}, "owner": {"S": owner}})
+        floor.commit(_item(floor.millis()), marker, owner)
 
     return _run(invoke, None, n, warmup)
 

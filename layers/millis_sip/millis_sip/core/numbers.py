@@ -104,6 +104,13 @@ class CachedNumberRoutes:
         self._seconds = seconds
         self._cache: dict[str, tuple[NumberRoute | None, float]] = {}
 
+    def cached(self, number: str) -> tuple[bool, NumberRoute | None]:
+        """(True, the route or None) when the number's route is in memory and fresh: no request needed."""
+        cached = self._cache.get(number)
+        if cached is not None and self._clock.monotonic() - cached[1] < self._seconds:
+            return True, cached[0]
+        return False, None
+
     def get(self, number: str) -> NumberRoute | None:
         now = self._clock.monotonic()
         cached = self._cache.get(number)

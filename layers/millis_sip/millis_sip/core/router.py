@@ -55,7 +55,7 @@ from millis_sip.core.calls import (
 from millis_sip.core.caps import HourlyCaps
 from millis_sip.core.errors import BridgeError, LeaseLost, MillisError, StoreUnavailable, Unroutable
 from millis_sip.core.keys import StackKeys
-from millis_sip.core.numbers import NumberRoute
+from millis_sip.core.numbers import CachedNumberRoutes, NumberRoute
 from millis_sip.core.pins import PinCheck, Proof
 from millis_sip.core.ports import (
     MIN_ATTEMPT_SECONDS,
@@ -330,7 +330,12 @@ class CallRouter:
         def reader(lookup_key: str) -> Callable[[], list[CallRecord]]:
             return lambda: self._store.pending_for(lookup_key, now)
 
-        tx, (route, *pending) = self._transactions.open(
+        # A route already in memory (CachedNumberRoutes) needs no request, and so no worker thread either.
+        known, route = (
+            self._numbers.cached(number) if number and isinstance(self._numbers, CachedNumberRoutes) else (False, None)
+        )
+        read_route = [] if known or number is None else [lambda: self._numbers.get(number) if self._numbers else None]
+        tx, results = self._transactions.open(
             call.carrier,
             call.call_ref,
             attempt,
@@ -338,11 +343,12 @@ class CallRouter:
             dialed=call.dialed,
             deadline=deadline,
             resume=call.pin is not None,
-            reads=(
-                lambda: self._numbers.get(number) if number is not None and self._numbers is not None else None,
-                *(reader(k) for k in lookup_keys),
-            ),
+            reads=(*read_route, *(reader(k) for k in lookup_keys)),
         )
+        if read_route:
+            route, *pending = results
+        else:
+            pending = results
         if isinstance(route, BaseException):
             log.warning("Cannot read the number's route; going on without it", extra={"error": str(route) or "timeout"})
             route = None
