@@ -31,18 +31,37 @@ class CallStatus(StrEnum):
     ENDED = "ended"  # the phone call is over
     FAILED = "failed"  # the call could not be bridged (see reason)
     EXPIRED = "expired"
+    # An outbound call (docs/outbound.md): placed through a carrier, then the person answers, then it is bridged.
+    QUEUED = "queued"  # registered with Millis and handed to the carrier, not ringing yet
+    RINGING = "ringing"  # the person's phone rings
+    ANSWERED = "answered"  # the person (or a machine the call goes on with) answered: being bridged to Millis
+    NO_ANSWER = "no_answer"  # nobody answered within the ring timeout
+    BUSY = "busy"  # the line was busy (or the person declined)
+    CANCELED = "canceled"  # canceled before it was answered (DELETE /calls/{call_id})
+    MACHINE = "machine"  # a machine answered and machine_detection said hang up
 
 
 OPEN = (CallStatus.REGISTERED, CallStatus.CLAIMED, CallStatus.BRIDGED)
 ON_A_PHONE = (CallStatus.CLAIMED, CallStatus.BRIDGED)
+# An outbound call before the person answers: the carrier may still hang it up, and a DELETE cancels it.
+NOT_ANSWERED = (CallStatus.QUEUED, CallStatus.RINGING)
+OUTBOUND_OPEN = (*NOT_ANSWERED, CallStatus.ANSWERED)
+# Where a call may be, in either direction, before it is over.
+LIVE = (*OPEN, *OUTBOUND_OPEN)
 
 # The state machine: the statuses a call may move to each status from. Every move is one conditional write,
 # so a duplicate, late or out-of-order event finds the call elsewhere and changes nothing.
 MOVES: dict[CallStatus, tuple[CallStatus, ...]] = {
     CallStatus.CLAIMED: (CallStatus.REGISTERED,),  # a phone call claims an HTTP registration
-    CallStatus.BRIDGED: (CallStatus.CLAIMED,),  # the agent answered the bridged leg
-    CallStatus.ENDED: OPEN,  # a hang-up (claimed/bridged), or Millis' session report (any open call)
-    CallStatus.FAILED: OPEN,  # the bridge failed, the carrier refused the answer, Millis reported an error
+    CallStatus.BRIDGED: (CallStatus.CLAIMED, CallStatus.ANSWERED),  # the agent answered the bridged leg
+    CallStatus.ENDED: LIVE,  # a hang-up, or Millis' session report (any open call)
+    CallStatus.FAILED: LIVE,  # the bridge failed, the carrier refused the answer or the call, Millis reported an error
+    CallStatus.RINGING: (CallStatus.QUEUED,),
+    CallStatus.ANSWERED: NOT_ANSWERED,
+    CallStatus.NO_ANSWER: NOT_ANSWERED,
+    CallStatus.BUSY: NOT_ANSWERED,
+    CallStatus.CANCELED: NOT_ANSWERED,
+    CallStatus.MACHINE: OUTBOUND_OPEN,
 }
 
 # The fields a move writes over what is stored; every other field of the snapshot is only filled in if missing.
@@ -50,7 +69,23 @@ FIELDS_OF_MOVE: dict[CallStatus, tuple[str, ...]] = {
     CallStatus.BRIDGED: ("bridged_at", "leg_b_call_id"),
     CallStatus.ENDED: ("ended_at", "duration_seconds", "reason"),
     CallStatus.FAILED: ("ended_at", "reason"),
+    CallStatus.RINGING: ("ringing_at", "carrier_call_id"),
+    CallStatus.ANSWERED: ("answered_at", "answered_by", "carrier_call_id"),
+    CallStatus.NO_ANSWER: ("ended_at", "reason"),
+    CallStatus.BUSY: ("ended_at", "reason"),
+    CallStatus.CANCELED: ("ended_at", "reason"),
+    CallStatus.MACHINE: ("ended_at", "reason", "answered_by"),
 }
+# Statuses after which nothing more happens to a call.
+OVER = frozenset(status for status in CallStatus if status not in LIVE and status is not CallStatus.EXPIRED)
+
+
+class Direction(StrEnum):
+    """Who started the call: a person calling in (``inbound``, the default) or the stack placing it through a
+    carrier (``outbound``, POST /calls/outbound)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
 
 
 class CallSource(StrEnum):
@@ -116,6 +151,15 @@ class CallRecord:
     millis_call_status: str | None = None
     millis_duration_seconds: int | None = None
     millis_session_id: str | None = None
+    # Outbound calls (docs/outbound.md): the carrier placing it, its id for the call, how it went before the bridge.
+    direction: Direction = Direction.INBOUND
+    carrier: str | None = None
+    carrier_call_id: str | None = None
+    machine_detection: str | None = None  # off, hangup, message
+    ring_timeout_seconds: int | None = None
+    ringing_at: datetime | None = None
+    answered_at: datetime | None = None
+    answered_by: str | None = None  # human, machine, unknown: as the carrier's detection reported it
 
     @property
     def pin_locked(self) -> bool:

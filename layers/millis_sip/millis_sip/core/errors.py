@@ -150,3 +150,96 @@ class CredentialUnavailable(BridgeError):
     be authenticated now."""
 
     code = "credential_unavailable"
+
+
+# --- outbound calls (docs/outbound.md) -----------------------------------------------------------------
+
+
+class OutboundRefused(BridgeError):
+    """An outbound call the stack will not place: nothing was sent to Millis or to the carrier."""
+
+    code = "outbound_refused"
+
+
+class OutboundDisabled(OutboundRefused):
+    """No destination is allowed (OUTBOUND_ALLOWED_PREFIXES is empty): outbound calls are off."""
+
+    code = "outbound_disabled"
+
+
+class DestinationNotAllowed(OutboundRefused):
+    """``to`` does not start with any of the allowed prefixes."""
+
+    code = "destination_not_allowed"
+
+
+class FromNotAllowed(OutboundRefused):
+    """``from`` is not a number the user declared outbound-capable for that carrier (its number route)."""
+
+    code = "from_not_allowed"
+
+
+class CarrierNotConfigured(OutboundRefused):
+    """The carrier's call-control credentials are not configured."""
+
+    code = "carrier_not_configured"
+
+
+class OverOutboundCap(OutboundRefused):
+    """An hourly cap or the cap on calls ringing at once is reached."""
+
+    code = "over_outbound_cap"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CarrierError(BridgeError):
+    """The carrier's call-control API did not place (or cancel) the call. ``carrier_code`` and ``carrier_message``
+    are what the carrier answered (its error code and text: never a credential), for the error body."""
+
+    code = "carrier_error"
+
+    def __init__(self, message: str, *, carrier_status: int | None = None, carrier_code: str | None = None) -> None:
+        super().__init__(message)
+        self.carrier_status = carrier_status
+        self.carrier_code = carrier_code
+
+
+class CarrierRefusedCall(CarrierError):
+    """The carrier refused this call (a number it will not dial, a from number not on the account, ...)."""
+
+    code = "carrier_refused_call"
+
+
+class CarrierCredentialsRejected(CarrierError):
+    """The carrier rejected the stack's credentials (401/403): the stored secret is wrong."""
+
+    code = "carrier_credentials_rejected"
+
+
+class CarrierUnavailable(CarrierError):
+    """The carrier answered 429 or 5xx (after one retry), or did not answer in time."""
+
+    code = "carrier_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        carrier_status: int | None = None,
+        carrier_code: str | None = None,
+        retry_after: int = 2,
+        maybe_placed: bool = False,
+    ) -> None:
+        super().__init__(message, carrier_status=carrier_status, carrier_code=carrier_code)
+        self.retry_after = retry_after
+        # The request may have reached the carrier (a read timed out): the call may ring after all.
+        self.maybe_placed = maybe_placed
+
+
+class CallNotCancelable(BridgeError):
+    """Only an outbound call not answered yet can be canceled."""
+
+    code = "call_not_cancelable"

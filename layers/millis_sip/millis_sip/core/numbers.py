@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MAX_PAGE_SIZE = 100
 MAX_CALLS_PER_HOUR = 1_000_000  # the most a cap may be set to
+OUTBOUND_CARRIERS = ("twilio", "signalwire", "telnyx", "vonage", "plivo", "chime")  # who can place a call
 
 
 class NumberNotFound(BridgeError):
@@ -34,6 +35,10 @@ class NumberRoute:
     # The most fresh Millis sessions calls to this number may start in one clock hour (None: no cap). A cap
     # bounds what strangers dialing the number can spend; registrations a backend made are not counted.
     max_calls_per_hour: int | None = None
+    # Outbound calls (docs/outbound.md): the carriers this number may place calls through (none: it places none),
+    # and the most it may place in one clock hour (None: the stack's OUTBOUND_CALLS_PER_HOUR_PER_NUMBER).
+    outbound_carriers: tuple[str, ...] = ()
+    max_outbound_calls_per_hour: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -67,6 +72,14 @@ class NumberDirectory:
             raise InvalidRequest("A number route needs agent_id or agent_config.")
         if route.max_calls_per_hour is not None and not 1 <= route.max_calls_per_hour <= MAX_CALLS_PER_HOUR:
             raise InvalidRequest(f"max_calls_per_hour must be 1 to {MAX_CALLS_PER_HOUR}, or left out for no cap.")
+        outbound_cap = route.max_outbound_calls_per_hour
+        if outbound_cap is not None and not 1 <= outbound_cap <= MAX_CALLS_PER_HOUR:
+            raise InvalidRequest(
+                f"max_outbound_calls_per_hour must be 1 to {MAX_CALLS_PER_HOUR}, or left out for the stack's default."
+            )
+        unknown = [c for c in route.outbound_carriers if c not in OUTBOUND_CARRIERS]
+        if unknown:
+            raise InvalidRequest(f"outbound_carriers: {unknown[0]!r} is not one of {', '.join(OUTBOUND_CARRIERS)}.")
         now = self._clock.now()
         previous = self._routes.get(route.number)
         stored = replace(route, created_at=previous.created_at if previous else now, updated_at=now)

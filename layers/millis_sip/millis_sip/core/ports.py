@@ -321,3 +321,56 @@ class NumberRoutes(Protocol):
     def page(self, *, limit: int, after: str | None) -> tuple[list[NumberRoute], str | None]:
         """Up to ``limit`` routes after the opaque cursor ``after``, and the cursor of the next page (None: last)."""
         ...
+
+
+# --- outbound calls (docs/outbound.md) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceCall:
+    """What a carrier's call-control client is asked to place."""
+
+    call_id: str  # the stack's (Millis') call id: the answer and status URLs carry it
+    to: str  # E.164
+    from_: str  # E.164, a number of the user's at that carrier
+    answer_url: str  # requested by the carrier when the person answers (signed as the carrier signs webhooks)
+    status_url: str  # the carrier's status callbacks (ringing, answered, completed, busy, no-answer, ...)
+    ring_timeout_seconds: int
+    machine_detection: str  # off, hangup, message
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    carrier_call_id: str  # the carrier's id for the call (Twilio CallSid, Vonage uuid, Plivo request_uuid, ...)
+
+
+class Dialer(Protocol):
+    """A carrier's call-control API (adapters/carriers). Raises ``CarrierError`` subclasses."""
+
+    @property
+    def carrier(self) -> str: ...
+
+    def place(self, call: PlaceCall, *, budget: float) -> Placed:
+        """Ask the carrier to place ``call`` within ``budget`` seconds."""
+        ...
+
+    def cancel(self, carrier_call_id: str, *, budget: float) -> None:
+        """Hang up a call that has not been answered yet (nothing when it is already over)."""
+        ...
+
+
+class OutboundStore(InboundCallStore, Protocol):
+    """What outbound calls need of the store on top of the phone path's."""
+
+    def note_carrier_call(self, call_id: str, carrier_call_id: str) -> None:
+        """Record the carrier's id for a stored call (kept if already there)."""
+        ...
+
+    def take_ringing_slot(self, call_id: str, *, limit: int, until: datetime, now: datetime) -> bool:
+        """Hold one of ``limit`` slots for calls ringing at once until ``until`` (slots past their time are
+        free again); False (nothing held) when every slot is held."""
+        ...
+
+    def free_ringing_slot(self, call_id: str) -> None:
+        """Give the slot back (nothing when it was not held)."""
+        ...

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from millis_sip.adapters.dynamodb.clients import Item
-from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
+from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus, Direction
 from millis_sip.core.clock import from_iso, iso
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import TransactionMark, TransactionState
@@ -27,9 +27,13 @@ _TEXT = (
     "millis_session_id",
     "pin_hash",
     "webhook_hash",
+    "carrier",
+    "carrier_call_id",
+    "machine_detection",
+    "answered_by",
 )
-_TIMES = ("bridged_at", "ended_at")
-_NUMBERS = ("duration_seconds", "millis_duration_seconds")
+_TIMES = ("bridged_at", "ended_at", "ringing_at", "answered_at")
+_NUMBERS = ("duration_seconds", "millis_duration_seconds", "ring_timeout_seconds")
 _COUNTERS = ("pin_failures",)  # stored once above zero
 
 
@@ -57,6 +61,8 @@ def to_item(record: CallRecord) -> Item:
         "source": s(str(record.source)),
         "caller_verification": s(record.caller_verification.value),
     }
+    if record.direction is not Direction.INBOUND:  # an inbound call's items stay as they were
+        item["direction"] = s(record.direction.value)
     for name in _TEXT:
         value = getattr(record, name)
         if value is not None:
@@ -107,6 +113,7 @@ def from_item(item: Item) -> CallRecord:
         created_at=from_iso(item["created_at"]["S"]),
         expires_at=datetime.fromtimestamp(int(item["expires_at"]["N"]), tz=UTC),
         source=text("source") or CallSource.HTTP,
+        direction=Direction(text("direction") or Direction.INBOUND),
         **optional,
     )
 
@@ -154,6 +161,10 @@ def route_item(route: NumberRoute) -> Item:
         item["include_metadata_in_prompt"] = {"BOOL": route.include_metadata_in_prompt}
     if route.max_calls_per_hour is not None:
         item["max_calls_per_hour"] = n(route.max_calls_per_hour)
+    if route.outbound_carriers:
+        item["outbound_carriers"] = {"SS": sorted(route.outbound_carriers)}
+    if route.max_outbound_calls_per_hour is not None:
+        item["max_outbound_calls_per_hour"] = n(route.max_outbound_calls_per_hour)
     for name in ("created_at", "updated_at"):
         moment = getattr(route, name)
         if moment is not None:
@@ -168,6 +179,7 @@ def route_from_item(item: Item) -> NumberRoute:
 
     config, created, updated = text("agent_config"), text("created_at"), text("updated_at")
     prompt, cap = item.get("include_metadata_in_prompt"), item.get("max_calls_per_hour")
+    outbound_cap = item.get("max_outbound_calls_per_hour")
     return NumberRoute(
         number=item["number"]["S"],
         agent_id=text("agent_id"),
@@ -175,6 +187,8 @@ def route_from_item(item: Item) -> NumberRoute:
         metadata=json.loads(text("metadata") or "{}"),
         include_metadata_in_prompt=prompt["BOOL"] if prompt else None,
         max_calls_per_hour=int(cap["N"]) if cap else None,
+        outbound_carriers=tuple(sorted(item.get("outbound_carriers", {}).get("SS", ()))),
+        max_outbound_calls_per_hour=int(outbound_cap["N"]) if outbound_cap else None,
         created_at=from_iso(created) if created else None,
         updated_at=from_iso(updated) if updated else None,
     )
