@@ -20,11 +20,12 @@ from millis_sip.adapters.dynamodb.store import (
     DynamoCallStore,
     DynamoNumberRoutes,
 )
-from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus
+from millis_sip.core.calls import CallerVerification, CallRecord, CallSource, CallStatus, Direction
 from millis_sip.core.errors import CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import (
     InboundCallStore,
+    OutboundStore,
     MillisReport,
     NumberRoutes,
     SessionOutcome,
@@ -587,3 +588,80 @@ def test_a_replayed_report_on_a_closed_call_writes_nothing(dynamodb: Any) -> Non
     )
     assert replay is SessionOutcome.ANNOTATED
     assert raw() == before  # updated_at included
+
+
+# --- outbound calls ----------------------------------------------------------------------------------------
+
+_epochs = iter(range(1, 10_000))
+
+
+def later_epoch() -> datetime:
+    """A time past every slot an earlier test held (the slots share one item, as in a stack)."""
+    return NOW + timedelta(days=400 * next(_epochs))
+
+
+def test_ringing_slots_hold_up_to_the_limit_and_free_again(store: OutboundStore) -> None:
+    now = later_epoch()
+    until = now + timedelta(seconds=90)
+    holders = [unique("ring") for _ in range(4)]
+    assert [store.take_ringing_slot(h, limit=3, until=until, now=now) for h in holders] == [True, True, True, False]
+    store.free_ringing_slot(holders[0])
+    store.free_ringing_slot(holders[0])  # freeing twice is nothing
+    assert store.take_ringing_slot(holders[3], limit=3, until=until, now=now)
+    assert not store.take_ringing_slot(unique("ring"), limit=3, until=until, now=now)
+
+
+def test_ringing_slots_past_their_time_are_free(store: OutboundStore) -> None:
+    now = later_epoch()
+    for _ in range(2):
+        assert store.take_ringing_slot(unique("ring"), limit=2, until=now + timedelta(seconds=30), now=now)
+    assert not store.take_ringing_slot(unique("ring"), limit=2, until=now + timedelta(seconds=90), now=now)
+    later = now + timedelta(seconds=31)
+    assert store.take_ringing_slot(unique("ring"), limit=2, until=later + timedelta(seconds=90), now=later)
+
+
+def test_the_carriers_call_id_is_noted_once(store: OutboundStore) -> None:
+    record = call(status=CallStatus.QUEUED, direction=Direction.OUTBOUND, carrier="twilio", transaction_id="ref")
+    store.put_new(record)
+    store.note_carrier_call(record.call_id, "CA1")
+    store.note_carrier_call(record.call_id, "CA2")
+    stored = store.get(record.call_id)
+    assert stored is not None
+    assert (stored.carrier_call_id, stored.direction, stored.carrier) == ("CA1", Direction.OUTBOUND, "twilio")
+
+
+def test_an_outbound_call_moves_through_its_states_and_reads_back(store: OutboundStore) -> None:
+    record = call(
+        status=CallStatus.QUEUED,
+        direction=Direction.OUTBOUND,
+        carrier="vonage",
+        transaction_id="ref",
+        machine_detection="hangup",
+        ring_timeout_seconds=25,
+    )
+    store.put_new(record)
+    ringing = replace(record, ringing_at=NOW, carrier_call_id="uuid-1")
+    assert store.transition(ringing, CallStatus.RINGING, allowed_from=(CallStatus.QUEUED,), now=NOW)
+    answered = replace(ringing, answered_at=NOW, answered_by="human")
+    assert store.transition(
+        answered, CallStatus.ANSWERED, allowed_from=(CallStatus.QUEUED, CallStatus.RINGING), now=NOW
+    )
+    late_busy = replace(record, reason="busy", ended_at=NOW)
+    assert not store.transition(
+        late_busy, CallStatus.BUSY, allowed_from=(CallStatus.QUEUED, CallStatus.RINGING), now=NOW
+    )
+    stored = store.get(record.call_id)
+    assert stored is not None
+    assert stored.status is CallStatus.ANSWERED
+    assert (stored.carrier_call_id, stored.answered_by, stored.ring_timeout_seconds) == ("uuid-1", "human", 25)
+    assert stored.machine_detection == "hangup"
+    assert stored.ringing_at is not None and stored.answered_at is not None
+
+
+def test_an_outbound_route_reads_back(routes: NumberRoutes) -> None:
+    number = "+1505555" + uuid.uuid4().hex[:4].translate(str.maketrans("abcdef", "123456"))
+    route = NumberRoute(number, agent_id="a", outbound_carriers=("twilio", "plivo"), max_outbound_calls_per_hour=7)
+    routes.put(route)
+    stored = routes.get(number)
+    assert stored is not None
+    assert (stored.outbound_carriers, stored.max_outbound_calls_per_hour) == (("plivo", "twilio"), 7)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from millis_sip.core.calls import FIELDS_OF_MOVE, MOVES, OPEN, CallRecord, CallStatus
+from millis_sip.core.calls import FIELDS_OF_MOVE, LIVE, MOVES, CallRecord, CallStatus
 from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.phone import canonical_number
@@ -72,6 +72,7 @@ class MemoryStore:
     items: dict[str, CallRecord] = field(default_factory=dict)
     markers: dict[str, _Marker] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    ringing_slots: dict[str, datetime] = field(default_factory=dict)
     operations: int = 0
     # DynamoDB's conditional writes are atomic; the fake's read-modify-writes hold this lock to be the same.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -141,7 +142,7 @@ class MemoryStore:
             changes["millis_duration_seconds"] = report.duration_seconds
         if report.session_id is not None and stored.millis_session_id is None:
             changes["millis_session_id"] = report.session_id
-        is_open = stored.status in OPEN
+        is_open = stored.status in LIVE
         if is_open:
             changes.update(status=status, expires_at=expires_at, reason=reason)
             if stored.duration_seconds is None and report.duration_seconds is not None:
@@ -221,6 +222,27 @@ class MemoryStore:
                 return False
             self.counters[key] = self.counters.get(key, 0) + 1
             return True
+
+    def note_carrier_call(self, call_id: str, carrier_call_id: str) -> None:
+        self._touch()
+        with self._lock:
+            stored = self.items.get(call_id)
+            if stored is not None and stored.carrier_call_id is None:
+                self.items[call_id] = replace(stored, carrier_call_id=carrier_call_id)
+
+    def take_ringing_slot(self, call_id: str, *, limit: int, until: datetime, now: datetime) -> bool:
+        self._touch()
+        with self._lock:
+            live = {k: v for k, v in self.ringing_slots.items() if int(v.timestamp()) > int(now.timestamp())}
+            if len(live) >= limit:
+                return False
+            self.ringing_slots = {**live, call_id: until}
+            return True
+
+    def free_ringing_slot(self, call_id: str) -> None:
+        self._touch()
+        with self._lock:
+            self.ringing_slots.pop(call_id, None)
 
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         self._touch()

@@ -42,6 +42,10 @@ class NumberRoute:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        # A set, in one order: as DynamoDB's string sets hold it.
+        object.__setattr__(self, "outbound_carriers", tuple(sorted(set(self.outbound_carriers))))
+
     def millis_fields(self) -> dict[str, Any]:
         """agent_id / agent_config / include_metadata_in_prompt as given (the metadata is merged by the router)."""
         fields = {

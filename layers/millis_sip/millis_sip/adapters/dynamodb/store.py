@@ -33,7 +33,7 @@ from millis_sip.adapters.dynamodb.codec import (
     s,
     to_item,
 )
-from millis_sip.core.calls import FIELDS_OF_MOVE, MAX_CALL_TTL_SECONDS, OPEN, CallRecord, CallStatus
+from millis_sip.core.calls import FIELDS_OF_MOVE, LIVE, MAX_CALL_TTL_SECONDS, CallRecord, CallStatus
 from millis_sip.core.clock import epoch_ms, iso
 from millis_sip.core.errors import CallAlreadyExists, InvalidRequest, LeaseLost
 from millis_sip.core.keys import StackKeys
@@ -48,6 +48,9 @@ LOOKUP_ATTRIBUTE = "lookup_index"  # the index's key: a keyed hash of lookup_key
 LOOKUP_PAGE_SIZE = 20
 LOOKUP_MAX_PAGES = 3  # 60 unexpired registrations for one key: more is a misuse, and each page is a round trip
 CLAIM_CANDIDATES = 5
+RINGING_SLOTS_KEY = "outbound-ringing-slots"  # the item that holds the slots of outbound calls ringing at once
+SLOTS_KIND = "slots"
+RING_SLOT_TRIES = 5
 
 
 class DynamoCallStore:
@@ -113,7 +116,7 @@ class DynamoCallStore:
             authorized = "attribute_not_exists(webhook_hash)"
         allowed = f"attribute_exists(call_id) AND attribute_not_exists(kind) AND {authorized}"
         closing = {":to": s(status.value), ":reason": s(reason), ":exp": epoch(expires_at)}
-        closing.update({f":open{i}": s(st.value) for i, st in enumerate(OPEN)})
+        closing.update({f":open{i}": s(st.value) for i, st in enumerate(LIVE)})
         closing_sets = ["#status = :to", "expires_at = :exp", "reason = :reason"]
         if report.duration_seconds is not None:  # a call no phone leg timed: Millis' duration is the duration
             closing_sets.append("duration_seconds = if_not_exists(duration_seconds, :millis_duration_seconds)")
@@ -122,7 +125,7 @@ class DynamoCallStore:
             TableName=self._table,
             Key={"call_id": s(call_id)},
             UpdateExpression="SET " + ", ".join([*sets, *closing_sets]) + f" REMOVE {LOOKUP_ATTRIBUTE}",
-            ConditionExpression=f"{allowed} AND #status IN ({', '.join(f':open{i}' for i in range(len(OPEN)))})",
+            ConditionExpression=f"{allowed} AND #status IN ({', '.join(f':open{i}' for i in range(len(LIVE)))})",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={**values, **closing},
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -393,6 +396,68 @@ class DynamoCallStore:
             ExpressionAttributeValues=values,
         )
         return not isinstance(answer, Rejected)
+
+    # --- outbound calls --------------------------------------------------------------------------------
+
+    def note_carrier_call(self, call_id: str, carrier_call_id: str) -> None:
+        self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(call_id)},
+            UpdateExpression="SET carrier_call_id = if_not_exists(carrier_call_id, :id)",
+            ConditionExpression="attribute_exists(call_id)",
+            ExpressionAttributeValues={":id": s(carrier_call_id)},
+        )
+
+    def take_ringing_slot(self, call_id: str, *, limit: int, until: datetime, now: datetime) -> bool:
+        """One item holds the slots (a map of holder to the epoch second it lapses at) and a version: a slot is
+        taken only if the version read is still the item's, so two calls never both take the last slot; slots
+        past their time are dropped by the same write."""
+        for _ in range(RING_SLOT_TRIES):
+            item = self._get_item(RINGING_SLOTS_KEY)
+            if item is None:
+                answer = self._send(
+                    "put_item",
+                    TableName=self._table,
+                    Item={
+                        "call_id": s(RINGING_SLOTS_KEY),
+                        "kind": s(SLOTS_KIND),
+                        "slots": {"M": {call_id: epoch(until)}},
+                        "version": n(1),
+                    },
+                    ConditionExpression="attribute_not_exists(call_id)",
+                )
+                if not isinstance(answer, Rejected):
+                    return True
+                continue
+            held = {k: int(v["N"]) for k, v in item.get("slots", {}).get("M", {}).items()}
+            lapsed = [k for k, lapses in held.items() if lapses <= int(now.timestamp())]
+            if len(held) - len(lapsed) >= limit:
+                return False
+            names = {"#holder": call_id, **{f"#x{i}": k for i, k in enumerate(lapsed)}}
+            removal = f" REMOVE {', '.join(f'slots.#x{i}' for i in range(len(lapsed)))}" if lapsed else ""
+            answer = self._send(
+                "update_item",
+                TableName=self._table,
+                Key={"call_id": s(RINGING_SLOTS_KEY)},
+                UpdateExpression="SET slots.#holder = :until, version = version + :one" + removal,
+                ConditionExpression="version = :version",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":until": epoch(until), ":one": n(1), ":version": item["version"]},
+            )
+            if not isinstance(answer, Rejected):
+                return True
+        return False  # as many writers at once as tries: as good as full
+
+    def free_ringing_slot(self, call_id: str) -> None:
+        self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(RINGING_SLOTS_KEY)},
+            UpdateExpression="REMOVE slots.#holder",
+            ConditionExpression="attribute_exists(call_id)",
+            ExpressionAttributeNames={"#holder": call_id},
+        )
 
     # --- reading and the one error translator ---------------------------------------------------------
 
