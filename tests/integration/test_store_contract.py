@@ -25,9 +25,9 @@ from millis_sip.core.errors import CallAlreadyExists, LeaseLost
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.ports import (
     InboundCallStore,
-    OutboundStore,
     MillisReport,
     NumberRoutes,
+    OutboundStore,
     SessionOutcome,
     TransactionLock,
     TransactionState,

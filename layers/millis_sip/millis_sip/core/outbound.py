@@ -474,6 +474,7 @@ class OutboundAnswers:
             return Bridge(record)
         answered = replace(
             record,
+            status=CallStatus.ANSWERED,
             answered_at=now,
             answered_by=(answered_by or "").lower() or None,
             carrier_call_id=record.carrier_call_id or carrier_call_id,
