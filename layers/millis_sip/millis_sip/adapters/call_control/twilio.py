@@ -1,0 +1,70 @@
+"""Twilio's Calls resource (and SignalWire's compatible API, at its own base URL): create a call whose ``Url``
+is the stack's answer URL, with status callbacks and, when asked, Twilio's answering-machine detection; cancel
+one that has not been answered. The requests are validated against Twilio's own OpenAPI description in the
+tests (``tests/contract``). docs/outbound.md names each field and its source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from millis_sip.adapters.call_control.http import CarrierApi, text_of
+from millis_sip.core.errors import CarrierError, CarrierUnavailable
+from millis_sip.core.ports import PlaceCall, Placed
+
+TWILIO_API = "https://api.twilio.com/2010-04-01"
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+# machine_detection -> Twilio's MachineDetection: Enable answers as soon as it knows human or machine (the
+# person waits a little longer to hear the agent); DetectMessageEnd waits for a machine's greeting to end.
+MACHINE_DETECTION = {"hangup": "Enable", "message": "DetectMessageEnd"}
+
+
+def describe(body: Any) -> tuple[str | None, str | None]:
+    """Twilio's error body: {"code": 21211, "message": "...", "more_info": "...", "status": 400}."""
+    return text_of(body, "code"), text_of(body, "message")
+
+
+class TwilioCalls:
+    """The Dialer port over Twilio's REST API, authenticated as the account (its SID and auth token) or with an
+    API key (its SID and secret) for that account."""
+
+    def __init__(self, api: CarrierApi, *, account_sid: str, username: str, password: str, base_url: str = TWILIO_API):
+        self._api = api
+        self._calls = f"{base_url.rstrip('/')}/Accounts/{account_sid}/Calls"
+        self._auth = (username, password)
+        self.carrier = api.carrier
+
+    def place(self, call: PlaceCall, *, budget: float) -> Placed:
+        form: dict[str, str | list[str]] = {
+            "To": call.to,
+            "From": call.from_,
+            "Url": call.answer_url,
+            "Method": "POST",
+            "StatusCallback": call.status_url,
+            "StatusCallbackMethod": "POST",
+            "StatusCallbackEvent": list(STATUS_EVENTS),  # repeated, as Twilio's form takes a list
+            "Timeout": str(call.ring_timeout_seconds),
+        }
+        if call.machine_detection in MACHINE_DETECTION:
+            form["MachineDetection"] = MACHINE_DETECTION[call.machine_detection]
+        body = self._api.send("POST", f"{self._calls}.json", budget=budget, auth=self._auth, data=form)
+        sid = text_of(body, "sid")
+        if sid is None:
+            raise CarrierUnavailable(
+                f"{self.carrier} accepted the call but its answer named no sid.", maybe_placed=True
+            )
+        return Placed(sid)
+
+    def cancel(self, carrier_call_id: str, *, budget: float) -> None:
+        """``Status=canceled`` ends a call that is queued or ringing; Twilio answers 400 (21220) for one that is
+        over already, which is nothing to do here."""
+        try:
+            self._api.send(
+                "POST",
+                f"{self._calls}/{carrier_call_id}.json",
+                budget=budget,
+                auth=self._auth,
+                data={"Status": "canceled"},
+            )
+        except CarrierError as exc:
+            if exc.carrier_code != "21220":  # "Invalid call state for the operation": the call is over already
+                raise
