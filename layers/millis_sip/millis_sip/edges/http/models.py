@@ -22,7 +22,14 @@ from pydantic import (
 from millis_sip.core.calls import E164, E164_PATTERN, TOKEN, TOKEN_PATTERN, CallerVerification, CallRecord, CallSource
 from millis_sip.core.clock import iso
 from millis_sip.core.lifecycle import SessionReport
-from millis_sip.core.numbers import MAX_CALLS_PER_HOUR, NumberRoute
+from millis_sip.core.numbers import MAX_CALLS_PER_HOUR, OUTBOUND_CARRIERS, NumberRoute
+from millis_sip.core.outbound import (
+    DEFAULT_RING_SECONDS,
+    MAX_RING_SECONDS,
+    MIN_RING_SECONDS,
+    MachineDetection,
+    OutboundRequest,
+)
 from millis_sip.core.ports import SessionOutcome
 from millis_sip.core.registration import RegisterCall, Registered
 
@@ -227,6 +234,8 @@ class CallView(BaseModel):
 
     @classmethod
     def of(cls, record: CallRecord) -> CallView:
+        if record.direction.value == "outbound" and cls is CallView:
+            return OutboundCallView.of(record)
         return cls(
             call_id=record.call_id,
             sip_uri=str(record.sip_uri),
@@ -245,7 +254,39 @@ class CallView(BaseModel):
             millis_call_status=record.millis_call_status,
             millis_duration_seconds=record.millis_duration_seconds,
             millis_session_id=record.millis_session_id,
+            **(_outbound_fields(record) if cls is OutboundCallView else {}),
         )
+
+
+class OutboundCallView(CallView):
+    """What the API answers for an outbound call: the call, and how it went at the carrier."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    direction: Literal["outbound"] = "outbound"
+    carrier: str | None = Field(default=None, description="The carrier the call was placed through.")
+    carrier_call_id: str | None = Field(default=None, description="The carrier's id for the call.")
+    to: str | None = Field(default=None, description="The number dialed.")
+    from_: str | None = Field(default=None, alias="from", description="Your number the call is placed from.")
+    ringing_at: str | None = None
+    answered_at: str | None = Field(default=None, description="When the person (or a machine) answered.")
+    answered_by: str | None = Field(default=None, description="human or machine, as the carrier's detection said.")
+    machine_detection: str | None = None
+    ring_timeout_seconds: int | None = None
+
+
+def _outbound_fields(record: CallRecord) -> dict[str, Any]:
+    return {
+        "carrier": record.carrier,
+        "carrier_call_id": record.carrier_call_id,
+        "to": record.dialed_number,
+        "from_": record.caller_number,
+        "ringing_at": iso(record.ringing_at) if record.ringing_at else None,
+        "answered_at": iso(record.answered_at) if record.answered_at else None,
+        "answered_by": record.answered_by,
+        "machine_detection": record.machine_detection,
+        "ring_timeout_seconds": record.ring_timeout_seconds,
+    }
 
 
 class RegisteredView(CallView):
@@ -280,6 +321,51 @@ def _whole_number(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+OutboundCarrier = Literal["twilio", "signalwire", "telnyx", "vonage", "plivo", "chime"]
+
+
+class OutboundCallRequest(BaseModel):
+    """Body of ``POST /calls/outbound``: who to call, from which of your numbers, through which carrier, and the
+    Millis fields of ``POST /calls``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    to: PhoneNumber = Field(description="The number to call (E.164); it must start with an allowed prefix.")
+    from_: PhoneNumber = Field(
+        alias="from",
+        description="Your number to call from (E.164): its route must list the carrier in outbound_carriers.",
+    )
+    carrier: OutboundCarrier = Field(description="The carrier that places the call.")
+    agent_id: AgentId | None = Field(default=None, description="Millis agent; left out: the from number's route's.")
+    agent_config: AgentConfig = Field(default=None, description="Overrides for the agent (Millis agent_config).")
+    metadata: Metadata = Field(default=None, description="Context for the session; each key becomes a prompt variable.")
+    include_metadata_in_prompt: bool | None = Field(default=None, description="Put the metadata in the prompt.")
+    ring_timeout_seconds: Annotated[int, BeforeValidator(_whole_number)] = Field(
+        default=DEFAULT_RING_SECONDS,
+        ge=MIN_RING_SECONDS,
+        le=MAX_RING_SECONDS,
+        description="How long the person's phone rings before the call ends no_answer.",
+    )
+    machine_detection: Literal["off", "hangup", "message"] = Field(
+        default="off",
+        description="When a machine answers: off (no detection; whoever answers is bridged at once), hangup (end "
+        "the call, status machine) or message (wait for the greeting to end, then the agent speaks).",
+    )
+
+    def to_command(self) -> OutboundRequest:
+        return OutboundRequest(
+            to=self.to,
+            from_=self.from_,
+            carrier=self.carrier,
+            agent_id=self.agent_id,
+            agent_config=self.agent_config,
+            metadata=self.metadata,
+            include_metadata_in_prompt=self.include_metadata_in_prompt,
+            ring_timeout_seconds=self.ring_timeout_seconds,
+            machine_detection=MachineDetection(self.machine_detection),
+        )
+
+
 class NumberRouteRequest(BaseModel):
     """Body of ``PUT /numbers/{number}``: the agent that takes the number's calls, as Millis' fields."""
 
@@ -311,6 +397,19 @@ class NumberRouteRequest(BaseModel):
         description="The most Millis sessions calls to the number may start in one clock hour (the rest hear the "
         "failure message); left out: no cap. Registrations a backend made are not counted.",
     )
+    outbound_carriers: list[OutboundCarrier] | None = Field(
+        default=None,
+        max_length=len(OUTBOUND_CARRIERS),
+        description="The carriers this number may place outbound calls through (POST /calls/outbound with it as "
+        "from); left out: none.",
+    )
+    max_outbound_calls_per_hour: Annotated[int | None, BeforeValidator(_whole_number)] = Field(
+        default=None,
+        ge=1,
+        le=MAX_CALLS_PER_HOUR,
+        description="The most outbound calls this number may place in one clock hour; left out: the stack's "
+        "OutboundCallsPerHourPerNumber.",
+    )
 
     @model_validator(mode="after")
     def _needs_an_agent(self) -> NumberRouteRequest:
@@ -326,6 +425,8 @@ class NumberRouteRequest(BaseModel):
             metadata=self.metadata or {},
             include_metadata_in_prompt=self.include_metadata_in_prompt,
             max_calls_per_hour=self.max_calls_per_hour,
+            outbound_carriers=tuple(self.outbound_carriers or ()),
+            max_outbound_calls_per_hour=self.max_outbound_calls_per_hour,
         )
 
 
@@ -336,6 +437,8 @@ class NumberRouteView(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     include_metadata_in_prompt: bool | None = None
     max_calls_per_hour: int | None = None
+    outbound_carriers: list[str] = Field(default_factory=list)
+    max_outbound_calls_per_hour: int | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -348,6 +451,8 @@ class NumberRouteView(BaseModel):
             metadata=dict(route.metadata),
             include_metadata_in_prompt=route.include_metadata_in_prompt,
             max_calls_per_hour=route.max_calls_per_hour,
+            outbound_carriers=list(route.outbound_carriers),
+            max_outbound_calls_per_hour=route.max_outbound_calls_per_hour,
             created_at=iso(route.created_at) if route.created_at else None,
             updated_at=iso(route.updated_at) if route.updated_at else None,
         )
