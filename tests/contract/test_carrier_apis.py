@@ -36,9 +36,9 @@ def call(machine_detection: str = "off") -> PlaceCall:
     )
 
 
-def twilio(base: str, *, password: str = "token") -> TwilioCalls:
+def twilio(base: str) -> TwilioCalls:
     api = CarrierApi("twilio", new_client(), describe=describe)
-    return TwilioCalls(api, account_sid=ACCOUNT, username=ACCOUNT, password=password, base_url=base)
+    return TwilioCalls(api, account_sid=ACCOUNT, username=ACCOUNT, password="token", base_url=base)
 
 
 @pytest.mark.parametrize("machine_detection", ["off", "hangup", "message"])
