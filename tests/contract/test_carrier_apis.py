@@ -1,17 +1,22 @@
 """Every request the stack sends a carrier's call-control API, validated by that carrier's own description:
-Twilio's OpenAPI (twilio/twilio-oai) served by Prism. A request the description does not allow is answered 422
-with the field named, and the test fails."""
+Twilio's OpenAPI (twilio/twilio-oai) served by Prism (a request the description does not allow is answered 422
+with the field named, and the test fails); for Plivo, the request its own SDK sends for the same operation,
+both captured by a loopback server."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from millis_sip.adapters.call_control.http import CarrierApi, new_client
+from millis_sip.adapters.call_control.plivo import PlivoCalls
+from millis_sip.adapters.call_control.plivo import describe as plivo_describe
 from millis_sip.adapters.call_control.twilio import TwilioCalls, describe
 from millis_sip.core.errors import CarrierCredentialsRejected, CarrierRefusedCall
 from millis_sip.core.ports import PlaceCall
+from tests.support.capture import Capture, Captured, capture_server
 from tests.support.prism import SPECS, prism_mock
 
 pytestmark = pytest.mark.integration
@@ -68,3 +73,83 @@ def test_a_request_without_credentials_is_refused_as_twilio_would(twilio_api: st
     api = CarrierApi("twilio", new_client(), describe=describe)
     with pytest.raises(CarrierCredentialsRejected, match="HTTP 401"):
         api.send("POST", f"{twilio_api}/Accounts/{ACCOUNT}/Calls.json", budget=10, data={"To": "+14155550123"})
+
+
+# --- Plivo: the request Plivo's own SDK sends for the same operation, captured on loopback ----------------
+
+PLIVO_ID = "MA" + "X" * 18
+PLIVO_ACCEPTED = {"api_id": "97ceeb52", "message": "call fired", "request_uuid": "75a0ab80-58b6-11e1-86da-adf28403fe48"}
+
+
+def plivo_sdk_request(base: str, capture: Capture, **arguments: Any) -> Captured:
+    import plivo  # type: ignore[import-untyped]
+    import plivo.rest.client  # type: ignore[import-untyped]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plivo.rest.client, "API_VOICE_BASE_URI", base + "/v1/Account")
+        client = plivo.RestClient(PLIVO_ID, "plivo-token")
+        client.calls.create(**arguments)
+    return capture.take()
+
+
+@pytest.mark.parametrize("machine_detection", ["off", "hangup", "message"])
+def test_plivo_calls_are_placed_as_plivos_sdk_places_them(machine_detection: str) -> None:
+    capture = Capture(201, PLIVO_ACCEPTED)
+    with capture_server(capture) as base:
+        dialer = PlivoCalls(
+            CarrierApi("plivo", new_client(), describe=plivo_describe),
+            auth_id=PLIVO_ID,
+            auth_token="plivo-token",
+            base_url=base + "/v1/Account",
+        )
+        placed = dialer.place(call(machine_detection), budget=10)
+        ours = capture.take()
+        detection: dict[str, Any] = {}
+        if machine_detection != "off":
+            detection = {
+                "machine_detection": {"hangup": "hangup", "message": "true"}[machine_detection],
+                "machine_detection_url": call().status_url,
+                "machine_detection_method": "POST",
+            }
+        sdk = plivo_sdk_request(
+            base,
+            capture,
+            from_="15055550100",
+            to_="14155550123",
+            answer_url=call().answer_url,
+            answer_method="POST",
+            ring_url=call().status_url,
+            hangup_url=call().status_url,
+            ring_timeout=25,
+            **detection,
+        )
+    assert placed.carrier_call_id == PLIVO_ACCEPTED["request_uuid"]
+    assert (ours.method, ours.path, ours.content_type) == (sdk.method, sdk.path, sdk.content_type)
+    assert ours.headers["authorization"] == sdk.headers["authorization"]
+    # Every field the stack sends is the SDK's, with the same value and type; the SDK adds only its defaults.
+    sent, expected = ours.fields(), sdk.fields()
+    assert {k: expected.get(k) for k in sent} == sent
+    assert set(expected) - set(sent) <= {"fallback_method", "machine_detection_time", "error_if_parent_not_found"} | (
+        {"machine_detection_method"} if machine_detection == "off" else set()
+    )
+
+
+def test_a_plivo_cancel_is_the_sdks_cancel() -> None:
+    import plivo  # type: ignore[import-untyped]
+    import plivo.rest.client  # type: ignore[import-untyped]
+
+    capture = Capture(204, {})
+    with capture_server(capture) as base:
+        dialer = PlivoCalls(
+            CarrierApi("plivo", new_client(), describe=plivo_describe),
+            auth_id=PLIVO_ID,
+            auth_token="plivo-token",
+            base_url=base + "/v1/Account",
+        )
+        dialer.cancel("75a0ab80", budget=10)
+        ours = capture.take()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(plivo.rest.client, "API_VOICE_BASE_URI", base + "/v1/Account")
+            plivo.RestClient(PLIVO_ID, "plivo-token").calls.cancel("75a0ab80")
+        sdk = capture.take()
+    assert (ours.method, ours.path, ours.body) == (sdk.method, sdk.path, sdk.body)

@@ -1,0 +1,68 @@
+"""Plivo's Call API: make a call whose ``answer_url`` is the stack's answer URL, its ``ring_url`` and
+``hangup_url`` the status URL, with Plivo's machine detection when asked; cancel one not answered yet. Each
+request is compared in the tests with the request Plivo's own SDK (``plivo``) sends for the same operation.
+docs/outbound.md names each field and its source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from millis_sip.adapters.call_control.http import CarrierApi, text_of
+from millis_sip.core.errors import CarrierError, CarrierUnavailable
+from millis_sip.core.ports import PlaceCall, Placed
+
+PLIVO_API = "https://api.plivo.com/v1/Account"
+# machine_detection -> Plivo's: "hangup" ends the call when a machine answers; "true" reports it (the answer
+# URL's request then carries Machine=true) and the call goes on, so the agent can leave a message.
+MACHINE_DETECTION = {"hangup": "hangup", "message": "true"}
+
+
+def describe(body: Any) -> tuple[str | None, str | None]:
+    """Plivo's error body: {"api_id": "...", "error": "..."} (the error is text, sometimes an object)."""
+    return None, text_of(body, "error", "message")
+
+
+def plivo_number(number: str) -> str:
+    """Plivo writes numbers with the country code and no + (15055550100)."""
+    return number.removeprefix("+")
+
+
+class PlivoCalls:
+    """The Dialer port over Plivo's REST API (Basic auth: the account's Auth ID and Auth Token)."""
+
+    def __init__(self, api: CarrierApi, *, auth_id: str, auth_token: str, base_url: str = PLIVO_API) -> None:
+        self._api = api
+        self._account = f"{base_url.rstrip('/')}/{auth_id}"
+        self._auth = (auth_id, auth_token)
+        self.carrier = api.carrier
+
+    def place(self, call: PlaceCall, *, budget: float) -> Placed:
+        body: dict[str, Any] = {
+            "from": plivo_number(call.from_),
+            "to": plivo_number(call.to),
+            "answer_url": call.answer_url,
+            "answer_method": "POST",
+            "ring_url": call.status_url,
+            "ring_method": "POST",
+            "hangup_url": call.status_url,
+            "hangup_method": "POST",
+            "ring_timeout": call.ring_timeout_seconds,
+        }
+        if call.machine_detection in MACHINE_DETECTION:
+            body["machine_detection"] = MACHINE_DETECTION[call.machine_detection]
+            body["machine_detection_url"] = call.status_url
+            body["machine_detection_method"] = "POST"
+        answer = self._api.send("POST", f"{self._account}/Call/", budget=budget, auth=self._auth, json_body=body)
+        request_uuid = text_of(answer, "request_uuid")
+        if request_uuid is None:
+            raise CarrierUnavailable("plivo accepted the call but its answer named no request_uuid.", maybe_placed=True)
+        return Placed(request_uuid)
+
+    def cancel(self, carrier_call_id: str, *, budget: float) -> None:
+        """A call Plivo has not connected yet is canceled by its request_uuid; 404 means it is not queued or
+        ringing any more (answered, or over), which is the caller's to sort out from the record."""
+        try:
+            self._api.send("DELETE", f"{self._account}/Request/{carrier_call_id}/", budget=budget, auth=self._auth)
+        except CarrierError as exc:
+            if exc.carrier_status != 404:
+                raise
