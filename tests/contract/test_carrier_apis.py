@@ -135,8 +135,8 @@ def test_plivo_calls_are_placed_as_plivos_sdk_places_them(machine_detection: str
 
 
 def test_a_plivo_cancel_is_the_sdks_cancel() -> None:
-    import plivo  # type: ignore[import-untyped]
-    import plivo.rest.client  # type: ignore[import-untyped]
+    import plivo
+    import plivo.rest.client
 
     capture = Capture(204, {})
     with capture_server(capture) as base:
