@@ -20,6 +20,7 @@ from millis_sip.apigw import BadRequest, Request, reply
 from millis_sip.config import InboundSettings, Settings
 from millis_sip.core.ports import Secret
 from millis_sip.edges.carriers.flow import CarrierFlow
+from millis_sip.edges.carriers.outbound import OutboundWebhooks
 from millis_sip.edges.carriers.registry import CARRIERS
 from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
@@ -67,9 +68,15 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
         flow = CarrierFlow(carrier.name, path.router, path.calls, keys=path.keys, metrics=emf_metrics)
         webhooks = carrier.webhooks(flow, credential, inbound, path.clock)
         also = (carrier.also[0], PATIENCE[carrier.also[1]]) if carrier.also else None
+        patience = PATIENCE[carrier.patience]
         for route in carrier.routes:
             handle = getattr(webhooks, route.handler)
-            routes[(route.method, route.path)] = Route(handle, webhooks.fallback, PATIENCE[carrier.patience], also)
+            routes[(route.method, route.path)] = Route(handle, webhooks.fallback, patience, also)
+        if carrier.outbound is not None:  # the answer and status URLs of the calls the stack places
+            dialect = carrier.outbound(inbound)
+            placed = OutboundWebhooks(carrier.name, webhooks, dialect, path.outbound, keys=path.keys)
+            routes[("POST", dialect.answer_path)] = Route(placed.answer, placed.fallback, patience, also)
+            routes[("POST", dialect.status_path)] = Route(placed.status, placed.fallback, patience, also)
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
     routes[("GET", ROUTE_PATH)] = Route(
         SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]

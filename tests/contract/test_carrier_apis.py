@@ -43,7 +43,7 @@ def call(machine_detection: str = "off") -> PlaceCall:
 
 def twilio(base: str) -> TwilioCalls:
     api = CarrierApi("twilio", new_client(), describe=describe)
-    return TwilioCalls(api, account_sid=ACCOUNT, username=ACCOUNT, password="token", base_url=base)
+    return TwilioCalls(api, account_sid=ACCOUNT, secret=lambda: "token", base_url=base)
 
 
 @pytest.mark.parametrize("machine_detection", ["off", "hangup", "message"])
@@ -99,7 +99,7 @@ def test_plivo_calls_are_placed_as_plivos_sdk_places_them(machine_detection: str
         dialer = PlivoCalls(
             CarrierApi("plivo", new_client(), describe=plivo_describe),
             auth_id=PLIVO_ID,
-            auth_token="plivo-token",
+            secret=lambda: "plivo-token",
             base_url=base + "/v1/Account",
         )
         placed = dialer.place(call(machine_detection), budget=10)
@@ -143,7 +143,7 @@ def test_a_plivo_cancel_is_the_sdks_cancel() -> None:
         dialer = PlivoCalls(
             CarrierApi("plivo", new_client(), describe=plivo_describe),
             auth_id=PLIVO_ID,
-            auth_token="plivo-token",
+            secret=lambda: "plivo-token",
             base_url=base + "/v1/Account",
         )
         dialer.cancel("75a0ab80", budget=10)

@@ -90,7 +90,6 @@ class Rig:
             self.store,
             self.routes,
             {"twilio": self.dialer},
-            Urls(),
             policy=self.policy,
             clock=self.clock,
             ttl_seconds=3600,
@@ -115,7 +114,7 @@ def request(**fields: object) -> OutboundRequest:
 
 def test_a_call_is_registered_stored_queued_and_placed_with_urls_that_carry_its_token() -> None:
     rig = Rig()
-    record = rig.calls.place(request(metadata={"order": 7}), budget=10)
+    record = rig.calls.place(request(metadata={"order": 7}), budget=10, urls=Urls())
     stored = rig.store.get(record.call_id)
     assert stored is not None
     assert (stored.status, stored.direction, stored.carrier) == (CallStatus.QUEUED, Direction.OUTBOUND, "twilio")
@@ -148,53 +147,53 @@ def test_a_call_is_registered_stored_queued_and_placed_with_urls_that_carry_its_
 def test_a_refused_call_sends_nothing_anywhere(policy: OutboundPolicy, req: OutboundRequest, error: type) -> None:
     rig = Rig(policy=policy)
     with pytest.raises(error):
-        rig.calls.place(req, budget=10)
+        rig.calls.place(req, budget=10, urls=Urls())
     assert rig.gateway.calls == [] and rig.dialer.placed == [] and rig.store.items == {}
 
 
 def test_an_unconfigured_carrier_names_what_to_configure() -> None:
     with pytest.raises(CarrierNotConfigured, match="VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY"):
-        Rig().calls.place(request(carrier="vonage"), budget=10)
+        Rig().calls.place(request(carrier="vonage"), budget=10, urls=Urls())
 
 
 def test_a_from_number_declared_for_another_carrier_is_refused() -> None:
     rig = Rig()
     rig.routes.put(NumberRoute(FROM, agent_id="a", outbound_carriers=("plivo",)))
     with pytest.raises(FromNotAllowed, match="outbound_carriers"):
-        rig.calls.place(request(), budget=10)
+        rig.calls.place(request(), budget=10, urls=Urls())
 
 
 def test_hourly_caps_per_number_and_for_the_stack() -> None:
     rig = Rig(policy=OutboundPolicy(allowed_prefixes=("+1",), calls_per_hour_per_number=2, calls_per_hour_total=3))
-    rig.calls.place(request(), budget=10)
-    rig.calls.place(request(), budget=10)
+    rig.calls.place(request(), budget=10, urls=Urls())
+    rig.calls.place(request(), budget=10, urls=Urls())
     with pytest.raises(OverOutboundCap, match="number's hourly cap of 2") as refused:
-        rig.calls.place(request(), budget=10)
+        rig.calls.place(request(), budget=10, urls=Urls())
     assert refused.value.retry_after == 3600  # the fake clock stands at the top of an hour
     other = "+15055550111"
     rig.routes.put(NumberRoute(other, agent_id="a", outbound_carriers=("twilio",), max_outbound_calls_per_hour=5))
-    rig.calls.place(request(from_=other), budget=10)
+    rig.calls.place(request(from_=other), budget=10, urls=Urls())
     with pytest.raises(OverOutboundCap, match="stack's hourly cap of 3"):
-        rig.calls.place(request(from_=other), budget=10)
+        rig.calls.place(request(from_=other), budget=10, urls=Urls())
     assert len(rig.dialer.placed) == 3
 
 
 def test_calls_ringing_at_once_are_capped_and_an_answer_frees_a_slot() -> None:
     rig = Rig(policy=OutboundPolicy(allowed_prefixes=("+1",), max_ringing=1))
-    first = rig.calls.place(request(), budget=10)
+    first = rig.calls.place(request(), budget=10, urls=Urls())
     with pytest.raises(OverOutboundCap, match="ringing already"):
-        rig.calls.place(request(), budget=10)
+        rig.calls.place(request(), budget=10, urls=Urls())
     assert len(rig.gateway.calls) == 1  # refused before Millis was asked
     decision = rig.answers.answered(first, carrier_call_id=None, answered_by=None, deadline=rig.deadline())
     assert isinstance(decision, Bridge)
-    rig.calls.place(request(), budget=10)
+    rig.calls.place(request(), budget=10, urls=Urls())
 
 
 def test_a_ringing_slot_lapses_when_no_report_ever_comes() -> None:
     rig = Rig(policy=OutboundPolicy(allowed_prefixes=("+1",), max_ringing=1))
-    rig.calls.place(request(ring_timeout_seconds=20), budget=10)
+    rig.calls.place(request(ring_timeout_seconds=20), budget=10, urls=Urls())
     rig.clock.advance(20 + 60 + 1)
-    rig.calls.place(request(), budget=10)
+    rig.calls.place(request(), budget=10, urls=Urls())
 
 
 @pytest.mark.parametrize(
@@ -212,7 +211,7 @@ def test_a_carrier_that_does_not_place_the_call_closes_the_record(
     rig = Rig(policy=OutboundPolicy(allowed_prefixes=("+1",), max_ringing=5))
     rig.dialer.fail_with = error
     with pytest.raises(type(error)):
-        rig.calls.place(request(), budget=10)
+        rig.calls.place(request(), budget=10, urls=Urls())
     [record] = rig.store.items.values()
     assert (record.status, record.reason) == (status, reason)
     # A call that may ring after all keeps its slot until its time; the others give it back at once.
@@ -223,7 +222,7 @@ def test_millis_unavailable_places_nothing_and_frees_the_slot() -> None:
     rig = Rig(policy=OutboundPolicy(allowed_prefixes=("+1",), max_ringing=1))
     rig.gateway.fail_with = MillisUnavailable("down")
     with pytest.raises(MillisUnavailable):
-        rig.calls.place(request(), budget=10)
+        rig.calls.place(request(), budget=10, urls=Urls())
     assert rig.dialer.placed == [] and rig.store.items == {} and rig.store.ringing_slots == {}
 
 
@@ -231,18 +230,18 @@ def test_a_store_that_cannot_keep_the_record_places_nothing() -> None:
     rig = Rig()
     rig.store.fail_with = StoreUnavailable("down")
     with pytest.raises(StoreUnavailable):
-        rig.calls.place(request(), budget=10)
+        rig.calls.place(request(), budget=10, urls=Urls())
     assert rig.dialer.placed == []
 
 
 def test_a_machine_hangs_up_when_asked_and_is_bridged_otherwise() -> None:
     rig = Rig()
-    hang = rig.calls.place(request(machine_detection=MachineDetection.HANGUP), budget=10)
+    hang = rig.calls.place(request(machine_detection=MachineDetection.HANGUP), budget=10, urls=Urls())
     decision = rig.answers.answered(hang, carrier_call_id="CA1", answered_by="machine_start", deadline=rig.deadline())
     assert decision == HangUp("machine_answered")
     stored = rig.store.get(hang.call_id)
     assert stored is not None and (stored.status, stored.answered_by) == (CallStatus.MACHINE, "machine_start")
-    message = rig.calls.place(request(machine_detection=MachineDetection.MESSAGE), budget=10)
+    message = rig.calls.place(request(machine_detection=MachineDetection.MESSAGE), budget=10, urls=Urls())
     bridged = rig.answers.answered(
         message, carrier_call_id=None, answered_by="machine_end_beep", deadline=rig.deadline()
     )
@@ -253,14 +252,14 @@ def test_a_machine_hangs_up_when_asked_and_is_bridged_otherwise() -> None:
 
 def test_an_answer_asked_again_gets_the_same_bridge_and_an_answer_after_cancel_hangs_up() -> None:
     rig = Rig()
-    record = rig.calls.place(request(), budget=10)
+    record = rig.calls.place(request(), budget=10, urls=Urls())
     first = rig.answers.answered(record, carrier_call_id=None, answered_by="human", deadline=rig.deadline())
     again = rig.store.get(record.call_id)
     assert again is not None
     second = rig.answers.answered(again, carrier_call_id=None, answered_by="human", deadline=rig.deadline())
     assert isinstance(first, Bridge) and isinstance(second, Bridge)
     assert second.record.sip_uri == first.record.sip_uri and second.record.status is CallStatus.ANSWERED
-    other = rig.calls.place(request(), budget=10)
+    other = rig.calls.place(request(), budget=10, urls=Urls())
     rig.calls.cancel(other.call_id, budget=5)
     canceled = rig.store.get(other.call_id)
     assert canceled is not None and canceled.status is CallStatus.CANCELED
@@ -272,7 +271,7 @@ def test_an_answer_asked_again_gets_the_same_bridge_and_an_answer_after_cancel_h
 
 def test_only_an_unanswered_outbound_call_can_be_canceled() -> None:
     rig = Rig()
-    record = rig.calls.place(request(), budget=10)
+    record = rig.calls.place(request(), budget=10, urls=Urls())
     rig.answers.answered(record, carrier_call_id=None, answered_by=None, deadline=rig.deadline())
     with pytest.raises(CallNotCancelable, match="answered"):
         rig.calls.cancel(record.call_id, budget=5)
@@ -289,7 +288,7 @@ def test_only_an_unanswered_outbound_call_can_be_canceled() -> None:
 )
 def test_status_reports_close_an_unanswered_call(report: OutboundStatus, status: CallStatus) -> None:
     rig = Rig()
-    record = rig.calls.place(request(), budget=10)
+    record = rig.calls.place(request(), budget=10, urls=Urls())
     assert rig.answers.reported(record, OutboundStatus.RINGING, carrier_call_id=None, deadline=rig.deadline())
     ringing = rig.store.get(record.call_id)
     assert ringing is not None and ringing.status is CallStatus.RINGING
@@ -303,7 +302,7 @@ def test_status_reports_close_an_unanswered_call(report: OutboundStatus, status:
 
 def test_completed_after_the_answer_ends_the_call_with_its_duration() -> None:
     rig = Rig()
-    record = rig.calls.place(request(), budget=10)
+    record = rig.calls.place(request(), budget=10, urls=Urls())
     rig.clock.advance(5)
     rig.answers.answered(record, carrier_call_id=None, answered_by=None, deadline=rig.deadline())
     answered = rig.store.get(record.call_id)

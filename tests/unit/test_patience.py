@@ -24,6 +24,8 @@ from tests.conftest import load_event
 ROUTES = [
     ("POST", twilio.VOICE_PATH, "twilio"),
     ("POST", twilio.STATUS_PATH, "twilio"),
+    ("POST", twilio.OUTBOUND_ANSWER_PATH, "twilio"),
+    ("POST", twilio.OUTBOUND_STATUS_PATH, "twilio"),
     ("POST", telnyx.VOICE_PATH, "telnyx"),
     ("POST", telnyx.STATUS_PATH, "telnyx"),
     ("GET", vonage.ANSWER_PATH, "vonage"),

@@ -192,3 +192,58 @@ class InboundSettings:
             plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),
             messages=Messages.from_env(env),
         )
+
+
+OUTBOUND_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """ApiFunction's outbound calls (docs/outbound.md): the guards, and the carriers' call-control accounts."""
+
+    allowed_prefixes: tuple[str, ...]
+    calls_per_hour_per_number: int | None
+    calls_per_hour: int | None
+    max_ringing: int | None
+    public_base_url: str | None
+    twilio_account_sid: str | None
+    twilio_api_url: str
+    twilio_auth_token_secret_arn: str | None
+    plivo_auth_id: str | None
+    plivo_api_url: str
+    plivo_auth_token_secret_arn: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OutboundSettings:
+        read = Env(env)
+        prefixes = tuple(p.strip() for p in read.text("OUTBOUND_ALLOWED_PREFIXES").split(",") if p.strip())
+        for prefix in prefixes:
+            if not OUTBOUND_PREFIX.match(prefix):
+                raise ConfigurationError(
+                    f"OUTBOUND_ALLOWED_PREFIXES: {prefix!r} is not an E.164 prefix (a + and 1 to 15 digits, e.g. +1)"
+                )
+
+        def cap(name: str) -> int | None:
+            return int(read.number(name, 0, 0, 1_000_000)) or None
+
+        def url(name: str, default: str) -> str:
+            value = read.text(name, default).rstrip("/")
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigurationError(f"{name}={value!r} is not an http(s) URL")
+            return value
+
+        base = read.text("PUBLIC_BASE_URL").rstrip("/")
+        return cls(
+            allowed_prefixes=prefixes,
+            calls_per_hour_per_number=cap("OUTBOUND_CALLS_PER_HOUR_PER_NUMBER"),
+            calls_per_hour=cap("OUTBOUND_CALLS_PER_HOUR"),
+            max_ringing=cap("OUTBOUND_MAX_RINGING"),
+            public_base_url=base or None,
+            twilio_account_sid=read.optional("TWILIO_ACCOUNT_SID"),
+            twilio_api_url=url("TWILIO_API_URL", "https://api.twilio.com/2010-04-01"),
+            twilio_auth_token_secret_arn=read.optional("TWILIO_AUTH_TOKEN_SECRET_ARN"),
+            plivo_auth_id=read.optional("PLIVO_AUTH_ID"),
+            plivo_api_url=url("PLIVO_API_URL", "https://api.plivo.com/v1/Account"),
+            plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),
+        )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from millis_sip.core.errors import ConfigurationError
 
 ALL, API, PHONE, CHIME, INBOUND = "all", "ApiFunction", "phone", "SipMediaAppFunction", "InboundFunction"
+CARRIER_APIS = "carriers"  # InboundFunction (the webhooks) and ApiFunction (outbound calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +70,27 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CHIME_ANSWER_SECONDS", CHIME, "the SIP media application's answer time (1-4.8)"),
     Variable("RINGBACK_TONE_BUCKET", CHIME, "the S3 bucket of the ringback tone (with RINGBACK_TONE_KEY)"),
     Variable("RINGBACK_TONE_KEY", CHIME, "the ringback tone's key in that bucket"),
+    Variable("OUTBOUND_ALLOWED_PREFIXES", API, "where outbound calls may go: E.164 prefixes, e.g. +1,+44 (empty: off)"),
+    Variable(
+        "OUTBOUND_CALLS_PER_HOUR_PER_NUMBER", API, "outbound calls one from number may place per hour (0: no cap)"
+    ),
+    Variable("OUTBOUND_CALLS_PER_HOUR", API, "outbound calls the stack may place per hour, in all (0: no cap)"),
+    Variable("OUTBOUND_MAX_RINGING", API, "outbound calls placed and not answered yet, at once (0: no cap)"),
+    Variable("TWILIO_ACCOUNT_SID", API, "the Twilio account that places outbound calls (with its auth token)"),
+    Variable("TWILIO_API_URL", API, "Twilio's REST API (a local stand-in in tests and the demo)"),
+    Variable("PLIVO_AUTH_ID", API, "the Plivo account that places outbound calls (with its auth token)"),
+    Variable("PLIVO_API_URL", API, "Plivo's REST API (a local stand-in in tests and the demo)"),
     Variable("INBOUND_ANSWER_SECONDS", INBOUND, "the carriers' and SIP servers' answer time at most (1-13)"),
-    Variable("PUBLIC_BASE_URL", INBOUND, "the URL carriers call this API at (empty: rebuilt from each request)"),
-    Variable("TWILIO_AUTH_TOKEN_SECRET_ARN", INBOUND, "the secret with Twilio's auth token"),
-    Variable("TWILIO_AUTH_TOKEN", INBOUND, "Twilio's auth token, locally", secret=True),
+    Variable("PUBLIC_BASE_URL", CARRIER_APIS, "the URL carriers call this API at (empty: rebuilt from each request)"),
+    Variable("TWILIO_AUTH_TOKEN_SECRET_ARN", CARRIER_APIS, "the secret with Twilio's auth token"),
+    Variable("TWILIO_AUTH_TOKEN", CARRIER_APIS, "Twilio's auth token, locally", secret=True),
     Variable("TELNYX_PUBLIC_KEY_SECRET_ARN", INBOUND, "the secret with Telnyx's public key"),
     Variable("TELNYX_PUBLIC_KEY", INBOUND, "Telnyx's public key, locally", secret=True),
     Variable("VONAGE_SIGNATURE_SECRET_ARN", INBOUND, "the secret with Vonage's signature secret"),
     Variable("VONAGE_SIGNATURE_SECRET", INBOUND, "Vonage's signature secret, locally", secret=True),
     Variable("VONAGE_APPLICATION_ID", INBOUND, "the Vonage application whose webhooks are answered"),
-    Variable("PLIVO_AUTH_TOKEN_SECRET_ARN", INBOUND, "the secret with Plivo's auth token"),
-    Variable("PLIVO_AUTH_TOKEN", INBOUND, "Plivo's auth token, locally", secret=True),
+    Variable("PLIVO_AUTH_TOKEN_SECRET_ARN", CARRIER_APIS, "the secret with Plivo's auth token"),
+    Variable("PLIVO_AUTH_TOKEN", CARRIER_APIS, "Plivo's auth token, locally", secret=True),
 )
 KNOWN = frozenset(v.name for v in VARIABLES)
 

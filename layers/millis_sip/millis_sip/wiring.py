@@ -10,9 +10,9 @@ The few decisions every function shares are made here once: the Millis region wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from millis_sip import snapstart
 from millis_sip.adapters import threads
@@ -20,13 +20,14 @@ from millis_sip.adapters.dynamodb.clients import API_CONFIG, PHONE_CONFIG, dynam
 from millis_sip.adapters.dynamodb.store import DynamoCallStore, DynamoNumberRoutes
 from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.adapters.secrets import keys_secret_source, webhook_secret_source
-from millis_sip.config import Settings
+from millis_sip.config import OutboundSettings, Settings
 from millis_sip.core.clock import SystemClock
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.lifecycle import PhoneCalls, SessionReports
 from millis_sip.core.lookup import CallDirectory
-from millis_sip.core.numbers import CachedNumberRoutes, NumberDirectory
-from millis_sip.core.ports import CallStore, Clock, MillisGateway, NumberRoutes, Secret
+from millis_sip.core.numbers import OUTBOUND_CARRIERS, CachedNumberRoutes, NumberDirectory
+from millis_sip.core.outbound import OutboundAnswers, OutboundCalls, OutboundPolicy
+from millis_sip.core.ports import CallStore, Clock, Dialer, MillisGateway, NumberRoutes, OutboundStore, Secret
 from millis_sip.core.registration import MillisRegistrations, Registrar, SessionWebhook
 from millis_sip.core.router import CallRouter
 from millis_sip.observability import emf_metrics, logger
@@ -78,6 +79,8 @@ def compose_management(
     idempotency: Idempotency | None,
     keys: StackKeys,
     clock: Clock | None = None,
+    outbound: OutboundSettings | None = None,
+    dialers: Mapping[str, Dialer] | None = None,
 ) -> tuple[BridgeResolver, ManagementServices]:
     """The management API over the given ports. ``stack_secret`` opens only the Millis reports of calls
     registered before per-call credentials; ``keys`` (under the keys secret) key the lookup index and derive the
@@ -86,9 +89,30 @@ def compose_management(
     from millis_sip.edges.http.app import ManagementServices, create_app
 
     clock = clock or SystemClock()
+    millis = MillisRegistrations(gateway, webhook=session_webhook(settings), metrics=emf_metrics)
+    outbound_calls = None
+    if outbound is not None:  # the store must then be an OutboundStore (DynamoCallStore, MemoryStore)
+        outbound_calls = OutboundCalls(
+            millis,
+            cast(OutboundStore, store),
+            numbers,
+            dict(dialers or {}),
+            policy=OutboundPolicy(
+                allowed_prefixes=outbound.allowed_prefixes,
+                calls_per_hour_per_number=outbound.calls_per_hour_per_number,
+                calls_per_hour_total=outbound.calls_per_hour,
+                max_ringing=outbound.max_ringing,
+            ),
+            clock=clock,
+            ttl_seconds=settings.call_ttl_seconds,
+            keys=keys,
+            metrics=emf_metrics,
+            carriers=OUTBOUND_CARRIERS,
+            unconfigured=unconfigured_carriers(outbound),
+        )
     services = ManagementServices(
         registrar=Registrar(
-            MillisRegistrations(gateway, webhook=session_webhook(settings), metrics=emf_metrics),
+            millis,
             store,
             clock=clock,
             ttl_seconds=settings.call_ttl_seconds,
@@ -99,6 +123,8 @@ def compose_management(
         sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, stack_secret=stack_secret),
         numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,
+        outbound=outbound_calls,
+        public_base_url=outbound.public_base_url if outbound is not None else None,
     )
     app = create_app(services, idempotency=idempotency, refused_api_key_ids=[settings.sip_server_api_key_id or ""])
     return app, services
@@ -121,6 +147,8 @@ def management_api(settings: Settings, *, millis_key: Callable[[], str] | None =
         else None
     )
     store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
+    outbound = OutboundSettings.from_env()
+    dialers, carrier_secrets = outbound_dialers(outbound, settings.secret_max_age)
     app, services = compose_management(
         settings,
         gateway=gateway,
@@ -129,9 +157,57 @@ def management_api(settings: Settings, *, millis_key: Callable[[], str] | None =
         stack_secret=stack_secret,
         idempotency=idempotency,
         keys=keys,
+        outbound=outbound,
+        dialers=dialers,
     )
-    secrets = tuple(s for s in (stack_secret, keys_secret) if s is not None)
+    secrets = tuple(s for s in (stack_secret, keys_secret, *carrier_secrets) if s is not None)
     return Api(app, services, settings, gateway, store, idempotency, dynamodb, secrets)
+
+
+# --- outbound calls ---------------------------------------------------------------------------------------
+
+# What each carrier needs before it can place calls; carriers whose call control is not built yet say so.
+_NOT_YET = "outbound calls through it are not available yet in this version (docs/outbound.md)"
+
+
+def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
+    missing = {
+        "twilio": "set TwilioAccountSid (TWILIO_ACCOUNT_SID) beside the Twilio auth token secret",
+        "plivo": "set PlivoAuthId (PLIVO_AUTH_ID) beside the Plivo auth token secret",
+        "signalwire": _NOT_YET,
+        "telnyx": _NOT_YET,
+        "vonage": _NOT_YET,
+        "chime": _NOT_YET,
+    }
+    return missing
+
+
+def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
+    """The carriers' call-control clients whose accounts are configured (and their secrets, for SnapStart).
+    Imported here, on ApiFunction's first build only: the phone functions never load them."""
+    from millis_sip.adapters.call_control import http, plivo, twilio
+    from millis_sip.adapters.secrets import carrier_credential_source
+
+    dialers: dict[str, Dialer] = {}
+    secrets: list[Secret] = []
+    client = None
+    twilio_token = carrier_credential_source(outbound.twilio_auth_token_secret_arn, "TWILIO_AUTH_TOKEN", max_age)
+    if outbound.twilio_account_sid and twilio_token is not None:
+        client = client or http.new_client()
+        api = http.CarrierApi("twilio", client, describe=twilio.describe)
+        dialers["twilio"] = twilio.TwilioCalls(
+            api, account_sid=outbound.twilio_account_sid, secret=twilio_token, base_url=outbound.twilio_api_url
+        )
+        secrets.append(twilio_token)
+    plivo_token = carrier_credential_source(outbound.plivo_auth_token_secret_arn, "PLIVO_AUTH_TOKEN", max_age)
+    if outbound.plivo_auth_id and plivo_token is not None:
+        client = client or http.new_client()
+        api = http.CarrierApi("plivo", client, describe=plivo.describe)
+        dialers["plivo"] = plivo.PlivoCalls(
+            api, auth_id=outbound.plivo_auth_id, secret=plivo_token, base_url=outbound.plivo_api_url
+        )
+        secrets.append(plivo_token)
+    return dialers, secrets
 
 
 # --- the phone functions --------------------------------------------------------------------------------
@@ -148,6 +224,7 @@ class CallPath:
     dynamodb: Any
     keys: StackKeys  # under the keys secret: the edges' action tokens
     secrets: list[Secret]  # to read again after a SnapStart restore
+    outbound: OutboundAnswers  # outbound calls answered and reported at the carriers' edges
 
     def hooks(self, *more: Secret | None) -> snapstart.Hooks:
         """What a SnapStart restore renews: the Millis client, these secrets and ``more`` (an edge's own)."""
@@ -179,4 +256,8 @@ def call_path(settings: Settings) -> CallPath:
     calls = PhoneCalls(
         store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics, parallel=threads.parallel
     )
-    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, keys, [secret] if secret else [])
+    outbound = OutboundAnswers(
+        store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics, parallel=threads.parallel
+    )
+    secrets: list[Secret] = [secret] if secret else []
+    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, keys, secrets, outbound)

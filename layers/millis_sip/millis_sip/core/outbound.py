@@ -127,7 +127,6 @@ class OutboundCalls:
         store: OutboundStore,
         numbers: NumberRoutes,
         dialers: Mapping[str, Dialer],
-        urls: OutboundUrls,
         *,
         policy: OutboundPolicy,
         clock: Clock,
@@ -141,7 +140,6 @@ class OutboundCalls:
         self._store = store
         self._numbers = numbers
         self._dialers = dict(dialers)
-        self._urls = urls
         self._policy = policy
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
@@ -151,9 +149,12 @@ class OutboundCalls:
         self._carriers = tuple(carriers) or tuple(self._dialers)
         self._unconfigured = dict(unconfigured or {})
 
-    def place(self, request: OutboundRequest, *, budget: float, webhook_url: str | None = None) -> CallRecord:
+    def place(
+        self, request: OutboundRequest, *, budget: float, urls: OutboundUrls, webhook_url: str | None = None
+    ) -> CallRecord:
         """Place ``request``; the record as stored (``queued``, with the carrier's call id when it could be
-        written). Every refusal comes before anything is sent anywhere."""
+        written). ``urls``: where the carrier comes back to. Every refusal comes before anything is sent
+        anywhere."""
         started = self._clock.monotonic()
         dialer = self._dialer(request.carrier)
         route = self._check(request)
@@ -208,8 +209,8 @@ class OutboundCalls:
             call_id=record.call_id,
             to=request.to,
             from_=request.from_,
-            answer_url=self._urls.answer_url(request.carrier, record.call_id, token),
-            status_url=self._urls.status_url(request.carrier, record.call_id, token),
+            answer_url=urls.answer_url(request.carrier, record.call_id, token),
+            status_url=urls.status_url(request.carrier, record.call_id, token),
             ring_timeout_seconds=request.ring_timeout_seconds,
             machine_detection=request.machine_detection.value,
         )
@@ -549,6 +550,30 @@ class OutboundAnswers:
         self._free_slot(record, deadline)
         if moved:
             self.metrics.inbound(f"outbound_{to.value}")
+        return moved
+
+    def dialed(
+        self, record: CallRecord, *, connected: bool, duration_seconds: int, status: str, deadline: float
+    ) -> bool:
+        """How the leg to Millis went (the answer's dial reports it when it ends): connected for
+        ``duration_seconds``, the call was bridged and is now over; else it failed (the person hears the failure
+        message). True when it moved the call."""
+        now = self.clock.now()
+        if not connected:
+            return self._move(
+                replace(record, reason=f"millis_leg_{status or 'failed'}"[:128], ended_at=now),
+                CallStatus.FAILED,
+                (CallStatus.ANSWERED,),
+                now,
+                deadline,
+            )
+        bridged_at = now - timedelta(seconds=duration_seconds)
+        bridged = replace(record, bridged_at=bridged_at)
+        self._move(bridged, CallStatus.BRIDGED, (CallStatus.ANSWERED,), now, deadline)
+        ended = replace(bridged, ended_at=now, duration_seconds=duration_seconds, reason="call_completed")
+        moved = self._move(ended, CallStatus.ENDED, (CallStatus.BRIDGED, CallStatus.ANSWERED), now, deadline)
+        if moved:
+            self.metrics.inbound("outbound_ended")
         return moved
 
     def _move(

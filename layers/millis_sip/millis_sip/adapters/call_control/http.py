@@ -172,6 +172,12 @@ def _seconds(raw: str | None) -> int:
         return 2
 
 
+def first_line(secret: str) -> str:
+    """A carrier credential may hold two lines while a rotation is in flight (the webhooks accept both): the
+    first is the one requests are made with."""
+    return next((line.strip() for line in secret.splitlines() if line.strip()), "")
+
+
 def text_of(body: Any, *names: str) -> str | None:
     """The first of ``names`` in a JSON object, as short text (for error messages)."""
     if not isinstance(body, dict):

@@ -5,9 +5,10 @@ docs/outbound.md names each field and its source."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from millis_sip.adapters.call_control.http import CarrierApi, text_of
+from millis_sip.adapters.call_control.http import CarrierApi, first_line, text_of
 from millis_sip.core.errors import CarrierError, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall, Placed
 
@@ -30,11 +31,16 @@ def plivo_number(number: str) -> str:
 class PlivoCalls:
     """The Dialer port over Plivo's REST API (Basic auth: the account's Auth ID and Auth Token)."""
 
-    def __init__(self, api: CarrierApi, *, auth_id: str, auth_token: str, base_url: str = PLIVO_API) -> None:
+    def __init__(self, api: CarrierApi, *, auth_id: str, secret: Callable[[], str], base_url: str = PLIVO_API) -> None:
         self._api = api
         self._account = f"{base_url.rstrip('/')}/{auth_id}"
-        self._auth = (auth_id, auth_token)
+        self._auth_id = auth_id
+        self._secret = secret  # the auth token, read when a request is made
         self.carrier = api.carrier
+
+    @property
+    def _auth(self) -> tuple[str, str]:
+        return self._auth_id, first_line(self._secret())
 
     def place(self, call: PlaceCall, *, budget: float) -> Placed:
         body: dict[str, Any] = {

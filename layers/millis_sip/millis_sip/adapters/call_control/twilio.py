@@ -5,9 +5,10 @@ tests (``tests/contract``). docs/outbound.md names each field and its source."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from millis_sip.adapters.call_control.http import CarrierApi, text_of
+from millis_sip.adapters.call_control.http import CarrierApi, first_line, text_of
 from millis_sip.core.errors import CarrierError, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall, Placed
 
@@ -27,11 +28,24 @@ class TwilioCalls:
     """The Dialer port over Twilio's REST API, authenticated as the account (its SID and auth token) or with an
     API key (its SID and secret) for that account."""
 
-    def __init__(self, api: CarrierApi, *, account_sid: str, username: str, password: str, base_url: str = TWILIO_API):
+    def __init__(
+        self,
+        api: CarrierApi,
+        *,
+        account_sid: str,
+        secret: Callable[[], str],
+        username: str | None = None,
+        base_url: str = TWILIO_API,
+    ) -> None:
         self._api = api
         self._calls = f"{base_url.rstrip('/')}/Accounts/{account_sid}/Calls"
-        self._auth = (username, password)
+        self._username = username or account_sid  # an API key's SID, or the account's own
+        self._secret = secret  # the auth token (or the API key's secret), read when a request is made
         self.carrier = api.carrier
+
+    @property
+    def _auth(self) -> tuple[str, str]:
+        return self._username, first_line(self._secret())
 
     def place(self, call: PlaceCall, *, budget: float) -> Placed:
         form: dict[str, str | list[str]] = {

@@ -23,16 +23,20 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from millis_sip.apigw import Request
+from millis_sip.core.outbound import OutboundStatus
 from millis_sip.core.router import InboundCall
+from millis_sip.core.sip import SipUri, with_uri_headers
 from millis_sip.edges.carriers import InvalidSignature
-from millis_sip.edges.carriers.fields import UUID, Fields, form
-from millis_sip.edges.carriers.flow import keyed_pin, x_headers
-from millis_sip.edges.carriers.twiml import TwimlWebhooks
+from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form, one_of
+from millis_sip.edges.carriers.flow import Response, keyed_pin, whole, x_headers
+from millis_sip.edges.carriers.twiml import DIAL_OUTCOMES, MAX_SIP_URI, TwimlAnswers, TwimlWebhooks, document
 from millis_sip.edges.carriers.webhooks import Carrier, WebhookRoute
+from millis_sip.messages import Messages
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNALWIRE_SIGNATURE_HEADER = "X-SignalWire-Signature"
@@ -188,6 +192,61 @@ class TwilioVoice(TwimlWebhooks):
         )
 
 
+# --- outbound calls (docs/outbound.md): Twilio requests the Calls resource's Url when the person answers ----------
+
+OUTBOUND_ANSWER_PATH = "/carriers/twilio/outbound"
+OUTBOUND_STATUS_PATH = "/carriers/twilio/outbound/status"
+# AnsweredBy, as twilio.com/docs/voice/answering-machine-detection lists it.
+ANSWERED_BY = one_of(
+    "human", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax", "unknown"
+)
+# The Calls resource's status callback CallStatus (twilio.com/docs/voice/api/call-resource#statuscallback).
+CALL_STATUS = one_of(
+    "queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "canceled", "failed"
+)
+_CALL_STATUSES = {
+    "ringing": OutboundStatus.RINGING,
+    "completed": OutboundStatus.COMPLETED,
+    "busy": OutboundStatus.BUSY,
+    "no-answer": OutboundStatus.NO_ANSWER,
+    "canceled": OutboundStatus.CANCELED,
+    "failed": OutboundStatus.FAILED,
+}
+
+
+class TwilioOutbound:
+    """Twilio's outbound requests and TwiML answers."""
+
+    answer_path = OUTBOUND_ANSWER_PATH
+    status_path = OUTBOUND_STATUS_PATH
+
+    def __init__(self, messages: Messages) -> None:
+        self._messages = messages
+
+    def carrier_call_id(self, fields: Fields) -> str | None:
+        return fields.read("CallSid", CALL_SID)
+
+    def answered_by(self, fields: Fields) -> str | None:
+        return fields.read("AnsweredBy", ANSWERED_BY)
+
+    def status(self, fields: Fields) -> tuple[OutboundStatus, int]:
+        status = fields.require("CallStatus", CALL_STATUS)
+        return _CALL_STATUSES.get(status, OutboundStatus.OTHER), whole(fields.read("CallDuration", SECONDS))
+
+    def dial_result(self, fields: Fields) -> tuple[bool, int, str]:
+        status = fields.read("DialCallStatus", one_of(*DIAL_OUTCOMES)) or ""
+        return status in ("completed", "answered"), whole(fields.read("DialCallDuration", SECONDS)), status
+
+    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response:
+        dial = ET.Element("Dial", {"action": action_url, "method": "POST"})
+        ET.SubElement(dial, "Sip").text = with_uri_headers(str(uri), headers, limit=MAX_SIP_URI)
+        return document(dial)
+
+    def hang_up(self, *, speak: bool) -> Response:
+        answers = TwimlAnswers(self._messages, answer_url="", status_url="")
+        return answers.farewell() if speak else answers.hang_up()
+
+
 TWILIO = Carrier(
     name=CARRIER,
     title="Twilio",
@@ -197,4 +256,5 @@ TWILIO = Carrier(
     patience=CARRIER,
     webhooks=lambda flow, credential, settings, clock: TwilioVoice(flow, credential, settings.messages),
     also=(SIGNALWIRE_SIGNATURE_HEADER, "signalwire"),  # SignalWire LaML reaches the same routes
+    outbound=lambda settings: TwilioOutbound(settings.messages),
 )

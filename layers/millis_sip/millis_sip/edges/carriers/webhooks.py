@@ -10,7 +10,7 @@ mean (``call``, ``report``), and which dialect answers (``answers``).
 ``Carrier`` describes one carrier to the inbound function, which iterates ``CARRIERS`` (edges/carriers/
 registry.py) to build its route table: its routes, its credential (the local variable and the setting naming
 its secret), its patience, and how to build its webhooks. Adding a carrier is one descriptor and one dialect
-module. The call-control client a carrier's outbound calls and transfers use attaches to the same descriptor.
+module. A carrier's outbound calls attach to the same descriptor (``outbound``: its answer and status URLs).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from millis_sip.observability import logger
 if TYPE_CHECKING:
     from millis_sip.config import InboundSettings
     from millis_sip.core.ports import Clock
+    from millis_sip.edges.carriers.outbound import OutboundDialect
 
 Pairs = Iterable[tuple[str, Any]]
 
@@ -83,7 +84,7 @@ class CarrierWebhooks:
 
     def answer(self, request: Request, deadline: float) -> Response:
         """The call comes in (or the caller keyed in the PIN asked for): the router's decision, as an answer."""
-        fields = self._verified(request)
+        fields = self.verified(request)
         if not isinstance(fields, Fields):
             return fields
         try:
@@ -94,7 +95,7 @@ class CarrierWebhooks:
 
     def status(self, request: Request, deadline: float) -> Response:
         """How the leg to Millis went (or the call ended): the call's next move."""
-        fields = self._verified(request)
+        fields = self.verified(request)
         if not isinstance(fields, Fields):
             return fields
         try:
@@ -109,7 +110,7 @@ class CarrierWebhooks:
         """The answer when the function itself fails: the caller hears the failure message, not the carrier's."""
         return self.answers(request).farewell()
 
-    def _verified(self, request: Request) -> Fields | Response:
+    def verified(self, request: Request) -> Fields | Response:
         """The request's fields, once its signature is verified; else the refusal (nothing was read)."""
         verified = authenticate(self._credential, self.title, lambda keys: Fields(self.verify(request, keys)))
         return verified.response if isinstance(verified, Rejected) else verified
@@ -166,5 +167,6 @@ class Carrier:
     webhooks: WebhooksFactory
     # Another phone system on the same routes, known by a header of its own: (header, its patience key).
     also: tuple[str, str] | None = None
-    # The carrier's call-control API (outbound calls, transfers), where the stack uses one: not yet.
-    call_control: Any = None
+    # Outbound calls (docs/outbound.md): the dialect of the answer and status URLs the carrier's call-control API
+    # is given (its answer_path and status_path are routes of the inbound function); None: no outbound calls.
+    outbound: Callable[[InboundSettings], OutboundDialect] | None = None

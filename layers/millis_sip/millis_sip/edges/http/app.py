@@ -10,14 +10,16 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
+from millis_sip.core.errors import CallNotCancelable, OutboundDisabled
 from millis_sip.core.lifecycle import SessionReports
 from millis_sip.core.lookup import CallDirectory
 from millis_sip.core.numbers import MAX_PAGE_SIZE, NumberDirectory
+from millis_sip.core.outbound import OutboundCalls
 from millis_sip.core.registration import Registrar
 from millis_sip.edges.http import openapi
 from millis_sip.edges.http.idempotency import IDEMPOTENCY_HEADER, Answer, Body, Idempotency
@@ -31,6 +33,8 @@ from millis_sip.edges.http.models import (
     NumberPage,
     NumberRouteRequest,
     NumberRouteView,
+    OutboundCallRequest,
+    OutboundCallView,
     RegisterCallRequest,
     RegisteredView,
     SessionDataWebhook,
@@ -56,6 +60,26 @@ _CREATE_ERRORS = openapi.errors(
         503: "Millis, the key or DynamoDB unavailable; retry after Retry-After",
     }
 )
+_OUTBOUND_ERRORS = openapi.errors(
+    {
+        400: "Invalid request (details name each field)",
+        403: "Outbound calls are off, or the destination or the from number is not allowed",
+        404: "Millis does not know the agent",
+        409: "A request with this Idempotency-Key is in progress",
+        422: "The carrier is not configured or refused the call, or Millis refused the body",
+        429: "An hourly cap or the cap on calls ringing at once is reached; retry after Retry-After",
+        502: "The carrier rejected the stack's credentials, or Millis rejected the key",
+        503: "The carrier, Millis or DynamoDB unavailable; retry after Retry-After",
+    }
+)
+_CANCEL_ERRORS = openapi.errors(
+    {
+        404: "No such call",
+        409: "Not an outbound call that is queued or ringing",
+        502: "The carrier rejected the stack's credentials",
+        503: "The carrier or DynamoDB unavailable",
+    }
+)
 _NUMBER_ERRORS = openapi.errors(
     {400: "Invalid number or route", 404: "No route for the number", 503: "DynamoDB unavailable"}
 )
@@ -79,6 +103,22 @@ class ManagementServices:
     sessions: SessionReports
     numbers: NumberDirectory
     http_deadline: float  # seconds a registration may take, failover included
+    outbound: OutboundCalls | None = None  # placing calls through the carriers (None: this API places none)
+    public_base_url: str | None = None  # where carriers reach this API (None: as each request came in)
+
+
+class RequestUrls:
+    """The answer and status URLs a carrier is given for an outbound call: this API's carrier routes, at the
+    public base URL, or at the URL the request placing the call came in on."""
+
+    def __init__(self, base: str) -> None:
+        self._base = base.rstrip("/")
+
+    def answer_url(self, carrier: str, call_id: str, token: str) -> str:
+        return f"{self._base}/carriers/{carrier}/outbound?{urlencode({'call': call_id, 'token': token})}"
+
+    def status_url(self, carrier: str, call_id: str, token: str) -> str:
+        return f"{self._base}/carriers/{carrier}/outbound/status?{urlencode({'call': call_id, 'token': token})}"
 
 
 def create_app(
@@ -94,6 +134,7 @@ def create_app(
         query_names={
             "/calls": frozenset({"lookup_key"}),
             "/calls/{call_id}": frozenset(),
+            "/calls/outbound": frozenset(),
             "/numbers": frozenset({"limit", "next"}),
             "/numbers/{number}": frozenset(),
         },
@@ -140,6 +181,74 @@ def create_app(
         return full
 
     register_once = idempotency.wrap(register_body) if idempotency is not None else None
+
+    def own_base_url() -> str:
+        """Where carriers reach this API: PUBLIC_BASE_URL, or the domain and stage the request came in on."""
+        if services.public_base_url:
+            return services.public_base_url
+        event = app.current_event
+        context = event.request_context
+        full_path, resource = context.path or "", event.resource or ""
+        return f"https://{context.domain_name}{full_path.removesuffix(resource)}"
+
+    def place(request: OutboundCallRequest) -> Answer:
+        if services.outbound is None:
+            raise OutboundDisabled("This API places no calls: OutboundAllowedPrefixes is not set.")
+        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+        record = services.outbound.place(
+            request.to_command(),
+            budget=min(services.http_deadline, remaining),
+            webhook_url=own_webhook_url(),
+            urls=RequestUrls(own_base_url()),
+        )
+        logger.append_keys(call_id=record.call_id)
+        return CallView.of(record).model_dump(mode="json", by_alias=True)
+
+    place_once = (
+        idempotency.wrap(lambda body: place(OutboundCallRequest.model_validate(body)))
+        if idempotency is not None
+        else None
+    )
+
+    @app.post(
+        "/calls/outbound",
+        summary="Place a call from one of your numbers through its carrier, for a Millis agent",
+        responses={
+            202: {"description": "Placed", "content": {"application/json": {"model": OutboundCallView}}},
+            **_OUTBOUND_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def create_outbound_call(
+        body: OutboundCallRequest,
+        idempotency_key: Annotated[
+            IdempotencyKey | None,
+            Header(
+                alias=IDEMPOTENCY_HEADER.lower(),
+                description="Retries with the same key and body get the first answer, without a second call.",
+            ),
+        ] = None,
+    ) -> Response[str]:
+        if idempotency_key is None or place_once is None:
+            return _json(202, place(body))
+        return _json(202, place_once(idempotency_key, body.model_dump(mode="json", by_alias=True, exclude_unset=True)))
+
+    @app.delete(
+        "/calls/<call_id>",
+        summary="Cancel an outbound call that has not been answered yet (the carrier hangs it up)",
+        responses={
+            200: {"description": "Canceled", "content": {"application/json": {"model": OutboundCallView}}},
+            **_CANCEL_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def cancel_call(call_id: Annotated[CallId, Path(description="The Millis call_id.")]) -> Response[str]:
+        logger.append_keys(call_id=call_id)
+        if services.outbound is None:
+            raise CallNotCancelable(f"Call {call_id} is not an outbound call: this API places none.")
+        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+        record = services.outbound.cancel(call_id, budget=min(services.http_deadline, remaining))
+        return _json(200, CallView.of(record).model_dump(mode="json", by_alias=True))
 
     @app.post(
         "/calls",
@@ -190,7 +299,7 @@ def create_app(
     )
     def get_call(call_id: Annotated[CallId, Path(description="The Millis call_id.")]) -> Response[str]:
         logger.append_keys(call_id=call_id)
-        return _json(200, CallView.of(services.directory.get(call_id)).model_dump(mode="json"))
+        return _json(200, CallView.of(services.directory.get(call_id)).model_dump(mode="json", by_alias=True))
 
     @app.post(
         WEBHOOK_PATH,

@@ -12,7 +12,15 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from millis_sip.core.errors import (
     BridgeError,
     CallAlreadyExists,
+    CallNotCancelable,
     CallNotFound,
+    CarrierCredentialsRejected,
+    CarrierError,
+    CarrierNotConfigured,
+    CarrierRefusedCall,
+    CarrierUnavailable,
+    DestinationNotAllowed,
+    FromNotAllowed,
     InvalidRequest,
     KeysSecretUnavailable,
     MillisAuthError,
@@ -20,6 +28,8 @@ from millis_sip.core.errors import (
     MillisKeyUnavailable,
     MillisRejectedRequest,
     MillisUnavailable,
+    OutboundDisabled,
+    OverOutboundCap,
     StoreUnavailable,
     WebhookSecretUnavailable,
     WebhookUnauthorized,
@@ -71,6 +81,15 @@ DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     WebhookSecretUnavailable: (503, "Retry shortly; the webhook secret could not be read."),
     KeysSecretUnavailable: (503, "Retry shortly; the keys secret could not be read."),
     IdempotencyKeyReused: (422, "Use a new Idempotency-Key for a different request, or resend the same body."),
+    OutboundDisabled: (403, "Set the stack parameter OutboundAllowedPrefixes (docs/outbound.md)."),
+    DestinationNotAllowed: (403, "Add the destination's prefix to OutboundAllowedPrefixes, if it should be called."),
+    FromNotAllowed: (403, "PUT /numbers/{number} with outbound_carriers naming the carrier (docs/outbound.md)."),
+    CarrierNotConfigured: (422, "Store the carrier's call-control credentials (docs/outbound.md, 'Each carrier')."),
+    OverOutboundCap: (429, "Retry after the number of seconds in Retry-After, or raise the cap."),
+    CarrierRefusedCall: (422, "The carrier's code and message are in details; nothing rings."),
+    CarrierCredentialsRejected: (502, "Check the carrier's credentials in the stack's secret."),
+    CarrierUnavailable: (503, "Retry after the number of seconds in Retry-After."),
+    CallNotCancelable: (409, "Only an outbound call that is queued or ringing can be canceled."),
     IdempotencyInProgress: (409, "The first request with this Idempotency-Key is still running; retry shortly."),
 }
 
@@ -122,10 +141,14 @@ def domain_error_response(exc: BridgeError, request_id: str | None) -> Response[
         if exc.rate_limited:
             status, code = 429, "millis_rate_limited"
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, OverOutboundCap | CarrierUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
     elif status == 503:
         headers["Retry-After"] = "2"
-    elif status == 409:
+    elif status == 409 and not isinstance(exc, CallNotCancelable):
         headers["Retry-After"] = "1"
+    if isinstance(exc, CarrierError) and (exc.carrier_status or exc.carrier_code):
+        details = [{"carrier_status": exc.carrier_status, "carrier_code": exc.carrier_code}]
     if isinstance(exc, MillisUnavailable | MillisAuthError | MillisBadResponse | MillisRejectedRequest):
         attempts = [{"region": a.region, "outcome": a.outcome, "elapsed_ms": a.elapsed_ms} for a in exc.attempts]
         if attempts:
