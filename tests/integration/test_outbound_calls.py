@@ -1,0 +1,173 @@
+"""Outbound calls end to end: POST /calls/outbound through the local API (both functions, DynamoDB Local, the Millis
+simulator), Twilio played by its local stand-in (dev/carrier_api.py: the REST request checked as Twilio checks
+it, then the status callbacks and the answer URL signed with Twilio's own RequestValidator); every move of the
+record read back; the guards and the carrier's refusals."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from dev.carrier_api import TwilioStandIn
+from dev.local_api import LocalApi
+from dev.millis_simulator import MillisSimulator
+from tests.support.rig import TWILIO_AUTH_TOKEN
+
+pytestmark = pytest.mark.integration
+API_KEY = "outbound-key"
+ACCOUNT = "AC" + "5" * 32
+
+
+class Outbound:
+    def __init__(self, server: LocalApi, twilio: TwilioStandIn, sim: MillisSimulator) -> None:
+        self.server, self.twilio, self.sim = server, twilio, sim
+        self.http = httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=30)
+        self.from_ = "+1505555" + str(uuid.uuid4().int)[:4]
+        route = self.http.put(
+            f"/numbers/{self.from_}", json={"agent_id": "sales-agent", "outbound_carriers": ["twilio"]}
+        )
+        assert route.status_code in (200, 201), route.text
+
+    def place(self, to: str, **body: Any) -> httpx.Response:
+        return self.http.post("/calls/outbound", json={"to": to, "from": self.from_, "carrier": "twilio", **body})
+
+    def settled(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
+        """The call's record once its status is one of ``statuses``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
+            if record.get("status") in statuses or time.monotonic() > deadline:
+                return record
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def outbound(
+    make_api: Callable[..., ModuleType], make_inbound: Callable[..., ModuleType], sim: MillisSimulator
+) -> Iterator[Outbound]:
+    twilio = TwilioStandIn(ACCOUNT, TWILIO_AUTH_TOKEN)
+    with twilio.running():
+        functions: dict[str, ModuleType] = {}
+        server = LocalApi(
+            lambda e, c: functions["api"].lambda_handler(e, c),
+            api_key=API_KEY,
+            port=0,
+            functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
+        )
+        settings = {
+            "PUBLIC_BASE_URL": server.url,
+            "OUTBOUND_ALLOWED_PREFIXES": "+1",
+            "OUTBOUND_MAX_RINGING": "50",
+            "TWILIO_ACCOUNT_SID": ACCOUNT,
+            "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            "TWILIO_API_URL": twilio.url,
+        }
+        functions["api"] = make_api(**settings)
+        functions["inbound"] = make_inbound(**settings)
+        with server:
+            yield Outbound(server, twilio, sim)
+
+
+def to(suffix: str = "") -> str:
+    number = "+1415" + str(uuid.uuid4().int)[:7]
+    return number[: len(number) - len(suffix)] + suffix if suffix else number
+
+
+def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_duration(outbound: Outbound) -> None:
+    placed = outbound.place(to(), metadata={"order": "A-17"})
+    assert placed.status_code == 202, placed.text
+    call = placed.json()
+    assert (call["status"], call["direction"], call["carrier"]) == ("queued", "outbound", "twilio")
+    assert call["carrier_call_id"].startswith("CA") and call["from"] == outbound.from_
+    [registration] = outbound.sim.registrations()[-1:]
+    assert registration.body["agent_id"] == "sales-agent"
+    assert registration.body["metadata"]["order"] == "A-17"
+    assert registration.body["metadata"]["direction"] == "outbound"
+    record = outbound.settled(call["call_id"], "ended")
+    assert record["status"] == "ended", (record, outbound.twilio.answers)
+    assert record["duration_seconds"] == outbound.twilio.talk_seconds
+    assert record["ringing_at"] and record["answered_at"] and record["bridged_at"]
+    played = outbound.twilio.calls[call["carrier_call_id"]]
+    assert f"dialed {call['sip_uri']}" in played.events  # Twilio was told to dial the registration's SIP URI
+
+
+@pytest.mark.parametrize(("suffix", "status"), [("0000", "no_answer"), ("1111", "busy")])
+def test_nobody_answering_or_a_busy_line_closes_the_record(outbound: Outbound, suffix: str, status: str) -> None:
+    call = outbound.place(to(suffix)).json()
+    record = outbound.settled(call["call_id"], status)
+    assert record["status"] == status and record["ended_at"], record
+
+
+def test_a_machine_is_hung_up_on_when_asked_and_told_to_the_agent_otherwise(outbound: Outbound) -> None:
+    hang = outbound.place(to("2222"), machine_detection="hangup").json()
+    record = outbound.settled(hang["call_id"], "machine")
+    assert (record["status"], record["answered_by"]) == ("machine", "machine_start"), record
+    assert outbound.twilio.requests_of(hang["carrier_call_id"])["MachineDetection"] == ["Enable"]
+    message = outbound.place(to("2222"), machine_detection="message").json()
+    record = outbound.settled(message["call_id"], "ended")
+    assert (record["status"], record["answered_by"]) == ("ended", "machine_start"), record
+    assert outbound.twilio.requests_of(message["carrier_call_id"])["MachineDetection"] == ["DetectMessageEnd"]
+
+
+def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outbound) -> None:
+    ringing = outbound.place(to("3333")).json()
+    outbound.settled(ringing["call_id"], "ringing")
+    canceled = outbound.http.delete(f"/calls/{ringing['call_id']}")
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    assert outbound.settled(ringing["call_id"], "canceled")["reason"] == "canceled_by_api"
+    done = outbound.place(to()).json()
+    outbound.settled(done["call_id"], "ended")
+    refused = outbound.http.delete(f"/calls/{done['call_id']}")
+    assert (refused.status_code, refused.json()["error"]) == (409, "call_not_cancelable")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"to": "+442071838750"}, 403, "destination_not_allowed"),
+        ({"to": "4155550123"}, 400, "invalid_request"),
+        ({"from": "+15055559999"}, 403, "from_not_allowed"),
+        ({"carrier": "vonage"}, 422, "carrier_not_configured"),
+        ({"carrier": "sms"}, 400, "invalid_request"),
+    ],
+)
+def test_refused_requests_send_nothing_anywhere(
+    outbound: Outbound, body: dict[str, str], status: int, error: str
+) -> None:
+    before = (len(outbound.sim.registrations()), len(outbound.twilio.requests))
+    answer = outbound.http.post(
+        "/calls/outbound", json={"to": to(), "from": outbound.from_, "carrier": "twilio", **body}
+    )
+    assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+    assert (len(outbound.sim.registrations()), len(outbound.twilio.requests)) == before
+
+
+def test_twilio_refusing_the_credentials_is_a_502_and_the_record_is_closed(
+    outbound: Outbound,
+) -> None:
+    outbound.twilio.auth_token = "not-the-token"
+    answer = outbound.place(to())
+    assert (answer.status_code, answer.json()["error"]) == (502, "carrier_credentials_rejected"), answer.text
+    assert answer.json()["details"] == [{"carrier_status": 401, "carrier_code": "20003"}]
+
+
+def test_the_answer_url_refuses_a_call_it_was_not_given_for(outbound: Outbound) -> None:
+    call = outbound.place(to("0000")).json()
+    outbound.settled(call["call_id"], "no_answer")
+    url = f"{outbound.server.url}/carriers/twilio/outbound?call={call['call_id']}&token=forged"
+    params = {"CallSid": call["carrier_call_id"], "From": outbound.from_, "To": "+14155550123"}
+    from dev.carrier_signing import twilio_signature
+
+    signed = httpx.post(
+        url, data=params, headers={"X-Twilio-Signature": twilio_signature(url, params, TWILIO_AUTH_TOKEN)}
+    )
+    assert signed.status_code == 403
+    unsigned = httpx.post(url, data=params)
+    assert unsigned.status_code == 403
