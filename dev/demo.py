@@ -27,6 +27,7 @@ from xml.etree import ElementTree
 
 import httpx
 
+from dev.carrier_api import TwilioStandIn
 from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
@@ -226,6 +227,8 @@ def script(base_url: str, api_key: str, sim: MillisSimulator | None, steps: Step
 
 
 DEMO_PHONE = {**SIMULATOR_VOICE_CONNECTORS, "DEFAULT_AGENT_ID": "demo-phone-agent"}
+LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 31 + "1"  # the stand-in's account (no account behind it)
+OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
 
 def _event(name: str, tx: str, caller: str, attributes: dict[str, str] | None = None) -> dict[str, Any]:
@@ -495,6 +498,44 @@ def carriers_script(base_url: str, steps: Steps) -> None:
             ended(step, carrier, call_id, 27)
 
 
+def outbound_script(base_url: str, steps: Steps) -> None:
+    """One outbound call through Twilio's stand-in: the from number declared, the call placed, the person
+    answering, the agent talking, the record closed (docs/outbound.md)."""
+    import time
+
+    with httpx.Client(base_url=base_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=30) as http:
+        with steps.step(f"Declare {OUTBOUND_FROM} for outbound calls through Twilio (PUT /numbers/{{number}})") as step:
+            route = http.put(
+                f"/numbers/{OUTBOUND_FROM}", json={"agent_id": "reminder-agent", "outbound_carriers": ["twilio"]}
+            )
+            step.show(route)
+            step.expect_status(route, 201)
+        call_id = ""
+        with steps.step("Place an outbound call (POST /calls/outbound) through Twilio") as step:
+            placed = http.post(
+                "/calls/outbound",
+                json={"to": "+14155550166", "from": OUTBOUND_FROM, "carrier": "twilio", "metadata": {"visit": "Tue"}},
+            )
+            step.show(placed)
+            if step.expect_status(placed, 202):
+                call_id = placed.json()["call_id"]
+        with steps.step(
+            "Twilio rings, the person answers, the agent talks, the record closes (GET /calls/{call_id})"
+        ) as step:
+            record: dict[str, Any] = {}
+            deadline = time.monotonic() + 10
+            while call_id and time.monotonic() < deadline:
+                record = http.get(f"/calls/{call_id}").json()
+                if record.get("status") == "ended":
+                    break
+                time.sleep(0.1)
+            print(json.dumps(record, indent=2))
+            step.expect(
+                record.get("status") == "ended" and bool(record.get("bridged_at")),
+                f"status {record.get('status')} (expected ended, after bridged)",
+            )
+
+
 class PortInUse(Exception):
     def __init__(self, port: int) -> None:
         super().__init__(f"port {port} is in use")
@@ -538,11 +579,10 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
         )
         os.environ.update(env)
         create_tables(ddb.endpoint, TABLES, region=env["AWS_REGION"])
-        handler = load_function("api_handler")
         functions: dict[str, ModuleType] = {}
         try:
             api = LocalApi(
-                handler.lambda_handler,
+                lambda event, context: functions["api"].lambda_handler(event, context),
                 api_key=LOCAL_API_KEY,
                 port=port,
                 functions={
@@ -553,11 +593,22 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(port) from None
             raise
-        # The call path: Twilio's webhooks and GET /route, signed for the URL the local API is reached at.
+        # Outbound calls through a stand-in for Twilio's Calls resource (dev/carrier_api.py), to the US and Canada.
+        twilio = stack.enter_context(TwilioStandIn(LOCAL_TWILIO_ACCOUNT, LOCAL_KEYS.twilio_auth_token).running())
+        outbound = {
+            "PUBLIC_BASE_URL": api.url,
+            "OUTBOUND_ALLOWED_PREFIXES": "+1",
+            "TWILIO_ACCOUNT_SID": LOCAL_TWILIO_ACCOUNT,
+            "TWILIO_AUTH_TOKEN": LOCAL_KEYS.twilio_auth_token,
+            "TWILIO_API_URL": twilio.url,
+        }
+        os.environ.update(outbound)
+        handler = functions["api"] = load_function("api_handler")
+        # The call path: the carriers' webhooks and GET /route, signed for the URL the local API is reached at.
         inbound = {"PUBLIC_BASE_URL": api.url, **LOCAL_KEYS.env(), **DEMO_PHONE}
         os.environ.update(inbound)
         functions["inbound"] = load_function("inbound_handler")
-        for name in inbound:
+        for name in {**inbound, **outbound}:
             os.environ.pop(name, None)
         stack.enter_context(api)
         region = handler.settings.millis_region
@@ -614,7 +665,11 @@ def main() -> int:
                 phone_script(api.url, LOCAL_API_KEY, sim, steps)
                 twilio_script(api.url, LOCAL_API_KEY, steps)
                 carriers_script(api.url, steps)
-                what += "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
+                outbound_script(api.url, steps)
+                what += (
+                    "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
+                    "; placed an outbound call through Twilio"
+                )
             print(f"\n{steps.summary(what)}")
             if sim is None and not steps.ok:
                 print(

@@ -171,3 +171,15 @@ def test_the_answer_url_refuses_a_call_it_was_not_given_for(outbound: Outbound) 
     assert signed.status_code == 403
     unsigned = httpx.post(url, data=params)
     assert unsigned.status_code == 403
+
+
+def test_the_same_idempotency_key_places_one_call(outbound: Outbound) -> None:
+    number = to()
+    headers = {"Idempotency-Key": f"reminder-{uuid.uuid4().hex[:8]}"}
+    body = {"to": number, "from": outbound.from_, "carrier": "twilio"}
+    first = outbound.http.post("/calls/outbound", json=body, headers=headers)
+    again = outbound.http.post("/calls/outbound", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202), again.text
+    assert again.json()["call_id"] == first.json()["call_id"]
+    placed = [form for _, path, form in outbound.twilio.requests if path.endswith("/Calls.json")]
+    assert [form["To"] for form in placed].count([number]) == 1

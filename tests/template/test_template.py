@@ -144,6 +144,8 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/vonage/event"),
     ("POST", "/carriers/plivo/answer"),
     ("POST", "/carriers/plivo/status"),
+    ("POST", "/carriers/twilio/outbound"),  # outbound calls: the answer URL Twilio is given
+    ("POST", "/carriers/twilio/outbound/status"),
 }
 
 
@@ -717,10 +719,11 @@ SECRET_READERS = {
     # need it.
     "WebhookSecret": {"ApiFunction"},
     "KeysSecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
-    "TwilioAuthTokenSecretArn": {"InboundFunction"},
+    # ApiFunction places outbound calls with the same account credentials (docs/outbound.md).
+    "TwilioAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
     "VonageSignatureSecretArn": {"InboundFunction"},
-    "PlivoAuthTokenSecretArn": {"InboundFunction"},
+    "PlivoAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
 }
 
 

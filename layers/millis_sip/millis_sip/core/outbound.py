@@ -568,6 +568,8 @@ class OutboundAnswers:
                 deadline,
             )
         bridged_at = now - timedelta(seconds=duration_seconds)
+        if record.answered_at is not None:  # never before the answer (a carrier's durations are whole seconds)
+            bridged_at = max(bridged_at, record.answered_at)
         bridged = replace(record, bridged_at=bridged_at)
         self._move(bridged, CallStatus.BRIDGED, (CallStatus.ANSWERED,), now, deadline)
         ended = replace(bridged, ended_at=now, duration_seconds=duration_seconds, reason="call_completed")
