@@ -98,3 +98,25 @@ def test_entry_modules_are_thin_composition_roots(path: Path) -> None:
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     assert all(any(ast.unparse(d).startswith("dataclass") for d in c.decorator_list) for c in classes)
     assert len(path.read_text().splitlines()) <= 150
+
+
+def test_the_call_control_clients_load_only_when_a_function_places_a_call() -> None:
+    """The carriers' REST clients (outbound calls) are imported inside the function that builds them, never at a
+    module's top: the phone functions' cold start does not pay for them."""
+    at_top = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
+        if "call_control" in path.parts:
+            continue
+        for node in ast.parse(path.read_text()).body:  # module level only
+            names = imports_of(node)
+            if any(name.startswith("millis_sip.adapters.call_control") for name in names):
+                at_top.append(path.name)
+    assert at_top == []
+
+
+def imports_of(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return set()
