@@ -723,7 +723,7 @@ SECRET_READERS = {
     "TwilioAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
     "VonageSignatureSecretArn": {"InboundFunction"},
-    "PlivoAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
+    "PlivoAuthTokenSecretArn": {"InboundFunction"},
 }
 
 

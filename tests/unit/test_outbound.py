@@ -95,7 +95,7 @@ class Rig:
             ttl_seconds=3600,
             keys=KEYS,
             carriers=("twilio", "vonage"),
-            unconfigured={"vonage": "VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY"},
+            unconfigured={"vonage": "Outbound calls through vonage need VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY."},
         )
 
     @property

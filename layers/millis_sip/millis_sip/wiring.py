@@ -166,26 +166,24 @@ def management_api(settings: Settings, *, millis_key: Callable[[], str] | None =
 
 # --- outbound calls ---------------------------------------------------------------------------------------
 
-# What each carrier needs before it can place calls; carriers whose call control is not built yet say so.
-_NOT_YET = "outbound calls through it are not available yet in this version (docs/outbound.md)"
-
 
 def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
-    missing = {
-        "twilio": "set TwilioAccountSid (TWILIO_ACCOUNT_SID) beside the Twilio auth token secret",
-        "plivo": "set PlivoAuthId (PLIVO_AUTH_ID) beside the Plivo auth token secret",
-        "signalwire": _NOT_YET,
-        "telnyx": _NOT_YET,
-        "vonage": _NOT_YET,
-        "chime": _NOT_YET,
-    }
+    """What each carrier without a call-control client is refused with: what to configure, or that its
+    outbound calls are not built yet."""
+    twilio = (
+        "Outbound calls through Twilio need the account: set TwilioAccountSid beside TwilioAuthTokenSecretArn "
+        "(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN locally)."
+    )
+    missing = {"twilio": twilio}
+    for carrier in ("plivo", "signalwire", "telnyx", "vonage", "chime"):
+        missing[carrier] = f"Outbound calls through {carrier} are not available yet (docs/outbound.md)."
     return missing
 
 
 def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
     """The carriers' call-control clients whose accounts are configured (and their secrets, for SnapStart).
     Imported here, on ApiFunction's first build only: the phone functions never load them."""
-    from millis_sip.adapters.call_control import http, plivo, twilio
+    from millis_sip.adapters.call_control import http, twilio
     from millis_sip.adapters.secrets import carrier_credential_source
 
     dialers: dict[str, Dialer] = {}
@@ -199,14 +197,6 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
             api, account_sid=outbound.twilio_account_sid, secret=twilio_token, base_url=outbound.twilio_api_url
         )
         secrets.append(twilio_token)
-    plivo_token = carrier_credential_source(outbound.plivo_auth_token_secret_arn, "PLIVO_AUTH_TOKEN", max_age)
-    if outbound.plivo_auth_id and plivo_token is not None:
-        client = client or http.new_client()
-        api = http.CarrierApi("plivo", client, describe=plivo.describe)
-        dialers["plivo"] = plivo.PlivoCalls(
-            api, auth_id=outbound.plivo_auth_id, secret=plivo_token, base_url=outbound.plivo_api_url
-        )
-        secrets.append(plivo_token)
     return dialers, secrets
 
 

@@ -156,8 +156,9 @@ class OutboundCalls:
         written). ``urls``: where the carrier comes back to. Every refusal comes before anything is sent
         anywhere."""
         started = self._clock.monotonic()
+        self._check(request)
         dialer = self._dialer(request.carrier)
-        route = self._check(request)
+        route = self._from_route(request)
         self._keys.ready()  # the tokens and counters need it: a failure to read it comes before any work
         now = self._clock.now()
         self._admit(request, route, now)
@@ -286,12 +287,10 @@ class OutboundCalls:
         if dialer is not None:
             return dialer
         if carrier in self._unconfigured:
-            raise CarrierNotConfigured(
-                f"Outbound calls through {carrier} need its call-control credentials: {self._unconfigured[carrier]}."
-            )
+            raise CarrierNotConfigured(self._unconfigured[carrier])
         raise CarrierNotConfigured(f"{carrier} cannot place calls; use one of {', '.join(self._carriers)}.")
 
-    def _check(self, request: OutboundRequest) -> NumberRoute:
+    def _check(self, request: OutboundRequest) -> None:
         if not self._policy.allowed_prefixes:
             raise OutboundDisabled(
                 "Outbound calls are off: allow destinations with the OutboundAllowedPrefixes parameter "
@@ -302,6 +301,8 @@ class OutboundCalls:
                 f"{request.to[:3]}... is not an allowed destination: calls may go only to numbers starting with "
                 f"{', '.join(self._policy.allowed_prefixes)} (OUTBOUND_ALLOWED_PREFIXES)."
             )
+
+    def _from_route(self, request: OutboundRequest) -> NumberRoute:
         route = self._numbers.get(request.from_)
         if route is None or request.carrier not in route.outbound_carriers:
             raise FromNotAllowed(

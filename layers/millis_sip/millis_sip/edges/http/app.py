@@ -74,6 +74,7 @@ _OUTBOUND_ERRORS = openapi.errors(
 )
 _CANCEL_ERRORS = openapi.errors(
     {
+        400: "Invalid call_id",
         404: "No such call",
         409: "Not an outbound call that is queued or ringing",
         502: "The carrier rejected the stack's credentials",
