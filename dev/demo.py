@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 
 import httpx
 
-from dev.carrier_api import TwilioStandIn
+from dev.carrier_api import PlivoStandIn, TwilioStandIn
 from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
@@ -228,6 +228,8 @@ def script(base_url: str, api_key: str, sim: MillisSimulator | None, steps: Step
 
 DEMO_PHONE = {**SIMULATOR_VOICE_CONNECTORS, "DEFAULT_AGENT_ID": "demo-phone-agent"}
 LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 31 + "1"  # the stand-in's account (no account behind it)
+LOCAL_PLIVO_AUTH_ID = "MALOCALDEMO000000001"  # the Plivo stand-in's Auth ID (no account behind it)
+OUTBOUND_CARRIERS = {"twilio": "Twilio", "plivo": "Plivo"}  # each places one call in the demo
 OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
 
@@ -499,41 +501,48 @@ def carriers_script(base_url: str, steps: Steps) -> None:
 
 
 def outbound_script(base_url: str, steps: Steps) -> None:
-    """One outbound call through Twilio's stand-in: the from number declared, the call placed, the person
+    """One outbound call through each carrier's stand-in: the from number declared, the call placed, the person
     answering, the agent talking, the record closed (docs/outbound.md)."""
     import time
 
     with httpx.Client(base_url=base_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=30) as http:
-        with steps.step(f"Declare {OUTBOUND_FROM} for outbound calls through Twilio (PUT /numbers/{{number}})") as step:
+        with steps.step(f"Declare {OUTBOUND_FROM} for outbound calls (PUT /numbers/{{number}})") as step:
             route = http.put(
-                f"/numbers/{OUTBOUND_FROM}", json={"agent_id": "reminder-agent", "outbound_carriers": ["twilio"]}
+                f"/numbers/{OUTBOUND_FROM}",
+                json={"agent_id": "reminder-agent", "outbound_carriers": list(OUTBOUND_CARRIERS)},
             )
             step.show(route)
             step.expect_status(route, 201)
-        call_id = ""
-        with steps.step("Place an outbound call (POST /calls/outbound) through Twilio") as step:
-            placed = http.post(
-                "/calls/outbound",
-                json={"to": "+14155550166", "from": OUTBOUND_FROM, "carrier": "twilio", "metadata": {"visit": "Tue"}},
-            )
-            step.show(placed)
-            if step.expect_status(placed, 202):
-                call_id = placed.json()["call_id"]
-        with steps.step(
-            "Twilio rings, the person answers, the agent talks, the record closes (GET /calls/{call_id})"
-        ) as step:
-            record: dict[str, Any] = {}
-            deadline = time.monotonic() + 10
-            while call_id and time.monotonic() < deadline:
-                record = http.get(f"/calls/{call_id}").json()
-                if record.get("status") == "ended":
-                    break
-                time.sleep(0.1)
-            print(json.dumps(record, indent=2))
-            step.expect(
-                record.get("status") == "ended" and bool(record.get("bridged_at")),
-                f"status {record.get('status')} (expected ended, after bridged)",
-            )
+        for carrier, title in OUTBOUND_CARRIERS.items():
+            call_id = ""
+            with steps.step(f"Place an outbound call (POST /calls/outbound) through {title}") as step:
+                placed = http.post(
+                    "/calls/outbound",
+                    json={
+                        "to": "+14155550166",
+                        "from": OUTBOUND_FROM,
+                        "carrier": carrier,
+                        "metadata": {"visit": "Tue"},
+                    },
+                )
+                step.show(placed)
+                if step.expect_status(placed, 202):
+                    call_id = placed.json()["call_id"]
+            with steps.step(
+                f"{title} rings, the person answers, the agent talks, the record closes (GET /calls/{{call_id}})"
+            ) as step:
+                record: dict[str, Any] = {}
+                deadline = time.monotonic() + 10
+                while call_id and time.monotonic() < deadline:
+                    record = http.get(f"/calls/{call_id}").json()
+                    if record.get("status") == "ended":
+                        break
+                    time.sleep(0.1)
+                print(json.dumps(record, indent=2))
+                step.expect(
+                    record.get("status") == "ended" and bool(record.get("bridged_at")),
+                    f"status {record.get('status')} (expected ended, after bridged)",
+                )
 
 
 class PortInUse(Exception):
@@ -593,14 +602,19 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(port) from None
             raise
-        # Outbound calls through a stand-in for Twilio's Calls resource (dev/carrier_api.py), to the US and Canada.
+        # Outbound calls through stand-ins for the carriers' call-control APIs (dev/carrier_api.py), to the US and
+        # Canada.
         twilio = stack.enter_context(TwilioStandIn(LOCAL_TWILIO_ACCOUNT, LOCAL_KEYS.twilio_auth_token).running())
+        plivo = stack.enter_context(PlivoStandIn(LOCAL_PLIVO_AUTH_ID, LOCAL_KEYS.plivo_auth_token).running())
         outbound = {
             "PUBLIC_BASE_URL": api.url,
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
             "TWILIO_ACCOUNT_SID": LOCAL_TWILIO_ACCOUNT,
             "TWILIO_AUTH_TOKEN": LOCAL_KEYS.twilio_auth_token,
             "TWILIO_API_URL": twilio.url,
+            "PLIVO_AUTH_ID": LOCAL_PLIVO_AUTH_ID,
+            "PLIVO_AUTH_TOKEN": LOCAL_KEYS.plivo_auth_token,
+            "PLIVO_API_URL": plivo.url,
         }
         os.environ.update(outbound)
         handler = functions["api"] = load_function("api_handler")
@@ -668,7 +682,7 @@ def main() -> int:
                 outbound_script(api.url, steps)
                 what += (
                     "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
-                    "; placed an outbound call through Twilio"
+                    f"; placed outbound calls through {' and '.join(OUTBOUND_CARRIERS.values())}"
                 )
             print(f"\n{steps.summary(what)}")
             if sim is None and not steps.ok:

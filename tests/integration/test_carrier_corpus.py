@@ -24,9 +24,11 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -34,9 +36,11 @@ import pytest
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore
-from millis_sip.core.calls import OPEN, CallerVerification, CallRecord, CallStatus
+from millis_sip.core.calls import OPEN, CallerVerification, CallRecord, CallStatus, Direction
 from millis_sip.core.clock import SystemClock
+from millis_sip.core.outbound import ANSWER_PURPOSE
 from millis_sip.core.ports import transaction_key
+from millis_sip.core.sip import parse_sip_uri
 from tests.support import twiml
 from tests.support.carrier_requests import CarrierRequests, inbound_server, pending_registration
 from tests.support.rig import STACK_KEYS, TABLE
@@ -305,6 +309,12 @@ REFUSED = [
     "twilio/voice-with-stir",
     "signalwire/gather-digits",
 ]
+# Requests about a call the stack placed (docs/outbound.md), sent to the carrier's outbound status URL for a
+# ringing outbound call: acknowledged, and the record's status afterwards.
+OUTBOUND_STATUS: dict[str, CallStatus] = {
+    # Asynchronous detection, which the stack does not ask for: read, and nothing moves (the hangup URL ends it).
+    "plivo/machine-detection": CallStatus.RINGING,
+}
 OTHERS = {
     "twilio/voice-with-stir": "an attested caller claims its registration",
     "vonage/input-speech": "speech at the PIN prompt: nothing keyed in, the call goes on",
@@ -314,10 +324,11 @@ OTHERS = {
 
 def test_every_file_of_the_corpus_has_its_expected_answer() -> None:
     files = {str(path.relative_to(CORPUS).with_suffix("")) for path in CORPUS.glob("*/*.json")}
-    answered = {*INBOUND, *ENDS, *FAILURES, *ACKNOWLEDGED, *DIGITS, *OTHERS}
+    answered = {*INBOUND, *ENDS, *FAILURES, *ACKNOWLEDGED, *DIGITS, *OUTBOUND_STATUS, *OTHERS}
     assert answered == files
     assert set(REFUSED) <= files
-    assert len(answered) == len(INBOUND) + len(ENDS) + len(FAILURES) + len(ACKNOWLEDGED) + len(DIGITS) + len(OTHERS)
+    kinds = (INBOUND, ENDS, FAILURES, ACKNOWLEDGED, DIGITS, OUTBOUND_STATUS, OTHERS)
+    assert len(answered) == sum(len(kind) for kind in kinds)
 
 
 @pytest.mark.parametrize("name", REFUSED)
@@ -436,3 +447,27 @@ def test_a_telnyx_instruction_fetch_by_get_has_no_route(corpus: Corpus) -> None:
     answer = corpus.send(load("telnyx/voice-inbound"))
     assert (answer.status_code, answer.json()) == (403, {"message": "Missing Authentication Token"})
     assert corpus.sim.registrations() == []
+
+
+@pytest.mark.parametrize("name", sorted(OUTBOUND_STATUS))
+def test_a_callback_about_an_outbound_call_is_read_as_documented(corpus: Corpus, name: str) -> None:
+    fixture = sendable(name)
+    now, call_id = SystemClock().now(), f"out-{uuid.uuid4().hex[:12]}"
+    record = CallRecord(
+        call_id,
+        parse_sip_uri(f"sip:call-{call_id}@sip-us-west.millis-simulator.test"),
+        "us-west",
+        CallStatus.RINGING,
+        now,
+        now + timedelta(hours=1),
+        direction=Direction.OUTBOUND,
+        carrier=fixture.carrier,
+        carrier_call_id=str(fixture.fields.get("RequestUUID") or fixture.call_id),
+    )
+    corpus.store.put_new(record)
+    corpus.registrations.append(record)
+    query = urlencode({"call": call_id, "token": STACK_KEYS.action_token(ANSWER_PURPOSE, fixture.carrier, call_id)})
+    answer = corpus.send(fixture, f"/carriers/{fixture.carrier}/outbound/status?{query}")
+    assert acknowledged(fixture.carrier, answer), answer.text
+    stored = corpus.store.get(call_id)
+    assert stored is not None and stored.status is OUTBOUND_STATUS[name]

@@ -1,6 +1,6 @@
 """Outbound calls end to end: POST /calls/outbound through the local API (both functions, DynamoDB Local, the Millis
-simulator), Twilio played by its local stand-in (dev/carrier_api.py: the REST request checked as Twilio checks
-it, then the status callbacks and the answer URL signed with Twilio's own RequestValidator); every move of the
+simulator), each carrier played by its local stand-in (dev/carrier_api.py: the REST request checked as the
+carrier checks it, then the callbacks and the answer URL signed with the carrier's own signer); every move of the
 record read back; the guards and the carrier's refusals."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.carrier_api import TwilioStandIn
+from dev.carrier_api import CallControlStandIn, PlivoStandIn, TwilioStandIn
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
 from tests.support.rig import TWILIO_AUTH_TOKEN
@@ -22,20 +22,24 @@ from tests.support.rig import TWILIO_AUTH_TOKEN
 pytestmark = pytest.mark.integration
 API_KEY = "outbound-key"
 ACCOUNT = "AC" + "5" * 32
+PLIVO_AUTH_ID = "MAZDQ1ZWYXNJAXNZTEST"
+PLIVO_AUTH_TOKEN = "integration-plivo-auth-token"
+CARRIERS = ("twilio", "plivo")
 
 
 class Outbound:
-    def __init__(self, server: LocalApi, twilio: TwilioStandIn, sim: MillisSimulator) -> None:
-        self.server, self.twilio, self.sim = server, twilio, sim
+    def __init__(self, server: LocalApi, carriers: dict[str, CallControlStandIn], sim: MillisSimulator) -> None:
+        self.server, self.carriers, self.sim = server, carriers, sim
+        self.twilio = carriers["twilio"]
         self.http = httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=30)
         self.from_ = "+1505555" + str(uuid.uuid4().int)[:4]
         route = self.http.put(
-            f"/numbers/{self.from_}", json={"agent_id": "sales-agent", "outbound_carriers": ["twilio"]}
+            f"/numbers/{self.from_}", json={"agent_id": "sales-agent", "outbound_carriers": list(CARRIERS)}
         )
         assert route.status_code in (200, 201), route.text
 
-    def place(self, to: str, **body: Any) -> httpx.Response:
-        return self.http.post("/calls/outbound", json={"to": to, "from": self.from_, "carrier": "twilio", **body})
+    def place(self, to: str, carrier: str = "twilio", **body: Any) -> httpx.Response:
+        return self.http.post("/calls/outbound", json={"to": to, "from": self.from_, "carrier": carrier, **body})
 
     def settled(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
         """The call's record once its status is one of ``statuses``."""
@@ -52,7 +56,8 @@ def outbound(
     make_api: Callable[..., ModuleType], make_inbound: Callable[..., ModuleType], sim: MillisSimulator
 ) -> Iterator[Outbound]:
     twilio = TwilioStandIn(ACCOUNT, TWILIO_AUTH_TOKEN)
-    with twilio.running():
+    plivo = PlivoStandIn(PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN)
+    with twilio.running(), plivo.running():
         functions: dict[str, ModuleType] = {}
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
@@ -67,11 +72,14 @@ def outbound(
             "TWILIO_ACCOUNT_SID": ACCOUNT,
             "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
             "TWILIO_API_URL": twilio.url,
+            "PLIVO_AUTH_ID": PLIVO_AUTH_ID,
+            "PLIVO_AUTH_TOKEN": PLIVO_AUTH_TOKEN,
+            "PLIVO_API_URL": plivo.url,
         }
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
         with server:
-            yield Outbound(server, twilio, sim)
+            yield Outbound(server, {"twilio": twilio, "plivo": plivo}, sim)
 
 
 def to(suffix: str = "") -> str:
@@ -79,50 +87,77 @@ def to(suffix: str = "") -> str:
     return number[: len(number) - len(suffix)] + suffix if suffix else number
 
 
-def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_duration(outbound: Outbound) -> None:
-    placed = outbound.place(to(), metadata={"order": "A-17"})
+# What each carrier was asked for machine detection (docs/outbound.md, "Machines").
+DETECTION: dict[str, tuple[str, dict[str, Any]]] = {
+    "twilio": ("MachineDetection", {"hangup": ["Enable"], "message": ["DetectMessageEnd"]}),
+    "plivo": ("machine_detection", {"hangup": "hangup", "message": "true"}),
+}
+MACHINE_WORD = {"twilio": "machine_start", "plivo": "machine"}
+
+
+@pytest.mark.parametrize("carrier", CARRIERS)
+def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_duration(
+    outbound: Outbound, carrier: str
+) -> None:
+    stand_in = outbound.carriers[carrier]
+    placed = outbound.place(to(), carrier, metadata={"order": "A-17"})
     assert placed.status_code == 202, placed.text
     call = placed.json()
-    assert (call["status"], call["direction"], call["carrier"]) == ("queued", "outbound", "twilio")
-    assert call["carrier_call_id"].startswith("CA") and call["from"] == outbound.from_
+    assert (call["status"], call["direction"], call["carrier"]) == ("queued", "outbound", carrier)
+    assert call["carrier_call_id"] in stand_in.calls and call["from"] == outbound.from_
     [registration] = outbound.sim.registrations()[-1:]
     assert registration.body["agent_id"] == "sales-agent"
     assert registration.body["metadata"]["order"] == "A-17"
     assert registration.body["metadata"]["direction"] == "outbound"
     record = outbound.settled(call["call_id"], "ended")
-    assert record["status"] == "ended", (record, outbound.twilio.answers)
-    assert record["duration_seconds"] == outbound.twilio.talk_seconds
+    assert record["status"] == "ended", (record, stand_in.answers)
+    # Twilio's dial action names the Millis leg's duration; Plivo's hangup URL the call's (answer to hang-up).
+    talked = {"twilio": stand_in.talk_seconds, "plivo": stand_in.talk_seconds + 1}[carrier]
+    assert record["duration_seconds"] == talked
     assert record["ringing_at"] and record["answered_at"] and record["bridged_at"]
-    played = outbound.twilio.calls[call["carrier_call_id"]]
-    assert f"dialed {call['sip_uri']}" in played.events  # Twilio was told to dial the registration's SIP URI
+    played = stand_in.calls[call["carrier_call_id"]]
+    assert f"dialed {call['sip_uri']}" in played.events  # the carrier was told to dial the registration's SIP URI
 
 
+@pytest.mark.parametrize("carrier", CARRIERS)
 @pytest.mark.parametrize(("suffix", "status"), [("0000", "no_answer"), ("1111", "busy")])
-def test_nobody_answering_or_a_busy_line_closes_the_record(outbound: Outbound, suffix: str, status: str) -> None:
-    call = outbound.place(to(suffix)).json()
+def test_nobody_answering_or_a_busy_line_closes_the_record(
+    outbound: Outbound, carrier: str, suffix: str, status: str
+) -> None:
+    call = outbound.place(to(suffix), carrier).json()
     record = outbound.settled(call["call_id"], status)
     assert record["status"] == status and record["ended_at"], record
 
 
-def test_a_machine_is_hung_up_on_when_asked_and_told_to_the_agent_otherwise(outbound: Outbound) -> None:
-    hang = outbound.place(to("2222"), machine_detection="hangup").json()
+@pytest.mark.parametrize("carrier", CARRIERS)
+def test_a_machine_is_hung_up_on_when_asked_and_told_to_the_agent_otherwise(outbound: Outbound, carrier: str) -> None:
+    stand_in, (field, asked), word = outbound.carriers[carrier], DETECTION[carrier], MACHINE_WORD[carrier]
+    hang = outbound.place(to("2222"), carrier, machine_detection="hangup").json()
     record = outbound.settled(hang["call_id"], "machine")
-    assert (record["status"], record["answered_by"]) == ("machine", "machine_start"), record
-    assert outbound.twilio.requests_of(hang["carrier_call_id"])["MachineDetection"] == ["Enable"]
-    message = outbound.place(to("2222"), machine_detection="message").json()
+    assert (record["status"], record["answered_by"]) == ("machine", word), (record, stand_in.answers)
+    assert stand_in.requests_of(hang["carrier_call_id"])[field] == asked["hangup"]
+    message = outbound.place(to("2222"), carrier, machine_detection="message").json()
     record = outbound.settled(message["call_id"], "ended")
-    assert (record["status"], record["answered_by"]) == ("ended", "machine_start"), record
-    assert outbound.twilio.requests_of(message["carrier_call_id"])["MachineDetection"] == ["DetectMessageEnd"]
+    assert (record["status"], record["answered_by"]) == ("ended", word), record
+    assert stand_in.requests_of(message["carrier_call_id"])[field] == asked["message"]
+    person = outbound.place(to(), carrier, machine_detection="hangup").json()
+    assert outbound.settled(person["call_id"], "ended")["answered_by"] == "human"
 
 
-def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outbound) -> None:
-    ringing = outbound.place(to("3333")).json()
+@pytest.mark.parametrize("carrier", CARRIERS)
+def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outbound, carrier: str) -> None:
+    ringing = outbound.place(to("3333"), carrier).json()
     outbound.settled(ringing["call_id"], "ringing")
     canceled = outbound.http.delete(f"/calls/{ringing['call_id']}")
     assert canceled.status_code == 200, canceled.text
     assert canceled.json()["status"] == "canceled"
     assert outbound.settled(ringing["call_id"], "canceled")["reason"] == "canceled_by_api"
-    done = outbound.place(to()).json()
+    played = outbound.carriers[carrier].calls[ringing["carrier_call_id"]]
+    deadline = time.monotonic() + 5
+    while "canceled" not in played.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "canceled" in played.events  # the carrier was told: it hung up the ringing call
+    done = outbound.place(to(), carrier).json()
     outbound.settled(done["call_id"], "ended")
     refused = outbound.http.delete(f"/calls/{done['call_id']}")
     assert (refused.status_code, refused.json()["error"]) == (409, "call_not_cancelable")
@@ -135,27 +170,32 @@ def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outb
         ({"to": "4155550123"}, 400, "invalid_request"),
         ({"from": "+15055559999"}, 403, "from_not_allowed"),
         ({"carrier": "vonage"}, 422, "carrier_not_configured"),
+        ({"carrier": "plivo", "from": "+15055559999"}, 403, "from_not_allowed"),
         ({"carrier": "sms"}, 400, "invalid_request"),
     ],
 )
 def test_refused_requests_send_nothing_anywhere(
     outbound: Outbound, body: dict[str, str], status: int, error: str
 ) -> None:
-    before = (len(outbound.sim.registrations()), len(outbound.twilio.requests))
+    before = (len(outbound.sim.registrations()), *(len(c.requests) for c in outbound.carriers.values()))
     answer = outbound.http.post(
         "/calls/outbound", json={"to": to(), "from": outbound.from_, "carrier": "twilio", **body}
     )
     assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
-    assert (len(outbound.sim.registrations()), len(outbound.twilio.requests)) == before
+    assert (len(outbound.sim.registrations()), *(len(c.requests) for c in outbound.carriers.values())) == before
 
 
-def test_twilio_refusing_the_credentials_is_a_502_and_the_record_is_closed(
-    outbound: Outbound,
+@pytest.mark.parametrize(("carrier", "code"), [("twilio", "20003"), ("plivo", None)])
+def test_a_carrier_refusing_the_credentials_is_a_502_and_the_record_is_closed(
+    outbound: Outbound, carrier: str, code: str | None
 ) -> None:
-    outbound.twilio.auth_token = "not-the-token"
-    answer = outbound.place(to())
+    stand_in = outbound.carriers[carrier]
+    stand_in.auth_token = "not-the-token"  # type: ignore[attr-defined]
+    answer = outbound.place(to(), carrier)
     assert (answer.status_code, answer.json()["error"]) == (502, "carrier_credentials_rejected"), answer.text
-    assert answer.json()["details"] == [{"carrier_status": 401, "carrier_code": "20003"}]
+    assert answer.json()["details"] == [{"carrier_status": 401, "carrier_code": code}]
+    registered = outbound.sim.issued[-1][0]
+    assert outbound.settled(registered, "failed")["reason"] == "carrier_credentials_rejected"
 
 
 def test_the_answer_url_refuses_a_call_it_was_not_given_for(outbound: Outbound) -> None:

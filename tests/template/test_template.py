@@ -146,6 +146,8 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/plivo/status"),
     ("POST", "/carriers/twilio/outbound"),  # outbound calls: the answer URL Twilio is given
     ("POST", "/carriers/twilio/outbound/status"),
+    ("POST", "/carriers/plivo/outbound"),
+    ("POST", "/carriers/plivo/outbound/status"),
 }
 
 
@@ -723,7 +725,7 @@ SECRET_READERS = {
     "TwilioAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
     "VonageSignatureSecretArn": {"InboundFunction"},
-    "PlivoAuthTokenSecretArn": {"InboundFunction"},
+    "PlivoAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
 }
 
 

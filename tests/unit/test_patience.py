@@ -33,6 +33,8 @@ ROUTES = [
     ("POST", vonage.EVENT_PATH, "vonage"),
     ("POST", plivo.ANSWER_PATH, "plivo"),
     ("POST", plivo.STATUS_PATH, "plivo"),
+    ("POST", plivo.OUTBOUND_ANSWER_PATH, "plivo"),
+    ("POST", plivo.OUTBOUND_STATUS_PATH, "plivo"),
     ("GET", ROUTE_PATH, "sip"),
 ]
 

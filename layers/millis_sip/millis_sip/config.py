@@ -209,6 +209,9 @@ class OutboundSettings:
     twilio_account_sid: str | None
     twilio_api_url: str
     twilio_auth_token_secret_arn: str | None
+    plivo_auth_id: str | None
+    plivo_api_url: str
+    plivo_auth_token_secret_arn: str | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OutboundSettings:
@@ -240,4 +243,7 @@ class OutboundSettings:
             twilio_account_sid=read.optional("TWILIO_ACCOUNT_SID"),
             twilio_api_url=url("TWILIO_API_URL", "https://api.twilio.com/2010-04-01"),
             twilio_auth_token_secret_arn=read.optional("TWILIO_AUTH_TOKEN_SECRET_ARN"),
+            plivo_auth_id=read.optional("PLIVO_AUTH_ID"),
+            plivo_api_url=url("PLIVO_API_URL", "https://api.plivo.com/v1/Account"),
+            plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),
         )

@@ -78,6 +78,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("OUTBOUND_MAX_RINGING", API, "outbound calls placed and not answered yet, at once (0: no cap)"),
     Variable("TWILIO_ACCOUNT_SID", API, "the Twilio account that places outbound calls (with its auth token)"),
     Variable("TWILIO_API_URL", API, "Twilio's REST API (a local stand-in in tests and the demo)"),
+    Variable("PLIVO_AUTH_ID", API, "the Plivo account that places outbound calls (with its auth token)"),
+    Variable("PLIVO_API_URL", API, "Plivo's REST API (a local stand-in in tests and the demo)"),
     Variable("INBOUND_ANSWER_SECONDS", INBOUND, "the carriers' and SIP servers' answer time at most (1-13)"),
     Variable("PUBLIC_BASE_URL", CARRIER_APIS, "the URL carriers call this API at (empty: rebuilt from each request)"),
     Variable("TWILIO_AUTH_TOKEN_SECRET_ARN", CARRIER_APIS, "the secret with Twilio's auth token"),
@@ -87,8 +89,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VONAGE_SIGNATURE_SECRET_ARN", INBOUND, "the secret with Vonage's signature secret"),
     Variable("VONAGE_SIGNATURE_SECRET", INBOUND, "Vonage's signature secret, locally", secret=True),
     Variable("VONAGE_APPLICATION_ID", INBOUND, "the Vonage application whose webhooks are answered"),
-    Variable("PLIVO_AUTH_TOKEN_SECRET_ARN", INBOUND, "the secret with Plivo's auth token"),
-    Variable("PLIVO_AUTH_TOKEN", INBOUND, "Plivo's auth token, locally", secret=True),
+    Variable("PLIVO_AUTH_TOKEN_SECRET_ARN", CARRIER_APIS, "the secret with Plivo's auth token"),
+    Variable("PLIVO_AUTH_TOKEN", CARRIER_APIS, "Plivo's auth token, locally", secret=True),
 )
 KNOWN = frozenset(v.name for v in VARIABLES)
 

@@ -174,8 +174,12 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
         "Outbound calls through Twilio need the account: set TwilioAccountSid beside TwilioAuthTokenSecretArn "
         "(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN locally)."
     )
-    missing = {"twilio": twilio}
-    for carrier in ("plivo", "signalwire", "telnyx", "vonage", "chime"):
+    plivo = (
+        "Outbound calls through Plivo need the account: set PlivoAuthId beside PlivoAuthTokenSecretArn "
+        "(PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN locally)."
+    )
+    missing = {"twilio": twilio, "plivo": plivo}
+    for carrier in ("signalwire", "telnyx", "vonage", "chime"):
         missing[carrier] = f"Outbound calls through {carrier} are not available yet (docs/outbound.md)."
     return missing
 
@@ -183,7 +187,7 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
 def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
     """The carriers' call-control clients whose accounts are configured (and their secrets, for SnapStart).
     Imported here, on ApiFunction's first build only: the phone functions never load them."""
-    from millis_sip.adapters.call_control import http, twilio
+    from millis_sip.adapters.call_control import http, plivo, twilio
     from millis_sip.adapters.secrets import carrier_credential_source
 
     dialers: dict[str, Dialer] = {}
@@ -197,6 +201,14 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
             api, account_sid=outbound.twilio_account_sid, secret=twilio_token, base_url=outbound.twilio_api_url
         )
         secrets.append(twilio_token)
+    plivo_token = carrier_credential_source(outbound.plivo_auth_token_secret_arn, "PLIVO_AUTH_TOKEN", max_age)
+    if outbound.plivo_auth_id and plivo_token is not None:
+        client = client or http.new_client()
+        api = http.CarrierApi("plivo", client, describe=plivo.describe)
+        dialers["plivo"] = plivo.PlivoCalls(
+            api, auth_id=outbound.plivo_auth_id, secret=plivo_token, base_url=outbound.plivo_api_url
+        )
+        secrets.append(plivo_token)
     return dialers, secrets
 
 

@@ -554,11 +554,12 @@ class OutboundAnswers:
         return moved
 
     def dialed(
-        self, record: CallRecord, *, connected: bool, duration_seconds: int, status: str, deadline: float
+        self, record: CallRecord, *, connected: bool, duration_seconds: int | None, status: str, deadline: float
     ) -> bool:
         """How the leg to Millis went (the answer's dial reports it when it ends): connected for
         ``duration_seconds``, the call was bridged and is now over; else it failed (the person hears the failure
-        message). True when it moved the call."""
+        message). A carrier whose dial report names no duration (None) closes the call with its final status
+        callback: the call is only marked bridged here. True when it moved the call."""
         now = self.clock.now()
         if not connected:
             return self._move(
@@ -568,6 +569,9 @@ class OutboundAnswers:
                 now,
                 deadline,
             )
+        if duration_seconds is None:
+            bridged = replace(record, bridged_at=record.answered_at or now)
+            return self._move(bridged, CallStatus.BRIDGED, (CallStatus.ANSWERED,), now, deadline)
         bridged_at = now - timedelta(seconds=duration_seconds)
         if record.answered_at is not None:  # never before the answer (a carrier's durations are whole seconds)
             bridged_at = max(bridged_at, record.answered_at)

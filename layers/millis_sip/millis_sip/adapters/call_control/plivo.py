@@ -13,8 +13,10 @@ from millis_sip.core.errors import CarrierError, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall, Placed
 
 PLIVO_API = "https://api.plivo.com/v1/Account"
-# machine_detection -> Plivo's: "hangup" ends the call when a machine answers; "true" reports it (the answer
-# URL's request then carries Machine=true) and the call goes on, so the agent can leave a message.
+# machine_detection -> Plivo's: "hangup" ends the call when a machine answers (the hangup URL's request carries
+# Machine=true); "true" reports it in the answer URL's request (Machine=true) and the call goes on, so the agent
+# can leave a message. No machine_detection_url: Plivo's detection then runs before the answer URL is requested,
+# as Twilio's MachineDetection does, so the answer already says who picked up.
 MACHINE_DETECTION = {"hangup": "hangup", "message": "true"}
 
 
@@ -56,8 +58,6 @@ class PlivoCalls:
         }
         if call.machine_detection in MACHINE_DETECTION:
             body["machine_detection"] = MACHINE_DETECTION[call.machine_detection]
-            body["machine_detection_url"] = call.status_url
-            body["machine_detection_method"] = "POST"
         answer = self._api.send("POST", f"{self._account}/Call/", budget=budget, auth=self._auth, json_body=body)
         request_uuid = text_of(answer, "request_uuid")
         if request_uuid is None:

@@ -42,8 +42,9 @@ class OutboundDialect(Protocol):
         """A status callback: what it says, and the call's duration in seconds."""
         ...
 
-    def dial_result(self, fields: Fields) -> tuple[bool, int, str]:
-        """The dial's action: connected to Millis or not, for how long, the carrier's word."""
+    def dial_result(self, fields: Fields) -> tuple[bool, int | None, str]:
+        """The dial's action: connected to Millis or not, for how long (None: the carrier does not say there,
+        its final status callback does), the carrier's word."""
         ...
 
     def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response: ...

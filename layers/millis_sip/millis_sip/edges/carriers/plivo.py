@@ -27,10 +27,11 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
 from millis_sip.apigw import Request, reply
+from millis_sip.core.outbound import OutboundStatus
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
 from millis_sip.edges.carriers import InvalidSignature
-from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form
+from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form, one_of
 from millis_sip.edges.carriers.flow import (
     DialOutcome,
     DialReport,
@@ -170,13 +171,7 @@ class PlivoXmlAnswers:
 
     def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, query: str) -> Response:
         action = self._status_url + (f"?{query}" if query else "")
-        attributes = {"action": action, "method": "POST", "redirect": "true"}
-        if call.caller is not None:
-            attributes["callerId"] = call.caller  # the caller's number (E.164) reaches Millis as From
-        dial = ET.Element("Dial", attributes)
-        user = ET.SubElement(dial, "User", {"sipHeaders": sip_headers_attribute(headers)})
-        user.text = str(routed.placement)
-        return _document(dial)
+        return dial_user(routed.placement, headers, action, caller=call.caller)
 
     def ask_pin(self, challenge: Challenge, call: InboundCall, declined: str | None) -> Response:
         prompt = self._messages.pin_prompt
@@ -261,6 +256,17 @@ class PlivoVoice(CarrierWebhooks):
         )
 
 
+def dial_user(uri: SipUri, headers: Mapping[str, str], action: str, *, caller: str | None = None) -> Response:
+    """``<Dial>`` to the Millis SIP URI as a ``<User>``, its end reported to ``action``."""
+    attributes = {"action": action, "method": "POST", "redirect": "true"}
+    if caller is not None:
+        attributes["callerId"] = caller  # the caller's number (E.164) reaches Millis as From
+    dial = ET.Element("Dial", attributes)
+    user = ET.SubElement(dial, "User", {"sipHeaders": sip_headers_attribute(headers)})
+    user.text = str(uri)
+    return _document(dial)
+
+
 def _inbound(fields: Fields) -> InboundCall:
     """The call: its CallUUID a UUID, its numbers as Plivo writes them (``14155550100``, no ``+``) in E.164."""
     return InboundCall(
@@ -281,6 +287,72 @@ def _document(*elements: ET.Element) -> Response:
     return reply(200, body, content_type="text/xml; charset=utf-8")
 
 
+# --- outbound calls (docs/outbound.md): Plivo requests the Call API's answer_url when the person answers -------
+
+OUTBOUND_ANSWER_PATH = "/carriers/plivo/outbound"
+OUTBOUND_STATUS_PATH = "/carriers/plivo/outbound/status"
+# The Call API's request_uuid, which every callback of the call carries as RequestUUID (and which cancels it).
+REQUEST_UUID = form(UUID, "Plivo's RequestUUID is a UUID")
+# CallStatus, as plivo.com/docs/voice/xml/request lists it: ringing (ring_url), in-progress (answer_url),
+# completed, and for outbound calls busy, failed, timeout, no-answer (hangup_url).
+_CALL_STATUSES = {
+    "ringing": OutboundStatus.RINGING,
+    "in-progress": OutboundStatus.OTHER,
+    "completed": OutboundStatus.COMPLETED,
+    "busy": OutboundStatus.BUSY,
+    "failed": OutboundStatus.FAILED,
+    "timeout": OutboundStatus.NO_ANSWER,
+    "no-answer": OutboundStatus.NO_ANSWER,
+}
+# HangupCauseCode 1000, "Canceled: the call was canceled using the Hangup Call API before it was answered"
+# (plivo.com/docs/voice/troubleshooting/hangup-causes).
+CANCELED_CODE = "1000"
+CAUSE_CODE = form(r"[0-9]{1,5}", "Plivo's hangup cause code: ASCII digits")
+# Machine: "true" when Plivo's machine detection heard a machine (plivo.com/docs/voice/api/call/make-a-call,
+# machine_detection; .../asynchronous-machine-detection: "Set to true if a machine is detected").
+MACHINE = one_of("true", "false")
+
+
+class PlivoOutbound:
+    """Plivo's outbound requests (the Call API's answer_url, ring_url and hangup_url) and Plivo XML answers."""
+
+    answer_path = OUTBOUND_ANSWER_PATH
+    status_path = OUTBOUND_STATUS_PATH
+
+    def __init__(self, messages: Messages) -> None:
+        self._messages = messages
+
+    def carrier_call_id(self, fields: Fields) -> str | None:
+        return fields.read("RequestUUID", REQUEST_UUID)
+
+    def answered_by(self, fields: Fields) -> str | None:
+        machine = fields.read("Machine", MACHINE)
+        return None if machine is None else ("machine" if machine == "true" else "human")
+
+    def status(self, fields: Fields) -> tuple[OutboundStatus, int]:
+        status = fields.meaning("CallStatus", _CALL_STATUSES) or OutboundStatus.OTHER
+        duration = whole(fields.read("Duration", SECONDS))
+        if self.answered_by(fields) == "machine" and status is not OutboundStatus.OTHER:
+            return OutboundStatus.MACHINE, duration  # machine_detection=hangup: Plivo hung up on the machine
+        if status is not OutboundStatus.RINGING and fields.read("HangupCauseCode", CAUSE_CODE) == CANCELED_CODE:
+            return OutboundStatus.CANCELED, duration
+        return status, duration
+
+    def dial_result(self, fields: Fields) -> tuple[bool, int | None, str]:
+        """Plivo's Dial action names no duration (plivo.com/docs/voice/xml/dial, "Parameters sent to action
+        URL"): the hangup URL's ``Duration`` closes the call."""
+        status = fields.read("DialStatus", one_of(*_DIAL_OUTCOMES)) or ""
+        leg = fields.read("DialBLegDuration", SECONDS) or fields.read("DialBLegBillDuration", SECONDS)
+        return status == "completed", (int(leg) if leg else None), status
+
+    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response:
+        return dial_user(uri, headers, action_url)
+
+    def hang_up(self, *, speak: bool) -> Response:
+        answers = PlivoXmlAnswers(self._messages, answer_url="", status_url="")
+        return answers.farewell() if speak else answers.hang_up()
+
+
 PLIVO = Carrier(
     name=CARRIER,
     title="Plivo",
@@ -289,4 +361,5 @@ PLIVO = Carrier(
     credential_setting="plivo_auth_token_secret_arn",
     patience=CARRIER,
     webhooks=lambda flow, credential, settings, clock: PlivoVoice(flow, credential, settings.messages),
+    outbound=lambda settings: PlivoOutbound(settings.messages),
 )

@@ -1,0 +1,85 @@
+"""Each carrier's outbound requests read as the carrier documents them (docs/outbound.md): what a status callback
+says, who answered, how the dial to Millis ended. The fields are the carriers' documented names and words."""
+
+from __future__ import annotations
+
+import pytest
+
+from millis_sip.core.outbound import OutboundStatus
+from millis_sip.edges.carriers.fields import Fields, Malformed
+from millis_sip.edges.carriers.plivo import PlivoOutbound
+from millis_sip.edges.carriers.twilio import TwilioOutbound
+from millis_sip.messages import Messages
+
+REQUEST = "9834029e-58b6-11e1-b8b7-a5bd0e4e126f"  # plivo.com/docs/voice/api/call/make-a-call's request_uuid
+PLIVO = PlivoOutbound(Messages.from_env({}))
+TWILIO = TwilioOutbound(Messages.from_env({}))
+
+
+def plivo(**fields: str) -> Fields:
+    return Fields({"RequestUUID": REQUEST, "Direction": "outbound", **fields}.items())
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "duration"),
+    [
+        ({"CallStatus": "ringing"}, OutboundStatus.RINGING, 0),
+        ({"CallStatus": "in-progress"}, OutboundStatus.OTHER, 0),
+        ({"CallStatus": "completed", "Duration": "60", "HangupCauseCode": "4000"}, OutboundStatus.COMPLETED, 60),
+        ({"CallStatus": "busy", "HangupCauseCode": "3000"}, OutboundStatus.BUSY, 0),
+        ({"CallStatus": "no-answer"}, OutboundStatus.NO_ANSWER, 0),
+        ({"CallStatus": "timeout"}, OutboundStatus.NO_ANSWER, 0),
+        ({"CallStatus": "failed"}, OutboundStatus.FAILED, 0),
+        # 1000 Canceled: "canceled using the Hangup Call API before it was answered" (hangup-causes page)
+        ({"CallStatus": "completed", "HangupCauseCode": "1000"}, OutboundStatus.CANCELED, 0),
+        # machine_detection=hangup: Plivo hangs up on the machine and says so at the hangup URL
+        ({"CallStatus": "completed", "Machine": "true", "Duration": "3"}, OutboundStatus.MACHINE, 3),
+        # asynchronous detection (not asked for by the stack): read, nothing to record
+        ({"CallStatus": "in-progress", "Machine": "true", "Event": "MachineDetection"}, OutboundStatus.OTHER, 0),
+    ],
+)
+def test_plivo_status_callbacks(fields: dict[str, str], status: OutboundStatus, duration: int) -> None:
+    assert PLIVO.status(plivo(**fields)) == (status, duration)
+    assert PLIVO.carrier_call_id(plivo(**fields)) == REQUEST
+
+
+def test_plivo_says_who_answered_only_when_detection_ran() -> None:
+    assert PLIVO.answered_by(plivo(CallStatus="in-progress")) is None
+    assert PLIVO.answered_by(plivo(Machine="true")) == "machine"
+    assert PLIVO.answered_by(plivo(Machine="false")) == "human"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"CallStatus": "answered"},  # not a Plivo word
+        {"CallStatus": "ringing", "Machine": "yes"},
+        {"CallStatus": "completed", "HangupCauseCode": "4000CallStatusbusy"},
+        {"CallStatus": "completed", "RequestUUID": "not-a-uuid"},
+    ],
+)
+def test_plivo_fields_outside_their_documented_form_are_refused(fields: dict[str, str]) -> None:
+    read = plivo(**fields)
+
+    def both() -> None:
+        PLIVO.status(read)
+        PLIVO.carrier_call_id(read)
+
+    with pytest.raises(Malformed):
+        both()
+
+
+def test_plivo_dial_action_names_no_duration_so_the_hangup_url_closes_the_call() -> None:
+    done = plivo(DialStatus="completed", DialRingStatus="true", DialHangupCause="NORMAL_CLEARING")
+    assert PLIVO.dial_result(done) == (True, None, "completed")
+    assert PLIVO.dial_result(plivo(DialStatus="no-answer")) == (False, None, "no-answer")
+
+
+def test_twilio_status_and_dial_results() -> None:
+    sid = "CA" + "a" * 32
+    completed = Fields({"CallSid": sid, "CallStatus": "completed", "CallDuration": "42"}.items())
+    assert TWILIO.status(completed) == (OutboundStatus.COMPLETED, 42)
+    assert TWILIO.carrier_call_id(completed) == sid
+    dialed = Fields({"DialCallStatus": "completed", "DialCallDuration": "40"}.items())
+    assert TWILIO.dial_result(dialed) == (True, 40, "completed")
+    assert TWILIO.answered_by(Fields({"AnsweredBy": "machine_end_beep"}.items())) == "machine_end_beep"
