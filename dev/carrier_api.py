@@ -7,6 +7,7 @@ final callback. No SIP is sent: the leg to Millis is reported as the carrier wou
 
     TwilioStandIn   Twilio's Calls resource (form fields of twilio-oai's CreateCallRequest, X-Twilio-Signature)
     PlivoStandIn    Plivo's Call API (JSON, answer_url / ring_url / hangup_url, X-Plivo-Signature-V3)
+    TelnyxStandIn   Telnyx's TeXML Calls API (JSON, Bearer; Url and StatusCallback signed with Ed25519)
 
 What the person does depends on the number called (its last four digits):
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -29,12 +31,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 from xml.etree import ElementTree
 
 import httpx
+from nacl.signing import SigningKey
 
-from dev.carrier_signing import plivo_headers, twilio_signature
+from dev.carrier_signing import plivo_headers, telnyx_headers, twilio_signature
 
 
 @dataclass
@@ -401,3 +404,110 @@ class PlivoStandIn(CallControlStandIn):
         if how == "machine":
             params["Machine"] = "true"
         self._post(call.field("hangup_url"), params)
+
+
+class TelnyxStandIn(CallControlStandIn):
+    """Telnyx's TeXML Calls API (developers.telnyx.com/api-reference/texml-rest-commands): ``Authorization:
+    Bearer`` with an API key, a JSON body; 200 with ``{"from", "to", "status": "queued"}`` (no call id: the
+    CallSid comes with the first status callback); a call ended by ``POST .../Calls/{CallSid}`` with
+    ``Status=completed``. The callbacks are form posts signed as Telnyx signs them (Ed25519 over
+    ``timestamp|body``): ``initiated`` and ``ringing`` to StatusCallback, the Url when the person answers, and,
+    with machine detection, the result as ``AnsweredBy`` with an ``in-progress`` status callback whose answer the
+    call goes on with (docs/voice/programmable-voice/texml-answering-machine: "the TeXML instructions are not
+    executed until the results of AMD process are provided in the status callback"); the <Dial>'s action
+    (``DialCallStatus``, ``DialCallDuration``), then ``completed`` with ``CallDuration``."""
+
+    def __init__(self, account_sid: str, api_key: str, signing_key: SigningKey, **play: Any) -> None:
+        super().__init__(**play)
+        self.account_sid = account_sid
+        self.api_key = api_key
+        self.signing_key = signing_key
+        self.connection_id = "1568109700606592442"
+
+    @property
+    def url(self) -> str:
+        """The base URL, as TELNYX_API_URL takes it (Telnyx's is https://api.telnyx.com/v2)."""
+        return f"{self.origin}/v2"
+
+    def handle(
+        self, method: str, path: str, authorization: str, fields: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        if authorization != f"Bearer {self.api_key}":
+            return 401, {"errors": [{"code": "10009", "title": "Authentication failed", "detail": "Bad API key"}]}
+        calls = f"/v2/texml/Accounts/{self.account_sid}/Calls"
+        if method == "POST" and path == calls:
+            missing = [name for name in ("ApplicationSid", "To", "From") if not fields.get(name)]
+            if missing:
+                return 422, {"errors": [{"code": "10015", "title": "Bad Request", "detail": f"{missing[0]} missing"}]}
+            sid = "v3:" + secrets.token_urlsafe(40)
+            self._start(PlacedCall(sid, fields))
+            return 200, {"from": fields["From"], "to": fields["To"], "status": "queued"}
+        if method == "POST" and path.startswith(f"{calls}/"):
+            found = self.calls.get(path.removeprefix(f"{calls}/"))
+            if found is None:
+                return 404, {"errors": [{"code": "10005", "title": "Resource not found", "detail": "no call"}]}
+            if fields.get("Status") == "completed":
+                found.canceled.set()
+            return 200, {"call_sid": found.sid, "status": "completed"}
+        return 404, {"errors": [{"code": "10005", "title": "Resource not found", "detail": path}]}
+
+    def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
+        body = urlencode(params).encode()
+        headers = {"content-type": "application/x-www-form-urlencoded", **telnyx_headers(body, self.signing_key)}
+        answer = httpx.post(url, content=body, headers=headers, timeout=15)
+        self.answers.append((url, answer.status_code, answer.text[:300]))
+        return answer
+
+    def _base(self, call: PlacedCall, status: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.account_sid,
+            "CallSid": call.sid,
+            "CallSidLegacy": call.sid,
+            "ConnectionId": self.connection_id,
+            "From": call.field("From"),
+            "To": call.field("To"),
+            "CallStatus": status,
+            "ApiVersion": "2010-04-01",
+        }
+
+    def _status(self, call: PlacedCall, status: str, **extra: str) -> httpx.Response:
+        call.events.append(status)
+        return self._post(call.field("StatusCallback"), {**self._base(call, status), **extra})
+
+    def _ringing(self, call: PlacedCall) -> None:
+        self._status(call, "initiated", CallbackSource="call-progress-events")
+        self._status(call, "ringing", CallbackSource="call-progress-events")
+
+    def _answered(self, call: PlacedCall, *, machine: bool) -> str | None:
+        answer = self._post(call.field("Url"), self._base(call, "in-progress")).text
+        if call.field("MachineDetection"):
+            verdict = self._status(call, "in-progress", AnsweredBy="machine" if machine else "human").text
+            if verdict.strip():
+                answer = verdict  # the status callback's answer is what the call goes on with
+        if "<Hangup" in answer and "<Dial" not in answer:
+            call.events.append("hung up by the answer")
+            self._ended(call, "completed", 2)
+            return None
+        return answer
+
+    def _dial_target(self, answer: str) -> tuple[str, str] | None:
+        dial = ElementTree.fromstring(answer).find("Dial")  # noqa: S314 - the local stack's own answer
+        sip = None if dial is None else dial.find("Sip")
+        if dial is None or sip is None:
+            return None
+        return sip.text or "", dial.attrib["action"]
+
+    def _dial_ended(self, call: PlacedCall, action: str) -> None:
+        self._post(
+            action,
+            {
+                **self._base(call, "in-progress"),
+                "DialCallStatus": "completed",
+                "DialCallDuration": str(self.talk_seconds),
+                "DialCallSid": "v3:" + secrets.token_urlsafe(40),
+            },
+        )
+
+    def _ended(self, call: PlacedCall, how: str, duration: int = 0) -> None:
+        extra = {"CallDuration": str(duration)} if how == "completed" else {}
+        self._status(call, how, CallbackSource="call-progress-events", **extra)

@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 
 import httpx
 
-from dev.carrier_api import PlivoStandIn, TwilioStandIn
+from dev.carrier_api import PlivoStandIn, TelnyxStandIn, TwilioStandIn
 from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
@@ -229,7 +229,9 @@ def script(base_url: str, api_key: str, sim: MillisSimulator | None, steps: Step
 DEMO_PHONE = {**SIMULATOR_VOICE_CONNECTORS, "DEFAULT_AGENT_ID": "demo-phone-agent"}
 LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 31 + "1"  # the stand-in's account (no account behind it)
 LOCAL_PLIVO_AUTH_ID = "MALOCALDEMO000000001"  # the Plivo stand-in's Auth ID (no account behind it)
-OUTBOUND_CARRIERS = {"twilio": "Twilio", "plivo": "Plivo"}  # each places one call in the demo
+LOCAL_TELNYX_ACCOUNT = "5ca1ab1e-0000-4000-8000-00000000beef"  # the Telnyx stand-in's account (none behind it)
+LOCAL_TELNYX_API_KEY = "KEY-local-telnyx-api-key"
+OUTBOUND_CARRIERS = {"twilio": "Twilio", "telnyx": "Telnyx", "plivo": "Plivo"}  # each places one call in the demo
 OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
 
@@ -606,6 +608,9 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
         # Canada.
         twilio = stack.enter_context(TwilioStandIn(LOCAL_TWILIO_ACCOUNT, LOCAL_KEYS.twilio_auth_token).running())
         plivo = stack.enter_context(PlivoStandIn(LOCAL_PLIVO_AUTH_ID, LOCAL_KEYS.plivo_auth_token).running())
+        telnyx = stack.enter_context(
+            TelnyxStandIn(LOCAL_TELNYX_ACCOUNT, LOCAL_TELNYX_API_KEY, LOCAL_KEYS.telnyx_key).running()
+        )
         outbound = {
             "PUBLIC_BASE_URL": api.url,
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
@@ -615,6 +620,10 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "PLIVO_AUTH_ID": LOCAL_PLIVO_AUTH_ID,
             "PLIVO_AUTH_TOKEN": LOCAL_KEYS.plivo_auth_token,
             "PLIVO_API_URL": plivo.url,
+            "TELNYX_ACCOUNT_SID": LOCAL_TELNYX_ACCOUNT,
+            "TELNYX_APPLICATION_ID": "1293384261075731499",
+            "TELNYX_API_KEY": LOCAL_TELNYX_API_KEY,
+            "TELNYX_API_URL": telnyx.url,
         }
         os.environ.update(outbound)
         handler = functions["api"] = load_function("api_handler")
@@ -682,7 +691,7 @@ def main() -> int:
                 outbound_script(api.url, steps)
                 what += (
                     "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
-                    f"; placed outbound calls through {' and '.join(OUTBOUND_CARRIERS.values())}"
+                    f"; placed outbound calls through {', '.join(OUTBOUND_CARRIERS.values())}"
                 )
             print(f"\n{steps.summary(what)}")
             if sim is None and not steps.ok:

@@ -146,6 +146,8 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/plivo/status"),
     ("POST", "/carriers/twilio/outbound"),  # outbound calls: the answer URL Twilio is given
     ("POST", "/carriers/twilio/outbound/status"),
+    ("POST", "/carriers/telnyx/outbound"),
+    ("POST", "/carriers/telnyx/outbound/status"),
     ("POST", "/carriers/plivo/outbound"),
     ("POST", "/carriers/plivo/outbound/status"),
 }
@@ -724,6 +726,7 @@ SECRET_READERS = {
     # ApiFunction places outbound calls with the same account credentials (docs/outbound.md).
     "TwilioAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
+    "TelnyxApiKeySecretArn": {"ApiFunction"},  # outbound calls only
     "VonageSignatureSecretArn": {"InboundFunction"},
     "PlivoAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
 }

@@ -28,6 +28,8 @@ ROUTES = [
     ("POST", twilio.OUTBOUND_STATUS_PATH, "twilio"),
     ("POST", telnyx.VOICE_PATH, "telnyx"),
     ("POST", telnyx.STATUS_PATH, "telnyx"),
+    ("POST", telnyx.OUTBOUND_ANSWER_PATH, "telnyx"),
+    ("POST", telnyx.OUTBOUND_STATUS_PATH, "telnyx"),
     ("GET", vonage.ANSWER_PATH, "vonage"),
     ("POST", vonage.ANSWER_PATH, "vonage"),
     ("POST", vonage.EVENT_PATH, "vonage"),

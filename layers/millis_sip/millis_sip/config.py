@@ -209,6 +209,10 @@ class OutboundSettings:
     twilio_account_sid: str | None
     twilio_api_url: str
     twilio_auth_token_secret_arn: str | None
+    telnyx_account_sid: str | None
+    telnyx_application_id: str | None
+    telnyx_api_key_secret_arn: str | None
+    telnyx_api_url: str
     plivo_auth_id: str | None
     plivo_api_url: str
     plivo_auth_token_secret_arn: str | None
@@ -243,6 +247,10 @@ class OutboundSettings:
             twilio_account_sid=read.optional("TWILIO_ACCOUNT_SID"),
             twilio_api_url=url("TWILIO_API_URL", "https://api.twilio.com/2010-04-01"),
             twilio_auth_token_secret_arn=read.optional("TWILIO_AUTH_TOKEN_SECRET_ARN"),
+            telnyx_account_sid=read.optional("TELNYX_ACCOUNT_SID"),
+            telnyx_application_id=read.optional("TELNYX_APPLICATION_ID"),
+            telnyx_api_key_secret_arn=read.optional("TELNYX_API_KEY_SECRET_ARN"),
+            telnyx_api_url=url("TELNYX_API_URL", "https://api.telnyx.com/v2"),
             plivo_auth_id=read.optional("PLIVO_AUTH_ID"),
             plivo_api_url=url("PLIVO_API_URL", "https://api.plivo.com/v1/Account"),
             plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),

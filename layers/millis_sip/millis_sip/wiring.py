@@ -178,8 +178,12 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
         "Outbound calls through Plivo need the account: set PlivoAuthId beside PlivoAuthTokenSecretArn "
         "(PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN locally)."
     )
-    missing = {"twilio": twilio, "plivo": plivo}
-    for carrier in ("signalwire", "telnyx", "vonage", "chime"):
+    telnyx = (
+        "Outbound calls through Telnyx need the account: set TelnyxApiKeySecretArn, TelnyxAccountSid and "
+        "TelnyxApplicationId (TELNYX_API_KEY, TELNYX_ACCOUNT_SID and TELNYX_APPLICATION_ID locally)."
+    )
+    missing = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx}
+    for carrier in ("signalwire", "vonage", "chime"):
         missing[carrier] = f"Outbound calls through {carrier} are not available yet (docs/outbound.md)."
     return missing
 
@@ -187,7 +191,7 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
 def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
     """The carriers' call-control clients whose accounts are configured (and their secrets, for SnapStart).
     Imported here, on ApiFunction's first build only: the phone functions never load them."""
-    from millis_sip.adapters.call_control import http, plivo, twilio
+    from millis_sip.adapters.call_control import http, plivo, telnyx, twilio
     from millis_sip.adapters.secrets import carrier_credential_source
 
     dialers: dict[str, Dialer] = {}
@@ -209,6 +213,18 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
             api, auth_id=outbound.plivo_auth_id, secret=plivo_token, base_url=outbound.plivo_api_url
         )
         secrets.append(plivo_token)
+    telnyx_key = carrier_credential_source(outbound.telnyx_api_key_secret_arn, "TELNYX_API_KEY", max_age)
+    if outbound.telnyx_account_sid and outbound.telnyx_application_id and telnyx_key is not None:
+        client = client or http.new_client()
+        api = http.CarrierApi("telnyx", client, describe=telnyx.describe)
+        dialers["telnyx"] = telnyx.TelnyxCalls(
+            api,
+            account_sid=outbound.telnyx_account_sid,
+            application_id=outbound.telnyx_application_id,
+            secret=telnyx_key,
+            base_url=outbound.telnyx_api_url,
+        )
+        secrets.append(telnyx_key)
     return dialers, secrets
 
 

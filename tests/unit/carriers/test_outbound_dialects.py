@@ -8,12 +8,14 @@ import pytest
 from millis_sip.core.outbound import OutboundStatus
 from millis_sip.edges.carriers.fields import Fields, Malformed
 from millis_sip.edges.carriers.plivo import PlivoOutbound
+from millis_sip.edges.carriers.telnyx import TelnyxOutbound
 from millis_sip.edges.carriers.twilio import TwilioOutbound
 from millis_sip.messages import Messages
 
 REQUEST = "9834029e-58b6-11e1-b8b7-a5bd0e4e126f"  # plivo.com/docs/voice/api/call/make-a-call's request_uuid
 PLIVO = PlivoOutbound(Messages.from_env({}))
 TWILIO = TwilioOutbound(Messages.from_env({}))
+TELNYX = TelnyxOutbound(Messages.from_env({}))
 
 
 def plivo(**fields: str) -> Fields:
@@ -83,3 +85,39 @@ def test_twilio_status_and_dial_results() -> None:
     dialed = Fields({"DialCallStatus": "completed", "DialCallDuration": "40"}.items())
     assert TWILIO.dial_result(dialed) == (True, 40, "completed")
     assert TWILIO.answered_by(Fields({"AnsweredBy": "machine_end_beep"}.items())) == "machine_end_beep"
+
+
+TELNYX_SID = "v3:9X2vxPDFY2RHSJ1EdMS0RHRksMTg7ldNxdjWbVr9zBjbGjGsSe-aiQ"  # Telnyx's callback examples' CallSid
+
+
+def telnyx(**fields: str) -> Fields:
+    return Fields({"CallSid": TELNYX_SID, "AccountSid": "f5586561-8ff0-4291-a51b-c7dfe4139ff9", **fields}.items())
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "duration"),
+    [
+        ({"CallStatus": "initiated"}, OutboundStatus.OTHER, 0),
+        ({"CallStatus": "ringing"}, OutboundStatus.RINGING, 0),
+        ({"CallStatus": "in-progress", "CallDuration": "15"}, OutboundStatus.OTHER, 15),
+        ({"CallStatus": "completed", "CallDuration": "120"}, OutboundStatus.COMPLETED, 120),
+        ({"CallStatus": "busy"}, OutboundStatus.BUSY, 0),
+        ({"CallStatus": "no-answer"}, OutboundStatus.NO_ANSWER, 0),
+        ({"CallStatus": "canceled"}, OutboundStatus.CANCELED, 0),
+        ({"CallStatus": "failed"}, OutboundStatus.FAILED, 0),
+    ],
+)
+def test_telnyx_status_callbacks(fields: dict[str, str], status: OutboundStatus, duration: int) -> None:
+    assert TELNYX.status(telnyx(**fields)) == (status, duration)
+    assert TELNYX.carrier_call_id(telnyx(**fields)) == TELNYX_SID
+
+
+def test_a_telnyx_detection_result_is_an_answer_only_while_the_call_is_up() -> None:
+    assert TELNYX.is_answer(telnyx(CallStatus="in-progress", AnsweredBy="machine"))
+    assert TELNYX.is_answer(telnyx(AnsweredBy="human"))  # the AMD callback names no CallStatus
+    assert not TELNYX.is_answer(telnyx(CallStatus="completed", AnsweredBy="machine"))
+    assert not TELNYX.is_answer(telnyx(CallStatus="in-progress"))
+    assert TELNYX.answered_by(telnyx(AnsweredBy="machine_end_beep")) == "machine_end_beep"
+    with pytest.raises(Malformed):
+        TELNYX.answered_by(telnyx(AnsweredBy="robot"))
+    assert not PLIVO.is_answer(plivo(Machine="true")) and not TWILIO.is_answer(Fields({"AnsweredBy": "human"}.items()))

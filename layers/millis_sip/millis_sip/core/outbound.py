@@ -238,11 +238,12 @@ class OutboundCalls:
                 self._free_slot(ref, holds_slot)
             self._metrics.inbound_failure(exc.code)
             raise
-        record = replace(record, carrier_call_id=placed.carrier_call_id)
-        try:
-            self._store.note_carrier_call(record.call_id, placed.carrier_call_id)
-        except StoreUnavailable as exc:  # the callbacks carry the call id: they find the record anyway
-            log.warning("Could not store the carrier's call id", extra={"error": str(exc)})
+        if placed.carrier_call_id is not None:
+            record = replace(record, carrier_call_id=placed.carrier_call_id)
+            try:
+                self._store.note_carrier_call(record.call_id, placed.carrier_call_id)
+            except StoreUnavailable as exc:  # the callbacks carry the call id: they find the record anyway
+                log.warning("Could not store the carrier's call id", extra={"error": str(exc)})
         log.info(
             "Outbound call placed",
             extra={
@@ -472,7 +473,11 @@ class OutboundAnswers:
             self._free_slot(record, deadline)
             self.metrics.inbound("outbound_machine")
             return HangUp("machine_answered")
-        if record.status is CallStatus.ANSWERED:  # the carrier asked again (a retried webhook): same answer
+        if record.status is CallStatus.ANSWERED:  # asked again (a retried webhook, a detection result): same answer
+            said = (answered_by or "").lower() or None
+            if said and said != record.answered_by:  # the detection's result came after the answer (Telnyx)
+                record = replace(record, answered_by=said)
+                self._move(record, CallStatus.ANSWERED, (CallStatus.ANSWERED,), now, deadline)
             return Bridge(record)
         answered = replace(
             record,
@@ -510,6 +515,10 @@ class OutboundAnswers:
         """A status callback; True when it moved the call."""
         now = self.clock.now()
         snapshot = replace(record, carrier_call_id=record.carrier_call_id or carrier_call_id)
+        if status is OutboundStatus.OTHER:  # nothing to record but the carrier's id, when it is new
+            if carrier_call_id and not record.carrier_call_id:
+                self._note(record.call_id, carrier_call_id, deadline)
+            return False
         if status is OutboundStatus.RINGING:
             return self._move(
                 replace(snapshot, ringing_at=now), CallStatus.RINGING, (CallStatus.QUEUED,), now, deadline
@@ -600,6 +609,14 @@ class OutboundAnswers:
                 extra={"millis_call_id": snapshot.call_id, "status": to.value, "error": str(exc)},
             )
             return False
+
+    def _note(self, call_id: str, carrier_call_id: str, deadline: float) -> None:
+        try:
+            within_store_budget(
+                self.parallel, self.clock, deadline, lambda: self.store.note_carrier_call(call_id, carrier_call_id)
+            )
+        except StoreUnavailable as exc:  # a later callback brings it again
+            log.warning("Could not store the carrier's call id", extra={"error": str(exc)})
 
     def _free_slot(self, record: CallRecord, deadline: float) -> None:
         ref = record.transaction_id or record.call_id

@@ -341,7 +341,9 @@ class PlaceCall:
 
 @dataclass(frozen=True, slots=True)
 class Placed:
-    carrier_call_id: str  # the carrier's id for the call (Twilio CallSid, Vonage uuid, Plivo request_uuid, ...)
+    # The carrier's id for the call (Twilio CallSid, Vonage uuid, Plivo request_uuid, ...); None when the
+    # carrier's answer names none (Telnyx TeXML: its first status callback brings the CallSid).
+    carrier_call_id: str | None
 
 
 class Dialer(Protocol):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from millis_sip.apigw import Request, reply
+from millis_sip.core.calls import CallRecord
 from millis_sip.core.errors import BridgeError
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.outbound import ANSWER_PURPOSE, Bridge, OutboundAnswers, OutboundStatus
@@ -47,6 +48,11 @@ class OutboundDialect(Protocol):
         its final status callback does), the carrier's word."""
         ...
 
+    def is_answer(self, fields: Fields) -> bool:
+        """A status callback whose answer is what the call goes on with (a machine-detection result at Telnyx):
+        answered as the answer URL is."""
+        ...
+
     def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response: ...
 
     def hang_up(self, *, speak: bool) -> Response:
@@ -71,7 +77,7 @@ class OutboundWebhooks:
         self._keys = keys
 
     def answer(self, request: Request, deadline: float) -> Response:
-        """The person (or a machine) answered: bridge to Millis, or hang up."""
+        """The person (or a machine) answered: bridge, or hang up."""
         checked = self._checked(request)
         if not isinstance(checked, tuple):
             return checked
@@ -80,18 +86,10 @@ class OutboundWebhooks:
         if record is None:
             logger.warning("An answered outbound call without its record: hanging up", extra={"call_id": call_id})
             return self._dialect.hang_up(speak=True)
-        decision = self._answers.answered(
-            record,
-            carrier_call_id=self._dialect.carrier_call_id(fields),
-            answered_by=self._dialect.answered_by(fields),
-            deadline=deadline,
-        )
-        if not isinstance(decision, Bridge):
-            return self._dialect.hang_up(speak=decision.speak)
-        own = (self._dialect.answer_path, self._dialect.status_path)
-        action = route_url(request.url, own, self._dialect.status_path, f"{request_query(request)}&{DIAL}=1")
-        headers = {"X-Millis-Call-Id": record.call_id, "X-Carrier": self._carrier}
-        return self._dialect.dial(decision.record.sip_uri, headers, action)
+        try:
+            return self._answered(fields, record, request, deadline)
+        except Refusal as exc:
+            return refused(exc)
 
     def status(self, request: Request, deadline: float) -> Response:
         """A status callback, or the end of the dial to Millis."""
@@ -109,18 +107,36 @@ class OutboundWebhooks:
                     record, connected=connected, duration_seconds=duration, status=word, deadline=deadline
                 )
                 return self._dialect.hang_up(speak=not connected)
+            if self._dialect.is_answer(fields):  # a detection result the call goes on with (Telnyx)
+                return self._answered(fields, record, request, deadline)
             status, duration = self._dialect.status(fields)
+            carrier_call_id = self._dialect.carrier_call_id(fields)
+            answered_by = self._dialect.answered_by(fields)
         except Refusal as exc:
             return refused(exc)
         self._answers.reported(
             record,
             status,
-            carrier_call_id=self._dialect.carrier_call_id(fields),
+            carrier_call_id=carrier_call_id,
             duration_seconds=duration,
-            answered_by=self._dialect.answered_by(fields),
+            answered_by=answered_by,
             deadline=deadline,
         )
         return self._dialect.hang_up(speak=False)
+
+    def _answered(self, fields: Fields, record: CallRecord, request: Request, deadline: float) -> Response:
+        decision = self._answers.answered(
+            record,
+            carrier_call_id=self._dialect.carrier_call_id(fields),
+            answered_by=self._dialect.answered_by(fields),
+            deadline=deadline,
+        )
+        if not isinstance(decision, Bridge):
+            return self._dialect.hang_up(speak=decision.speak)
+        own = (self._dialect.answer_path, self._dialect.status_path)
+        action = route_url(request.url, own, self._dialect.status_path, f"{request_query(request)}&{DIAL}=1")
+        headers = {"X-Millis-Call-Id": record.call_id, "X-Carrier": self._carrier}
+        return self._dialect.dial(decision.record.sip_uri, headers, action)
 
     def fallback(self, request: Request) -> Response:
         return self._dialect.hang_up(speak=True)

@@ -345,6 +345,9 @@ class PlivoOutbound:
         leg = fields.read("DialBLegDuration", SECONDS) or fields.read("DialBLegBillDuration", SECONDS)
         return status == "completed", (int(leg) if leg else None), status
 
+    def is_answer(self, fields: Fields) -> bool:
+        return False
+
     def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response:
         return dial_user(uri, headers, action_url)
 

@@ -27,11 +27,13 @@ import re
 from collections.abc import Sequence
 
 from millis_sip.apigw import BadRequest, Request
+from millis_sip.core.outbound import OutboundStatus
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import InboundCall
 from millis_sip.edges.carriers import InvalidSignature
-from millis_sip.edges.carriers.fields import UUID, Fields, form, one_of
-from millis_sip.edges.carriers.flow import CarrierFlow, keyed_pin, x_headers
+from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form, one_of
+from millis_sip.edges.carriers.flow import CarrierFlow, keyed_pin, whole, x_headers
+from millis_sip.edges.carriers.twilio import TwilioOutbound
 from millis_sip.edges.carriers.twiml import TwimlWebhooks
 from millis_sip.edges.carriers.webhooks import Carrier, SignedButUnreadable, WebhookRoute
 from millis_sip.messages import Messages
@@ -176,6 +178,63 @@ class TelnyxTexml(TwimlWebhooks):
         )
 
 
+# --- outbound calls (docs/outbound.md): Telnyx requests the TeXML call's Url when the person answers ------------
+
+OUTBOUND_ANSWER_PATH = "/carriers/telnyx/outbound"
+OUTBOUND_STATUS_PATH = "/carriers/telnyx/outbound/status"
+# AnsweredBy: human, machine, fax, unknown with the status callback of synchronous detection
+# (docs/voice/programmable-voice/texml-answering-machine); human, machine_start, machine_end_beep,
+# machine_end_silence, machine_end_other, fax, unknown in the AMD callback (api-reference/callbacks/texml-call-amd).
+ANSWERED_BY = one_of(
+    "human",
+    "machine",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
+)
+# CallStatus of the call-progress callbacks (api-reference/callbacks/texml-call-initiated, -ringing, -answered,
+# -completed: "completed, busy, no-answer, canceled, failed").
+_CALL_STATUSES = {
+    "queued": OutboundStatus.OTHER,
+    "initiated": OutboundStatus.OTHER,
+    "ringing": OutboundStatus.RINGING,
+    "in-progress": OutboundStatus.OTHER,
+    "completed": OutboundStatus.COMPLETED,
+    "busy": OutboundStatus.BUSY,
+    "no-answer": OutboundStatus.NO_ANSWER,
+    "canceled": OutboundStatus.CANCELED,
+    "failed": OutboundStatus.FAILED,
+}
+
+
+class TelnyxOutbound(TwilioOutbound):
+    """Telnyx's outbound TeXML requests: TwiML's answers and <Dial> action, Telnyx's ids and words. With
+    machine detection, Telnyx holds the call's TeXML until the result, which comes as ``AnsweredBy`` with a status
+    callback whose answer is the TeXML the call goes on with: that callback is answered as the answer URL is
+    (``is_answer``)."""
+
+    answer_path = OUTBOUND_ANSWER_PATH
+    status_path = OUTBOUND_STATUS_PATH
+
+    def carrier_call_id(self, fields: Fields) -> str | None:
+        return fields.read("CallSid", CALL_SID)
+
+    def answered_by(self, fields: Fields) -> str | None:
+        return fields.read("AnsweredBy", ANSWERED_BY)
+
+    def status(self, fields: Fields) -> tuple[OutboundStatus, int]:
+        status = fields.meaning("CallStatus", _CALL_STATUSES) or OutboundStatus.OTHER
+        return status, whole(fields.read("CallDuration", SECONDS))
+
+    def is_answer(self, fields: Fields) -> bool:
+        """A detection result while the call is up (a final callback may repeat AnsweredBy: it is a status)."""
+        live = fields.read("CallStatus", one_of(*_CALL_STATUSES, empty=True)) in ("in-progress", "", None)
+        return live and self.answered_by(fields) is not None
+
+
 TELNYX = Carrier(
     name=CARRIER,
     title="Telnyx",
@@ -184,4 +243,5 @@ TELNYX = Carrier(
     credential_setting="telnyx_public_key_secret_arn",
     patience=CARRIER,
     webhooks=lambda flow, credential, settings, clock: TelnyxTexml(flow, credential, settings.messages, clock=clock),
+    outbound=lambda settings: TelnyxOutbound(settings.messages),
 )

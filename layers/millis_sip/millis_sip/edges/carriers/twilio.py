@@ -237,6 +237,9 @@ class TwilioOutbound:
         status = fields.read("DialCallStatus", one_of(*DIAL_OUTCOMES)) or ""
         return status in ("completed", "answered"), whole(fields.read("DialCallDuration", SECONDS)), status
 
+    def is_answer(self, fields: Fields) -> bool:
+        return False
+
     def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response:
         dial = ET.Element("Dial", {"action": action_url, "method": "POST"})
         ET.SubElement(dial, "Sip").text = with_uri_headers(str(uri), headers, limit=MAX_SIP_URI)
