@@ -8,6 +8,7 @@ final callback. No SIP is sent: the leg to Millis is reported as the carrier wou
     TwilioStandIn   Twilio's Calls resource (form fields of twilio-oai's CreateCallRequest, X-Twilio-Signature)
     PlivoStandIn    Plivo's Call API (JSON, answer_url / ring_url / hangup_url, X-Plivo-Signature-V3)
     TelnyxStandIn   Telnyx's TeXML Calls API (JSON, Bearer; Url and StatusCallback signed with Ed25519)
+    VonageStandIn   Vonage's Voice API (JSON, an RS256 application JWT; answer_url and event_url signed HS256)
 
 What the person does depends on the number called (its last four digits):
 
@@ -37,7 +38,7 @@ from xml.etree import ElementTree
 import httpx
 from nacl.signing import SigningKey
 
-from dev.carrier_signing import plivo_headers, telnyx_headers, twilio_signature
+from dev.carrier_signing import plivo_headers, telnyx_headers, twilio_signature, vonage_token
 
 
 @dataclass
@@ -87,6 +88,9 @@ class CallControlStandIn:
 
             def do_DELETE(self) -> None:
                 self._answer("DELETE")
+
+            def do_PUT(self) -> None:
+                self._answer("PUT")
 
             def _answer(self, method: str) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -511,3 +515,143 @@ class TelnyxStandIn(CallControlStandIn):
     def _ended(self, call: PlacedCall, how: str, duration: int = 0) -> None:
         extra = {"CallDuration": str(duration)} if how == "completed" else {}
         self._status(call, how, CallbackSource="call-progress-events", **extra)
+
+
+class VonageStandIn(CallControlStandIn):
+    """Vonage's Voice API (developer.vonage.com/api/voice; Nexmo/api-specification ``definitions/voice.yml``):
+    ``Authorization: Bearer`` an application JWT, checked with PyJWT against the application's public key (RS256,
+    its ``application_id``, unexpired); a JSON body; 201 with ``uuid`` and ``conversation_uuid``; a call hung up
+    by ``PUT /v1/calls/{uuid}`` ``{"action": "hangup"}`` (204). The webhooks are JSON, each with Vonage's signed
+    JWT (HS256 with the signature secret, the body's hash): the events ``started``, ``ringing``; the answer_url
+    when the person answers, then ``answered``; with machine detection, the event ``machine`` (or ``human``), and
+    for ``hangup`` Vonage ends the call itself; the connect action's eventUrl gets the leg to Millis' ``answered``
+    and ``completed`` (its duration); the call's own ``completed`` (its duration) ends it."""
+
+    def __init__(self, application_id: str, public_key: Any, signature_secret: str, **play: Any) -> None:
+        super().__init__(**play)
+        self.application_id = application_id
+        self.public_key = public_key  # the application's (cryptography's RSAPublicKey, or its PEM)
+        self.signature_secret = signature_secret
+
+    @property
+    def url(self) -> str:
+        """The base URL, as VONAGE_API_URL takes it (Vonage's is https://api.nexmo.com)."""
+        return self.origin
+
+    def _authorized(self, authorization: str) -> bool:
+        import jwt
+
+        try:
+            claims = jwt.decode(
+                authorization.removeprefix("Bearer "),
+                self.public_key,
+                algorithms=["RS256"],
+                options={"require": ["exp", "iat", "jti"]},
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims.get("application_id") == self.application_id)
+
+    def handle(
+        self, method: str, path: str, authorization: str, fields: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        if not self._authorized(authorization):
+            return 401, {
+                "type": "https://developer.nexmo.com/api-errors#unauthorized",
+                "title": "Unauthorized",
+                "detail": "You did not provide correct credentials.",
+            }
+        if method == "POST" and path == "/v1/calls":
+            if not fields.get("to") or not fields.get("answer_url"):
+                return 400, {"type": "https://developer.nexmo.com/api-errors#bad-request", "title": "Bad Request"}
+            leg = str(uuid.uuid4())
+            conversation = "CON-" + str(uuid.uuid4())
+            self._start(PlacedCall(leg, {**fields, "conversation_uuid": conversation}))
+            return 201, {"uuid": leg, "status": "started", "direction": "outbound", "conversation_uuid": conversation}
+        if method == "PUT" and path.startswith("/v1/calls/"):
+            found = self.calls.get(path.removeprefix("/v1/calls/"))
+            if found is None or "answered" in found.events:
+                return 404, {"type": "https://developer.nexmo.com/api-errors#not-found", "title": "Not Found"}
+            if fields.get("action") == "hangup":
+                found.canceled.set()
+            return 204, None
+        return 404, {"type": "https://developer.nexmo.com/api-errors#not-found", "title": "Not Found"}
+
+    def _post(self, url: str, payload: dict[str, Any]) -> httpx.Response:
+        body = json.dumps(payload).encode()
+        token = vonage_token(body, self.signature_secret, self.application_id)
+        headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+        answer = httpx.post(url, content=body, headers=headers, timeout=15)
+        self.answers.append((url, answer.status_code, answer.text[:300]))
+        return answer
+
+    def _base(self, call: PlacedCall) -> dict[str, Any]:
+        return {
+            "from": call.request["from"]["number"],
+            "to": call.request["to"][0]["number"],
+            "uuid": call.sid,
+            "conversation_uuid": call.request["conversation_uuid"],
+        }
+
+    def _event(self, call: PlacedCall, status: str, **extra: Any) -> httpx.Response:
+        call.events.append(status)
+        payload = {**self._base(call), "status": status, "direction": "outbound", "timestamp": _now(), **extra}
+        return self._post(call.request["event_url"][0], payload)
+
+    def _ringing(self, call: PlacedCall) -> None:
+        self._event(call, "started")
+        self._event(call, "ringing")
+
+    def _play_call(self, call: PlacedCall) -> None:
+        call.request["To"] = call.request["to"][0]["number"]  # the script reads the number called
+        super()._play_call(call)
+
+    def _answered(self, call: PlacedCall, *, machine: bool) -> str | None:
+        answer = self._post(call.request["answer_url"][0], self._base(call)).text
+        self._event(call, "answered")
+        detection = call.request.get("machine_detection")
+        if detection:
+            verdict = "machine" if machine else "human"
+            self._post(
+                call.request["event_url"][0],
+                {
+                    "call_uuid": call.sid,
+                    "conversation_uuid": call.request["conversation_uuid"],
+                    "status": verdict,
+                    "timestamp": _now(),
+                },
+            )
+            call.events.append(verdict)
+            if machine and detection == "hangup":  # Vonage ends the call itself
+                self._ended(call, "completed", 2)
+                return None
+        return answer
+
+    def _dial_target(self, answer: str) -> tuple[str, str] | None:
+        actions = json.loads(answer or "[]")
+        connect = next((a for a in actions if a.get("action") == "connect"), None)
+        if connect is None:
+            return None
+        return connect["endpoint"][0]["uri"], connect["eventUrl"][0]
+
+    def _dial_ended(self, call: PlacedCall, action: str) -> None:
+        leg = {
+            "uuid": str(uuid.uuid4()),
+            "conversation_uuid": call.request["conversation_uuid"],
+            "direction": "outbound",
+        }
+        self._post(action, {**leg, "status": "answered", "timestamp": _now()})
+        self._post(action, {**leg, "status": "completed", "duration": str(self.talk_seconds), "timestamp": _now()})
+
+    def _ended(self, call: PlacedCall, how: str, duration: int = 0) -> None:
+        status = {"no-answer": "unanswered", "canceled": "cancelled"}.get(how, how)
+        extra = {"duration": str(duration)} if status == "completed" else {}
+        self._event(call, status, **extra)
+        if status == "cancelled":
+            call.events.append("canceled")
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")

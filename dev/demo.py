@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 
 import httpx
 
-from dev.carrier_api import PlivoStandIn, TelnyxStandIn, TwilioStandIn
+from dev.carrier_api import PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
 from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
@@ -231,7 +231,8 @@ LOCAL_TWILIO_ACCOUNT = "AC" + "0" * 31 + "1"  # the stand-in's account (no accou
 LOCAL_PLIVO_AUTH_ID = "MALOCALDEMO000000001"  # the Plivo stand-in's Auth ID (no account behind it)
 LOCAL_TELNYX_ACCOUNT = "5ca1ab1e-0000-4000-8000-00000000beef"  # the Telnyx stand-in's account (none behind it)
 LOCAL_TELNYX_API_KEY = "KEY-local-telnyx-api-key"
-OUTBOUND_CARRIERS = {"twilio": "Twilio", "telnyx": "Telnyx", "plivo": "Plivo"}  # each places one call in the demo
+# each places one call in the demo
+OUTBOUND_CARRIERS = {"twilio": "Twilio", "telnyx": "Telnyx", "vonage": "Vonage", "plivo": "Plivo"}
 OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
 
@@ -547,6 +548,16 @@ def outbound_script(base_url: str, steps: Steps) -> None:
                 )
 
 
+def vonage_application_key() -> tuple[str, Any]:
+    """A key pair for the Vonage stand-in's application, made for this run (PKCS#8 PEM, as Vonage hands it out)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), key.public_key()
+
+
 class PortInUse(Exception):
     def __init__(self, port: int) -> None:
         super().__init__(f"port {port} is in use")
@@ -611,6 +622,10 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
         telnyx = stack.enter_context(
             TelnyxStandIn(LOCAL_TELNYX_ACCOUNT, LOCAL_TELNYX_API_KEY, LOCAL_KEYS.telnyx_key).running()
         )
+        vonage_pem, vonage_public = vonage_application_key()
+        vonage = stack.enter_context(
+            VonageStandIn(LOCAL_KEYS.vonage_application, vonage_public, LOCAL_KEYS.vonage_secret).running()
+        )
         outbound = {
             "PUBLIC_BASE_URL": api.url,
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
@@ -624,6 +639,9 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "TELNYX_APPLICATION_ID": "1293384261075731499",
             "TELNYX_API_KEY": LOCAL_TELNYX_API_KEY,
             "TELNYX_API_URL": telnyx.url,
+            "VONAGE_APPLICATION_ID": LOCAL_KEYS.vonage_application,
+            "VONAGE_PRIVATE_KEY": vonage_pem,
+            "VONAGE_API_URL": vonage.url,
         }
         os.environ.update(outbound)
         handler = functions["api"] = load_function("api_handler")

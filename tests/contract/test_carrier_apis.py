@@ -2,10 +2,12 @@
 Twilio's OpenAPI (twilio/twilio-oai) served by Prism (a request the description does not allow is answered 422
 with the field named, and the test fails); for Plivo and Telnyx, the request each one's own SDK sends for the
 same operation (Telnyx's is generated from Telnyx's OpenAPI description, whose whole file is beyond what can be
-vendored here), both captured by a loopback server."""
+vendored here), both captured by a loopback server; for Vonage, its OpenAPI description of the Voice API
+(Nexmo/api-specification) served by Prism, and the application JWT checked with PyJWT against the public key."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,8 @@ from millis_sip.adapters.call_control.plivo import describe as plivo_describe
 from millis_sip.adapters.call_control.telnyx import TelnyxCalls
 from millis_sip.adapters.call_control.telnyx import describe as telnyx_describe
 from millis_sip.adapters.call_control.twilio import TwilioCalls, describe
+from millis_sip.adapters.call_control.vonage import VonageCalls
+from millis_sip.adapters.call_control.vonage import describe as vonage_describe
 from millis_sip.core.errors import CarrierCredentialsRejected, CarrierRefusedCall
 from millis_sip.core.ports import PlaceCall
 from tests.support.capture import Capture, Captured, capture_server
@@ -243,3 +247,85 @@ def test_telnyx_errors_are_read_as_telnyx_writes_them() -> None:
     with capture_server(capture) as base, pytest.raises(CarrierCredentialsRejected) as raised:
         telnyx_dialer(base).place(call(), budget=10)
     assert (raised.value.carrier_status, raised.value.carrier_code) == (401, "10009")
+
+
+# --- Vonage: its OpenAPI description of the Voice API, served by Prism ------------------------------------
+
+VONAGE_APP = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+
+
+@pytest.fixture(scope="module")
+def vonage_key() -> tuple[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return pem, key.public_key()
+
+
+@pytest.fixture(scope="module")
+def vonage_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import yaml
+
+    spec = yaml.safe_load((SPECS / "vonage" / "voice.yml").read_text())
+    spec["servers"] = [{"url": "https://api.nexmo.com"}]  # the server's /v1/calls moved into the paths
+    spec["paths"] = {"/v1/calls" + ("" if path == "/" else path): item for path, item in spec["paths"].items()}
+    for schema in spec["components"]["schemas"].values():  # "Must be `sip`", stated as the enum it is
+        kind = schema.get("properties", {}).get("type", {}) if isinstance(schema, dict) else {}
+        said = re.search(r"Must be `([a-z]+)`", kind.get("description", ""))
+        if said:
+            kind["enum"] = [said.group(1)]
+    # Its own example conversation_uuid ("CON-" and a UUID) breaks its "format: uuid": Prism would refuse the
+    # description's own answer.
+    spec["components"]["schemas"]["conversation_uuid"].pop("format", None)
+    served = tmp_path_factory.mktemp("vonage") / "voice.served.yml"
+    served.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with prism_mock(served) as base:
+        yield base
+
+
+def vonage_dialer(base: str, pem: str) -> VonageCalls:
+    api = CarrierApi("vonage", new_client(), describe=vonage_describe)
+    return VonageCalls(api, application_id=VONAGE_APP, private_key=lambda: pem, base_url=base)
+
+
+@pytest.mark.parametrize("machine_detection", ["off", "hangup", "message"])
+def test_vonage_accepts_the_calls_the_stack_places(
+    vonage_api: str, vonage_key: tuple[str, Any], machine_detection: str
+) -> None:
+    placed = vonage_dialer(vonage_api, vonage_key[0]).place(call(machine_detection), budget=10)
+    assert placed.carrier_call_id  # the uuid of Vonage's documented example
+
+
+def test_vonage_accepts_the_hang_up(vonage_api: str, vonage_key: tuple[str, Any]) -> None:
+    vonage_dialer(vonage_api, vonage_key[0]).cancel("63f61863-4a51-4f6b-86e1-46edebcf9356", budget=10)
+
+
+def test_the_oracle_refuses_what_vonage_does_not_allow(vonage_api: str, vonage_key: tuple[str, Any]) -> None:
+    dialer = vonage_dialer(vonage_api, vonage_key[0])
+    api = CarrierApi("vonage", new_client(), describe=vonage_describe)
+    with pytest.raises(CarrierRefusedCall, match="HTTP 422"):
+        api.send(
+            "POST",
+            f"{vonage_api}/v1/calls",
+            budget=10,
+            headers={"Authorization": f"Bearer {dialer.token()}"},
+            json_body={"to": [{"type": "phone", "number": "+1 415"}], "answer_url": "not a list"},
+        )
+
+
+def test_the_application_jwt_is_the_one_vonages_sdk_makes(vonage_key: tuple[str, Any]) -> None:
+    """The claims Vonage's own JWT library (vonage-jwt) puts in an application token, signed RS256 with the
+    application's key: PyJWT verifies ours with the public key, and finds the same claims."""
+    import jwt as pyjwt
+    from vonage_jwt.jwt import JwtClient  # type: ignore[import-untyped]
+
+    pem, public = vonage_key
+    ours = pyjwt.decode(vonage_dialer("https://x", pem).token(), public, algorithms=["RS256"])
+    theirs = pyjwt.decode(JwtClient(VONAGE_APP, pem).generate_application_jwt(), public, algorithms=["RS256"])
+    assert set(ours) == set(theirs) and ours["application_id"] == theirs["application_id"] == VONAGE_APP
+    assert abs(ours["iat"] - theirs["iat"]) <= 5 and ours["exp"] - ours["iat"] == theirs["exp"] - theirs["iat"]
+    assert ours["jti"] != theirs["jti"]

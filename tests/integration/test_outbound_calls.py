@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.carrier_api import CallControlStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn
+from dev.carrier_api import CallControlStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
 from dev.carrier_signing import LOCAL_KEYS
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
@@ -27,7 +27,19 @@ PLIVO_AUTH_ID = "MAZDQ1ZWYXNJAXNZTEST"
 PLIVO_AUTH_TOKEN = "integration-plivo-auth-token"
 TELNYX_ACCOUNT = "f5586561-8ff0-4291-a51b-c7dfe4139ff9"
 TELNYX_API_KEY = "KEYintegration-telnyx-api-key"
-CARRIERS = ("twilio", "plivo", "telnyx")
+VONAGE_APP = "5ca1ab1e-0000-4000-8000-0000000000aa"
+VONAGE_SECRET = "integration-vonage-signature-secret-0123456789"
+CARRIERS = ("twilio", "plivo", "telnyx", "vonage")
+
+
+def vonage_key() -> tuple[str, Any]:
+    """A Vonage application's key pair, as the dashboard hands out its private key (PKCS#8 PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), key.public_key()
 
 
 class Outbound:
@@ -61,7 +73,9 @@ def outbound(
     twilio = TwilioStandIn(ACCOUNT, TWILIO_AUTH_TOKEN)
     plivo = PlivoStandIn(PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN)
     telnyx = TelnyxStandIn(TELNYX_ACCOUNT, TELNYX_API_KEY, LOCAL_KEYS.telnyx_key)
-    with twilio.running(), plivo.running(), telnyx.running():
+    pem, public = vonage_key()
+    vonage = VonageStandIn(VONAGE_APP, public, VONAGE_SECRET)
+    with twilio.running(), plivo.running(), telnyx.running(), vonage.running():
         functions: dict[str, ModuleType] = {}
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
@@ -84,11 +98,15 @@ def outbound(
             "TELNYX_API_KEY": TELNYX_API_KEY,
             "TELNYX_API_URL": telnyx.url,
             "TELNYX_PUBLIC_KEY": LOCAL_KEYS.env()["TELNYX_PUBLIC_KEY"],
+            "VONAGE_APPLICATION_ID": VONAGE_APP,
+            "VONAGE_PRIVATE_KEY": pem,
+            "VONAGE_API_URL": vonage.url,
+            "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
         }
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
         with server:
-            yield Outbound(server, {"twilio": twilio, "plivo": plivo, "telnyx": telnyx}, sim)
+            yield Outbound(server, {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage}, sim)
 
 
 def to(suffix: str = "") -> str:
@@ -101,8 +119,9 @@ DETECTION: dict[str, tuple[str, dict[str, Any]]] = {
     "twilio": ("MachineDetection", {"hangup": ["Enable"], "message": ["DetectMessageEnd"]}),
     "plivo": ("machine_detection", {"hangup": "hangup", "message": "true"}),
     "telnyx": ("MachineDetection", {"hangup": "Enable", "message": "DetectMessageEnd"}),
+    "vonage": ("machine_detection", {"hangup": "hangup", "message": "continue"}),
 }
-MACHINE_WORD = {"twilio": "machine_start", "plivo": "machine", "telnyx": "machine"}
+MACHINE_WORD = {"twilio": "machine_start", "plivo": "machine", "telnyx": "machine", "vonage": "machine"}
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)
@@ -124,7 +143,12 @@ def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_du
     record = outbound.settled(call["call_id"], "ended")
     assert record["status"] == "ended", (record, stand_in.answers)
     # Twilio's dial action names the Millis leg's duration; Plivo's hangup URL the call's (answer to hang-up).
-    talked = {"twilio": stand_in.talk_seconds, "plivo": stand_in.talk_seconds + 1, "telnyx": stand_in.talk_seconds}
+    talked = {
+        "twilio": stand_in.talk_seconds,
+        "plivo": stand_in.talk_seconds + 1,
+        "telnyx": stand_in.talk_seconds,
+        "vonage": stand_in.talk_seconds,
+    }
     assert record["duration_seconds"] == talked[carrier]
     assert record["ringing_at"] and record["answered_at"] and record["bridged_at"]
     played = stand_in.calls[record["carrier_call_id"]]
@@ -181,7 +205,7 @@ def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outb
         ({"to": "+442071838750"}, 403, "destination_not_allowed"),
         ({"to": "4155550123"}, 400, "invalid_request"),
         ({"from": "+15055559999"}, 403, "from_not_allowed"),
-        ({"carrier": "vonage"}, 422, "carrier_not_configured"),
+        ({"carrier": "chime"}, 422, "carrier_not_configured"),
         ({"carrier": "plivo", "from": "+15055559999"}, 403, "from_not_allowed"),
         ({"carrier": "sms"}, 400, "invalid_request"),
     ],
@@ -197,12 +221,17 @@ def test_refused_requests_send_nothing_anywhere(
     assert (len(outbound.sim.registrations()), *(len(c.requests) for c in outbound.carriers.values())) == before
 
 
-@pytest.mark.parametrize(("carrier", "code"), [("twilio", "20003"), ("plivo", None), ("telnyx", "10009")])
+@pytest.mark.parametrize(
+    ("carrier", "code"), [("twilio", "20003"), ("plivo", None), ("telnyx", "10009"), ("vonage", "unauthorized")]
+)
 def test_a_carrier_refusing_the_credentials_is_a_502_and_the_record_is_closed(
     outbound: Outbound, carrier: str, code: str | None
 ) -> None:
     stand_in = outbound.carriers[carrier]
-    setattr(stand_in, "api_key" if carrier == "telnyx" else "auth_token", "not-the-token")
+    if carrier == "vonage":
+        stand_in.public_key = vonage_key()[1]  # type: ignore[attr-defined]  # another application's key
+    else:
+        setattr(stand_in, "api_key" if carrier == "telnyx" else "auth_token", "not-the-token")
     answer = outbound.place(to(), carrier)
     assert (answer.status_code, answer.json()["error"]) == (502, "carrier_credentials_rejected"), answer.text
     assert answer.json()["details"] == [{"carrier_status": 401, "carrier_code": code}]

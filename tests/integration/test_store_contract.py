@@ -630,6 +630,17 @@ def test_the_carriers_call_id_is_noted_once(store: OutboundStore) -> None:
     assert (stored.carrier_call_id, stored.direction, stored.carrier) == ("CA1", Direction.OUTBOUND, "twilio")
 
 
+def test_who_answered_is_noted_after_the_answer(store: OutboundStore) -> None:
+    record = call(status=CallStatus.ANSWERED, direction=Direction.OUTBOUND, carrier="vonage", transaction_id="ref")
+    store.put_new(record)
+    store.note_answered_by(record.call_id, "human")
+    store.note_answered_by(record.call_id, "machine")  # the latest result stands
+    store.note_answered_by("no-such-call", "human")  # nothing to note, nothing created
+    stored = store.get(record.call_id)
+    assert stored is not None and (stored.answered_by, stored.status) == ("machine", CallStatus.ANSWERED)
+    assert store.get("no-such-call") is None
+
+
 def test_an_outbound_call_moves_through_its_states_and_reads_back(store: OutboundStore) -> None:
     record = call(
         status=CallStatus.QUEUED,

@@ -230,6 +230,13 @@ class MemoryStore:
             if stored is not None and stored.carrier_call_id is None:
                 self.items[call_id] = replace(stored, carrier_call_id=carrier_call_id)
 
+    def note_answered_by(self, call_id: str, answered_by: str) -> None:
+        self._touch()
+        with self._lock:
+            stored = self.items.get(call_id)
+            if stored is not None:
+                self.items[call_id] = replace(stored, answered_by=answered_by)
+
     def take_ringing_slot(self, call_id: str, *, limit: int, until: datetime, now: datetime) -> bool:
         self._touch()
         with self._lock:

@@ -148,6 +148,8 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/twilio/outbound/status"),
     ("POST", "/carriers/telnyx/outbound"),
     ("POST", "/carriers/telnyx/outbound/status"),
+    ("POST", "/carriers/vonage/outbound"),
+    ("POST", "/carriers/vonage/outbound/status"),
     ("POST", "/carriers/plivo/outbound"),
     ("POST", "/carriers/plivo/outbound/status"),
 }
@@ -728,6 +730,7 @@ SECRET_READERS = {
     "TelnyxPublicKeySecretArn": {"InboundFunction"},
     "TelnyxApiKeySecretArn": {"ApiFunction"},  # outbound calls only
     "VonageSignatureSecretArn": {"InboundFunction"},
+    "VonagePrivateKeySecretArn": {"ApiFunction"},  # outbound calls only
     "PlivoAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
 }
 

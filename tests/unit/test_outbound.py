@@ -17,6 +17,7 @@ from millis_sip.core.errors import (
     CarrierNotConfigured,
     CarrierRefusedCall,
     CarrierUnavailable,
+    CredentialUnavailable,
     DestinationNotAllowed,
     FromNotAllowed,
     MillisUnavailable,
@@ -49,15 +50,16 @@ KEYS = StackKeys(StaticApiKey("unit-keys"))
 @dataclass
 class FakeDialer:
     carrier: str = "twilio"
-    fail_with: CarrierError | None = None
+    fail_with: CarrierError | CredentialUnavailable | None = None
     placed: list[PlaceCall] = field(default_factory=list)
     canceled: list[str] = field(default_factory=list)
+    carrier_call_ids: bool = True  # False: the carrier's answer names no call id (Telnyx)
 
     def place(self, call: PlaceCall, *, budget: float) -> Placed:
         self.placed.append(call)
         if self.fail_with is not None:
             raise self.fail_with
-        return Placed(f"CA{len(self.placed):032x}")
+        return Placed(f"CA{len(self.placed):032x}" if self.carrier_call_ids else None)
 
     def cancel(self, carrier_call_id: str, *, budget: float) -> None:
         self.canceled.append(carrier_call_id)
@@ -316,3 +318,44 @@ def test_completed_after_the_answer_ends_the_call_with_its_duration() -> None:
     assert ended is not None
     assert (ended.status, ended.duration_seconds, ended.reason) == (CallStatus.ENDED, 42, "call_completed")
     assert ended.answered_at is not None and ended.answered_at - ended.created_at == timedelta(seconds=5)
+
+
+def test_a_carrier_credential_that_cannot_be_read_closes_the_record_and_frees_the_slot() -> None:
+    rig = Rig(policy=OutboundPolicy(allowed_prefixes=("+1",), max_ringing=5))
+    rig.dialer.fail_with = CredentialUnavailable("Secrets Manager did not answer")
+    with pytest.raises(CredentialUnavailable):
+        rig.calls.place(request(), budget=10, urls=Urls())
+    [record] = rig.store.items.values()
+    assert (record.status, record.reason) == (CallStatus.FAILED, "credential_unavailable")
+    assert rig.store.ringing_slots == {}
+
+
+def test_a_machine_reported_after_the_answer_ends_the_call_only_when_asked() -> None:
+    """Carriers whose detection runs beside the call (Vonage, Plivo's asynchronous mode) report the machine
+    after the answer: ``hangup`` closes the call ``machine``; ``message`` notes who answered and goes on."""
+    rig = Rig()
+    for mode, status in (
+        (MachineDetection.HANGUP, CallStatus.MACHINE),
+        (MachineDetection.MESSAGE, CallStatus.ANSWERED),
+    ):
+        placed = rig.calls.place(request(machine_detection=mode), budget=10, urls=Urls())
+        assert isinstance(
+            rig.answers.answered(placed, carrier_call_id=None, answered_by=None, deadline=rig.deadline()), Bridge
+        )
+        answered = rig.store.get(placed.call_id)
+        assert answered is not None
+        rig.answers.reported(
+            answered, OutboundStatus.MACHINE, carrier_call_id=None, answered_by="machine", deadline=rig.deadline()
+        )
+        stored = rig.store.get(placed.call_id)
+        assert stored is not None and (stored.status, stored.answered_by) == (status, "machine")
+
+
+def test_a_carrier_id_that_comes_with_a_later_callback_is_stored() -> None:
+    rig = Rig()
+    rig.dialer.carrier_call_ids = False
+    placed = rig.calls.place(request(), budget=10, urls=Urls())
+    assert placed.carrier_call_id is None
+    rig.answers.reported(placed, OutboundStatus.OTHER, carrier_call_id="v3:abc", deadline=rig.deadline())
+    stored = rig.store.get(placed.call_id)
+    assert stored is not None and stored.carrier_call_id == "v3:abc"

@@ -33,6 +33,8 @@ ROUTES = [
     ("GET", vonage.ANSWER_PATH, "vonage"),
     ("POST", vonage.ANSWER_PATH, "vonage"),
     ("POST", vonage.EVENT_PATH, "vonage"),
+    ("POST", vonage.OUTBOUND_ANSWER_PATH, "vonage"),
+    ("POST", vonage.OUTBOUND_STATUS_PATH, "vonage"),
     ("POST", plivo.ANSWER_PATH, "plivo"),
     ("POST", plivo.STATUS_PATH, "plivo"),
     ("POST", plivo.OUTBOUND_ANSWER_PATH, "plivo"),

@@ -213,6 +213,9 @@ class OutboundSettings:
     telnyx_application_id: str | None
     telnyx_api_key_secret_arn: str | None
     telnyx_api_url: str
+    vonage_application_id: str | None
+    vonage_private_key_secret_arn: str | None
+    vonage_api_url: str
     plivo_auth_id: str | None
     plivo_api_url: str
     plivo_auth_token_secret_arn: str | None
@@ -251,6 +254,9 @@ class OutboundSettings:
             telnyx_application_id=read.optional("TELNYX_APPLICATION_ID"),
             telnyx_api_key_secret_arn=read.optional("TELNYX_API_KEY_SECRET_ARN"),
             telnyx_api_url=url("TELNYX_API_URL", "https://api.telnyx.com/v2"),
+            vonage_application_id=read.optional("VONAGE_APPLICATION_ID"),
+            vonage_private_key_secret_arn=read.optional("VONAGE_PRIVATE_KEY_SECRET_ARN"),
+            vonage_api_url=url("VONAGE_API_URL", "https://api.nexmo.com"),
             plivo_auth_id=read.optional("PLIVO_AUTH_ID"),
             plivo_api_url=url("PLIVO_API_URL", "https://api.plivo.com/v1/Account"),
             plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),

@@ -83,6 +83,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TELNYX_API_KEY_SECRET_ARN", API, "the secret with a Telnyx API key (outbound calls)"),
     Variable("TELNYX_API_KEY", API, "a Telnyx API key, locally", secret=True),
     Variable("TELNYX_API_URL", API, "Telnyx's REST API (a local stand-in in tests and the demo)"),
+    Variable("VONAGE_PRIVATE_KEY_SECRET_ARN", API, "the secret with the Vonage application's private key (outbound)"),
+    Variable("VONAGE_PRIVATE_KEY", API, "the Vonage application's private key (PEM), locally", secret=True),
+    Variable("VONAGE_API_URL", API, "Vonage's REST API (a local stand-in in tests and the demo)"),
     Variable("PLIVO_AUTH_ID", API, "the Plivo account that places outbound calls (with its auth token)"),
     Variable("PLIVO_API_URL", API, "Plivo's REST API (a local stand-in in tests and the demo)"),
     Variable("INBOUND_ANSWER_SECONDS", INBOUND, "the carriers' and SIP servers' answer time at most (1-13)"),
@@ -93,7 +96,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TELNYX_PUBLIC_KEY", INBOUND, "Telnyx's public key, locally", secret=True),
     Variable("VONAGE_SIGNATURE_SECRET_ARN", INBOUND, "the secret with Vonage's signature secret"),
     Variable("VONAGE_SIGNATURE_SECRET", INBOUND, "Vonage's signature secret, locally", secret=True),
-    Variable("VONAGE_APPLICATION_ID", INBOUND, "the Vonage application whose webhooks are answered"),
+    Variable("VONAGE_APPLICATION_ID", CARRIER_APIS, "the Vonage application whose webhooks are answered"),
     Variable("PLIVO_AUTH_TOKEN_SECRET_ARN", CARRIER_APIS, "the secret with Plivo's auth token"),
     Variable("PLIVO_AUTH_TOKEN", CARRIER_APIS, "Plivo's auth token, locally", secret=True),
 )

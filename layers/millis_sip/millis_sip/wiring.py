@@ -182,8 +182,12 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
         "Outbound calls through Telnyx need the account: set TelnyxApiKeySecretArn, TelnyxAccountSid and "
         "TelnyxApplicationId (TELNYX_API_KEY, TELNYX_ACCOUNT_SID and TELNYX_APPLICATION_ID locally)."
     )
-    missing = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx}
-    for carrier in ("signalwire", "vonage", "chime"):
+    vonage = (
+        "Outbound calls through Vonage need the application: set VonagePrivateKeySecretArn beside "
+        "VonageApplicationId (VONAGE_PRIVATE_KEY and VONAGE_APPLICATION_ID locally)."
+    )
+    missing = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage}
+    for carrier in ("signalwire", "chime"):
         missing[carrier] = f"Outbound calls through {carrier} are not available yet (docs/outbound.md)."
     return missing
 
@@ -191,7 +195,7 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
 def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
     """The carriers' call-control clients whose accounts are configured (and their secrets, for SnapStart).
     Imported here, on ApiFunction's first build only: the phone functions never load them."""
-    from millis_sip.adapters.call_control import http, plivo, telnyx, twilio
+    from millis_sip.adapters.call_control import http, plivo, telnyx, twilio, vonage
     from millis_sip.adapters.secrets import carrier_credential_source
 
     dialers: dict[str, Dialer] = {}
@@ -225,6 +229,17 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
             base_url=outbound.telnyx_api_url,
         )
         secrets.append(telnyx_key)
+    vonage_key = carrier_credential_source(outbound.vonage_private_key_secret_arn, "VONAGE_PRIVATE_KEY", max_age)
+    if outbound.vonage_application_id and vonage_key is not None:
+        client = client or http.new_client()
+        api = http.CarrierApi("vonage", client, describe=vonage.describe)
+        dialers["vonage"] = vonage.VonageCalls(
+            api,
+            application_id=outbound.vonage_application_id,
+            private_key=vonage_key,
+            base_url=outbound.vonage_api_url,
+        )
+        secrets.append(vonage_key)
     return dialers, secrets
 
 

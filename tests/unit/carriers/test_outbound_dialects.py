@@ -10,6 +10,7 @@ from millis_sip.edges.carriers.fields import Fields, Malformed
 from millis_sip.edges.carriers.plivo import PlivoOutbound
 from millis_sip.edges.carriers.telnyx import TelnyxOutbound
 from millis_sip.edges.carriers.twilio import TwilioOutbound
+from millis_sip.edges.carriers.vonage import VonageOutbound
 from millis_sip.messages import Messages
 
 REQUEST = "9834029e-58b6-11e1-b8b7-a5bd0e4e126f"  # plivo.com/docs/voice/api/call/make-a-call's request_uuid
@@ -121,3 +122,49 @@ def test_a_telnyx_detection_result_is_an_answer_only_while_the_call_is_up() -> N
     with pytest.raises(Malformed):
         TELNYX.answered_by(telnyx(AnsweredBy="robot"))
     assert not PLIVO.is_answer(plivo(Machine="true")) and not TWILIO.is_answer(Fields({"AnsweredBy": "human"}.items()))
+
+
+LEG = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"  # the Voice API description's uuid example form
+VONAGE = VonageOutbound(Messages.from_env({}))
+
+
+def vonage(**fields: object) -> Fields:
+    return Fields({"uuid": LEG, "conversation_uuid": "CON-" + LEG, "direction": "outbound", **fields}.items())
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ("started", OutboundStatus.OTHER),
+        ("ringing", OutboundStatus.RINGING),
+        ("answered", OutboundStatus.OTHER),
+        ("completed", OutboundStatus.COMPLETED),
+        ("busy", OutboundStatus.BUSY),
+        ("cancelled", OutboundStatus.CANCELED),
+        ("unanswered", OutboundStatus.NO_ANSWER),
+        ("timeout", OutboundStatus.NO_ANSWER),
+        ("rejected", OutboundStatus.FAILED),
+        ("failed", OutboundStatus.FAILED),
+        ("machine", OutboundStatus.MACHINE),
+        ("human", OutboundStatus.OTHER),
+    ],
+)
+def test_vonage_events(status: str, outcome: OutboundStatus) -> None:
+    assert VONAGE.status(vonage(status=status, duration="12"))[0] is outcome
+    assert VONAGE.carrier_call_id(vonage(status=status)) == LEG
+
+
+def test_vonage_detection_events_name_the_call_as_call_uuid() -> None:
+    machine = Fields({"call_uuid": LEG, "conversation_uuid": "CON-" + LEG, "status": "machine"}.items())
+    assert (VONAGE.carrier_call_id(machine), VONAGE.answered_by(machine)) == (LEG, "machine")
+    assert VONAGE.answered_by(vonage(status="ringing")) is None
+    assert VONAGE.status(vonage(status="completed", duration=42)) == (OutboundStatus.COMPLETED, 42)  # a JSON number
+
+
+def test_the_leg_to_millis_says_nothing_until_it_ends() -> None:
+    assert VONAGE.dial_result(vonage(status="started")) is None
+    assert VONAGE.dial_result(vonage(status="answered")) is None
+    assert VONAGE.dial_result(vonage(status="completed", duration="33")) == (True, 33, "completed")
+    assert VONAGE.dial_result(vonage(status="unanswered")) == (False, 0, "unanswered")
+    with pytest.raises(Malformed):
+        VONAGE.dial_result(vonage(status="bridged"))  # not a Vonage word

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -42,6 +42,7 @@ from millis_sip.core.errors import (
     CarrierError,
     CarrierNotConfigured,
     CarrierUnavailable,
+    CredentialUnavailable,
     DestinationNotAllowed,
     FromNotAllowed,
     MillisError,
@@ -218,6 +219,14 @@ class OutboundCalls:
         remaining = budget - (self._clock.monotonic() - started)
         try:
             placed = dialer.place(place, budget=remaining)
+        except CredentialUnavailable as exc:  # nothing was sent: the secret could not be read
+            log.error(
+                "The carrier's credential could not be read; the outbound call was not placed",
+                extra={"millis_call_id": record.call_id, "carrier": request.carrier, "error": exc.code},
+            )
+            self._close(record, CallStatus.FAILED, exc.code)
+            self._free_slot(ref, holds_slot)
+            raise
         except CarrierError as exc:
             maybe = isinstance(exc, CarrierUnavailable) and exc.maybe_placed
             log.error(
@@ -477,7 +486,7 @@ class OutboundAnswers:
             said = (answered_by or "").lower() or None
             if said and said != record.answered_by:  # the detection's result came after the answer (Telnyx)
                 record = replace(record, answered_by=said)
-                self._move(record, CallStatus.ANSWERED, (CallStatus.ANSWERED,), now, deadline)
+                self._noted(lambda: self.store.note_answered_by(record.call_id, said), deadline)
             return Bridge(record)
         answered = replace(
             record,
@@ -515,7 +524,13 @@ class OutboundAnswers:
         """A status callback; True when it moved the call."""
         now = self.clock.now()
         snapshot = replace(record, carrier_call_id=record.carrier_call_id or carrier_call_id)
-        if status is OutboundStatus.OTHER:  # nothing to record but the carrier's id, when it is new
+        if status is OutboundStatus.MACHINE and record.machine_detection != MachineDetection.HANGUP:
+            # A machine, and the call goes on (the agent leaves a message): note who answered, close nothing.
+            status, answered_by = OutboundStatus.OTHER, answered_by or "machine"
+        if status is OutboundStatus.OTHER:  # nothing to record but the carrier's id and who answered, when new
+            said = (answered_by or "").lower() or None
+            if said and record.status in (CallStatus.ANSWERED, CallStatus.BRIDGED) and record.answered_by != said:
+                self._noted(lambda: self.store.note_answered_by(record.call_id, said), deadline)
             if carrier_call_id and not record.carrier_call_id:
                 self._note(record.call_id, carrier_call_id, deadline)
             return False
@@ -611,12 +626,14 @@ class OutboundAnswers:
             return False
 
     def _note(self, call_id: str, carrier_call_id: str, deadline: float) -> None:
+        self._noted(lambda: self.store.note_carrier_call(call_id, carrier_call_id), deadline)
+
+    def _noted(self, write: Callable[[], None], deadline: float) -> None:
+        """A note on the record (the carrier's id, who answered): worth a try, never worth failing a call for."""
         try:
-            within_store_budget(
-                self.parallel, self.clock, deadline, lambda: self.store.note_carrier_call(call_id, carrier_call_id)
-            )
-        except StoreUnavailable as exc:  # a later callback brings it again
-            log.warning("Could not store the carrier's call id", extra={"error": str(exc)})
+            within_store_budget(self.parallel, self.clock, deadline, write)
+        except StoreUnavailable as exc:  # a later callback may bring it again
+            log.warning("Could not note the outbound call's detail", extra={"error": str(exc)})
 
     def _free_slot(self, record: CallRecord, deadline: float) -> None:
         ref = record.transaction_id or record.call_id

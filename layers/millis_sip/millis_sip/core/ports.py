@@ -368,6 +368,10 @@ class OutboundStore(InboundCallStore, Protocol):
         """Record the carrier's id for a stored call (kept if already there)."""
         ...
 
+    def note_answered_by(self, call_id: str, answered_by: str) -> None:
+        """Record who answered a stored call (the carrier's machine detection, reported after the answer)."""
+        ...
+
     def take_ringing_slot(self, call_id: str, *, limit: int, until: datetime, now: datetime) -> bool:
         """Hold one of ``limit`` slots for calls ringing at once until ``until`` (slots past their time are
         free again); False (nothing held) when every slot is held."""

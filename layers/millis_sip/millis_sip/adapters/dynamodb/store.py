@@ -409,6 +409,16 @@ class DynamoCallStore:
             ExpressionAttributeValues={":id": s(carrier_call_id)},
         )
 
+    def note_answered_by(self, call_id: str, answered_by: str) -> None:
+        self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(call_id)},
+            UpdateExpression="SET answered_by = :by",
+            ConditionExpression="attribute_exists(call_id)",
+            ExpressionAttributeValues={":by": s(answered_by)},
+        )
+
     def take_ringing_slot(self, call_id: str, *, limit: int, until: datetime, now: datetime) -> bool:
         """One item holds the slots (a map of holder to the epoch second it lapses at) and a version: a slot is
         taken only if the version read is still the item's, so two calls never both take the last slot; slots

@@ -43,9 +43,10 @@ class OutboundDialect(Protocol):
         """A status callback: what it says, and the call's duration in seconds."""
         ...
 
-    def dial_result(self, fields: Fields) -> tuple[bool, int | None, str]:
-        """The dial's action: connected to Millis or not, for how long (None: the carrier does not say there,
-        its final status callback does), the carrier's word."""
+    def dial_result(self, fields: Fields) -> tuple[bool, int | None, str] | None:
+        """The dial's report: connected to Millis or not, for how long (None: the carrier does not say there,
+        its final status callback does), the carrier's word; None when the report says nothing yet (a leg that
+        is starting or ringing)."""
         ...
 
     def is_answer(self, fields: Fields) -> bool:
@@ -53,10 +54,17 @@ class OutboundDialect(Protocol):
         answered as the answer URL is."""
         ...
 
-    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response: ...
+    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str, *, caller: str | None) -> Response:
+        """Dial the Millis SIP URI; its report goes to ``action_url``; ``caller``: the number Millis sees as
+        From, where the carrier lets the dial name one (the ``from`` number of the call)."""
+        ...
 
     def hang_up(self, *, speak: bool) -> Response:
         """End the call (after the failure message when ``speak``)."""
+        ...
+
+    def acknowledge(self) -> Response:
+        """The answer to a report that changes nothing in the call."""
         ...
 
 
@@ -99,10 +107,13 @@ class OutboundWebhooks:
         fields, call_id = checked
         record = self._answers.find(call_id, self._carrier, deadline=deadline)
         if record is None:
-            return self._dialect.hang_up(speak=False)
+            return self._dialect.acknowledge()
         try:
             if (DIAL, "1") in request.query_pairs:
-                connected, duration, word = self._dialect.dial_result(fields)
+                result = self._dialect.dial_result(fields)
+                if result is None:
+                    return self._dialect.acknowledge()
+                connected, duration, word = result
                 self._answers.dialed(
                     record, connected=connected, duration_seconds=duration, status=word, deadline=deadline
                 )
@@ -122,7 +133,7 @@ class OutboundWebhooks:
             answered_by=answered_by,
             deadline=deadline,
         )
-        return self._dialect.hang_up(speak=False)
+        return self._dialect.acknowledge()
 
     def _answered(self, fields: Fields, record: CallRecord, request: Request, deadline: float) -> Response:
         decision = self._answers.answered(
@@ -136,7 +147,7 @@ class OutboundWebhooks:
         own = (self._dialect.answer_path, self._dialect.status_path)
         action = route_url(request.url, own, self._dialect.status_path, f"{request_query(request)}&{DIAL}=1")
         headers = {"X-Millis-Call-Id": record.call_id, "X-Carrier": self._carrier}
-        return self._dialect.dial(decision.record.sip_uri, headers, action)
+        return self._dialect.dial(decision.record.sip_uri, headers, action, caller=record.caller_number)
 
     def fallback(self, request: Request) -> Response:
         return self._dialect.hang_up(speak=True)

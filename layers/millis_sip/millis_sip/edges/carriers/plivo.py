@@ -348,12 +348,15 @@ class PlivoOutbound:
     def is_answer(self, fields: Fields) -> bool:
         return False
 
-    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response:
-        return dial_user(uri, headers, action_url)
+    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str, *, caller: str | None) -> Response:
+        return dial_user(uri, headers, action_url, caller=caller)
 
     def hang_up(self, *, speak: bool) -> Response:
         answers = PlivoXmlAnswers(self._messages, answer_url="", status_url="")
         return answers.farewell() if speak else answers.hang_up()
+
+    def acknowledge(self) -> Response:
+        return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
 
 PLIVO = Carrier(

@@ -240,7 +240,7 @@ class TwilioOutbound:
     def is_answer(self, fields: Fields) -> bool:
         return False
 
-    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str) -> Response:
+    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str, *, caller: str | None) -> Response:
         dial = ET.Element("Dial", {"action": action_url, "method": "POST"})
         ET.SubElement(dial, "Sip").text = with_uri_headers(str(uri), headers, limit=MAX_SIP_URI)
         return document(dial)
@@ -248,6 +248,9 @@ class TwilioOutbound:
     def hang_up(self, *, speak: bool) -> Response:
         answers = TwimlAnswers(self._messages, answer_url="", status_url="")
         return answers.farewell() if speak else answers.hang_up()
+
+    def acknowledge(self) -> Response:
+        return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
 
 TWILIO = Carrier(

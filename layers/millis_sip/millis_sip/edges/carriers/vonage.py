@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from millis_sip.apigw import BadRequest, Request, reply
+from millis_sip.core.outbound import OutboundStatus
 from millis_sip.core.ports import Clock, Secret
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
@@ -390,6 +391,95 @@ def _ncco(actions: list[dict[str, Any]]) -> Response:
     return reply(200, json.dumps(actions, separators=(",", ":")), content_type="application/json")
 
 
+# --- outbound calls (docs/outbound.md): Vonage requests the call's answer_url when the person answers ----------
+
+OUTBOUND_ANSWER_PATH = "/carriers/vonage/outbound"
+OUTBOUND_STATUS_PATH = "/carriers/vonage/outbound/status"
+# The event webhook's statuses for the call the stack placed, with machine detection's ``human`` and ``machine``
+# (webhook-reference, "Event webhook"; Voice API description: "If `continue`, Vonage sends an HTTP request to
+# `event_url` with the Call event machine").
+_CALL_STATUSES = {
+    "started": OutboundStatus.OTHER,
+    "ringing": OutboundStatus.RINGING,
+    "answered": OutboundStatus.OTHER,
+    "completed": OutboundStatus.COMPLETED,
+    "busy": OutboundStatus.BUSY,
+    "cancelled": OutboundStatus.CANCELED,
+    "unanswered": OutboundStatus.NO_ANSWER,
+    "timeout": OutboundStatus.NO_ANSWER,
+    "rejected": OutboundStatus.FAILED,
+    "failed": OutboundStatus.FAILED,
+    "disconnected": OutboundStatus.OTHER,
+    "machine": OutboundStatus.MACHINE,
+    "human": OutboundStatus.OTHER,
+}
+
+
+class VonageOutbound:
+    """Vonage's outbound requests (the call's answer_url and event_url, JSON, each with its signed JWT) and NCCO
+    answers. The leg to Millis reports to the connect action's eventUrl: ``completed`` with its duration, or how
+    it failed; its ``started``, ``ringing`` and ``answered`` say nothing yet."""
+
+    answer_path = OUTBOUND_ANSWER_PATH
+    status_path = OUTBOUND_STATUS_PATH
+
+    def __init__(self, messages: Messages) -> None:
+        self._messages = messages
+
+    def _answers(self) -> NccoAnswers:
+        return NccoAnswers(self._messages, answer_url="", event_url="")
+
+    def carrier_call_id(self, fields: Fields) -> str | None:
+        # The leg's uuid; machine detection's events name it call_uuid (webhook-reference).
+        return fields.read("uuid", LEG_UUID) or fields.read("call_uuid", LEG_UUID)
+
+    def answered_by(self, fields: Fields) -> str | None:
+        status = fields.read("status", one_of(*_CALL_STATUSES))
+        return status if status in ("human", "machine") else None
+
+    def status(self, fields: Fields) -> tuple[OutboundStatus, int]:
+        status = fields.meaning("status", _CALL_STATUSES) or OutboundStatus.OTHER
+        return status, whole(fields.read("duration", SECONDS))
+
+    def is_answer(self, fields: Fields) -> bool:
+        return False
+
+    def dial_result(self, fields: Fields) -> tuple[bool, int | None, str] | None:
+        status = fields.require("status", EVENT_STATUS)
+        outcome = _EVENT_OUTCOMES[status]
+        if outcome is DialOutcome.COMPLETED:
+            return True, whole(fields.read("duration", SECONDS)), status
+        if outcome in (DialOutcome.FAILED, DialOutcome.CANCELED):
+            return False, 0, status
+        return None  # started, ringing, answered, disconnected: nothing to record yet
+
+    def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str, *, caller: str | None) -> Response:
+        endpoint = {
+            "type": "sip",
+            "uri": str(uri),
+            "headers": {name.removeprefix("X-"): value for name, value in headers.items()},  # Vonage adds X-
+        }
+        connect: dict[str, Any] = {
+            "action": "connect",
+            "endpoint": [endpoint],
+            "eventType": "synchronous",  # a failed leg's event answers with what the person hears
+            "eventUrl": [action_url],
+            "eventMethod": "POST",
+        }
+        number = (caller or "").removeprefix("+")
+        if _NUMBER.match(number):
+            connect["from"] = number
+        else:
+            connect["randomFromNumber"] = True
+        return _ncco([connect])
+
+    def hang_up(self, *, speak: bool) -> Response:
+        return self._answers().farewell() if speak else self._answers().end_call()
+
+    def acknowledge(self) -> Response:
+        return self._answers().hang_up()  # 204: nothing to change
+
+
 VONAGE = Carrier(
     name=CARRIER,
     title="Vonage",
@@ -404,4 +494,5 @@ VONAGE = Carrier(
     webhooks=lambda flow, credential, settings, clock: VonageVoice(
         flow, credential, settings.messages, clock=clock, application_id=settings.vonage_application_id
     ),
+    outbound=lambda settings: VonageOutbound(settings.messages),
 )

@@ -69,7 +69,7 @@ _OUTBOUND_ERRORS = openapi.errors(
         422: "The carrier is not configured or refused the call, or Millis refused the body",
         429: "An hourly cap or the cap on calls ringing at once is reached; retry after Retry-After",
         502: "The carrier rejected the stack's credentials, or Millis rejected the key",
-        503: "The carrier, Millis or DynamoDB unavailable; retry after Retry-After",
+        503: "The carrier, its credential, Millis or DynamoDB unavailable; retry after Retry-After",
     }
 )
 _CANCEL_ERRORS = openapi.errors(
@@ -78,7 +78,7 @@ _CANCEL_ERRORS = openapi.errors(
         404: "No such call",
         409: "Not an outbound call that is queued or ringing",
         502: "The carrier rejected the stack's credentials",
-        503: "The carrier or DynamoDB unavailable",
+        503: "The carrier, its credential or DynamoDB unavailable",
     }
 )
 _NUMBER_ERRORS = openapi.errors(
