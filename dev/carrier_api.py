@@ -9,6 +9,8 @@ final callback. No SIP is sent: the leg to Millis is reported as the carrier wou
     PlivoStandIn    Plivo's Call API (JSON, answer_url / ring_url / hangup_url, X-Plivo-Signature-V3)
     TelnyxStandIn   Telnyx's TeXML Calls API (JSON, Bearer; Url and StatusCallback signed with Ed25519)
     VonageStandIn   Vonage's Voice API (JSON, an RS256 application JWT; answer_url and event_url signed HS256)
+    ChimeStandIn    the Chime SDK's SIP media application calls (chime-sdk-voice over REST-JSON, SigV4), which
+                    invoke SipMediaAppFunction with the documented events
 
 What the person does depends on the number called (its last four digits):
 
@@ -655,3 +657,167 @@ def _now() -> str:
     import datetime
 
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class ChimeStandIn(CallControlStandIn):
+    """The Chime SDK's ``CreateSipMediaApplicationCall`` and ``UpdateSipMediaApplicationCall`` (chime-sdk-voice,
+    REST-JSON, as botocore sends them: point the client at it with ``AWS_ENDPOINT_URL_CHIME_SDK_VOICE``), and the
+    SIP media application's invocations they cause, made to ``sma`` (SipMediaAppFunction's handler) in the shapes
+    of the documented events (tests/fixtures/chime-events: NEW_OUTBOUND_CALL with ``ActionData.Parameters.
+    Arguments``, RINGING, CALL_ANSWERED, ACTION_SUCCESSFUL for CallAndBridge, HANGUP, CALL_UPDATE_REQUESTED), each
+    carrying the TransactionAttributes the function's previous answer set, as Chime carries them. A request
+    without a SigV4 signature for the ``chime`` service is refused (403) as AWS refuses it.
+
+    Chime says no more of a call nobody answered than its HANGUP: numbers ending 0000 and 1111 alike are not
+    answered, 3333 rings until canceled (UpdateSipMediaApplicationCall, then the function's Hangup)."""
+
+    def __init__(self, sip_media_application_id: str, sma: Any, **play: Any) -> None:
+        super().__init__(**play)
+        self.application = sip_media_application_id
+        self.sma = sma  # (event, context) -> response
+        self.invocations: list[tuple[str, dict[str, Any]]] = []  # the event type, and the function's answer
+        self.refusing = False  # True: every request is refused as the role without the permission is (403)
+
+    @property
+    def url(self) -> str:
+        """The endpoint, as AWS_ENDPOINT_URL_CHIME_SDK_VOICE takes it."""
+        return self.origin
+
+    def handle(
+        self, method: str, path: str, authorization: str, fields: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        if not authorization.startswith("AWS4-HMAC-SHA256 ") or "/chime/aws4_request" not in authorization:
+            return 403, {"Code": "ForbiddenException", "Message": "Missing Authentication Token"}
+        if self.refusing:
+            return 403, {"Code": "AccessDeniedException", "Message": "not authorized to perform this action"}
+        calls = f"/sip-media-applications/{self.application}/calls"
+        if method == "POST" and path == calls:
+            for name in ("FromPhoneNumber", "ToPhoneNumber"):
+                if not str(fields.get(name, "")).startswith("+"):
+                    return 400, {"Code": "BadRequestException", "Message": f"{name} is not E.164"}
+            tx = str(uuid.uuid4())
+            self._start(PlacedCall(tx, {**fields, "To": fields["ToPhoneNumber"]}))
+            return 201, {"SipMediaApplicationCall": {"TransactionId": tx}}
+        if method == "POST" and path.startswith(f"{calls}/"):
+            found = self.calls.get(path.removeprefix(f"{calls}/"))
+            if found is None or "hung up" in found.events:
+                return 404, {"Code": "NotFoundException", "Message": "The transaction is over"}
+            answer = self._invoke(
+                found,
+                "CALL_UPDATE_REQUESTED",
+                action={"Type": "CallUpdateRequest", "Parameters": {"Arguments": fields.get("Arguments", {})}},
+            )
+            if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
+                found.canceled.set()
+            return 202, {"SipMediaApplicationCall": {"TransactionId": found.sid}}
+        return 404, {"Code": "NotFoundException", "Message": path}
+
+    # --- the invocations ------------------------------------------------------------------------------
+
+    def _participants(self, call: PlacedCall, *, person: str = "Connected", agent: str | None = None) -> list[Any]:
+        legs: list[dict[str, str]] = [
+            {
+                "CallId": call.request.setdefault("leg_a", str(uuid.uuid4())),
+                "ParticipantTag": "LEG-A",
+                "To": call.request["ToPhoneNumber"],
+                "From": call.request["FromPhoneNumber"],
+                "Direction": "Outbound",
+                "StartTimeInMilliseconds": str(int(time.time() * 1000)),
+                "Status": person,
+            }
+        ]
+        if agent is not None:
+            legs.append(
+                {
+                    "CallId": call.request.setdefault("leg_b", str(uuid.uuid4())),
+                    "ParticipantTag": "LEG-B",
+                    "To": call.request.get("bridged_to", ""),
+                    "From": call.request["FromPhoneNumber"],
+                    "Direction": "Outbound",
+                    "StartTimeInMilliseconds": str(int(time.time() * 1000)),
+                    "Status": agent,
+                }
+            )
+        return legs
+
+    def _invoke(
+        self,
+        call: PlacedCall,
+        kind: str,
+        *,
+        action: dict[str, Any] | None = None,
+        person: str = "Connected",
+        agent: str | None = None,
+    ) -> dict[str, Any]:
+        from dev.lambda_context import LocalContext
+
+        call.request["sequence"] = call.request.get("sequence", 0) + 1
+        details: dict[str, Any] = {
+            "TransactionId": call.sid,
+            "AwsAccountId": "111122223333",
+            "AwsRegion": "us-west-2",
+            "SipMediaApplicationId": self.application,
+            "Participants": self._participants(call, person=person, agent=agent),
+        }
+        if call.request.get("attributes"):
+            details["TransactionAttributes"] = call.request["attributes"]
+        event: dict[str, Any] = {
+            "SchemaVersion": "1.0",
+            "Sequence": call.request["sequence"],
+            "InvocationEventType": kind,
+            "CallDetails": details,
+        }
+        if action is not None:
+            event["ActionData"] = action
+        answer: dict[str, Any] = self.sma(event, LocalContext(function_name="SipMediaAppFunction"))
+        if answer.get("TransactionAttributes"):
+            call.request["attributes"] = answer["TransactionAttributes"]
+        self.invocations.append((kind, answer))
+        self.answers.append((kind, 200, json.dumps(answer)[:300]))
+        return answer
+
+    def _ringing(self, call: PlacedCall) -> None:
+        arguments = {"Type": "CallCreateRequest", "Parameters": {"Arguments": call.request.get("ArgumentsMap", {})}}
+        answer = self._invoke(call, "NEW_OUTBOUND_CALL", action=arguments, person="Connecting")
+        if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
+            call.events.append("hung up")
+            call.canceled.set()
+            return
+        call.events.append("ringing")
+        self._invoke(call, "RINGING", person="Connecting")
+
+    def _play_call(self, call: PlacedCall) -> None:
+        time.sleep(self.pause)
+        self._ringing(call)
+        if "hung up" in call.events:
+            return
+        time.sleep(self.pause)
+        to = call.to
+        if to.endswith(("0000", "1111")):  # Chime tells nothing but the hang-up
+            return self._ended(call, "no-answer")
+        if to.endswith("3333"):
+            call.canceled.wait(timeout=10)
+            call.events.append("canceled")
+            return self._ended(call, "canceled")
+        call.events.append("answered")
+        answer = self._invoke(call, "CALL_ANSWERED")
+        bridge = next((a for a in answer.get("Actions", []) if a["Type"] == "CallAndBridge"), None)
+        if bridge is None:
+            call.events.append("hung up by the answer")
+            return self._ended(call, "completed")
+        endpoint = bridge["Parameters"]["Endpoints"][0]
+        call.request["bridged_to"] = endpoint["Uri"]
+        call.events.append("dialed " + endpoint["Uri"])
+        success = {"Type": "CallAndBridge", "Parameters": bridge["Parameters"]}
+        self._invoke(call, "ACTION_SUCCESSFUL", action=success, agent="Connected")
+        time.sleep(self.pause)
+        # The agent hangs up at the end of the conversation; the function hangs the person up.
+        gone = {"Type": "Hangup", "Parameters": {"CallId": call.request["leg_b"], "ParticipantTag": "LEG-B"}}
+        answer = self._invoke(call, "HANGUP", action=gone, agent="Disconnected")
+        if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
+            call.events.append("hung up")
+
+    def _ended(self, call: PlacedCall, how: str, duration: int = 0) -> None:
+        gone = {"Type": "Hangup", "Parameters": {"CallId": call.request["leg_a"], "ParticipantTag": "LEG-A"}}
+        self._invoke(call, "HANGUP", action=gone, person="Disconnected")
+        call.events.append("hung up")

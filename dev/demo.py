@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 
 import httpx
 
-from dev.carrier_api import PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
+from dev.carrier_api import ChimeStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
 from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
@@ -232,7 +232,8 @@ LOCAL_PLIVO_AUTH_ID = "MALOCALDEMO000000001"  # the Plivo stand-in's Auth ID (no
 LOCAL_TELNYX_ACCOUNT = "5ca1ab1e-0000-4000-8000-00000000beef"  # the Telnyx stand-in's account (none behind it)
 LOCAL_TELNYX_API_KEY = "KEY-local-telnyx-api-key"
 # each places one call in the demo
-OUTBOUND_CARRIERS = {"twilio": "Twilio", "telnyx": "Telnyx", "vonage": "Vonage", "plivo": "Plivo"}
+OUTBOUND_CARRIERS = {"twilio": "Twilio", "telnyx": "Telnyx", "vonage": "Vonage", "plivo": "Plivo", "chime": "Chime"}
+LOCAL_SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"  # the Chime stand-in's application
 OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
 
@@ -626,9 +627,24 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
         vonage = stack.enter_context(
             VonageStandIn(LOCAL_KEYS.vonage_application, vonage_public, LOCAL_KEYS.vonage_secret).running()
         )
+        # Chime's stand-in invokes SipMediaAppFunction in-process, as Chime would (loaded on its first call).
+        outbound_sma: list[ModuleType] = []
+
+        def sma_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            if not outbound_sma:
+                os.environ.update(DEMO_PHONE)
+                outbound_sma.append(load_function("sma_handler"))
+            answered: dict[str, Any] = outbound_sma[0].lambda_handler(event, context)
+            return answered
+
+        chime = stack.enter_context(ChimeStandIn(LOCAL_SIP_MEDIA_APPLICATION, sma_handler).running())
+        # botocore's own endpoint setting for chime-sdk-voice: kept for the demo's life (the client is made when
+        # the first call is placed).
+        os.environ["AWS_ENDPOINT_URL_CHIME_SDK_VOICE"] = chime.url
         outbound = {
             "PUBLIC_BASE_URL": api.url,
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
+            "CHIME_SIP_MEDIA_APPLICATION_ID": LOCAL_SIP_MEDIA_APPLICATION,
             "TWILIO_ACCOUNT_SID": LOCAL_TWILIO_ACCOUNT,
             "TWILIO_AUTH_TOKEN": LOCAL_KEYS.twilio_auth_token,
             "TWILIO_API_URL": twilio.url,

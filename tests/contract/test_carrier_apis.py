@@ -3,7 +3,8 @@ Twilio's OpenAPI (twilio/twilio-oai) served by Prism (a request the description 
 with the field named, and the test fails); for Plivo and Telnyx, the request each one's own SDK sends for the
 same operation (Telnyx's is generated from Telnyx's OpenAPI description, whose whole file is beyond what can be
 vendored here), both captured by a loopback server; for Vonage, its OpenAPI description of the Voice API
-(Nexmo/api-specification) served by Prism, and the application JWT checked with PyJWT against the public key."""
+(Nexmo/api-specification) served by Prism, and the application JWT checked with PyJWT against the public key;
+for Chime, botocore's model of chime-sdk-voice through Stubber."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from millis_sip.adapters.call_control.chime import ChimeCalls
 from millis_sip.adapters.call_control.http import CarrierApi, new_client
 from millis_sip.adapters.call_control.plivo import PlivoCalls
 from millis_sip.adapters.call_control.plivo import describe as plivo_describe
@@ -21,7 +23,7 @@ from millis_sip.adapters.call_control.telnyx import describe as telnyx_describe
 from millis_sip.adapters.call_control.twilio import TwilioCalls, describe
 from millis_sip.adapters.call_control.vonage import VonageCalls
 from millis_sip.adapters.call_control.vonage import describe as vonage_describe
-from millis_sip.core.errors import CarrierCredentialsRejected, CarrierRefusedCall
+from millis_sip.core.errors import CarrierCredentialsRejected, CarrierRefusedCall, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall
 from tests.support.capture import Capture, Captured, capture_server
 from tests.support.prism import SPECS, prism_mock
@@ -329,3 +331,76 @@ def test_the_application_jwt_is_the_one_vonages_sdk_makes(vonage_key: tuple[str,
     assert set(ours) == set(theirs) and ours["application_id"] == theirs["application_id"] == VONAGE_APP
     assert abs(ours["iat"] - theirs["iat"]) <= 5 and ours["exp"] - ours["iat"] == theirs["exp"] - theirs["iat"]
     assert ours["jti"] != theirs["jti"]
+
+
+# --- Chime: botocore's model of chime-sdk-voice, through Stubber ----------------------------------------
+
+SMA = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"
+
+
+def chime_stubbed() -> tuple[ChimeCalls, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("chime-sdk-voice", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    return ChimeCalls(SMA, lambda: client), Stubber(client)
+
+
+def test_chime_calls_are_placed_with_parameters_botocores_model_accepts() -> None:
+    """Stubber validates every parameter against the chime-sdk-voice model (types, patterns, lengths): a call
+    the model would not allow fails here before it could reach AWS."""
+    dialer, stubber = chime_stubbed()
+    stubber.add_response(
+        "create_sip_media_application_call",
+        {"SipMediaApplicationCall": {"TransactionId": "8c9372d0-e766-4890-823a-32ca8403201a"}},
+        {
+            "FromPhoneNumber": "+15055550100",
+            "ToPhoneNumber": "+14155550123",
+            "SipMediaApplicationId": SMA,
+            "ArgumentsMap": {"millis_call_id": "call-1"},
+        },
+    )
+    stubber.add_response(
+        "update_sip_media_application_call",
+        {"SipMediaApplicationCall": {"TransactionId": "8c9372d0-e766-4890-823a-32ca8403201a"}},
+        {
+            "SipMediaApplicationId": SMA,
+            "TransactionId": "8c9372d0-e766-4890-823a-32ca8403201a",
+            "Arguments": {"millis_action": "cancel"},
+        },
+    )
+    with stubber:
+        placed = dialer.place(call(), budget=10)
+        dialer.cancel("8c9372d0-e766-4890-823a-32ca8403201a", budget=10)
+    assert placed.carrier_call_id == "8c9372d0-e766-4890-823a-32ca8403201a"
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("AccessDeniedException", 403, CarrierCredentialsRejected),
+        ("ForbiddenException", 403, CarrierCredentialsRejected),
+        ("BadRequestException", 400, CarrierRefusedCall),
+        ("ResourceLimitExceededException", 400, CarrierRefusedCall),
+        ("ThrottledClientException", 429, CarrierUnavailable),
+        ("ServiceUnavailableException", 503, CarrierUnavailable),
+    ],
+)
+def test_chimes_errors_are_mapped_as_for_every_carrier(code: str, status: int, error: type) -> None:
+    dialer, stubber = chime_stubbed()
+    stubber.add_client_error(
+        "create_sip_media_application_call", service_error_code=code, http_status_code=status, service_message="no"
+    )
+    with stubber, pytest.raises(error) as raised:
+        dialer.place(call(), budget=10)
+    assert raised.value.carrier_code == code  # type: ignore[attr-defined]
+
+
+def test_a_chime_cancel_of_a_transaction_that_is_over_is_nothing_to_do() -> None:
+    dialer, stubber = chime_stubbed()
+    stubber.add_client_error(
+        "update_sip_media_application_call", service_error_code="NotFoundException", http_status_code=404
+    )
+    with stubber:
+        dialer.cancel("8c9372d0-e766-4890-823a-32ca8403201a", budget=10)

@@ -14,7 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.carrier_api import CallControlStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
+from dev.carrier_api import (
+    CallControlStandIn,
+    ChimeStandIn,
+    PlivoStandIn,
+    TelnyxStandIn,
+    TwilioStandIn,
+    VonageStandIn,
+)
 from dev.carrier_signing import LOCAL_KEYS
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
@@ -29,7 +36,8 @@ TELNYX_ACCOUNT = "f5586561-8ff0-4291-a51b-c7dfe4139ff9"
 TELNYX_API_KEY = "KEYintegration-telnyx-api-key"
 VONAGE_APP = "5ca1ab1e-0000-4000-8000-0000000000aa"
 VONAGE_SECRET = "integration-vonage-signature-secret-0123456789"
-CARRIERS = ("twilio", "plivo", "telnyx", "vonage")
+SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"
+CARRIERS = ("twilio", "plivo", "telnyx", "vonage", "chime")
 
 
 def vonage_key() -> tuple[str, Any]:
@@ -68,15 +76,19 @@ class Outbound:
 
 @pytest.fixture
 def outbound(
-    make_api: Callable[..., ModuleType], make_inbound: Callable[..., ModuleType], sim: MillisSimulator
+    make_api: Callable[..., ModuleType],
+    make_inbound: Callable[..., ModuleType],
+    make_sma: Callable[..., ModuleType],
+    sim: MillisSimulator,
 ) -> Iterator[Outbound]:
     twilio = TwilioStandIn(ACCOUNT, TWILIO_AUTH_TOKEN)
     plivo = PlivoStandIn(PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN)
     telnyx = TelnyxStandIn(TELNYX_ACCOUNT, TELNYX_API_KEY, LOCAL_KEYS.telnyx_key)
     pem, public = vonage_key()
     vonage = VonageStandIn(VONAGE_APP, public, VONAGE_SECRET)
-    with twilio.running(), plivo.running(), telnyx.running(), vonage.running():
-        functions: dict[str, ModuleType] = {}
+    functions: dict[str, ModuleType] = {}
+    chime = ChimeStandIn(SIP_MEDIA_APPLICATION, lambda e, c: functions["sma"].lambda_handler(e, c))
+    with twilio.running(), plivo.running(), telnyx.running(), vonage.running(), chime.running():
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
             api_key=API_KEY,
@@ -102,11 +114,15 @@ def outbound(
             "VONAGE_PRIVATE_KEY": pem,
             "VONAGE_API_URL": vonage.url,
             "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
+            "CHIME_SIP_MEDIA_APPLICATION_ID": SIP_MEDIA_APPLICATION,
+            "AWS_ENDPOINT_URL_CHIME_SDK_VOICE": chime.url,  # botocore's endpoint for chime-sdk-voice
         }
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
+        functions["sma"] = make_sma(**settings)
+        stand_ins = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage, "chime": chime}
         with server:
-            yield Outbound(server, {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage}, sim)
+            yield Outbound(server, stand_ins, sim)
 
 
 def to(suffix: str = "") -> str:
@@ -121,6 +137,7 @@ DETECTION: dict[str, tuple[str, dict[str, Any]]] = {
     "telnyx": ("MachineDetection", {"hangup": "Enable", "message": "DetectMessageEnd"}),
     "vonage": ("machine_detection", {"hangup": "hangup", "message": "continue"}),
 }
+DETECTING = tuple(carrier for carrier in CARRIERS if carrier in DETECTION)  # Chime has no machine detection
 MACHINE_WORD = {"twilio": "machine_start", "plivo": "machine", "telnyx": "machine", "vonage": "machine"}
 
 
@@ -148,11 +165,14 @@ def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_du
         "plivo": stand_in.talk_seconds + 1,
         "telnyx": stand_in.talk_seconds,
         "vonage": stand_in.talk_seconds,
+        "chime": 0,  # Chime reports no duration: the stack's own clock, bridged to hung up (the stand-in's pause)
     }
     assert record["duration_seconds"] == talked[carrier]
     assert record["ringing_at"] and record["answered_at"] and record["bridged_at"]
     played = stand_in.calls[record["carrier_call_id"]]
-    assert f"dialed {call['sip_uri']}" in played.events  # the carrier was told to dial the registration's SIP URI
+    # The carrier was told to dial the registration's SIP URI (Chime: its user part, through the Voice Connector).
+    dialed = call["sip_uri"].removeprefix("sip:").split("@")[0] if carrier == "chime" else call["sip_uri"]
+    assert f"dialed {dialed}" in played.events
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)
@@ -160,12 +180,14 @@ def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_du
 def test_nobody_answering_or_a_busy_line_closes_the_record(
     outbound: Outbound, carrier: str, suffix: str, status: str
 ) -> None:
+    if carrier == "chime":
+        status = "no_answer"  # Chime's HANGUP says nothing more of a call nobody answered
     call = outbound.place(to(suffix), carrier).json()
     record = outbound.settled(call["call_id"], status)
     assert record["status"] == status and record["ended_at"], record
 
 
-@pytest.mark.parametrize("carrier", CARRIERS)
+@pytest.mark.parametrize("carrier", DETECTING)
 def test_a_machine_is_hung_up_on_when_asked_and_told_to_the_agent_otherwise(outbound: Outbound, carrier: str) -> None:
     stand_in, (field, asked), word = outbound.carriers[carrier], DETECTION[carrier], MACHINE_WORD[carrier]
     hang = outbound.place(to("2222"), carrier, machine_detection="hangup").json()
@@ -205,7 +227,8 @@ def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outb
         ({"to": "+442071838750"}, 403, "destination_not_allowed"),
         ({"to": "4155550123"}, 400, "invalid_request"),
         ({"from": "+15055559999"}, 403, "from_not_allowed"),
-        ({"carrier": "chime"}, 422, "carrier_not_configured"),
+        ({"carrier": "signalwire"}, 422, "carrier_not_configured"),
+        ({"carrier": "chime", "machine_detection": "hangup"}, 422, "machine_detection_unavailable"),
         ({"carrier": "plivo", "from": "+15055559999"}, 403, "from_not_allowed"),
         ({"carrier": "sms"}, 400, "invalid_request"),
     ],
@@ -222,7 +245,14 @@ def test_refused_requests_send_nothing_anywhere(
 
 
 @pytest.mark.parametrize(
-    ("carrier", "code"), [("twilio", "20003"), ("plivo", None), ("telnyx", "10009"), ("vonage", "unauthorized")]
+    ("carrier", "code"),
+    [
+        ("twilio", "20003"),
+        ("plivo", None),
+        ("telnyx", "10009"),
+        ("vonage", "unauthorized"),
+        ("chime", "AccessDeniedException"),
+    ],
 )
 def test_a_carrier_refusing_the_credentials_is_a_502_and_the_record_is_closed(
     outbound: Outbound, carrier: str, code: str | None
@@ -230,11 +260,14 @@ def test_a_carrier_refusing_the_credentials_is_a_502_and_the_record_is_closed(
     stand_in = outbound.carriers[carrier]
     if carrier == "vonage":
         stand_in.public_key = vonage_key()[1]  # type: ignore[attr-defined]  # another application's key
+    elif carrier == "chime":
+        stand_in.refusing = True  # type: ignore[attr-defined]  # the role without the permission
     else:
         setattr(stand_in, "api_key" if carrier == "telnyx" else "auth_token", "not-the-token")
     answer = outbound.place(to(), carrier)
     assert (answer.status_code, answer.json()["error"]) == (502, "carrier_credentials_rejected"), answer.text
-    assert answer.json()["details"] == [{"carrier_status": 401, "carrier_code": code}]
+    status = 403 if carrier == "chime" else 401  # AWS refuses a role without the permission with 403
+    assert answer.json()["details"] == [{"carrier_status": status, "carrier_code": code}]
     registered = outbound.sim.issued[-1][0]
     assert outbound.settled(registered, "failed")["reason"] == "carrier_credentials_rejected"
 

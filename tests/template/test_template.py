@@ -411,6 +411,9 @@ def test_api_function_has_only_the_table_and_secret_actions_it_uses() -> None:
         "dynamodb:Scan",  # listing number routes only
         "secretsmanager:GetSecretValue",
         "kms:Decrypt",  # only with SecretsKmsKeyArn, only through Secrets Manager
+        # Outbound calls through Chime, on the stack's SIP media application only.
+        "chime:CreateSipMediaApplicationCall",
+        "chime:UpdateSipMediaApplicationCall",
     }
     deleting = [s for s in statements("ApiFunction") if "dynamodb:DeleteItem" in s["Action"]]
     assert [s["Resource"] for s in deleting] == [
@@ -837,3 +840,16 @@ def test_samconfig_grants_the_capabilities_the_template_needs() -> None:
     assert "CAPABILITY_IAM" in capabilities  # the functions' roles
     if "AWS::Serverless::Application" in types:
         assert "CAPABILITY_AUTO_EXPAND" in capabilities
+
+
+def test_api_function_places_chime_calls_only_through_the_stacks_sip_media_application() -> None:
+    [statement] = [s for s in statements("ApiFunction") if "chime:CreateSipMediaApplicationCall" in s["Action"]]
+    _, created, existing = statement["Resource"]["Fn::If"]
+    assert created["Fn::Sub"].endswith(":sma/${SipMediaApplicationStack.Outputs.SipMediaApplicationId}")
+    assert existing == {"Ref": "SipMediaApplicationArn"}
+    [condition] = [
+        p
+        for p in resource("ApiFunction")["Properties"]["Policies"][0]["Statement"]
+        if "Fn::If" in p and p["Fn::If"][1] is statement
+    ]
+    assert condition["Fn::If"][0] == "ChimeOutbound"

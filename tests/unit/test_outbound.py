@@ -20,6 +20,7 @@ from millis_sip.core.errors import (
     CredentialUnavailable,
     DestinationNotAllowed,
     FromNotAllowed,
+    MachineDetectionUnavailable,
     MillisUnavailable,
     OutboundDisabled,
     OverOutboundCap,
@@ -54,6 +55,7 @@ class FakeDialer:
     placed: list[PlaceCall] = field(default_factory=list)
     canceled: list[str] = field(default_factory=list)
     carrier_call_ids: bool = True  # False: the carrier's answer names no call id (Telnyx)
+    detects_machines: bool = True
 
     def place(self, call: PlaceCall, *, budget: float) -> Placed:
         self.placed.append(call)
@@ -359,3 +361,13 @@ def test_a_carrier_id_that_comes_with_a_later_callback_is_stored() -> None:
     rig.answers.reported(placed, OutboundStatus.OTHER, carrier_call_id="v3:abc", deadline=rig.deadline())
     stored = rig.store.get(placed.call_id)
     assert stored is not None and stored.carrier_call_id == "v3:abc"
+
+
+def test_machine_detection_is_refused_for_a_carrier_without_it() -> None:
+    rig = Rig()
+    rig.dialer.detects_machines = False
+    with pytest.raises(MachineDetectionUnavailable, match="leave machine_detection off"):
+        rig.calls.place(request(machine_detection=MachineDetection.HANGUP), budget=10, urls=Urls())
+    assert rig.dialer.placed == [] and rig.store.items == {} and rig.gateway.calls == []
+    rig.calls.place(request(), budget=10, urls=Urls())  # off: placed
+    assert len(rig.dialer.placed) == 1

@@ -216,6 +216,7 @@ class OutboundSettings:
     vonage_application_id: str | None
     vonage_private_key_secret_arn: str | None
     vonage_api_url: str
+    chime_sip_media_application_id: str | None
     plivo_auth_id: str | None
     plivo_api_url: str
     plivo_auth_token_secret_arn: str | None
@@ -257,6 +258,7 @@ class OutboundSettings:
             vonage_application_id=read.optional("VONAGE_APPLICATION_ID"),
             vonage_private_key_secret_arn=read.optional("VONAGE_PRIVATE_KEY_SECRET_ARN"),
             vonage_api_url=url("VONAGE_API_URL", "https://api.nexmo.com"),
+            chime_sip_media_application_id=read.optional("CHIME_SIP_MEDIA_APPLICATION_ID"),
             plivo_auth_id=read.optional("PLIVO_AUTH_ID"),
             plivo_api_url=url("PLIVO_API_URL", "https://api.plivo.com/v1/Account"),
             plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),

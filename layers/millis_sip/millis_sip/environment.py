@@ -86,6 +86,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VONAGE_PRIVATE_KEY_SECRET_ARN", API, "the secret with the Vonage application's private key (outbound)"),
     Variable("VONAGE_PRIVATE_KEY", API, "the Vonage application's private key (PEM), locally", secret=True),
     Variable("VONAGE_API_URL", API, "Vonage's REST API (a local stand-in in tests and the demo)"),
+    Variable("CHIME_SIP_MEDIA_APPLICATION_ID", API, "the SIP media application outbound calls through Chime use"),
     Variable("PLIVO_AUTH_ID", API, "the Plivo account that places outbound calls (with its auth token)"),
     Variable("PLIVO_API_URL", API, "Plivo's REST API (a local stand-in in tests and the demo)"),
     Variable("INBOUND_ANSWER_SECONDS", INBOUND, "the carriers' and SIP servers' answer time at most (1-13)"),

@@ -186,8 +186,12 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
         "Outbound calls through Vonage need the application: set VonagePrivateKeySecretArn beside "
         "VonageApplicationId (VONAGE_PRIVATE_KEY and VONAGE_APPLICATION_ID locally)."
     )
-    missing = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage}
-    for carrier in ("signalwire", "chime"):
+    chime = (
+        "Outbound calls through Chime need the stack's SIP media application: deploy with ChimeMode create, or "
+        "existing with SipMediaApplicationArn (CHIME_SIP_MEDIA_APPLICATION_ID locally)."
+    )
+    missing = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage, "chime": chime}
+    for carrier in ("signalwire",):
         missing[carrier] = f"Outbound calls through {carrier} are not available yet (docs/outbound.md)."
     return missing
 
@@ -195,7 +199,7 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
 def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
     """The carriers' call-control clients whose accounts are configured (and their secrets, for SnapStart).
     Imported here, on ApiFunction's first build only: the phone functions never load them."""
-    from millis_sip.adapters.call_control import http, plivo, telnyx, twilio, vonage
+    from millis_sip.adapters.call_control import chime, http, plivo, telnyx, twilio, vonage
     from millis_sip.adapters.secrets import carrier_credential_source
 
     dialers: dict[str, Dialer] = {}
@@ -240,6 +244,8 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
             base_url=outbound.vonage_api_url,
         )
         secrets.append(vonage_key)
+    if outbound.chime_sip_media_application_id:  # its client is made on the first call placed
+        dialers["chime"] = chime.ChimeCalls(outbound.chime_sip_media_application_id, chime.chime_voice_client)
     return dialers, secrets
 
 

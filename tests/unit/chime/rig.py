@@ -13,6 +13,7 @@ from millis_sip.adapters.millis_http import HttpMillisGateway
 from millis_sip.config import ChimeSettings, VoiceRoute
 from millis_sip.core.calls import CallerVerification, CallRecord, CallStatus
 from millis_sip.core.lifecycle import PhoneCalls
+from millis_sip.core.outbound import OutboundAnswers
 from millis_sip.core.ports import NoMetrics
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations, hash_pin
@@ -70,7 +71,8 @@ def make_app(
         default_agent_id=agent,
     )
     calls = PhoneCalls(store, clock=clock, ttl_seconds=3600)
-    return SipMediaApp(router, calls, chime, metrics=NoMetrics()), gateway, store, clock
+    outbound = OutboundAnswers(store, clock=clock, ttl_seconds=3600)
+    return SipMediaApp(router, calls, chime, metrics=NoMetrics(), outbound=outbound), gateway, store, clock
 
 
 def answer(app: SipMediaApp, event: dict[str, Any] | object, clock: Clock) -> dict[str, Any]:

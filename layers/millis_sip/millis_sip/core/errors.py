@@ -179,6 +179,12 @@ class FromNotAllowed(OutboundRefused):
     code = "from_not_allowed"
 
 
+class MachineDetectionUnavailable(OutboundRefused):
+    """``machine_detection`` asked of a carrier that cannot tell a person from a machine."""
+
+    code = "machine_detection_unavailable"
+
+
 class CarrierNotConfigured(OutboundRefused):
     """The carrier's call-control credentials are not configured."""
 

@@ -45,6 +45,7 @@ from millis_sip.core.errors import (
     CredentialUnavailable,
     DestinationNotAllowed,
     FromNotAllowed,
+    MachineDetectionUnavailable,
     MillisError,
     OutboundDisabled,
     OverOutboundCap,
@@ -159,6 +160,10 @@ class OutboundCalls:
         started = self._clock.monotonic()
         self._check(request)
         dialer = self._dialer(request.carrier)
+        if request.machine_detection is not MachineDetection.OFF and not dialer.detects_machines:
+            raise MachineDetectionUnavailable(
+                f"{request.carrier} cannot tell a person from a machine: leave machine_detection off for it."
+            )
         route = self._from_route(request)
         self._keys.ready()  # the tokens and counters need it: a failure to read it comes before any work
         now = self._clock.now()
@@ -267,28 +272,43 @@ class OutboundCalls:
         return record
 
     def cancel(self, call_id: str, *, budget: float) -> CallRecord:
-        """Hang up an outbound call that has not been answered yet; the record, ``canceled``."""
+        """Hang up an outbound call that has not been answered yet; the record, ``canceled``.
+
+        The record is closed first, then the carrier is asked to hang up: the carrier's own report of the hang-up
+        then finds the call canceled (it cannot close it ``no_answer`` first), and a call that rings after all is
+        hung up at its answer. A cancel the carrier did not take (its error is raised) is sent again by the same
+        request: a call already ``canceled`` is answered as canceled, and the carrier asked once more."""
         record = self._store.get(call_id)
         if record is None:
             raise CallNotFound(f"No call {call_id}.")
-        if record.direction is not Direction.OUTBOUND or record.status not in NOT_ANSWERED:
+        if record.direction is not Direction.OUTBOUND or record.status not in (*NOT_ANSWERED, CallStatus.CANCELED):
             raise CallNotCancelable(
                 f"Call {call_id} is {record.status.value}: only an outbound call that is queued or ringing can be "
                 "canceled."
             )
         dialer = self._dialer(record.carrier or "")
-        if record.carrier_call_id:
-            dialer.cancel(record.carrier_call_id, budget=budget)
-        now = self._clock.now()
-        canceled = replace(record, status=CallStatus.CANCELED, reason="canceled_by_api", ended_at=now)
-        if not self._store.transition(
-            replace(canceled, expires_at=self._expiry(now)), CallStatus.CANCELED, allowed_from=NOT_ANSWERED, now=now
-        ):
-            current = self._store.get(call_id) or record
-            raise CallNotCancelable(f"Call {call_id} is {current.status.value} now: it can no longer be canceled.")
-        self._store.free_ringing_slot(record.transaction_id or call_id)
-        log.info("Outbound call canceled", extra={"call_id": call_id, "carrier": record.carrier})
-        return canceled
+        if record.status is not CallStatus.CANCELED:
+            now = self._clock.now()
+            canceled = replace(record, status=CallStatus.CANCELED, reason="canceled_by_api", ended_at=now)
+            if not self._store.transition(
+                replace(canceled, expires_at=self._expiry(now)),
+                CallStatus.CANCELED,
+                allowed_from=NOT_ANSWERED,
+                now=now,
+            ):
+                current = self._store.get(call_id) or record
+                if current.status is not CallStatus.CANCELED:
+                    raise CallNotCancelable(
+                        f"Call {call_id} is {current.status.value} now: it can no longer be canceled."
+                    )
+                canceled = current
+            self._free_slot(record.transaction_id or call_id, True)
+            log.info("Outbound call canceled", extra={"call_id": call_id, "carrier": record.carrier})
+            record = canceled
+        carrier_call_id = record.carrier_call_id or (self._store.get(call_id) or record).carrier_call_id
+        if carrier_call_id:
+            dialer.cancel(carrier_call_id, budget=budget)
+        return record
 
     # --- the guards -------------------------------------------------------------------------------------
 

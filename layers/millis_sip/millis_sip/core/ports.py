@@ -352,6 +352,11 @@ class Dialer(Protocol):
     @property
     def carrier(self) -> str: ...
 
+    @property
+    def detects_machines(self) -> bool:
+        """The carrier can tell a person from a machine (its answering-machine detection)."""
+        ...
+
     def place(self, call: PlaceCall, *, budget: float) -> Placed:
         """Ask the carrier to place ``call`` within ``budget`` seconds."""
         ...

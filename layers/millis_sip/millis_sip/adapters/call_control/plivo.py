@@ -33,6 +33,8 @@ def plivo_number(number: str) -> str:
 class PlivoCalls:
     """The Dialer port over Plivo's REST API (Basic auth: the account's Auth ID and Auth Token)."""
 
+    detects_machines = True
+
     def __init__(self, api: CarrierApi, *, auth_id: str, secret: Callable[[], str], base_url: str = PLIVO_API) -> None:
         self._api = api
         self._account = f"{base_url.rstrip('/')}/{auth_id}"

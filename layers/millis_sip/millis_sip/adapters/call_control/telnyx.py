@@ -34,6 +34,8 @@ class TelnyxCalls:
     """The Dialer port over Telnyx's TeXML REST API (Bearer: an API key of the account), placing calls through
     one TeXML application (its ``ApplicationSid``)."""
 
+    detects_machines = True
+
     def __init__(
         self,
         api: CarrierApi,

@@ -28,6 +28,8 @@ class TwilioCalls:
     """The Dialer port over Twilio's REST API, authenticated as the account (its SID and auth token) or with an
     API key (its SID and secret) for that account."""
 
+    detects_machines = True
+
     def __init__(
         self,
         api: CarrierApi,

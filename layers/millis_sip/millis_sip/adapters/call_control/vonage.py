@@ -38,6 +38,8 @@ def vonage_number(number: str) -> str:
 class VonageCalls:
     """The Dialer port over Vonage's Voice API (``Authorization: Bearer`` an application JWT)."""
 
+    detects_machines = True
+
     def __init__(
         self,
         api: CarrierApi,

@@ -12,6 +12,8 @@ One method per invocation type:
 - ACTION_FAILED (CallAndBridge): the router's failover (the other region, once), else release the caller.
 - HANGUP: hang up the other leg (Chime does not) and close the record.
 - INVALID_LAMBDA_RESPONSE: log, count, hang up.
+- the invocations of a call the stack placed (NEW_OUTBOUND_CALL, RINGING, CALL_ANSWERED, and every later one
+  its TransactionAttributes mark outbound): edges/chime/outbound.py.
 - anything else: an empty answer.
 
 What later invocations need travels in TransactionAttributes (``attributes``), so a call never depends on a
@@ -28,6 +30,7 @@ from millis_sip.config import ChimeSettings, VoiceRoute
 from millis_sip.core.calls import E164, CallRecord, CallStatus
 from millis_sip.core.errors import Unroutable
 from millis_sip.core.lifecycle import PhoneCalls
+from millis_sip.core.outbound import OutboundAnswers
 from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import Metrics
 from millis_sip.core.regions import MillisRegion
@@ -59,6 +62,7 @@ from millis_sip.edges.chime.events import (
     SmaEvent,
     still_up_besides,
 )
+from millis_sip.edges.chime.outbound import ChimeOutbound, is_outbound
 from millis_sip.messages import Messages
 from millis_sip.observability import logger
 
@@ -101,15 +105,30 @@ class VoiceConnectors:
 
 
 class SipMediaApp:
-    def __init__(self, router: CallRouter, calls: PhoneCalls, chime: ChimeSettings, *, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        router: CallRouter,
+        calls: PhoneCalls,
+        chime: ChimeSettings,
+        *,
+        metrics: Metrics,
+        outbound: OutboundAnswers | None = None,
+    ) -> None:
         self._router = router
         self._calls = calls
         self._chime = chime
         self._placement = VoiceConnectors(chime.routes)
         self._metrics = metrics
+        # The calls the stack places through this application (CreateSipMediaApplicationCall): edges/chime/outbound.
+        self._outbound = ChimeOutbound(outbound, self._placement, chime, metrics=metrics) if outbound else None
 
     def handle(self, event: SmaEvent, *, deadline: float) -> dict[str, Any]:
         """Answer one invocation. ``deadline`` is on the clock's monotonic time: the answer is ready by then."""
+        if is_outbound(event):
+            if self._outbound is None:
+                logger.warning("An outbound call's invocation, and outbound calls are not set up here")
+                return response(hang_up_everyone(event, HANGUP_NORMAL))
+            return self._outbound.handle(event, deadline=deadline)
         if event.type == NEW_INBOUND_CALL:
             return self._new_inbound_call(event, deadline)
         if event.type == ACTION_SUCCESSFUL:
