@@ -6,6 +6,7 @@ final callback. No SIP is sent: the leg to Millis is reported as the carrier wou
 ``talk_seconds``).
 
     TwilioStandIn   Twilio's Calls resource (form fields of twilio-oai's CreateCallRequest, X-Twilio-Signature)
+    SignalWireStandIn  SignalWire's Compatibility API (Twilio's resource at the space, X-SignalWire-Signature)
     PlivoStandIn    Plivo's Call API (JSON, answer_url / ring_url / hangup_url, X-Plivo-Signature-V3)
     TelnyxStandIn   Telnyx's TeXML Calls API (JSON, Bearer; Url and StatusCallback signed with Ed25519)
     VonageStandIn   Vonage's Voice API (JSON, an RS256 application JWT; answer_url and event_url signed HS256)
@@ -199,15 +200,22 @@ class TwilioStandIn(CallControlStandIn):
     """Twilio's Calls resource: HTTP Basic with the account SID and auth token, the form fields of twilio-oai's
     CreateCallRequest; 201 with the call's sid; cancel by ``Status=canceled``."""
 
+    base_path = "/2010-04-01"
+    signature_header = "X-Twilio-Signature"
+
     def __init__(self, account_sid: str, auth_token: str, **play: Any) -> None:
         super().__init__(**play)
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.signing_key = auth_token  # what the callbacks are signed with (Twilio: the auth token)
 
     @property
     def url(self) -> str:
         """The base URL, as TWILIO_API_URL takes it (Twilio's is https://api.twilio.com/2010-04-01)."""
-        return f"{self.origin}/2010-04-01"
+        return f"{self.origin}{self.base_path}"
+
+    def new_sid(self) -> str:
+        return "CA" + uuid.uuid4().hex
 
     def handle(
         self, method: str, path: str, authorization: str, fields: dict[str, Any]
@@ -219,12 +227,12 @@ class TwilioStandIn(CallControlStandIn):
                 "more_info": "https://www.twilio.com/docs/errors/20003",
                 "status": 401,
             }
-        calls = f"/2010-04-01/Accounts/{self.account_sid}/Calls"
+        calls = f"{self.base_path}/Accounts/{self.account_sid}/Calls"
         if method == "POST" and path == f"{calls}.json":
             missing = [name for name in ("To", "From", "Url") if not fields.get(name)]
             if missing:
                 return 400, {"code": 21205, "message": f"{missing[0]} is required", "status": 400}
-            sid = "CA" + uuid.uuid4().hex
+            sid = self.new_sid()
             self._start(PlacedCall(sid, fields))
             return 201, {"sid": sid, "status": "queued", "to": fields["To"][0], "from": fields["From"][0]}
         if method == "POST" and path.startswith(f"{calls}/") and path.endswith(".json"):
@@ -239,8 +247,8 @@ class TwilioStandIn(CallControlStandIn):
         return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
 
     def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
-        signature = twilio_signature(url, params, self.auth_token)
-        answer = httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=15)
+        signature = twilio_signature(url, params, self.signing_key)
+        answer = httpx.post(url, data=params, headers={self.signature_header: signature}, timeout=15)
         self.answers.append((url, answer.status_code, answer.text[:300]))
         return answer
 
@@ -292,6 +300,28 @@ class TwilioStandIn(CallControlStandIn):
 
     def _ended(self, call: PlacedCall, how: str, duration: int = 0) -> None:
         self._status(call, how, duration)
+
+
+class SignalWireStandIn(TwilioStandIn):
+    """SignalWire's Compatibility API (developer.signalwire.com/compatibility-api): Twilio's Calls resource at the
+    project's space (``/api/laml/2010-04-01/Accounts/{ProjectId}/Calls.json``, HTTP Basic with the project id and
+    an API token), UUID call sids, and callbacks signed the Twilio way under ``X-SignalWire-Signature`` with the
+    project's signing key."""
+
+    base_path = "/api/laml/2010-04-01"
+    signature_header = "X-SignalWire-Signature"
+
+    def __init__(self, project_id: str, api_token: str, signing_key: str, **play: Any) -> None:
+        super().__init__(project_id, api_token, **play)
+        self.signing_key = signing_key
+
+    @property
+    def url(self) -> str:
+        """The space, as SIGNALWIRE_SPACE_URL takes it (https://<space>.signalwire.com)."""
+        return self.origin
+
+    def new_sid(self) -> str:
+        return str(uuid.uuid4())
 
 
 class PlivoStandIn(CallControlStandIn):

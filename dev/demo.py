@@ -27,7 +27,14 @@ from xml.etree import ElementTree
 
 import httpx
 
-from dev.carrier_api import ChimeStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
+from dev.carrier_api import (
+    ChimeStandIn,
+    PlivoStandIn,
+    SignalWireStandIn,
+    TelnyxStandIn,
+    TwilioStandIn,
+    VonageStandIn,
+)
 from dev.carrier_signing import LOCAL_KEYS
 from dev.dynamodb_local import DynamoDBLocal
 from dev.events import load_event
@@ -232,7 +239,15 @@ LOCAL_PLIVO_AUTH_ID = "MALOCALDEMO000000001"  # the Plivo stand-in's Auth ID (no
 LOCAL_TELNYX_ACCOUNT = "5ca1ab1e-0000-4000-8000-00000000beef"  # the Telnyx stand-in's account (none behind it)
 LOCAL_TELNYX_API_KEY = "KEY-local-telnyx-api-key"
 # each places one call in the demo
-OUTBOUND_CARRIERS = {"twilio": "Twilio", "telnyx": "Telnyx", "vonage": "Vonage", "plivo": "Plivo", "chime": "Chime"}
+OUTBOUND_CARRIERS = {
+    "twilio": "Twilio",
+    "signalwire": "SignalWire",
+    "telnyx": "Telnyx",
+    "vonage": "Vonage",
+    "plivo": "Plivo",
+    "chime": "Chime",
+}
+LOCAL_SIGNALWIRE_PROJECT = "5ca1ab1e-0000-4000-8000-00000000f00d"  # the SignalWire stand-in's project
 LOCAL_SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"  # the Chime stand-in's application
 OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
@@ -638,6 +653,10 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             return answered
 
         chime = stack.enter_context(ChimeStandIn(LOCAL_SIP_MEDIA_APPLICATION, sma_handler).running())
+        # SignalWire signs with the project's signing key, kept in the Twilio credential (docs/carriers/twilio.md).
+        signalwire = stack.enter_context(
+            SignalWireStandIn(LOCAL_SIGNALWIRE_PROJECT, "PT-local-api-token", LOCAL_KEYS.twilio_auth_token).running()
+        )
         # botocore's own endpoint setting for chime-sdk-voice: kept for the demo's life (the client is made when
         # the first call is placed).
         os.environ["AWS_ENDPOINT_URL_CHIME_SDK_VOICE"] = chime.url
@@ -645,6 +664,9 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "PUBLIC_BASE_URL": api.url,
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
             "CHIME_SIP_MEDIA_APPLICATION_ID": LOCAL_SIP_MEDIA_APPLICATION,
+            "SIGNALWIRE_SPACE_URL": signalwire.url,
+            "SIGNALWIRE_PROJECT_ID": LOCAL_SIGNALWIRE_PROJECT,
+            "SIGNALWIRE_API_TOKEN": "PT-local-api-token",
             "TWILIO_ACCOUNT_SID": LOCAL_TWILIO_ACCOUNT,
             "TWILIO_AUTH_TOKEN": LOCAL_KEYS.twilio_auth_token,
             "TWILIO_API_URL": twilio.url,

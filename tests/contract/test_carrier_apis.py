@@ -8,6 +8,7 @@ for Chime, botocore's model of chime-sdk-voice through Stubber."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -404,3 +405,39 @@ def test_a_chime_cancel_of_a_transaction_that_is_over_is_nothing_to_do() -> None
     )
     with stubber:
         dialer.cancel("8c9372d0-e766-4890-823a-32ca8403201a", budget=10)
+
+
+# --- SignalWire: its Compatibility API is Twilio's Calls resource at the project's space -------------------
+
+# The fields of SignalWire's CreateCallRequest (signalwire/docs@668371b217817d9037657f5079d2345945ad9331,
+# specs/compatibility-api/calls/models/requests.tsp; developer.signalwire.com/compatibility-api, "Create a Call").
+SIGNALWIRE_CREATE_CALL_FIELDS = {
+    "Url", "ApplicationSid", "From", "To", "CallerId", "FallbackMethod", "FallbackUrl", "MachineDetection",
+    "AsyncAmd", "AsyncAmdStatusCallback", "AsyncAmdStatusCallbackMethod", "AsyncAmdPartialResults",
+    "MachineDetectionSilenceTimeout", "MachineDetectionSpeechThreshold", "MachineDetectionSpeechEndThreshold",
+    "MachineDetectionTimeout", "MachineWordsThreshold", "MaxPricePerMinute", "Method", "Record",
+    "RecordingChannels", "RecordingStatusCallback", "RecordingStatusCallbackMethod", "RecordingTrack",
+    "SipAuthUsername", "SipAuthPassword", "SendDigits", "StatusCallback", "StatusCallbackEvent",
+    "StatusCallbackMethod", "Timeout", "Trim",
+}  # fmt: skip
+SIGNALWIRE_PROJECT = "6bfbbe86-a901-4197-8759-2a0de1fa319d"
+
+
+@pytest.mark.parametrize("machine_detection", ["off", "hangup", "message"])
+def test_signalwire_calls_go_to_the_space_with_fields_signalwire_documents(machine_detection: str) -> None:
+    capture = Capture(201, {"sid": "0703574f-b151-465d-aedb-28972eb513c7", "status": "queued"})
+    with capture_server(capture) as base:
+        api = CarrierApi("signalwire", new_client(), describe=describe)
+        dialer = TwilioCalls(
+            api, account_sid=SIGNALWIRE_PROJECT, secret=lambda: "PT-token", base_url=f"{base}/api/laml/2010-04-01"
+        )
+        placed = dialer.place(call(machine_detection), budget=10)
+        sent = capture.take()
+    assert placed.carrier_call_id == "0703574f-b151-465d-aedb-28972eb513c7"
+    assert (sent.method, sent.path) == ("POST", f"/api/laml/2010-04-01/Accounts/{SIGNALWIRE_PROJECT}/Calls.json")
+    assert (
+        sent.headers["authorization"] == "Basic " + base64.b64encode(f"{SIGNALWIRE_PROJECT}:PT-token".encode()).decode()
+    )
+    assert set(sent.fields()) <= SIGNALWIRE_CREATE_CALL_FIELDS
+    if machine_detection != "off":
+        assert sent.fields()["MachineDetection"] in (["Enable"], ["DetectMessageEnd"], "Enable", "DetectMessageEnd")

@@ -18,6 +18,7 @@ from dev.carrier_api import (
     CallControlStandIn,
     ChimeStandIn,
     PlivoStandIn,
+    SignalWireStandIn,
     TelnyxStandIn,
     TwilioStandIn,
     VonageStandIn,
@@ -37,7 +38,9 @@ TELNYX_API_KEY = "KEYintegration-telnyx-api-key"
 VONAGE_APP = "5ca1ab1e-0000-4000-8000-0000000000aa"
 VONAGE_SECRET = "integration-vonage-signature-secret-0123456789"
 SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"
-CARRIERS = ("twilio", "plivo", "telnyx", "vonage", "chime")
+SIGNALWIRE_PROJECT = "6bfbbe86-a901-4197-8759-2a0de1fa319d"  # the project id form of signalwire-python's tests
+SIGNALWIRE_TOKEN, SIGNALWIRE_SIGNING_KEY = "PTintegration-signalwire-api-token", "PSKintegration-signing-key"
+CARRIERS = ("twilio", "plivo", "telnyx", "vonage", "chime", "signalwire")
 
 
 def vonage_key() -> tuple[str, Any]:
@@ -88,7 +91,8 @@ def outbound(
     vonage = VonageStandIn(VONAGE_APP, public, VONAGE_SECRET)
     functions: dict[str, ModuleType] = {}
     chime = ChimeStandIn(SIP_MEDIA_APPLICATION, lambda e, c: functions["sma"].lambda_handler(e, c))
-    with twilio.running(), plivo.running(), telnyx.running(), vonage.running(), chime.running():
+    signalwire = SignalWireStandIn(SIGNALWIRE_PROJECT, SIGNALWIRE_TOKEN, SIGNALWIRE_SIGNING_KEY)
+    with twilio.running(), plivo.running(), telnyx.running(), vonage.running(), chime.running(), signalwire.running():
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
             api_key=API_KEY,
@@ -100,8 +104,13 @@ def outbound(
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
             "OUTBOUND_MAX_RINGING": "50",
             "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            # The Twilio credential's secret holds SignalWire's signing key on its own line, as docs/carriers/twilio.md
+            # says: its callbacks are checked with it.
+            "TWILIO_AUTH_TOKEN": f"{TWILIO_AUTH_TOKEN}\n{SIGNALWIRE_SIGNING_KEY}",
             "TWILIO_API_URL": twilio.url,
+            "SIGNALWIRE_SPACE_URL": signalwire.url,
+            "SIGNALWIRE_PROJECT_ID": SIGNALWIRE_PROJECT,
+            "SIGNALWIRE_API_TOKEN": SIGNALWIRE_TOKEN,
             "PLIVO_AUTH_ID": PLIVO_AUTH_ID,
             "PLIVO_AUTH_TOKEN": PLIVO_AUTH_TOKEN,
             "PLIVO_API_URL": plivo.url,
@@ -120,7 +129,14 @@ def outbound(
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
         functions["sma"] = make_sma(**settings)
-        stand_ins = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage, "chime": chime}
+        stand_ins = {
+            "twilio": twilio,
+            "plivo": plivo,
+            "telnyx": telnyx,
+            "vonage": vonage,
+            "chime": chime,
+            "signalwire": signalwire,
+        }
         with server:
             yield Outbound(server, stand_ins, sim)
 
@@ -136,9 +152,16 @@ DETECTION: dict[str, tuple[str, dict[str, Any]]] = {
     "plivo": ("machine_detection", {"hangup": "hangup", "message": "true"}),
     "telnyx": ("MachineDetection", {"hangup": "Enable", "message": "DetectMessageEnd"}),
     "vonage": ("machine_detection", {"hangup": "hangup", "message": "continue"}),
+    "signalwire": ("MachineDetection", {"hangup": ["Enable"], "message": ["DetectMessageEnd"]}),
 }
 DETECTING = tuple(carrier for carrier in CARRIERS if carrier in DETECTION)  # Chime has no machine detection
-MACHINE_WORD = {"twilio": "machine_start", "plivo": "machine", "telnyx": "machine", "vonage": "machine"}
+MACHINE_WORD = {
+    "twilio": "machine_start",
+    "plivo": "machine",
+    "telnyx": "machine",
+    "vonage": "machine",
+    "signalwire": "machine_start",
+}
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)
@@ -165,6 +188,7 @@ def test_a_person_answers_is_bridged_to_millis_and_the_record_closes_with_the_du
         "plivo": stand_in.talk_seconds + 1,
         "telnyx": stand_in.talk_seconds,
         "vonage": stand_in.talk_seconds,
+        "signalwire": stand_in.talk_seconds,
         "chime": 0,  # Chime reports no duration: the stack's own clock, bridged to hung up (the stand-in's pause)
     }
     assert record["duration_seconds"] == talked[carrier]
@@ -227,10 +251,9 @@ def test_a_ringing_call_is_canceled_and_an_answered_one_cannot_be(outbound: Outb
         ({"to": "+442071838750"}, 403, "destination_not_allowed"),
         ({"to": "4155550123"}, 400, "invalid_request"),
         ({"from": "+15055559999"}, 403, "from_not_allowed"),
-        ({"carrier": "signalwire"}, 422, "carrier_not_configured"),
+        ({"carrier": "sms"}, 400, "invalid_request"),
         ({"carrier": "chime", "machine_detection": "hangup"}, 422, "machine_detection_unavailable"),
         ({"carrier": "plivo", "from": "+15055559999"}, 403, "from_not_allowed"),
-        ({"carrier": "sms"}, 400, "invalid_request"),
     ],
 )
 def test_refused_requests_send_nothing_anywhere(
@@ -252,6 +275,7 @@ def test_refused_requests_send_nothing_anywhere(
         ("telnyx", "10009"),
         ("vonage", "unauthorized"),
         ("chime", "AccessDeniedException"),
+        ("signalwire", "20003"),
     ],
 )
 def test_a_carrier_refusing_the_credentials_is_a_502_and_the_record_is_closed(

@@ -150,6 +150,8 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/telnyx/outbound/status"),
     ("POST", "/carriers/vonage/outbound"),
     ("POST", "/carriers/vonage/outbound/status"),
+    ("POST", "/carriers/signalwire/outbound"),
+    ("POST", "/carriers/signalwire/outbound/status"),
     ("POST", "/carriers/plivo/outbound"),
     ("POST", "/carriers/plivo/outbound/status"),
 }
@@ -734,6 +736,7 @@ SECRET_READERS = {
     "TelnyxApiKeySecretArn": {"ApiFunction"},  # outbound calls only
     "VonageSignatureSecretArn": {"InboundFunction"},
     "VonagePrivateKeySecretArn": {"ApiFunction"},  # outbound calls only
+    "SignalWireApiTokenSecretArn": {"ApiFunction"},  # outbound calls only
     "PlivoAuthTokenSecretArn": {"InboundFunction", "ApiFunction"},
 }
 

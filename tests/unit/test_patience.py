@@ -26,6 +26,8 @@ ROUTES = [
     ("POST", twilio.STATUS_PATH, "twilio"),
     ("POST", twilio.OUTBOUND_ANSWER_PATH, "twilio"),
     ("POST", twilio.OUTBOUND_STATUS_PATH, "twilio"),
+    ("POST", twilio.SIGNALWIRE_OUTBOUND_ANSWER_PATH, "signalwire"),
+    ("POST", twilio.SIGNALWIRE_OUTBOUND_STATUS_PATH, "signalwire"),
     ("POST", telnyx.VOICE_PATH, "telnyx"),
     ("POST", telnyx.STATUS_PATH, "telnyx"),
     ("POST", telnyx.OUTBOUND_ANSWER_PATH, "telnyx"),
@@ -84,7 +86,8 @@ def test_the_answer_times_of_the_default_settings(monkeypatch: pytest.MonkeyPatc
     module = load_function("inbound_handler")
     context = LocalContext(function_name="InboundFunction", timeout_seconds=12)
     given = {phone_system: time_given(module, m, r, context) for m, r, phone_system in ROUTES}
-    assert given == pytest.approx({"twilio": 8.0, "telnyx": 4.0, "vonage": 4.0, "plivo": 8.0, "sip": 2.0}, abs=0.05)
+    expected = {"twilio": 8.0, "telnyx": 4.0, "vonage": 4.0, "plivo": 8.0, "sip": 2.0, "signalwire": 4.0}
+    assert given == pytest.approx(expected, abs=0.05)
 
 
 def test_the_functions_own_time_left_still_bounds_the_answer() -> None:

@@ -217,6 +217,9 @@ class OutboundSettings:
     vonage_private_key_secret_arn: str | None
     vonage_api_url: str
     chime_sip_media_application_id: str | None
+    signalwire_space_url: str | None
+    signalwire_project_id: str | None
+    signalwire_api_token_secret_arn: str | None
     plivo_auth_id: str | None
     plivo_api_url: str
     plivo_auth_token_secret_arn: str | None
@@ -259,6 +262,9 @@ class OutboundSettings:
             vonage_private_key_secret_arn=read.optional("VONAGE_PRIVATE_KEY_SECRET_ARN"),
             vonage_api_url=url("VONAGE_API_URL", "https://api.nexmo.com"),
             chime_sip_media_application_id=read.optional("CHIME_SIP_MEDIA_APPLICATION_ID"),
+            signalwire_space_url=url("SIGNALWIRE_SPACE_URL", "") if read.optional("SIGNALWIRE_SPACE_URL") else None,
+            signalwire_project_id=read.optional("SIGNALWIRE_PROJECT_ID"),
+            signalwire_api_token_secret_arn=read.optional("SIGNALWIRE_API_TOKEN_SECRET_ARN"),
             plivo_auth_id=read.optional("PLIVO_AUTH_ID"),
             plivo_api_url=url("PLIVO_API_URL", "https://api.plivo.com/v1/Account"),
             plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),

@@ -190,10 +190,18 @@ def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
         "Outbound calls through Chime need the stack's SIP media application: deploy with ChimeMode create, or "
         "existing with SipMediaApplicationArn (CHIME_SIP_MEDIA_APPLICATION_ID locally)."
     )
-    missing = {"twilio": twilio, "plivo": plivo, "telnyx": telnyx, "vonage": vonage, "chime": chime}
-    for carrier in ("signalwire",):
-        missing[carrier] = f"Outbound calls through {carrier} are not available yet (docs/outbound.md)."
-    return missing
+    signalwire = (
+        "Outbound calls through SignalWire need the project: set SignalWireSpaceUrl, SignalWireProjectId and "
+        "SignalWireApiTokenSecretArn (SIGNALWIRE_SPACE_URL, SIGNALWIRE_PROJECT_ID and SIGNALWIRE_API_TOKEN locally)."
+    )
+    return {
+        "twilio": twilio,
+        "plivo": plivo,
+        "telnyx": telnyx,
+        "vonage": vonage,
+        "chime": chime,
+        "signalwire": signalwire,
+    }
 
 
 def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str, Dialer], list[Secret]]:
@@ -244,6 +252,19 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
             base_url=outbound.vonage_api_url,
         )
         secrets.append(vonage_key)
+    signalwire_token = carrier_credential_source(
+        outbound.signalwire_api_token_secret_arn, "SIGNALWIRE_API_TOKEN", max_age
+    )
+    if outbound.signalwire_space_url and outbound.signalwire_project_id and signalwire_token is not None:
+        client = client or http.new_client()
+        api = http.CarrierApi("signalwire", client, describe=twilio.describe)
+        dialers["signalwire"] = twilio.TwilioCalls(  # the Compatibility API: Twilio's Calls resource at the space
+            api,
+            account_sid=outbound.signalwire_project_id,
+            secret=signalwire_token,
+            base_url=f"{outbound.signalwire_space_url}/api/laml/2010-04-01",
+        )
+        secrets.append(signalwire_token)
     if outbound.chime_sip_media_application_id:  # its client is made on the first call placed
         dialers["chime"] = chime.ChimeCalls(outbound.chime_sip_media_application_id, chime.chime_voice_client)
     return dialers, secrets

@@ -168,3 +168,14 @@ def test_the_leg_to_millis_says_nothing_until_it_ends() -> None:
     assert VONAGE.dial_result(vonage(status="unanswered")) == (False, 0, "unanswered")
     with pytest.raises(Malformed):
         VONAGE.dial_result(vonage(status="bridged"))  # not a Vonage word
+
+
+def test_signalwire_reads_its_own_ids() -> None:
+    from millis_sip.edges.carriers.twilio import SignalWireOutbound
+
+    signalwire = SignalWireOutbound(Messages.from_env({}))
+    sid = "0703574f-b151-465d-aedb-28972eb513c7"  # captured by signalwire-python's tests
+    assert signalwire.carrier_call_id(Fields({"CallSid": sid, "CallStatus": "ringing"}.items())) == sid
+    with pytest.raises(Malformed):
+        signalwire.carrier_call_id(Fields({"CallSid": "CA" + "a" * 32}.items()))  # a Twilio sid is not SignalWire's
+    assert signalwire.answer_path == "/carriers/signalwire/outbound"

@@ -253,6 +253,23 @@ class TwilioOutbound:
         return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
 
+# SignalWire's Compatibility API places calls as Twilio's does, at the project's space; its requests are signed the
+# Twilio way under X-SignalWire-Signature, with the project's signing key (in the Twilio credential's secret).
+SIGNALWIRE = "signalwire"
+SIGNALWIRE_OUTBOUND_ANSWER_PATH = "/carriers/signalwire/outbound"
+SIGNALWIRE_OUTBOUND_STATUS_PATH = "/carriers/signalwire/outbound/status"
+
+
+class SignalWireOutbound(TwilioOutbound):
+    """SignalWire's outbound LaML requests: Twilio's fields and TwiML answers, SignalWire's ids (UUIDs)."""
+
+    answer_path = SIGNALWIRE_OUTBOUND_ANSWER_PATH
+    status_path = SIGNALWIRE_OUTBOUND_STATUS_PATH
+
+    def carrier_call_id(self, fields: Fields) -> str | None:
+        return fields.read("CallSid", SIGNALWIRE_CALL_SID)
+
+
 TWILIO = Carrier(
     name=CARRIER,
     title="Twilio",
@@ -263,4 +280,18 @@ TWILIO = Carrier(
     webhooks=lambda flow, credential, settings, clock: TwilioVoice(flow, credential, settings.messages),
     also=(SIGNALWIRE_SIGNATURE_HEADER, "signalwire"),  # SignalWire LaML reaches the same routes
     outbound=lambda settings: TwilioOutbound(settings.messages),
+)
+
+
+# SignalWire has no inbound routes of its own (its LaML webhooks reach Twilio's, above): this descriptor gives its
+# outbound calls their answer and status URLs, checked with the same credential.
+SIGNALWIRE_CARRIER = Carrier(
+    name=SIGNALWIRE,
+    title="SignalWire",
+    routes=(),
+    credential_variable="TWILIO_AUTH_TOKEN",
+    credential_setting="twilio_auth_token_secret_arn",
+    patience=SIGNALWIRE,
+    webhooks=lambda flow, credential, settings, clock: TwilioVoice(flow, credential, settings.messages),
+    outbound=lambda settings: SignalWireOutbound(settings.messages),
 )
