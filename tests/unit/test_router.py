@@ -4,6 +4,7 @@ a caller proves a caller-ID claim and each refusal, PINs, retries, and what a re
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -352,6 +353,22 @@ def test_the_same_call_id_from_another_carrier_is_another_call() -> None:
     world.route(call())
     world.route(replace(call(), carrier="sip"))
     assert len(world.gateway.calls) == 2
+
+
+def test_without_its_marker_a_call_claims_nothing_and_is_bridged_without_a_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The ownership write fails (DynamoDB, after its retries) while the reads beside it answered: a claim cannot
+    # be made safely without the marker, and nothing more is written; the record rides with the phone system.
+    world = World()
+    world.pending("crm-1", verification=CallerVerification.TRUST_CALLER_ID)
+    world.store.begin_transaction = lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("down"))  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="millis_sip"):
+        decision = world.route(call())
+    assert isinstance(decision, Routed) and decision.how == "default_agent"
+    assert list(world.store.items) == ["crm-1"] and world.store.items["crm-1"].status is CallStatus.REGISTERED
+    assert world.store.markers == {}
+    assert "DynamoDB is unavailable: bridging without storing" in caplog.text
 
 
 def test_the_marker_and_the_reads_go_out_together_each_within_the_stores_budget() -> None:

@@ -23,8 +23,8 @@ message and a hang-up, or a challenge (ask the caller for a PIN, then ask again)
 Every registration the router makes carries, in ``metadata``, the caller and dialed numbers, the carrier and
 its call id, and the route's own metadata; what the caller wrote (its X- SIP headers) goes under a key of its
 own, ``caller_supplied``. Numbers are E.164 or absent (``core.phone``): the edges read them that way. The
-ownership write and the reads (pending registrations for both numbers, the number's route) are independent: they
-run together (``Parallel``).
+reads (pending registrations for both numbers, the number's route) do not depend on the transaction's ownership
+write: they run beside it, in one round trip (``Parallel``).
 
 Where a call can go depends on the edge (``Placement``): Chime reaches a Millis region only through that
 region's Voice Connector and only with a short user part; a carrier dials any SIP URI. A call the edge cannot
@@ -74,6 +74,7 @@ from millis_sip.core.transaction import (
     STORE_RESERVE_SECONDS,
     CallTransaction,
     Opened,
+    PinPrompt,
     Transactions,
 )
 
@@ -184,6 +185,21 @@ class _Lookups:
     route: NumberRoute | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Agent:
+    """Who takes a fresh registration (the number's route, or the default agent) and its hourly caps."""
+
+    fields: dict[str, Any]  # what Millis is told of the agent: agent_id and/or agent_config, ...
+    how: str  # "number_route" or "default_agent"
+    metadata: Mapping[str, Any]  # the route's own
+    cap: int | None  # calls per hour to the dialed number
+    total_cap: int | None  # the stack's calls per hour
+
+    @property
+    def capped(self) -> bool:
+        return self.cap is not None or self.total_cap is not None
+
+
 class CallRouter:
     def __init__(
         self,
@@ -210,12 +226,11 @@ class CallRouter:
         self._default_agent_id = default_agent_id
         self._default_cap = default_agent_calls_per_hour
         self._default_total_cap = default_agent_calls_per_hour_total
-        self._keys = keys or StackKeys(None)
         self._metrics = metrics or NoMetrics()
-        self._parallel = parallel
+        keys = keys or StackKeys(None)
         self._transactions = Transactions(store, clock, self._ttl, self._metrics, parallel)
-        self._caps = HourlyCaps(store, keys=self._keys, clock=clock, parallel=parallel)
-        self._pins = PinCheck(store, keys=self._keys, metrics=self._metrics)
+        self._caps = HourlyCaps(store, keys=keys, clock=clock, parallel=parallel)
+        self._pins = PinCheck(store, keys=keys, metrics=self._metrics)
 
     def route[P](self, call: InboundCall, *, deadline: float, placement: Placement[P], attempt: int = 1) -> Decision[P]:
         """Decide where ``call`` goes; the answer is ready by ``deadline`` (on the clock's monotonic time)."""
@@ -245,83 +260,22 @@ class CallRouter:
         attempt: int,
         regions: Sequence[MillisRegion],
     ) -> Decision[P]:
+        """The decision, in the order of this module's docstring."""
         tx, found = self._open(call, deadline, attempt)
-        match tx.opened:
-            case Opened.CONFLICT:
-                log.warning(
-                    "The call id was first asked for other numbers: refusing the conflicting request",
-                    extra={"state": tx.mark.state.value if tx.mark else None},
-                )
-                return self._refuse(CALL_CONFLICT)
-            case Opened.ANSWERED:
-                log.info(
-                    "Retried invocation: reusing the first answer",
-                    extra={"millis_call_id": tx.mark.millis_call_id if tx.mark else None},
-                )
-                self._metrics.inbound("retried")
-                return self._replay(tx, placement)
-            case Opened.REFUSED:
-                return Refused(tx.reason, replayed=True)
-            case Opened.IN_PROGRESS:
-                return self._refuse("retry_in_progress")
-            case Opened.CHALLENGED:
-                return Challenge()  # asked again before the caller answered: ask again
-        # Owned, or the store is down (DynamoDB just failed after its retries: every further call would spend
-        # the caller's time too): no claim then; register, answer, and let the record ride with the phone
-        # system to a later event.
-        if (decided := self._from_registrations(call, tx, found, placement, attempt)) is not None:
-            return decided
-        try:
-            reachable = [r for r in regions if placement.reachable(r)]
-            record, how = self._register(call, found.route, deadline, reachable, placement.unreachable)
-        except BridgeError as exc:
-            if call.retries_refusals and exc.code in TRANSIENT_REFUSALS:
-                tx.release()
-            else:
-                tx.fail(exc.code)
-            return self._refuse(exc.code)
-        try:
-            where = placement.place(record)
-        except Unroutable as exc:
-            log.error(
-                "Millis' SIP URI cannot go the way this phone system sends calls",
-                extra={"millis_call_id": record.call_id, "reason": exc.reason, "sip_uri": str(record.sip_uri)},
-            )
-            if tx.opened is Opened.OWNED:
-                tx.commit_new(replace(record, status=CallStatus.FAILED, reason=exc.reason, ended_at=record.created_at))
-                tx.fail(exc.reason)
-            return self._refuse(exc.reason)
-        if tx.opened is Opened.OWNED:
-            tx.commit_new(record)
-        else:
-            log.error(
-                "DynamoDB is unavailable: bridging without storing; a later event writes the record",
-                extra={"millis_call_id": record.call_id},
-            )
-        return Routed(record, where, how)
-
-    def _from_registrations[P](
-        self, call: InboundCall, tx: CallTransaction, found: _Lookups, placement: Placement[P], attempt: int
-    ) -> Routed[P] | Challenge | None:
-        """A registration waiting for this call, claimed (or a PIN asked for first); None: register afresh."""
-        if tx.opened is not Opened.OWNED:
-            return None
-        skip: set[str] = set()
-        claimant = call
-        if (challenge := tx.challenge) is not None:  # the caller answered a PIN prompt
-            answered = self._answer_challenge(call, tx, challenge, placement)
-            if answered is not None:
-                return answered
-            skip.add(challenge[0])
-            claimant = replace(call, pin=None, can_challenge=False)  # one PIN per call: no second challenge
-        if attempt != 1:
-            return None
-        return self._claim(claimant, tx, found.candidates, skip, placement)
+        # 1. The same call asked again: what an earlier invocation answered.
+        if (again := self._asked_again(tx, placement)) is not None:
+            return again
+        # 2. A registration waiting for this call, claimed (a PIN asked for first where it needs one).
+        if (claimed := self._from_registrations(call, tx, found.candidates, placement)) is not None:
+            return claimed
+        # 3, 4. A fresh registration: the dialed number's route, else the default agent; else a refusal.
+        return self._fresh(call, tx, found.route, deadline, placement, regions)
 
     def _open(self, call: InboundCall, deadline: float, attempt: int) -> tuple[CallTransaction, _Lookups]:
         """Open the call's transaction and read what a decision needs beside it (the reads do not depend on
-        the ownership write): pending registrations for both numbers, the dialed number's route. What has
-        not answered within the store's budget counts as unavailable."""
+        the ownership write): pending registrations for both numbers (on the first attempt only: a failover
+        claims nothing), the dialed number's route. What has not answered within the store's budget counts as
+        unavailable."""
         first = attempt == 1
         lookup_keys = [k for k in dict.fromkeys((call.caller, call.dialed)) if k and E164.match(k)] if first else []
         number = call.dialed if call.dialed and E164.match(call.dialed) and self._numbers is not None else None
@@ -360,6 +314,29 @@ class CallRouter:
             candidates.append((lookup_key, records))
         return tx, _Lookups(candidates, route)
 
+    def _asked_again[P](self, tx: CallTransaction, placement: Placement[P]) -> Decision[P] | None:
+        """The answer to a call an earlier invocation decided (or is deciding): its answer again, or a refusal.
+        None: this invocation decides (it owns the call, or the store is down)."""
+        match tx.opened:
+            case Opened.OWNED | Opened.STORE_DOWN:
+                return None
+            case Opened.CONFLICT:
+                log.warning(
+                    "The call id was first asked for other numbers: refusing the conflicting request",
+                    extra={"state": tx.state},
+                )
+                return self._refuse(CALL_CONFLICT)
+            case Opened.ANSWERED:
+                log.info("Retried invocation: reusing the first answer", extra={"millis_call_id": tx.answered_call_id})
+                self._metrics.inbound("retried")
+                return self._replay(tx, placement)
+            case Opened.REFUSED:
+                return Refused(tx.reason, replayed=True)
+            case Opened.IN_PROGRESS:
+                return self._refuse("retry_in_progress")
+            case Opened.CHALLENGED:
+                return Challenge()  # asked again before the caller answered: ask again
+
     def _replay[P](self, tx: CallTransaction, placement: Placement[P]) -> Routed[P] | Refused:
         record = tx.answered_record()
         if record is None:
@@ -376,21 +353,42 @@ class CallRouter:
 
     # --- claims and PINs --------------------------------------------------------------------------------
 
+    def _from_registrations[P](
+        self,
+        call: InboundCall,
+        tx: CallTransaction,
+        candidates: list[tuple[str, list[CallRecord]]],
+        placement: Placement[P],
+    ) -> Routed[P] | Challenge | None:
+        """A registration waiting for this call, claimed (or a PIN asked for first); None: register afresh. Only
+        while the store is up: a claim cannot be made safely without it."""
+        if tx.opened is not Opened.OWNED:
+            return None
+        if (prompt := tx.challenge) is None:
+            return self._claim(call, tx, candidates, placement)
+        # The caller answered a PIN prompt: that registration; else the others, without a second prompt.
+        if (answered := self._answer_challenge(call, tx, prompt, placement)) is not None:
+            return answered
+        one_pin_per_call = replace(call, pin=None, can_challenge=False)
+        return self._claim(one_pin_per_call, tx, candidates, placement, skip=prompt.candidate)
+
     def _claim[P](
         self,
         call: InboundCall,
         tx: CallTransaction,
         candidates: list[tuple[str, list[CallRecord]]],
-        skip: set[str],
         placement: Placement[P],
+        *,
+        skip: str | None = None,
     ) -> Routed[P] | Challenge | None:
         """The newest pending registration for the caller's number that the caller proves is theirs, else the
         newest for the dialed number (``dialed_number``); claimed atomically. A Challenge when the caller must
-        key in a PIN first. A registration is never claimed from the other side of the call than it is for."""
+        key in a PIN first. A registration is never claimed from the other side of the call than it is for;
+        ``skip`` (the one whose PIN the caller did not give) is not claimed at all."""
         for lookup_key, records in candidates:
             for candidate in records:
                 by_caller = candidate.caller_verification.by_caller
-                if candidate.call_id in skip or lookup_key != (call.caller if by_caller else call.dialed):
+                if candidate.call_id == skip or lookup_key != (call.caller if by_caller else call.dialed):
                     continue  # made for the other side of the call (e.g. a caller's, and this call is *to* it)
                 try:
                     where = placement.place(candidate)
@@ -422,12 +420,12 @@ class CallRouter:
         return None
 
     def _answer_challenge[P](
-        self, call: InboundCall, tx: CallTransaction, challenge: tuple[str, int], placement: Placement[P]
+        self, call: InboundCall, tx: CallTransaction, prompt: PinPrompt, placement: Placement[P]
     ) -> Routed[P] | Challenge | None:
-        """The caller keyed in ``call.pin`` for the registration ``challenge`` names: claim it, ask again, or give
-        up on it."""
+        """The caller keyed in ``call.pin`` for the registration ``prompt`` names: claim it, ask again, or give up
+        on it."""
         digits = call.pin or ""
-        candidate_id, tries_so_far = challenge
+        candidate_id, tries_so_far = prompt
         try:
             candidate = tx.within(lambda: self._store.get(candidate_id))
         except StoreUnavailable:
@@ -478,6 +476,40 @@ class CallRouter:
 
     # --- a fresh registration ---------------------------------------------------------------------------
 
+    def _fresh[P](
+        self,
+        call: InboundCall,
+        tx: CallTransaction,
+        route: NumberRoute | None,
+        deadline: float,
+        placement: Placement[P],
+        regions: Sequence[MillisRegion],
+    ) -> Routed[P] | Refused:
+        """A fresh registration, committed as the call's answer. With the store down (DynamoDB just failed after
+        its retries: every further call would spend the caller's time too), the record rides with the phone
+        system to a later event."""
+        try:
+            reachable = [r for r in regions if placement.reachable(r)]
+            record, how = self._register(call, route, deadline, reachable, placement.unreachable)
+        except BridgeError as exc:
+            if call.retries_refusals and exc.code in TRANSIENT_REFUSALS:
+                tx.release()
+            else:
+                tx.fail(exc.code)
+            return self._refuse(exc.code)
+        try:
+            where = placement.place(record)
+        except Unroutable as exc:
+            log.error(
+                "Millis' SIP URI cannot go the way this phone system sends calls",
+                extra={"millis_call_id": record.call_id, "reason": exc.reason, "sip_uri": str(record.sip_uri)},
+            )
+            unused = replace(record, status=CallStatus.FAILED, reason=exc.reason, ended_at=record.created_at)
+            tx.fail(exc.reason, record=unused)
+            return self._refuse(exc.reason)
+        tx.commit_new(record)
+        return Routed(record, where, how)
+
     def _register(
         self,
         call: InboundCall,
@@ -486,30 +518,14 @@ class CallRouter:
         regions: Sequence[MillisRegion],
         unreachable: str,
     ) -> tuple[CallRecord, str]:
-        if route is not None:
-            fields, how, metadata = route.millis_fields(), "number_route", dict(route.metadata)
-            cap, total_cap = route.max_calls_per_hour, None
-        elif self._default_agent_id is not None:
-            fields, how, metadata = {"agent_id": self._default_agent_id}, "default_agent", {}
-            cap, total_cap = self._default_cap, self._default_total_cap
-        else:
-            raise _Refusal(NO_AGENT, "no route for the number and DEFAULT_AGENT_ID is not set")
+        """A fresh Millis registration with the number's route or the default agent; ``_Refusal`` with neither,
+        with no region the edge reaches, or over an hourly cap (checked in that order)."""
+        agent = self._agent(route)
         if not regions:
             raise _Refusal(unreachable, "no Millis region can be reached from this phone system")
-        if (cap is not None or total_cap is not None) and not self._caps.admit(call.dialed, cap, total_cap, deadline):
+        if agent.capped and not self._caps.admit(call.dialed, agent.cap, agent.total_cap, deadline):
             raise _Refusal(OVER_HOURLY_CAP, "the calls of this hour already started as many sessions as allowed")
-        supplied = header_variables(call.sip_headers)
-        metadata[CALLER_SUPPLIED] = supplied or None  # never the backend's key of that name: the caller's, or none
-        metadata.update(
-            {
-                "caller_number": call.caller,
-                "dialed_number": call.dialed,
-                "carrier": call.carrier,
-                "carrier_call_id": call.call_ref,
-                **call.context,
-            }
-        )
-        payload: dict[str, Any] = {**fields, "metadata": {k: v for k, v in metadata.items() if v is not None}}
+        payload: dict[str, Any] = {**agent.fields, "metadata": self._metadata(call, agent.metadata)}
         budget = deadline - self._clock.monotonic() - STORE_RESERVE_SECONDS
         try:
             registration = self._millis.register(payload, budget=budget, regions=regions)
@@ -528,14 +544,41 @@ class CallRouter:
             created_at=now,
             expires_at=(now + self._ttl).replace(microsecond=0),
             # No lookup_key: carrier lookups find only registrations made over HTTP, never a phone call's.
-            agent_id=fields.get("agent_id"),
+            agent_id=agent.fields.get("agent_id"),
             source=call.carrier,
             transaction_id=call.call_ref,
             caller_number=call.caller,
             dialed_number=call.dialed,
             webhook_hash=registration.webhook_hash,
         )
-        return record, how
+        return record, agent.how
+
+    def _agent(self, route: NumberRoute | None) -> _Agent:
+        """The number's route, else the default agent, with the hourly caps that apply to it."""
+        if route is not None:
+            return _Agent(route.millis_fields(), "number_route", route.metadata, route.max_calls_per_hour, None)
+        if self._default_agent_id is not None:
+            fields = {"agent_id": self._default_agent_id}
+            return _Agent(fields, "default_agent", {}, self._default_cap, self._default_total_cap)
+        raise _Refusal(NO_AGENT, "no route for the number and DEFAULT_AGENT_ID is not set")
+
+    @staticmethod
+    def _metadata(call: InboundCall, route_metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Millis' metadata for a registration the router makes: the route's, what the caller wrote (under a key
+        of its own), the numbers, the carrier and its ids; keys without a value left out."""
+        metadata = dict(route_metadata)
+        supplied = header_variables(call.sip_headers)
+        metadata[CALLER_SUPPLIED] = supplied or None  # never the backend's key of that name: the caller's, or none
+        metadata.update(
+            {
+                "caller_number": call.caller,
+                "dialed_number": call.dialed,
+                "carrier": call.carrier,
+                "carrier_call_id": call.call_ref,
+                **call.context,
+            }
+        )
+        return {k: v for k, v in metadata.items() if v is not None}
 
     def _refuse(self, reason: str) -> Refused:
         self._metrics.inbound_failure(reason)

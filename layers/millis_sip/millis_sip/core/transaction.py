@@ -10,8 +10,10 @@ owns the marker), fails it with a reason (a retry gets the same refusal), or rel
 afresh). Every store round trip gets the call's store budget (``ports.store_budget``); a store that does not
 answer in time counts as down, and the call goes on without the transaction.
 
-The router decides what the call gets; this module only keeps the answer exactly once. Nothing here is
-inbound-specific but the reads a caller may run beside the ownership write (``open(..., reads=...)``).
+The router decides what the call gets; this module only keeps the answer exactly once. What the store said
+when the transaction opened is one ``Opened`` value (owned, store down, answered, refused, in progress,
+challenged, conflict): the marker itself stays in here. The reads a decision needs may run beside the
+ownership write (``open(..., reads=...)``); only the PIN prompt (``ask_pin``) is particular to inbound calls.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from millis_sip.core.calls import CallRecord
 from millis_sip.core.errors import BridgeError, LeaseLost, StoreUnavailable
@@ -50,19 +52,35 @@ MARKER_LIFETIME = timedelta(days=1)  # how long a call's marker outlives its reg
 
 
 class Opened(StrEnum):
-    """What the store said when the transaction was opened."""
+    """What the store said when the transaction was opened: the transaction's first outcome."""
 
     OWNED = "owned"  # this invocation owns the call: decide, then commit, fail or release
     STORE_DOWN = "store_down"  # the store did not answer: decide without a transaction (nothing is recorded)
-    ANSWERED = "answered"  # an earlier invocation answered: replay its answer (``replay``)
+    ANSWERED = "answered"  # an earlier invocation answered: replay its answer (``answered_record``)
     REFUSED = "refused"  # an earlier invocation refused the call: the same refusal (``reason``)
     IN_PROGRESS = "in_progress"  # another invocation still owns it and its lease outlives this deadline
     CHALLENGED = "challenged"  # the caller is being asked for a PIN and has not answered yet
     CONFLICT = "conflict"  # the call id was first asked for other numbers: another call reusing the id
 
 
+_OPENED_BY_STATE = {
+    TransactionState.DONE: Opened.ANSWERED,
+    TransactionState.FAILED: Opened.REFUSED,
+    TransactionState.PENDING: Opened.IN_PROGRESS,
+    TransactionState.CHALLENGED: Opened.CHALLENGED,
+}
+
+
+class PinPrompt(NamedTuple):
+    """The PIN prompt the caller is answering: the registration it unlocks and the wrong PINs so far."""
+
+    candidate: str
+    tries: int
+
+
 class CallTransaction:
-    """One attempt at one call, as one invocation holds it. ``lock`` is None when the store is down."""
+    """One attempt at one call, as one invocation holds it (``Transactions.open``). ``opened`` says what the
+    store said; ``lock`` is the marker as this invocation owns it (None unless ``Opened.OWNED``)."""
 
     def __init__(
         self,
@@ -74,41 +92,37 @@ class CallTransaction:
         mark: TransactionMark | None,
     ) -> None:
         self._t = transactions
+        self._mark = mark
         self.key = key
-        self.owner = owner
-        self.fingerprint = fingerprint
         self.deadline = deadline
-        self.mark = mark
-
-    @property
-    def opened(self) -> Opened:
-        mark = self.mark
         if mark is None:
-            return Opened.STORE_DOWN
-        if mark.fingerprint is not None and mark.fingerprint != self.fingerprint:
-            return Opened.CONFLICT
-        return {
-            TransactionState.DONE: Opened.ANSWERED,
-            TransactionState.FAILED: Opened.REFUSED,
-            TransactionState.PENDING: Opened.IN_PROGRESS,
-            TransactionState.CHALLENGED: Opened.CHALLENGED,
-        }.get(mark.state, Opened.OWNED)
+            self.opened = Opened.STORE_DOWN
+        elif mark.fingerprint is not None and mark.fingerprint != fingerprint:
+            self.opened = Opened.CONFLICT
+        else:
+            self.opened = _OPENED_BY_STATE.get(mark.state, Opened.OWNED)
+        self.lock = TransactionLock(key, owner) if self.opened is Opened.OWNED else None
 
     @property
-    def lock(self) -> TransactionLock | None:
-        """The marker as this invocation owns it (None: it does not, the store being down)."""
-        return TransactionLock(self.key, self.owner) if self.opened is Opened.OWNED else None
+    def state(self) -> str | None:
+        """The marker's state as the store answered it (for the log); None when the store was down."""
+        return self._mark.state.value if self._mark else None
+
+    @property
+    def answered_call_id(self) -> str | None:
+        """The Millis call an earlier invocation answered with (``Opened.ANSWERED``)."""
+        return self._mark.millis_call_id if self._mark else None
 
     @property
     def reason(self) -> str:
         """Why an earlier invocation refused the call (``Opened.REFUSED``)."""
-        return (self.mark.reason if self.mark else None) or "failed"
+        return (self._mark.reason if self._mark else None) or "failed"
 
     @property
-    def challenge(self) -> tuple[str, int] | None:
-        """The registration a PIN prompt was for and the wrong PINs so far, when the caller is answering one."""
-        if self.opened is Opened.OWNED and self.mark is not None and self.mark.millis_call_id:
-            return self.mark.millis_call_id, self.mark.tries
+    def challenge(self) -> PinPrompt | None:
+        """The PIN prompt the caller is answering, when this invocation took a challenged call back."""
+        if self.lock is not None and self._mark is not None and self._mark.millis_call_id:
+            return PinPrompt(self._mark.millis_call_id, self._mark.tries)
         return None
 
     def within[T](self, call: Callable[[], T]) -> T:
@@ -117,7 +131,7 @@ class CallTransaction:
 
     def answered_record(self) -> CallRecord | None:
         """The record an earlier invocation answered with (``Opened.ANSWERED``); None when it cannot be read."""
-        call_id = self.mark.millis_call_id if self.mark else None
+        call_id = self.answered_call_id
         if not call_id:
             return None
         try:
@@ -133,8 +147,15 @@ class CallTransaction:
         return self.within(lambda: self._t.store.commit_inbound(record, lock=self.lock, claim=claim, now=now))
 
     def commit_new(self, record: CallRecord) -> None:
-        """Store a new call and finish; a store that fails does not stop the call (the record rides with the
-        phone system until a later event writes it), and a lost lease leaves the retry's record standing."""
+        """Store a new call and finish; a store that fails (or was down when the transaction opened) does not
+        stop the call (the record rides with the phone system until a later event writes it), and a lost lease
+        leaves the retry's record standing."""
+        if self.lock is None:
+            log.error(
+                "DynamoDB is unavailable: bridging without storing; a later event writes the record",
+                extra={"millis_call_id": record.call_id},
+            )
+            return
         try:
             self.commit(record, claim=False)
         except LeaseLost:
@@ -151,11 +172,14 @@ class CallTransaction:
                 extra={"millis_call_id": record.call_id, "error": str(exc)},
             )
 
-    def fail(self, reason: str) -> None:
-        """Finish without an agent: a retry gets the same refusal."""
+    def fail(self, reason: str, *, record: CallRecord | None = None) -> None:
+        """Finish without an agent: a retry gets the same refusal. ``record``: a call that was made but cannot be
+        used, stored first (as it stands) so that it is not lost."""
         lock = self.lock
         if lock is None:
             return
+        if record is not None:
+            self.commit_new(record)
         try:
             self.within(lambda: self._t.store.fail_transaction(lock, reason))
         except StoreUnavailable as exc:
