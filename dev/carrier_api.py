@@ -208,6 +208,7 @@ class TwilioStandIn(CallControlStandIn):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.signing_key = auth_token  # what the callbacks are signed with (Twilio: the auth token)
+        self.redirects: list[tuple[str, str]] = []  # the calls moved to new TwiML (transfers), and the TwiML
 
     @property
     def url(self) -> str:
@@ -236,7 +237,10 @@ class TwilioStandIn(CallControlStandIn):
             self._start(PlacedCall(sid, fields))
             return 201, {"sid": sid, "status": "queued", "to": fields["To"][0], "from": fields["From"][0]}
         if method == "POST" and path.startswith(f"{calls}/") and path.endswith(".json"):
-            found = self.calls.get(path.removeprefix(f"{calls}/").removesuffix(".json"))
+            sid = path.removeprefix(f"{calls}/").removesuffix(".json")
+            if fields.get("Twiml"):  # a live call (one the stack answered, or placed) moved to new TwiML
+                return self._redirect(sid, fields["Twiml"][0])
+            found = self.calls.get(sid)
             if found is None:
                 return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
             if fields.get("Status") == ["canceled"]:
@@ -245,6 +249,43 @@ class TwilioStandIn(CallControlStandIn):
                 found.canceled.set()
             return 200, {"sid": found.sid, "status": "canceled"}
         return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
+
+    def _redirect(self, sid: str, twiml: str) -> tuple[int, dict[str, Any]]:
+        """Twilio's call update with ``Twiml``: the call's current verb ends and the new TwiML runs (here: the
+        <Dial> of a transfer, its noun's ``url`` requested when the target answers, then its action)."""
+        call = self.calls.get(sid) or PlacedCall(sid, {"From": ["+15055550100"], "To": ["+14155550100"]})
+        self.calls[sid] = call
+        call.events.append("redirected")
+        self.redirects.append((sid, twiml))
+        played = threading.Thread(target=self._play_redirect, args=(call, twiml), daemon=True)
+        self._threads.append(played)
+        played.start()
+        return 200, {"sid": sid, "status": "in-progress"}
+
+    def _play_redirect(self, call: PlacedCall, twiml: str) -> None:
+        try:
+            time.sleep(self.pause)
+            dial = ElementTree.fromstring(twiml).find("Dial")  # noqa: S314 - the local stack's own TwiML
+            if dial is None:
+                return
+            noun = next(iter(dial), None)
+            target = (noun.text or "").strip() if noun is not None else ""
+            params = {**self._base(call), "CallStatus": "in-progress"}
+            if target.split("?")[0].endswith("0000"):
+                call.events.append(f"transfer to {target}: no answer")
+                self._post(dial.attrib["action"], {**params, "DialCallStatus": "no-answer", "DialCallDuration": "0"})
+                return
+            if noun is not None and noun.get("url"):  # the target answered: it hears the whisper first
+                whisper = self._post(noun.attrib["url"], {**params, "CallSid": "CA" + uuid.uuid4().hex})
+                call.events.append(f"whispered: {whisper.text}")
+            call.events.append(f"transferred to {target}")
+            time.sleep(self.pause)
+            self._post(
+                dial.attrib["action"],
+                {**params, "DialCallStatus": "completed", "DialCallDuration": "12", "DialCallSid": self.new_sid()},
+            )
+        except httpx.HTTPError as exc:
+            call.events.append(f"stopped: {type(exc).__name__}")
 
     def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
         signature = twilio_signature(url, params, self.signing_key)

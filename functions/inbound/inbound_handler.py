@@ -22,6 +22,7 @@ from millis_sip.core.ports import Secret
 from millis_sip.edges.carriers.flow import CarrierFlow
 from millis_sip.edges.carriers.outbound import OutboundWebhooks
 from millis_sip.edges.carriers.registry import CARRIERS
+from millis_sip.edges.carriers.transfer import TransferWebhooks, transfer_paths
 from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
 from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
@@ -77,6 +78,11 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
             placed = OutboundWebhooks(carrier.name, webhooks, dialect, path.outbound, keys=path.keys)
             routes[("POST", dialect.answer_path)] = Route(placed.answer, placed.fallback, patience, also)
             routes[("POST", dialect.status_path)] = Route(placed.status, placed.fallback, patience, also)
+            if carrier.transfers:  # the whisper and status URLs of the transfers the stack asks it for
+                moved = TransferWebhooks(carrier.name, webhooks, dialect, path.transfers, keys=path.keys)
+                whisper, status = transfer_paths(carrier.name)
+                routes[("POST", whisper)] = Route(moved.whisper, placed.fallback, patience, also)
+                routes[("POST", status)] = Route(moved.status, placed.fallback, patience, also)
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
     routes[("GET", ROUTE_PATH)] = Route(
         SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]

@@ -441,3 +441,25 @@ def test_signalwire_calls_go_to_the_space_with_fields_signalwire_documents(machi
     assert set(sent.fields()) <= SIGNALWIRE_CREATE_CALL_FIELDS
     if machine_detection != "off":
         assert sent.fields()["MachineDetection"] in (["Enable"], ["DetectMessageEnd"], "Enable", "DetectMessageEnd")
+
+
+# --- transfers: the call update, validated by Twilio's own description ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("to", "mode"), [("+14155550199", "cold"), ("+14155550199", "warm"), ("sip:sales@pbx.example.com", "warm")]
+)
+def test_twilio_accepts_the_transfer_update(twilio_api: str, to: str, mode: str) -> None:
+    from millis_sip.core.transfer import TransferMode, TransferPlan
+
+    plan = TransferPlan(
+        call_id="call-1",
+        carrier_call_id="CA" + "a" * 32,
+        to=to,
+        mode=TransferMode(mode),
+        announce="Putting you through.",
+        summary="Ana, order A-17, wants the yearly plan.",
+        status_url="https://bridge.example/carriers/twilio/transfer/status?call=call-1&token=t",
+        whisper_url="https://bridge.example/carriers/twilio/transfer/whisper?call=call-1&token=t",
+    )
+    twilio(twilio_api).transfer(plan, budget=10)  # Prism answers 422 for a request Twilio's description refuses

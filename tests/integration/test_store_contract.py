@@ -630,6 +630,42 @@ def test_the_carriers_call_id_is_noted_once(store: OutboundStore) -> None:
     assert (stored.carrier_call_id, stored.direction, stored.carrier) == ("CA1", Direction.OUTBOUND, "twilio")
 
 
+def test_one_transfer_at_a_time_and_only_of_a_live_call(store: Any) -> None:
+    from millis_sip.core.transfer import LIVE
+
+    record = call(status=CallStatus.CLAIMED, transaction_id="CA1")
+    store.put_new(record)
+    moving = replace(
+        record,
+        transfer_to="+14155550199",
+        transfer_mode="warm",
+        transfer_by="api",
+        transfer_status="in_progress",
+        transfer_summary="Wants to upgrade.",
+        transfer_requested_at=NOW,
+    )
+    assert store.begin_transfer(moving, live=LIVE)
+    assert not store.begin_transfer(moving, live=LIVE)  # one under way
+    stored = store.get(record.call_id)
+    assert stored is not None
+    assert (stored.transfer_to, stored.transfer_mode, stored.transfer_status, stored.transfer_summary) == (
+        "+14155550199",
+        "warm",
+        "in_progress",
+        "Wants to upgrade.",
+    )
+    assert store.end_transfer(record.call_id, "failed", ended_at=NOW)
+    assert not store.end_transfer(record.call_id, "connected", ended_at=NOW)  # none under way now
+    again = replace(moving, transfer_summary=None, transfer_mode="cold")
+    assert store.begin_transfer(again, live=LIVE)  # the next one may start
+    stored = store.get(record.call_id)
+    assert stored is not None and (stored.transfer_summary, stored.transfer_ended_at) == (None, None)
+    over = call(status=CallStatus.ENDED)
+    store.put_new(over)
+    assert not store.begin_transfer(replace(over, transfer_status="in_progress", transfer_requested_at=NOW), live=LIVE)
+    assert not store.begin_transfer(replace(moving, call_id="no-such-call"), live=LIVE)
+
+
 def test_who_answered_is_noted_after_the_answer(store: OutboundStore) -> None:
     record = call(status=CallStatus.ANSWERED, direction=Direction.OUTBOUND, carrier="vonage", transaction_id="ref")
     store.put_new(record)

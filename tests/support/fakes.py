@@ -251,6 +251,33 @@ class MemoryStore:
         with self._lock:
             self.ringing_slots.pop(call_id, None)
 
+    def begin_transfer(self, record: CallRecord, *, live: frozenset[CallStatus]) -> bool:
+        self._touch()
+        with self._lock:
+            stored = self.items.get(record.call_id)
+            if stored is None or stored.status not in live or stored.transfer_status == "in_progress":
+                return False
+            self.items[record.call_id] = replace(
+                stored,
+                transfer_to=record.transfer_to,
+                transfer_mode=record.transfer_mode,
+                transfer_by=record.transfer_by,
+                transfer_status=record.transfer_status,
+                transfer_summary=record.transfer_summary,
+                transfer_requested_at=record.transfer_requested_at,
+                transfer_ended_at=None,
+            )
+            return True
+
+    def end_transfer(self, call_id: str, status: str, *, ended_at: datetime) -> bool:
+        self._touch()
+        with self._lock:
+            stored = self.items.get(call_id)
+            if stored is None or stored.transfer_status != "in_progress":
+                return False
+            self.items[call_id] = replace(stored, transfer_status=status, transfer_ended_at=ended_at)
+            return True
+
     def pending_for(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         self._touch()
         return self._pending(lookup_key, now)[:5]

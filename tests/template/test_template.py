@@ -150,6 +150,10 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/telnyx/outbound/status"),
     ("POST", "/carriers/vonage/outbound"),
     ("POST", "/carriers/vonage/outbound/status"),
+    ("POST", "/carriers/twilio/transfer/whisper"),  # transfers: the warm transfer's whisper, the transfer leg
+    ("POST", "/carriers/twilio/transfer/status"),
+    ("POST", "/carriers/signalwire/transfer/whisper"),
+    ("POST", "/carriers/signalwire/transfer/status"),
     ("POST", "/carriers/signalwire/outbound"),
     ("POST", "/carriers/signalwire/outbound/status"),
     ("POST", "/carriers/plivo/outbound"),

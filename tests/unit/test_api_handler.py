@@ -316,6 +316,7 @@ ROUTE_REQUESTS = {
         "/calls/outbound",
         {"to": "+14155550123", "from": "+15055550100", "carrier": "twilio"},
     ),
+    ("POST", "/calls/{call_id}/transfer"): ("/calls/call-unit-1/transfer", {"to": "+14155550199"}),
     ("PUT", "/numbers/{number}"): ("/numbers/%2B15055550144", {"agent_id": "my-agent-id"}),
     ("GET", "/numbers/{number}"): ("/numbers/%2B15055550144", None),
     ("DELETE", "/numbers/{number}"): ("/numbers/%2B15055550144", None),

@@ -197,6 +197,21 @@ class InboundSettings:
 OUTBOUND_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}\Z")
 
 
+TRANSFER_RULE = re.compile(r"\+[1-9][0-9]{0,14}|sips?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+
+
+def transfer_targets(text: str) -> tuple[str, ...]:
+    """TRANSFER_ALLOWED_TARGETS: E.164 prefixes (+1) and SIP domains (sip:pbx.example.com), comma-separated."""
+    rules = tuple(rule.strip() for rule in text.split(",") if rule.strip())
+    for rule in rules:
+        if not TRANSFER_RULE.fullmatch(rule):
+            raise ConfigurationError(
+                f"TRANSFER_ALLOWED_TARGETS: {rule!r} is neither an E.164 prefix (+1) nor a SIP domain "
+                "(sip:pbx.example.com)"
+            )
+    return rules
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundSettings:
     """ApiFunction's outbound calls (docs/outbound.md): the guards, and the carriers' call-control accounts."""
@@ -217,6 +232,7 @@ class OutboundSettings:
     vonage_private_key_secret_arn: str | None
     vonage_api_url: str
     chime_sip_media_application_id: str | None
+    transfer_allowed_targets: tuple[str, ...]
     signalwire_space_url: str | None
     signalwire_project_id: str | None
     signalwire_api_token_secret_arn: str | None
@@ -262,6 +278,7 @@ class OutboundSettings:
             vonage_private_key_secret_arn=read.optional("VONAGE_PRIVATE_KEY_SECRET_ARN"),
             vonage_api_url=url("VONAGE_API_URL", "https://api.nexmo.com"),
             chime_sip_media_application_id=read.optional("CHIME_SIP_MEDIA_APPLICATION_ID"),
+            transfer_allowed_targets=transfer_targets(read.text("TRANSFER_ALLOWED_TARGETS")),
             signalwire_space_url=url("SIGNALWIRE_SPACE_URL", "") if read.optional("SIGNALWIRE_SPACE_URL") else None,
             signalwire_project_id=read.optional("SIGNALWIRE_PROJECT_ID"),
             signalwire_api_token_secret_arn=read.optional("SIGNALWIRE_API_TOKEN_SECRET_ARN"),

@@ -86,6 +86,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VONAGE_PRIVATE_KEY_SECRET_ARN", API, "the secret with the Vonage application's private key (outbound)"),
     Variable("VONAGE_PRIVATE_KEY", API, "the Vonage application's private key (PEM), locally", secret=True),
     Variable("VONAGE_API_URL", API, "Vonage's REST API (a local stand-in in tests and the demo)"),
+    Variable(
+        "TRANSFER_ALLOWED_TARGETS", API, "where calls may be transferred: E.164 prefixes, SIP domains (empty: off)"
+    ),
     Variable("CHIME_SIP_MEDIA_APPLICATION_ID", API, "the SIP media application outbound calls through Chime use"),
     Variable("SIGNALWIRE_SPACE_URL", API, "the SignalWire space whose Compatibility API places outbound calls"),
     Variable("SIGNALWIRE_PROJECT_ID", API, "the SignalWire project outbound calls are placed as"),

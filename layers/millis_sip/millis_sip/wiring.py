@@ -30,6 +30,7 @@ from millis_sip.core.outbound import OutboundAnswers, OutboundCalls, OutboundPol
 from millis_sip.core.ports import CallStore, Clock, Dialer, MillisGateway, NumberRoutes, OutboundStore, Secret
 from millis_sip.core.registration import MillisRegistrations, Registrar, SessionWebhook
 from millis_sip.core.router import CallRouter
+from millis_sip.core.transfer import CallTransfers, Transferer, TransferPolicy, TransferReports, TransferStore
 from millis_sip.observability import emf_metrics, logger
 
 if TYPE_CHECKING:
@@ -110,6 +111,16 @@ def compose_management(
             carriers=OUTBOUND_CARRIERS,
             unconfigured=unconfigured_carriers(outbound),
         )
+    transfers = None
+    if outbound is not None:  # the carriers whose call control moves a live call (their Transferer)
+        transferers = {name: d for name, d in (dialers or {}).items() if callable(getattr(d, "transfer", None))}
+        transfers = CallTransfers(
+            cast(TransferStore, store),
+            cast(Mapping[str, Transferer], transferers),
+            policy=TransferPolicy(outbound.transfer_allowed_targets),
+            clock=clock,
+            keys=keys,
+        )
     services = ManagementServices(
         registrar=Registrar(
             millis,
@@ -124,6 +135,7 @@ def compose_management(
         numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,
         outbound=outbound_calls,
+        transfers=transfers,
         public_base_url=outbound.public_base_url if outbound is not None else None,
     )
     app = create_app(services, idempotency=idempotency, refused_api_key_ids=[settings.sip_server_api_key_id or ""])
@@ -285,6 +297,7 @@ class CallPath:
     keys: StackKeys  # under the keys secret: the edges' action tokens
     secrets: list[Secret]  # to read again after a SnapStart restore
     outbound: OutboundAnswers  # outbound calls answered and reported at the carriers' edges
+    transfers: TransferReports  # transfer legs reported at the carriers' edges
 
     def hooks(self, *more: Secret | None) -> snapstart.Hooks:
         """What a SnapStart restore renews: the Millis client, these secrets and ``more`` (an edge's own)."""
@@ -319,5 +332,6 @@ def call_path(settings: Settings) -> CallPath:
     outbound = OutboundAnswers(
         store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics, parallel=threads.parallel
     )
+    transfers = TransferReports(store, clock=clock, parallel=threads.parallel)
     secrets: list[Secret] = [secret] if secret else []
-    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, keys, secrets, outbound)
+    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, keys, secrets, outbound, transfers)

@@ -160,6 +160,14 @@ class CallRecord:
     ringing_at: datetime | None = None
     answered_at: datetime | None = None
     answered_by: str | None = None  # human, machine, unknown: as the carrier's detection reported it
+    # A transfer to a person (core/transfer.py, docs/transfers.md): where, how, who asked, and how it went.
+    transfer_to: str | None = None  # E.164 or a sip: URI
+    transfer_mode: str | None = None  # cold, warm
+    transfer_by: str | None = None  # api
+    transfer_status: str | None = None  # in_progress, connected, failed
+    transfer_summary: str | None = None  # what the person hears first (warm)
+    transfer_requested_at: datetime | None = None
+    transfer_ended_at: datetime | None = None
 
     @property
     def pin_locked(self) -> bool:

@@ -245,6 +245,30 @@ class CarrierUnavailable(CarrierError):
         self.maybe_placed = maybe_placed
 
 
+class CallNotTransferable(BridgeError):
+    """Only a call connected to its agent (through a carrier that can move it) can be transferred."""
+
+    code = "call_not_transferable"
+
+
+class TransferInProgress(BridgeError):
+    """The call has a transfer under way: one at a time."""
+
+    code = "transfer_in_progress"
+
+
+class TransferTargetNotAllowed(BridgeError):
+    """The target is not among the allowed transfer targets (TRANSFER_ALLOWED_TARGETS)."""
+
+    code = "transfer_target_not_allowed"
+
+
+class TransferUnavailable(BridgeError):
+    """The call's carrier cannot transfer calls through the stack (yet), or its account is not configured."""
+
+    code = "transfer_unavailable"
+
+
 class CallNotCancelable(BridgeError):
     """Only an outbound call not answered yet can be canceled."""
 

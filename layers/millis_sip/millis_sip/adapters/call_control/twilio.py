@@ -5,12 +5,15 @@ tests (``tests/contract``). docs/outbound.md names each field and its source."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote
 
 from millis_sip.adapters.call_control.http import CarrierApi, first_line, text_of
 from millis_sip.core.errors import CarrierError, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall, Placed
+from millis_sip.core.transfer import TransferPlan
 
 TWILIO_API = "https://api.twilio.com/2010-04-01"
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
@@ -84,3 +87,46 @@ class TwilioCalls:
         except CarrierError as exc:
             if exc.carrier_code != "21220":  # "Invalid call state for the operation": the call is over already
                 raise
+
+    # --- transfers (docs/transfers.md) -----------------------------------------------------------------
+
+    def transfer(self, plan: TransferPlan, *, budget: float) -> None:
+        """Move the caller's leg: the call is updated with new TwiML (``Twiml``), which ends its <Dial> to Millis
+        and dials the target; the <Dial>'s action reports how the transfer leg went."""
+        self._api.send(
+            "POST",
+            f"{self._calls}/{plan.carrier_call_id}.json",
+            budget=budget,
+            auth=self._auth,
+            data={"Twiml": transfer_twiml(plan)},
+        )
+
+
+MAX_SIP_URI = 255  # Twilio's limit on a <Sip> URI, headers included
+TRANSFER_RING_SECONDS = "30"
+
+
+def transfer_twiml(plan: TransferPlan) -> str:
+    """The TwiML of a transfer: what the caller hears first (``announce``), then a <Dial> to the target whose
+    action is the stack's transfer status URL; warm, the person who answers first hears the summary (the
+    noun's ``url``, the stack's whisper URL) and a SIP target gets it as ``X-Transfer-Summary`` too."""
+    root = ET.Element("Response")
+    if plan.announce:
+        ET.SubElement(root, "Say").text = plan.announce
+    dial = ET.SubElement(root, "Dial", {"action": plan.status_url, "method": "POST", "timeout": TRANSFER_RING_SECONDS})
+    warm = plan.mode == "warm"
+    noun = {"url": plan.whisper_url, "method": "POST"} if warm else {}
+    if plan.to.startswith("+"):
+        ET.SubElement(dial, "Number", noun).text = plan.to
+    else:
+        uri = plan.to
+        if warm and plan.summary:
+            room = MAX_SIP_URI - len(uri) - len("?X-Transfer-Summary=")
+            summary = quote(plan.summary, safe="")
+            while len(summary) > room and summary:  # cut whole characters, never a %XX in half
+                plan_text = unquote(summary)[:-1]
+                summary = quote(plan_text, safe="")
+            if summary:
+                uri = f"{uri}?X-Transfer-Summary={summary}"
+        ET.SubElement(dial, "Sip", noun).text = uri
+    return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")

@@ -16,6 +16,11 @@ from millis_sip.core.sip import parse_sip_uri
 MARKER_KIND = "transaction"  # a phone call's marker shares the table with the calls (see ``is_call``)
 COUNTER_KIND = "counter"  # so does a number's hourly count of calls
 _TEXT = (
+    "transfer_to",
+    "transfer_mode",
+    "transfer_by",
+    "transfer_status",
+    "transfer_summary",
     "lookup_key",
     "agent_id",
     "transaction_id",
@@ -32,7 +37,7 @@ _TEXT = (
     "machine_detection",
     "answered_by",
 )
-_TIMES = ("bridged_at", "ended_at", "ringing_at", "answered_at")
+_TIMES = ("bridged_at", "ended_at", "ringing_at", "answered_at", "transfer_requested_at", "transfer_ended_at")
 _NUMBERS = ("duration_seconds", "millis_duration_seconds", "ring_timeout_seconds")
 _COUNTERS = ("pin_failures",)  # stored once above zero
 

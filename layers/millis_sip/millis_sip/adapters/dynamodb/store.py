@@ -16,7 +16,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from millis_sip.adapters.dynamodb.clients import Item, Rejected, request, send
@@ -408,6 +408,60 @@ class DynamoCallStore:
             ConditionExpression="attribute_exists(call_id)",
             ExpressionAttributeValues={":id": s(carrier_call_id)},
         )
+
+    # --- transfers ---------------------------------------------------------------------------------------
+
+    def begin_transfer(self, record: CallRecord, *, live: frozenset[CallStatus]) -> bool:
+        """The transfer's fields, written only while the call is ``live`` with no transfer under way."""
+        values: Item = {
+            ":to": s(record.transfer_to or ""),
+            ":mode": s(record.transfer_mode or ""),
+            ":by": s(record.transfer_by or ""),
+            ":st": s(record.transfer_status or ""),
+            ":at": s(iso(record.transfer_requested_at or datetime.now(UTC))),
+            ":busy": s("in_progress"),
+        }
+        sets = [
+            "transfer_to = :to",
+            "transfer_mode = :mode",
+            "transfer_by = :by",
+            "transfer_status = :st",
+            "transfer_requested_at = :at",
+        ]
+        removes = ["transfer_ended_at"]
+        if record.transfer_summary:
+            values[":sum"] = s(record.transfer_summary)
+            sets.append("transfer_summary = :sum")
+        else:
+            removes.append("transfer_summary")
+        states = []
+        for i, status in enumerate(sorted(live)):
+            values[f":live{i}"] = s(status.value)
+            states.append(f":live{i}")
+        answer = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(record.call_id)},
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+            ConditionExpression=(
+                f"attribute_exists(call_id) AND #status IN ({', '.join(states)}) "
+                "AND (attribute_not_exists(transfer_status) OR transfer_status <> :busy)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+        )
+        return not isinstance(answer, Rejected)
+
+    def end_transfer(self, call_id: str, status: str, *, ended_at: datetime) -> bool:
+        answer = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(call_id)},
+            UpdateExpression="SET transfer_status = :st, transfer_ended_at = :at",
+            ConditionExpression="transfer_status = :busy",
+            ExpressionAttributeValues={":st": s(status), ":at": s(iso(ended_at)), ":busy": s("in_progress")},
+        )
+        return not isinstance(answer, Rejected)
 
     def note_answered_by(self, call_id: str, answered_by: str) -> None:
         self._send(

@@ -67,6 +67,10 @@ class OutboundDialect(Protocol):
         """The answer to a report that changes nothing in the call."""
         ...
 
+    def say(self, text: str) -> Response:
+        """Speak ``text`` on the leg that asked (a warm transfer's whisper), then go on."""
+        ...
+
 
 class OutboundWebhooks:
     def __init__(
@@ -153,21 +157,30 @@ class OutboundWebhooks:
         return self._dialect.hang_up(speak=True)
 
     def _checked(self, request: Request) -> tuple[Fields, str] | Response:
-        fields = self._webhooks.verified(request)
-        if not isinstance(fields, Fields):
-            return fields
-        query = dict(request.query_pairs)
-        call_id, token = query.get(CALL), query.get(TOKEN)
-        try:
-            vouched = call_id is not None and self._keys.action_token_matches(
-                token, ANSWER_PURPOSE, self._carrier, call_id
-            )
-        except BridgeError:  # the keys secret cannot be read now: the carrier retries
-            return reply(503, "The keys secret cannot be read now.", headers={"Retry-After": "1"})
-        if not vouched or call_id is None:
-            logger.warning("Refused an outbound call's request: its call is not vouched for")
-            return reply(403, "Forbidden: the call in the URL is not vouched for by its token.")
-        return fields, call_id
+        return vouched_request(self._webhooks, self._keys, request, ANSWER_PURPOSE, self._carrier)
+
+
+def vouched_request(
+    webhooks: CarrierWebhooks, keys: StackKeys, request: Request, purpose: str, carrier: str
+) -> tuple[Fields, str] | Response:
+    """The request's fields and the call its URL names, once the carrier's signature is checked and the call is
+    vouched for by the token this stack made for it, ``purpose`` and ``carrier``; else the refusal (403: not
+    vouched for; 503: the keys secret cannot be read now, the carrier retries)."""
+    fields = webhooks.verified(request)
+    if not isinstance(fields, Fields):
+        return fields
+    query = dict(request.query_pairs)
+    call_id, token = query.get(CALL), query.get(TOKEN)
+    try:
+        vouched = call_id is not None and keys.action_token_matches(token, purpose, carrier, call_id)
+    except BridgeError:  # the keys secret cannot be read now: the carrier retries
+        return reply(503, "The keys secret cannot be read now.", headers={"Retry-After": "1"})
+    if not vouched or call_id is None:
+        logger.warning(
+            "Refused a carrier's request: the call in its URL is not vouched for", extra={"purpose": purpose}
+        )
+        return reply(403, "Forbidden: the call in the URL is not vouched for by its token.")
+    return fields, call_id
 
 
 def request_query(request: Request) -> str:

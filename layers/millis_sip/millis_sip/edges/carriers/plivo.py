@@ -358,6 +358,11 @@ class PlivoOutbound:
     def acknowledge(self) -> Response:
         return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
+    def say(self, text: str) -> Response:
+        speak = ET.Element("Speak", {"voice": self._messages.polly_voice, "language": self._messages.language})
+        speak.text = text
+        return _document(speak)
+
 
 PLIVO = Carrier(
     name=CARRIER,

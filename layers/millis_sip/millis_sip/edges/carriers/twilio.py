@@ -252,6 +252,11 @@ class TwilioOutbound:
     def acknowledge(self) -> Response:
         return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
+    def say(self, text: str) -> Response:
+        say = ET.Element("Say", {"voice": self._messages.polly_voice, "language": self._messages.language})
+        say.text = text
+        return document(say)
+
 
 # SignalWire's Compatibility API places calls as Twilio's does, at the project's space; its requests are signed the
 # Twilio way under X-SignalWire-Signature, with the project's signing key (in the Twilio credential's secret).
@@ -280,6 +285,7 @@ TWILIO = Carrier(
     webhooks=lambda flow, credential, settings, clock: TwilioVoice(flow, credential, settings.messages),
     also=(SIGNALWIRE_SIGNATURE_HEADER, "signalwire"),  # SignalWire LaML reaches the same routes
     outbound=lambda settings: TwilioOutbound(settings.messages),
+    transfers=True,
 )
 
 
@@ -294,4 +300,5 @@ SIGNALWIRE_CARRIER = Carrier(
     patience=SIGNALWIRE,
     webhooks=lambda flow, credential, settings, clock: TwilioVoice(flow, credential, settings.messages),
     outbound=lambda settings: SignalWireOutbound(settings.messages),
+    transfers=True,
 )

@@ -479,6 +479,9 @@ class VonageOutbound:
     def acknowledge(self) -> Response:
         return self._answers().hang_up()  # 204: nothing to change
 
+    def say(self, text: str) -> Response:
+        return _ncco([{"action": "talk", "text": text, "language": self._messages.language}])
+
 
 VONAGE = Carrier(
     name=CARRIER,

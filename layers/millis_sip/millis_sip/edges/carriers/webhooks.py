@@ -170,3 +170,6 @@ class Carrier:
     # Outbound calls (docs/outbound.md): the dialect of the answer and status URLs the carrier's call-control API
     # is given (its answer_path and status_path are routes of the inbound function); None: no outbound calls.
     outbound: Callable[[InboundSettings], OutboundDialect] | None = None
+    # Transfers (docs/transfers.md): the stack moves this carrier's calls with its call control, and serves the
+    # transfer's whisper and status URLs (edges/carriers/transfer.py) in the outbound dialect.
+    transfers: bool = False

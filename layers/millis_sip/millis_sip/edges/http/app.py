@@ -15,12 +15,13 @@ from urllib.parse import unquote, urlencode
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
-from millis_sip.core.errors import CallNotCancelable, OutboundDisabled
+from millis_sip.core.errors import CallNotCancelable, OutboundDisabled, TransferTargetNotAllowed
 from millis_sip.core.lifecycle import SessionReports
 from millis_sip.core.lookup import CallDirectory
 from millis_sip.core.numbers import MAX_PAGE_SIZE, NumberDirectory
 from millis_sip.core.outbound import OutboundCalls
 from millis_sip.core.registration import Registrar
+from millis_sip.core.transfer import CallTransfers
 from millis_sip.edges.http import openapi
 from millis_sip.edges.http.idempotency import IDEMPOTENCY_HEADER, Answer, Body, Idempotency
 from millis_sip.edges.http.models import (
@@ -38,6 +39,7 @@ from millis_sip.edges.http.models import (
     RegisterCallRequest,
     RegisteredView,
     SessionDataWebhook,
+    TransferCallRequest,
     WebhookAck,
 )
 from millis_sip.edges.http.resolver import BridgeResolver
@@ -81,6 +83,17 @@ _CANCEL_ERRORS = openapi.errors(
         503: "The carrier, its credential or DynamoDB unavailable",
     }
 )
+_TRANSFER_ERRORS = openapi.errors(
+    {
+        400: "Invalid call_id or body (details name each field)",
+        403: "Transfers are off, or the target is not allowed",
+        404: "No such call",
+        409: "The call is not connected to its agent, or a transfer is under way",
+        422: "The call's carrier cannot be driven to transfer it, or refused the transfer",
+        502: "The carrier rejected the stack's credentials",
+        503: "The carrier, its credential or DynamoDB unavailable; retry after Retry-After",
+    }
+)
 _NUMBER_ERRORS = openapi.errors(
     {400: "Invalid number or route", 404: "No route for the number", 503: "DynamoDB unavailable"}
 )
@@ -105,6 +118,7 @@ class ManagementServices:
     numbers: NumberDirectory
     http_deadline: float  # seconds a registration may take, failover included
     outbound: OutboundCalls | None = None  # placing calls through the carriers (None: this API places none)
+    transfers: CallTransfers | None = None  # moving live calls to a person (None: this API moves none)
     public_base_url: str | None = None  # where carriers reach this API (None: as each request came in)
 
 
@@ -121,6 +135,12 @@ class RequestUrls:
     def status_url(self, carrier: str, call_id: str, token: str) -> str:
         return f"{self._base}/carriers/{carrier}/outbound/status?{urlencode({'call': call_id, 'token': token})}"
 
+    def transfer_status_url(self, carrier: str, call_id: str, token: str) -> str:
+        return f"{self._base}/carriers/{carrier}/transfer/status?{urlencode({'call': call_id, 'token': token})}"
+
+    def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str:
+        return f"{self._base}/carriers/{carrier}/transfer/whisper?{urlencode({'call': call_id, 'token': token})}"
+
 
 def create_app(
     services: ManagementServices, *, idempotency: Idempotency | None, refused_api_key_ids: Collection[str] = ()
@@ -136,6 +156,7 @@ def create_app(
             "/calls": frozenset({"lookup_key"}),
             "/calls/{call_id}": frozenset(),
             "/calls/outbound": frozenset(),
+            "/calls/{call_id}/transfer": frozenset(),
             "/numbers": frozenset({"limit", "next"}),
             "/numbers/{number}": frozenset(),
         },
@@ -250,6 +271,30 @@ def create_app(
         remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
         record = services.outbound.cancel(call_id, budget=min(services.http_deadline, remaining))
         return _json(200, CallView.of(record).model_dump(mode="json", by_alias=True))
+
+    @app.post(
+        "/calls/<call_id>/transfer",
+        summary="Transfer a call from its agent to a person (a number or a SIP URI), cold or warm",
+        responses={
+            202: {"description": "The transfer is under way", "content": {"application/json": {"model": CallView}}},
+            **_TRANSFER_ERRORS,
+            **openapi.GATEWAY_ANSWERS,
+        },
+    )
+    def transfer_call(
+        call_id: Annotated[CallId, Path(description="The Millis call_id.")], body: TransferCallRequest
+    ) -> Response[str]:
+        logger.append_keys(call_id=call_id)
+        if services.transfers is None:
+            raise TransferTargetNotAllowed("This API transfers no calls: TransferAllowedTargets is not set.")
+        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+        record = services.transfers.transfer(
+            call_id,
+            body.to_command(),
+            budget=min(services.http_deadline, remaining),
+            urls=RequestUrls(own_base_url()),
+        )
+        return _json(202, CallView.of(record).model_dump(mode="json", by_alias=True))
 
     @app.post(
         "/calls",

@@ -15,7 +15,9 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -32,6 +34,14 @@ from millis_sip.core.outbound import (
 )
 from millis_sip.core.ports import SessionOutcome
 from millis_sip.core.registration import RegisterCall, Registered
+from millis_sip.core.transfer import (
+    MAX_ANNOUNCE,
+    MAX_SUMMARY,
+    TARGET_PATTERN,
+    TransferMode,
+    TransferRequest,
+    transfer_target,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AGENT_CONFIG_BYTES = 48 * 1024
@@ -231,6 +241,7 @@ class CallView(BaseModel):
     millis_call_status: str | None = Field(default=None, description="How Millis says the session ended.")
     millis_duration_seconds: int | None = Field(default=None, description="Session length as Millis reports it.")
     millis_session_id: str | None = Field(default=None, description="Millis' id of the session.")
+    transfer: TransferView | None = Field(default=None, description="The call's transfer to a person, if any.")
 
     @classmethod
     def of(cls, record: CallRecord) -> CallView:
@@ -254,7 +265,67 @@ class CallView(BaseModel):
             millis_call_status=record.millis_call_status,
             millis_duration_seconds=record.millis_duration_seconds,
             millis_session_id=record.millis_session_id,
+            transfer=TransferView.of(record),
             **(_outbound_fields(record) if cls is OutboundCallView else {}),
+        )
+
+
+class TransferView(BaseModel):
+    """A call's transfer to a person (docs/transfers.md)."""
+
+    to: str = Field(description="The target: E.164 or a SIP URI.")
+    mode: str = Field(description="cold or warm.")
+    requested_by: str = Field(description="Who asked: api.")
+    status: str = Field(description="in_progress, connected or failed.")
+    requested_at: str | None = None
+    ended_at: str | None = None
+
+    @classmethod
+    def of(cls, record: CallRecord) -> TransferView | None:
+        if record.transfer_status is None:
+            return None
+        return cls(
+            to=record.transfer_to or "",
+            mode=record.transfer_mode or "",
+            requested_by=record.transfer_by or "",
+            status=record.transfer_status,
+            requested_at=iso(record.transfer_requested_at) if record.transfer_requested_at else None,
+            ended_at=iso(record.transfer_ended_at) if record.transfer_ended_at else None,
+        )
+
+
+class TransferCallRequest(BaseModel):
+    """Body of ``POST /calls/{call_id}/transfer``: who takes the call, and how."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    to: Annotated[str, StringConstraints(min_length=2, max_length=255, pattern=TARGET_PATTERN)] = Field(
+        description="The person: a number (E.164) or a SIP URI (sip:agent@pbx.example.com); it must be an allowed "
+        "transfer target (TransferAllowedTargets)."
+    )
+    mode: Literal["cold", "warm"] = Field(
+        default="cold", description="cold: the caller is put through at once; warm: the person hears summary first."
+    )
+    summary: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUMMARY)] | None = Field(
+        default=None,
+        description="What the person hears before the caller is joined (warm); a SIP target also "
+        "gets it as X-Transfer-Summary.",
+    )
+    announce: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ANNOUNCE)] | None = Field(
+        default=None, description="What the caller hears before the target rings."
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        target = transfer_target(value)
+        if target is None:
+            raise ValueError("must be a number in E.164 (+14155550123) or a sip:/sips: URI")
+        return target
+
+    def to_command(self) -> TransferRequest:
+        return TransferRequest(
+            to=self.to, mode=TransferMode(self.mode), summary=self.summary, announce=self.announce, asked_by="api"
         )
 
 

@@ -1,0 +1,265 @@
+"""Transfers: the agent hands the caller to a person (docs/transfers.md).
+
+``POST /calls/{call_id}/transfer`` asks the stack to move the call's phone leg, through the carrier's call
+control, from the Millis agent to a target: a phone number (E.164) or a SIP URI. The guards come first and
+nothing is sent anywhere when one refuses: the call must be connected to its agent (not over, not still
+ringing), through a carrier whose call control the stack drives; the target must be allowed
+(``TRANSFER_ALLOWED_TARGETS``: E.164 prefixes and SIP domains, nothing by default); and one transfer at a time
+per call (a conditional write on the record). The record then shows the transfer (``transfer_to``, ``_mode``,
+``_by``, ``_status``, ``_requested_at``) and the carrier's report of the transfer leg closes it (``connected``
+or ``failed``, ``transfer_ended_at``).
+
+Cold: the caller hears ``announce`` (if any), then the target rings. Warm: the person who answers hears the
+``summary`` first (a whisper), then the caller is joined; a SIP target also gets it as ``X-Transfer-Summary``.
+A target that does not answer: the caller hears the failure message, then the call ends (the agent's session
+ended when its leg was moved, so there is no agent to go back to).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from millis_sip.core.calls import E164, OVER, CallRecord, CallStatus, Direction
+from millis_sip.core.errors import (
+    CallNotFound,
+    CallNotTransferable,
+    StoreUnavailable,
+    TransferInProgress,
+    TransferTargetNotAllowed,
+    TransferUnavailable,
+)
+from millis_sip.core.keys import StackKeys
+from millis_sip.core.ports import Clock, Parallel, in_sequence, within_store_budget
+
+log = logging.getLogger(__name__)
+
+TRANSFER_PURPOSE = "transfer"  # what the transfer URLs' tokens are for (core.keys.action_token)
+MAX_SUMMARY, MAX_ANNOUNCE = 1000, 500  # characters (a whisper is spoken; a SIP header has room for this)
+SIP_TARGET_PATTERN = r"sips?:(?:[A-Za-z0-9._~%!$&'()*+,;=-]+@)?([A-Za-z0-9.-]+)(?::[0-9]{1,5})?"
+SIP_TARGET = re.compile(SIP_TARGET_PATTERN + r"\Z")
+# What POST /calls/{call_id}/transfer's ``to`` may be, as its schema states it: E.164, or a sip:/sips: URI.
+TARGET_PATTERN = rf"^(?:\+[1-9][0-9]{{1,14}}|{SIP_TARGET_PATTERN})$"
+# A call the agent is on: an inbound call claimed or bridged, an outbound call answered or bridged.
+LIVE = frozenset({CallStatus.CLAIMED, CallStatus.BRIDGED, CallStatus.ANSWERED})
+
+
+class TransferMode(StrEnum):
+    COLD = "cold"
+    WARM = "warm"
+
+
+class TransferStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    CONNECTED = "connected"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """``POST /calls/{call_id}/transfer``'s body, checked for form by the HTTP edge."""
+
+    to: str  # E.164, or a sip:/sips: URI
+    mode: TransferMode = TransferMode.COLD
+    summary: str | None = None
+    announce: str | None = None
+    asked_by: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferPolicy:
+    """Where calls may be transferred (docs/transfers.md, "Guards"): E.164 prefixes (``+1``, ``+4420``) and SIP
+    domains (``sip:pbx.example.com``, any user at that host). Empty: no transfers."""
+
+    allowed: tuple[str, ...] = ()
+
+    def allows(self, target: str) -> bool:
+        if target.startswith("+"):
+            return any(rule.startswith("+") and target.startswith(rule) for rule in self.allowed)
+        match = SIP_TARGET.match(target)
+        if match is None:
+            return False
+        host = match.group(1).lower()
+        return any(rule.lower() in (f"sip:{host}", f"sips:{host}") for rule in self.allowed if not rule.startswith("+"))
+
+
+@dataclass(frozen=True, slots=True)
+class TransferPlan:
+    """What the carrier is asked to do with the call's phone leg."""
+
+    call_id: str
+    carrier_call_id: str  # the caller's leg at the carrier
+    to: str
+    mode: TransferMode
+    announce: str | None
+    summary: str | None
+    status_url: str  # where the carrier reports the transfer leg (the stack's transfer status URL)
+    whisper_url: str  # what the person who answers hears first (warm)
+
+
+class TransferUrls(Protocol):
+    def transfer_status_url(self, carrier: str, call_id: str, token: str) -> str: ...
+
+    def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str: ...
+
+
+class Transferer(Protocol):
+    """A carrier's call control, moving a live call's leg to a transfer target."""
+
+    @property
+    def carrier(self) -> str: ...
+
+    def transfer(self, plan: TransferPlan, *, budget: float) -> None: ...
+
+
+class TransferStore(Protocol):
+    def get(self, call_id: str) -> CallRecord | None: ...
+
+    def begin_transfer(self, record: CallRecord, *, live: frozenset[CallStatus]) -> bool:
+        """Write the transfer's fields if the call is still ``live`` and has no transfer in progress."""
+        ...
+
+    def end_transfer(self, call_id: str, status: str, *, ended_at: datetime) -> bool:
+        """Close the call's transfer under way as ``status``; False when none was under way."""
+        ...
+
+
+class CallTransfers:
+    """Transferring live calls (the management API's use case)."""
+
+    def __init__(
+        self,
+        store: TransferStore,
+        transferers: Mapping[str, Transferer],
+        *,
+        policy: TransferPolicy,
+        clock: Clock,
+        keys: StackKeys,
+    ) -> None:
+        self._store = store
+        self._transferers = dict(transferers)
+        self._policy = policy
+        self._clock = clock
+        self._keys = keys
+
+    def transfer(self, call_id: str, request: TransferRequest, *, budget: float, urls: TransferUrls) -> CallRecord:
+        """Move ``call_id``'s phone leg to ``request.to``; the record with the transfer under way."""
+        record = self._store.get(call_id)
+        if record is None:
+            raise CallNotFound(f"No call {call_id}.")
+        carrier = record.carrier if record.direction is Direction.OUTBOUND else str(record.source)
+        leg = record.carrier_call_id if record.direction is Direction.OUTBOUND else record.transaction_id
+        if record.status in OVER or record.status not in LIVE or not leg:
+            raise CallNotTransferable(
+                f"Call {call_id} is {record.status.value}: only a call connected to its agent can be transferred."
+            )
+        if not self._policy.allowed:
+            raise TransferTargetNotAllowed(
+                "Transfers are off: allow targets with the TransferAllowedTargets parameter (TRANSFER_ALLOWED_TARGETS),"
+                " e.g. +1,sip:pbx.example.com."
+            )
+        if not self._policy.allows(request.to):
+            raise TransferTargetNotAllowed(
+                f"{_masked(request.to)} is not an allowed transfer target ({', '.join(self._policy.allowed)})."
+            )
+        transferer = self._transferers.get(carrier or "")
+        if transferer is None:
+            raise TransferUnavailable(
+                f"Calls through {carrier} cannot be transferred by the stack (docs/transfers.md, 'Which carriers')."
+            )
+        self._keys.ready()
+        now = self._clock.now()
+        moving = replace(
+            record,
+            transfer_to=request.to,
+            transfer_mode=request.mode.value,
+            transfer_by=request.asked_by,
+            transfer_status=TransferStatus.IN_PROGRESS.value,
+            transfer_summary=request.summary,
+            transfer_requested_at=now,
+            transfer_ended_at=None,
+        )
+        if not self._store.begin_transfer(moving, live=LIVE):
+            current = self._store.get(call_id) or record
+            if current.transfer_status == TransferStatus.IN_PROGRESS:
+                raise TransferInProgress(f"Call {call_id} has a transfer under way.")
+            raise CallNotTransferable(f"Call {call_id} is {current.status.value} now: it can no longer be transferred.")
+        token = self._keys.action_token(TRANSFER_PURPOSE, carrier or "", call_id)
+        plan = TransferPlan(
+            call_id=call_id,
+            carrier_call_id=leg,
+            to=request.to,
+            mode=request.mode,
+            announce=request.announce,
+            summary=request.summary,
+            status_url=urls.transfer_status_url(carrier or "", call_id, token),
+            whisper_url=urls.transfer_whisper_url(carrier or "", call_id, token),
+        )
+        try:
+            transferer.transfer(plan, budget=budget)
+        except Exception:
+            self._store.end_transfer(call_id, TransferStatus.FAILED.value, ended_at=self._clock.now())
+            raise
+        log.info(
+            "Transfer started",
+            extra={"call_id": call_id, "carrier": carrier, "to": _masked(request.to), "mode": request.mode.value},
+        )
+        return moving
+
+
+def transfer_target(value: str) -> str | None:
+    """The target in its canonical form (E.164, or a sip:/sips: URI), or None when it is neither."""
+    value = value.strip()
+    if value.startswith("+"):
+        return value if E164.match(value) else None
+    return value if SIP_TARGET.match(value) else None
+
+
+def _masked(target: str) -> str:
+    """A target as logs and errors show it: a number's last four digits hidden, a SIP URI's user hidden."""
+    if target.startswith("+"):
+        return target[:-4] + "****"
+    match = SIP_TARGET.match(target)
+    return f"sip:***@{match.group(1)}" if match else "***"
+
+
+@dataclass
+class TransferReports:
+    """What the carrier edges ask when a transfer leg reports (InboundFunction): the call, and how it ended."""
+
+    store: TransferStore
+    clock: Clock
+    parallel: Parallel = in_sequence
+
+    def find(self, call_id: str, carrier: str, *, deadline: float) -> CallRecord | None:
+        """The call ``call_id`` with a transfer through ``carrier`` (None: unknown, or the store cannot say)."""
+        try:
+            record = within_store_budget(self.parallel, self.clock, deadline, lambda: self.store.get(call_id))
+        except StoreUnavailable as exc:
+            log.error("Cannot read the transferred call's record", extra={"error": str(exc)})
+            return None
+        if record is None or record.transfer_status is None:
+            return None
+        owner = record.carrier if record.direction is Direction.OUTBOUND else str(record.source)
+        return record if owner == carrier else None
+
+    def ended(self, record: CallRecord, *, connected: bool, deadline: float) -> bool:
+        status = TransferStatus.CONNECTED if connected else TransferStatus.FAILED
+        now = self.clock.now()
+        try:
+            moved = within_store_budget(
+                self.parallel,
+                self.clock,
+                deadline,
+                lambda: self.store.end_transfer(record.call_id, status.value, ended_at=now),
+            )
+        except StoreUnavailable as exc:
+            log.error("Could not record how the transfer ended", extra={"error": str(exc)})
+            return False
+        log.info("Transfer ended", extra={"call_id": record.call_id, "transfer_status": status.value})
+        return moved

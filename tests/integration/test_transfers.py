@@ -1,0 +1,165 @@
+"""Transfers end to end (docs/transfers.md): a Twilio call the stack answered (its voice webhook signed with
+Twilio's own validator, both functions behind the local API, DynamoDB Local, the Millis simulator) moved to a
+person with POST /calls/{call_id}/transfer; Twilio played by its stand-in (dev/carrier_api.py), which takes the
+call update as Twilio does and plays the new TwiML: the whisper URL for a warm transfer, then the <Dial>'s action.
+Every guard, and a target that does not answer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+
+from dev.carrier_api import TwilioStandIn
+from dev.carrier_signing import LOCAL_KEYS, SignedCarrier
+from dev.local_api import LocalApi
+from dev.millis_simulator import MillisSimulator
+
+pytestmark = pytest.mark.integration
+API_KEY = "transfer-key"
+ACCOUNT = "AC" + "7" * 32
+ALLOWED = "+1415555,sip:pbx.example.com"
+
+
+class Transfers:
+    def __init__(self, server: LocalApi, twilio: TwilioStandIn, sim: MillisSimulator) -> None:
+        self.server, self.twilio, self.sim = server, twilio, sim
+        self.http = httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=30)
+        self.carrier = SignedCarrier(server.url, httpx.Client(base_url=server.url, timeout=30))
+        self.number = "+1505555" + str(uuid.uuid4().int)[:4]
+        route = self.http.put(f"/numbers/{self.number}", json={"agent_id": "support-agent"})
+        assert route.status_code in (200, 201), route.text
+
+    def answered_call(self) -> tuple[str, str]:
+        """A caller rings the number at Twilio; the stack answers with a dial to Millis. (call_id, CallSid)"""
+        sid = "CA" + uuid.uuid4().hex
+        params = {"CallSid": sid, "AccountSid": ACCOUNT, "From": "+14155550123", "To": self.number}
+        answer = self.carrier.twilio("/carriers/twilio/voice", params)
+        assert answer.status_code == 200 and "<Dial" in answer.text, answer.text
+        return self.sim.issued[-1][0], sid
+
+    def transfer(self, call_id: str, **body: Any) -> httpx.Response:
+        return self.http.post(f"/calls/{call_id}/transfer", json=body)
+
+    def settled(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while True:
+            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
+            if (record.get("transfer") or {}).get("status") in statuses or time.monotonic() > deadline:
+                return record
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def transfers(
+    make_api: Callable[..., ModuleType], make_inbound: Callable[..., ModuleType], sim: MillisSimulator
+) -> Iterator[Transfers]:
+    twilio = TwilioStandIn(ACCOUNT, LOCAL_KEYS.twilio_auth_token)
+    with twilio.running():
+        functions: dict[str, ModuleType] = {}
+        server = LocalApi(
+            lambda e, c: functions["api"].lambda_handler(e, c),
+            api_key=API_KEY,
+            port=0,
+            functions={"InboundFunction": lambda e, c: functions["inbound"].lambda_handler(e, c)},
+        )
+        settings = {
+            "PUBLIC_BASE_URL": server.url,
+            "TRANSFER_ALLOWED_TARGETS": ALLOWED,
+            "TWILIO_ACCOUNT_SID": ACCOUNT,
+            "TWILIO_AUTH_TOKEN": LOCAL_KEYS.twilio_auth_token,
+            "TWILIO_API_URL": twilio.url,
+        }
+        functions["api"] = make_api(**settings)
+        functions["inbound"] = make_inbound(**settings)
+        with server:
+            yield Transfers(server, twilio, sim)
+
+
+def redirected(transfers: Transfers, sid: str) -> ElementTree.Element:
+    [twiml] = [twiml for call, twiml in transfers.twilio.redirects if call == sid]
+    return ElementTree.fromstring(twiml)  # noqa: S314 - the stack's own TwiML
+
+
+def test_a_warm_transfer_whispers_the_summary_then_connects(transfers: Transfers) -> None:
+    call_id, sid = transfers.answered_call()
+    summary = "Ana, order A-17, wants the yearly plan."
+    answer = transfers.transfer(
+        call_id, to="+14155550199", mode="warm", summary=summary, announce="Putting you through."
+    )
+    assert answer.status_code == 202, answer.text
+    transfer = answer.json()["transfer"]
+    assert (transfer["to"], transfer["mode"], transfer["status"], transfer["requested_by"]) == (
+        "+14155550199",
+        "warm",
+        "in_progress",
+        "api",
+    )
+    twiml = redirected(transfers, sid)
+    assert twiml.findtext("Say") == "Putting you through."
+    number = twiml.find("Dial/Number")
+    assert number is not None and number.text == "+14155550199"
+    assert "/carriers/twilio/transfer/whisper?call=" in number.attrib["url"]
+    record = transfers.settled(call_id, "connected")
+    assert record["transfer"]["status"] == "connected" and record["transfer"]["ended_at"], record
+    events = transfers.twilio.calls[sid].events
+    assert any(event.startswith("whispered:") and summary in event for event in events), events
+
+
+def test_a_cold_transfer_to_a_sip_uri_and_a_target_that_does_not_answer(transfers: Transfers) -> None:
+    call_id, sid = transfers.answered_call()
+    assert transfers.transfer(call_id, to="sip:sales@pbx.example.com").status_code == 202
+    twiml = redirected(transfers, sid)
+    sip = twiml.find("Dial/Sip")
+    assert sip is not None and sip.text == "sip:sales@pbx.example.com" and "url" not in sip.attrib
+    assert transfers.settled(call_id, "connected")["transfer"]["status"] == "connected"
+
+    other_id, _ = transfers.answered_call()
+    assert transfers.transfer(other_id, to="+14155550000").status_code == 202  # nobody answers
+    assert transfers.settled(other_id, "failed")["transfer"]["status"] == "failed"
+    [(_, status, said)] = [a for a in transfers.twilio.answers if "/transfer/status" in a[0] and other_id in a[0]]
+    assert status == 200 and "<Say" in said and "<Hangup" in said  # the caller hears the failure message
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"to": "+442071838750"}, 403, "transfer_target_not_allowed"),
+        ({"to": "sip:agent@elsewhere.example"}, 403, "transfer_target_not_allowed"),
+        ({"to": "4155550199"}, 400, "invalid_request"),
+        ({"to": "+14155550199", "mode": "hot"}, 400, "invalid_request"),
+        ({"to": "+14155550199", "summary": "x" * 1001}, 400, "invalid_request"),
+    ],
+)
+def test_refused_transfers_send_nothing(transfers: Transfers, body: dict[str, Any], status: int, error: str) -> None:
+    call_id, _ = transfers.answered_call()
+    before = len(transfers.twilio.redirects)
+    answer = transfers.transfer(call_id, **body)
+    assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+    assert len(transfers.twilio.redirects) == before
+
+
+def test_only_a_live_call_and_one_transfer_at_a_time(transfers: Transfers) -> None:
+    assert transfers.transfer("no-such-call", to="+14155550199").status_code == 404
+    unused = transfers.http.post("/calls", json={"agent_id": "support-agent"}).json()["call_id"]
+    answer = transfers.transfer(unused, to="+14155550199")  # registered, never reached by a phone call
+    assert (answer.status_code, answer.json()["error"]) == (409, "call_not_transferable")
+    transfers.twilio.pause = 1.0  # the first transfer stays under way a while
+    call_id, _ = transfers.answered_call()
+    assert transfers.transfer(call_id, to="+14155550199").status_code == 202
+    again = transfers.transfer(call_id, to="+14155550198")
+    assert (again.status_code, again.json()["error"]) == (409, "transfer_in_progress")
+
+
+def test_the_transfer_urls_refuse_a_call_they_were_not_given_for(transfers: Transfers) -> None:
+    call_id, _ = transfers.answered_call()
+    for route in ("whisper", "status"):
+        path = f"/carriers/twilio/transfer/{route}?call={call_id}&token=forged"
+        answer = transfers.carrier.twilio(path, {"CallSid": "CA" + "a" * 32, "DialCallStatus": "completed"})
+        assert answer.status_code == 403, answer.text
