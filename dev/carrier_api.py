@@ -70,6 +70,7 @@ class CallControlStandIn:
         self.calls: dict[str, PlacedCall] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # method, path, fields
         self.answers: list[tuple[str, int, str]] = []  # what the stack answered each request the carrier made
+        self.redirects: list[tuple[str, str]] = []  # the calls moved to new TwiML (transfers), and the TwiML
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -134,6 +135,50 @@ class CallControlStandIn:
     def requests_of(self, sid: str) -> dict[str, Any]:
         """The fields the stack placed call ``sid`` with."""
         return self.calls[sid].request
+
+    def _redirect(self, sid: str, twiml: str) -> tuple[int, dict[str, Any]]:
+        """Twilio's call update with ``Twiml``: the call's current verb ends and the new TwiML runs (here: the
+        <Dial> of a transfer, its noun's ``url`` requested when the target answers, then its action)."""
+        call = self.calls.get(sid) or PlacedCall(sid, {"From": "+14155550123", "To": "+15055550100"})
+        self.calls[sid] = call
+        call.events.append("redirected")
+        self.redirects.append((sid, twiml))
+        played = threading.Thread(target=self._play_redirect, args=(call, twiml), daemon=True)
+        self._threads.append(played)
+        played.start()
+        return 200, {"sid": sid, "status": "in-progress"}
+
+    def _play_redirect(self, call: PlacedCall, twiml: str) -> None:
+        try:
+            time.sleep(self.pause)
+            dial = ElementTree.fromstring(twiml).find("Dial")  # noqa: S314 - the local stack's own TwiML
+            if dial is None:
+                return
+            noun = next(iter(dial), None)
+            target = (noun.text or "").strip() if noun is not None else ""
+            params = self._live_params(call)
+            if target.split("?")[0].endswith("0000"):
+                call.events.append(f"transfer to {target}: no answer")
+                self._post(dial.attrib["action"], {**params, "DialCallStatus": "no-answer", "DialCallDuration": "0"})
+                return
+            if noun is not None and noun.get("url"):  # the target answered: it hears the whisper first
+                whisper = self._post(noun.attrib["url"], params)
+                call.events.append(f"whispered: {whisper.text}")
+            call.events.append(f"transferred to {target}")
+            time.sleep(self.pause)
+            self._post(
+                dial.attrib["action"],
+                {**params, "DialCallStatus": "completed", "DialCallDuration": "12", "DialCallSid": uuid.uuid4().hex},
+            )
+        except httpx.HTTPError as exc:
+            call.events.append(f"stopped: {type(exc).__name__}")
+
+    def _live_params(self, call: PlacedCall) -> dict[str, str]:
+        """The fields of a request about a live call (a transfer's whisper and its <Dial>'s action)."""
+        raise NotImplementedError
+
+    def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
+        raise NotImplementedError
 
     def _start(self, call: PlacedCall) -> None:
         self.calls[call.sid] = call
@@ -208,7 +253,6 @@ class TwilioStandIn(CallControlStandIn):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.signing_key = auth_token  # what the callbacks are signed with (Twilio: the auth token)
-        self.redirects: list[tuple[str, str]] = []  # the calls moved to new TwiML (transfers), and the TwiML
 
     @property
     def url(self) -> str:
@@ -250,43 +294,6 @@ class TwilioStandIn(CallControlStandIn):
             return 200, {"sid": found.sid, "status": "canceled"}
         return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
 
-    def _redirect(self, sid: str, twiml: str) -> tuple[int, dict[str, Any]]:
-        """Twilio's call update with ``Twiml``: the call's current verb ends and the new TwiML runs (here: the
-        <Dial> of a transfer, its noun's ``url`` requested when the target answers, then its action)."""
-        call = self.calls.get(sid) or PlacedCall(sid, {"From": ["+15055550100"], "To": ["+14155550100"]})
-        self.calls[sid] = call
-        call.events.append("redirected")
-        self.redirects.append((sid, twiml))
-        played = threading.Thread(target=self._play_redirect, args=(call, twiml), daemon=True)
-        self._threads.append(played)
-        played.start()
-        return 200, {"sid": sid, "status": "in-progress"}
-
-    def _play_redirect(self, call: PlacedCall, twiml: str) -> None:
-        try:
-            time.sleep(self.pause)
-            dial = ElementTree.fromstring(twiml).find("Dial")  # noqa: S314 - the local stack's own TwiML
-            if dial is None:
-                return
-            noun = next(iter(dial), None)
-            target = (noun.text or "").strip() if noun is not None else ""
-            params = {**self._base(call), "CallStatus": "in-progress"}
-            if target.split("?")[0].endswith("0000"):
-                call.events.append(f"transfer to {target}: no answer")
-                self._post(dial.attrib["action"], {**params, "DialCallStatus": "no-answer", "DialCallDuration": "0"})
-                return
-            if noun is not None and noun.get("url"):  # the target answered: it hears the whisper first
-                whisper = self._post(noun.attrib["url"], {**params, "CallSid": "CA" + uuid.uuid4().hex})
-                call.events.append(f"whispered: {whisper.text}")
-            call.events.append(f"transferred to {target}")
-            time.sleep(self.pause)
-            self._post(
-                dial.attrib["action"],
-                {**params, "DialCallStatus": "completed", "DialCallDuration": "12", "DialCallSid": self.new_sid()},
-            )
-        except httpx.HTTPError as exc:
-            call.events.append(f"stopped: {type(exc).__name__}")
-
     def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
         signature = twilio_signature(url, params, self.signing_key)
         answer = httpx.post(url, data=params, headers={self.signature_header: signature}, timeout=15)
@@ -302,6 +309,9 @@ class TwilioStandIn(CallControlStandIn):
             "Direction": "outbound-api",
             "ApiVersion": "2010-04-01",
         }
+
+    def _live_params(self, call: PlacedCall) -> dict[str, str]:
+        return {**self._base(call), "CallStatus": "in-progress"}
 
     def _status(self, call: PlacedCall, status: str, duration: int = 0) -> None:
         call.events.append(status)
@@ -519,6 +529,8 @@ class TelnyxStandIn(CallControlStandIn):
             sid = "v3:" + secrets.token_urlsafe(40)
             self._start(PlacedCall(sid, fields))
             return 200, {"from": fields["From"], "to": fields["To"], "status": "queued"}
+        if method == "POST" and path.startswith(f"{calls}/") and fields.get("Texml"):
+            return self._redirect(path.removeprefix(f"{calls}/"), fields["Texml"])
         if method == "POST" and path.startswith(f"{calls}/"):
             found = self.calls.get(path.removeprefix(f"{calls}/"))
             if found is None:
@@ -534,6 +546,9 @@ class TelnyxStandIn(CallControlStandIn):
         answer = httpx.post(url, content=body, headers=headers, timeout=15)
         self.answers.append((url, answer.status_code, answer.text[:300]))
         return answer
+
+    def _live_params(self, call: PlacedCall) -> dict[str, str]:
+        return self._base(call, "in-progress")
 
     def _base(self, call: PlacedCall, status: str) -> dict[str, str]:
         return {

@@ -463,3 +463,29 @@ def test_twilio_accepts_the_transfer_update(twilio_api: str, to: str, mode: str)
         whisper_url="https://bridge.example/carriers/twilio/transfer/whisper?call=call-1&token=t",
     )
     twilio(twilio_api).transfer(plan, budget=10)  # Prism answers 422 for a request Twilio's description refuses
+
+
+def test_a_telnyx_transfer_is_the_sdks_update_with_texml() -> None:
+    from millis_sip.core.transfer import TransferMode, TransferPlan
+
+    plan = TransferPlan(
+        "call-1",
+        "v3:9X2vxPDFY2RHSJ1EdMS0RHRksMTg7ldNxdjWbVr9zBjbGjGsSe-aiQ",
+        "+14155550199",
+        TransferMode.WARM,
+        "Putting you through.",
+        "Wants the yearly plan.",
+        "https://bridge.example/carriers/telnyx/transfer/status?call=call-1&token=t",
+        "https://bridge.example/carriers/telnyx/transfer/whisper?call=call-1&token=t",
+    )
+    capture = Capture(200, {"status": "in-progress"})
+    with capture_server(capture) as base:
+        telnyx_dialer(base).transfer(plan, budget=10)
+        ours = capture.take()
+        client = telnyx_sdk().Telnyx(api_key="KEY-telnyx", base_url=base, max_retries=0)
+        client.texml.accounts.calls.update(
+            plan.carrier_call_id, account_sid=TELNYX_ACCOUNT, texml=ours.fields()["Texml"]
+        )
+        sdk = capture.take()
+    assert (ours.method, ours.path, ours.content_type) == (sdk.method, sdk.path, sdk.content_type)
+    assert ours.fields() == sdk.fields() and "<Dial" in ours.fields()["Texml"]

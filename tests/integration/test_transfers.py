@@ -1,11 +1,12 @@
-"""Transfers end to end (docs/transfers.md): a Twilio call the stack answered (its voice webhook signed with
-Twilio's own validator, both functions behind the local API, DynamoDB Local, the Millis simulator) moved to a
-person with POST /calls/{call_id}/transfer; Twilio played by its stand-in (dev/carrier_api.py), which takes the
-call update as Twilio does and plays the new TwiML: the whisper URL for a warm transfer, then the <Dial>'s action.
-Every guard, and a target that does not answer."""
+"""Transfers end to end (docs/transfers.md): a Twilio or Telnyx call the stack answered (its voice webhook signed
+as the carrier signs it, both functions behind the local API, DynamoDB Local, the Millis simulator) moved to a
+person with POST /calls/{call_id}/transfer; each carrier played by its stand-in (dev/carrier_api.py), which takes
+the call update as the carrier does and plays the new TwiML (TeXML): the whisper URL for a warm transfer, then
+the <Dial>'s action. Every guard, and a target that does not answer."""
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from dev.carrier_api import TwilioStandIn
+from dev.carrier_api import CallControlStandIn, TelnyxStandIn, TwilioStandIn
 from dev.carrier_signing import LOCAL_KEYS, SignedCarrier
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
@@ -25,19 +26,28 @@ pytestmark = pytest.mark.integration
 API_KEY = "transfer-key"
 ACCOUNT = "AC" + "7" * 32
 ALLOWED = "+1415555,sip:pbx.example.com"
+TELNYX_ACCOUNT = "f5586561-8ff0-4291-a51b-c7dfe4139ff9"
+CARRIERS = ("twilio", "telnyx")
 
 
 class Transfers:
-    def __init__(self, server: LocalApi, twilio: TwilioStandIn, sim: MillisSimulator) -> None:
-        self.server, self.twilio, self.sim = server, twilio, sim
+    def __init__(self, server: LocalApi, carriers: dict[str, CallControlStandIn], sim: MillisSimulator) -> None:
+        self.server, self.carriers, self.sim = server, carriers, sim
+        self.twilio = carriers["twilio"]
         self.http = httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=30)
         self.carrier = SignedCarrier(server.url, httpx.Client(base_url=server.url, timeout=30))
         self.number = "+1505555" + str(uuid.uuid4().int)[:4]
         route = self.http.put(f"/numbers/{self.number}", json={"agent_id": "support-agent"})
         assert route.status_code in (200, 201), route.text
 
-    def answered_call(self) -> tuple[str, str]:
-        """A caller rings the number at Twilio; the stack answers with a dial to Millis. (call_id, CallSid)"""
+    def answered_call(self, carrier: str = "twilio") -> tuple[str, str]:
+        """A caller rings the number at the carrier; the stack answers with a dial to Millis. (call_id, CallSid)"""
+        if carrier == "telnyx":
+            sid = "v3:" + secrets.token_urlsafe(30)
+            fields = {"CallSid": sid, "AccountSid": TELNYX_ACCOUNT, "From": "+14155550123", "To": self.number}
+            answer = self.carrier.telnyx("/carriers/telnyx/voice", {**fields, "ConnectionId": "1568109700606592442"})
+            assert answer.status_code == 200 and "<Dial" in answer.text, answer.text
+            return self.sim.issued[-1][0], sid
         sid = "CA" + uuid.uuid4().hex
         params = {"CallSid": sid, "AccountSid": ACCOUNT, "From": "+14155550123", "To": self.number}
         answer = self.carrier.twilio("/carriers/twilio/voice", params)
@@ -61,7 +71,8 @@ def transfers(
     make_api: Callable[..., ModuleType], make_inbound: Callable[..., ModuleType], sim: MillisSimulator
 ) -> Iterator[Transfers]:
     twilio = TwilioStandIn(ACCOUNT, LOCAL_KEYS.twilio_auth_token)
-    with twilio.running():
+    telnyx = TelnyxStandIn(TELNYX_ACCOUNT, "KEY-transfers", LOCAL_KEYS.telnyx_key)
+    with twilio.running(), telnyx.running():
         functions: dict[str, ModuleType] = {}
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
@@ -75,20 +86,26 @@ def transfers(
             "TWILIO_ACCOUNT_SID": ACCOUNT,
             "TWILIO_AUTH_TOKEN": LOCAL_KEYS.twilio_auth_token,
             "TWILIO_API_URL": twilio.url,
+            "TELNYX_ACCOUNT_SID": TELNYX_ACCOUNT,
+            "TELNYX_APPLICATION_ID": "1293384261075731499",
+            "TELNYX_API_KEY": "KEY-transfers",
+            "TELNYX_API_URL": telnyx.url,
+            "TELNYX_PUBLIC_KEY": LOCAL_KEYS.env()["TELNYX_PUBLIC_KEY"],
         }
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
         with server:
-            yield Transfers(server, twilio, sim)
+            yield Transfers(server, {"twilio": twilio, "telnyx": telnyx}, sim)
 
 
-def redirected(transfers: Transfers, sid: str) -> ElementTree.Element:
-    [twiml] = [twiml for call, twiml in transfers.twilio.redirects if call == sid]
+def redirected(transfers: Transfers, sid: str, carrier: str = "twilio") -> ElementTree.Element:
+    [twiml] = [twiml for call, twiml in transfers.carriers[carrier].redirects if call == sid]
     return ElementTree.fromstring(twiml)  # noqa: S314 - the stack's own TwiML
 
 
-def test_a_warm_transfer_whispers_the_summary_then_connects(transfers: Transfers) -> None:
-    call_id, sid = transfers.answered_call()
+@pytest.mark.parametrize("carrier", CARRIERS)
+def test_a_warm_transfer_whispers_the_summary_then_connects(transfers: Transfers, carrier: str) -> None:
+    call_id, sid = transfers.answered_call(carrier)
     summary = "Ana, order A-17, wants the yearly plan."
     answer = transfers.transfer(
         call_id, to="+14155550199", mode="warm", summary=summary, announce="Putting you through."
@@ -101,14 +118,14 @@ def test_a_warm_transfer_whispers_the_summary_then_connects(transfers: Transfers
         "in_progress",
         "api",
     )
-    twiml = redirected(transfers, sid)
+    twiml = redirected(transfers, sid, carrier)
     assert twiml.findtext("Say") == "Putting you through."
     number = twiml.find("Dial/Number")
     assert number is not None and number.text == "+14155550199"
-    assert "/carriers/twilio/transfer/whisper?call=" in number.attrib["url"]
+    assert f"/carriers/{carrier}/transfer/whisper?call=" in number.attrib["url"]
     record = transfers.settled(call_id, "connected")
     assert record["transfer"]["status"] == "connected" and record["transfer"]["ended_at"], record
-    events = transfers.twilio.calls[sid].events
+    events = transfers.carriers[carrier].calls[sid].events
     assert any(event.startswith("whispered:") and summary in event for event in events), events
 
 
@@ -163,3 +180,17 @@ def test_the_transfer_urls_refuse_a_call_they_were_not_given_for(transfers: Tran
         path = f"/carriers/twilio/transfer/{route}?call={call_id}&token=forged"
         answer = transfers.carrier.twilio(path, {"CallSid": "CA" + "a" * 32, "DialCallStatus": "completed"})
         assert answer.status_code == 403, answer.text
+
+
+def test_a_numbers_own_transfer_targets_are_stored_and_take_the_place_of_the_stacks(transfers: Transfers) -> None:
+    route = transfers.http.put(
+        f"/numbers/{transfers.number}", json={"agent_id": "support-agent", "transfer_targets": ["sip:desk.example.com"]}
+    )
+    assert route.status_code == 200 and route.json()["transfer_targets"] == ["sip:desk.example.com"], route.text
+    assert transfers.http.get(f"/numbers/{transfers.number}").json()["transfer_targets"] == ["sip:desk.example.com"]
+    call_id, _ = transfers.answered_call()
+    refused = transfers.transfer(call_id, to="+14155550199")  # the stack allows it; the number does not
+    assert (refused.status_code, refused.json()["error"]) == (403, "transfer_target_not_allowed")
+    assert transfers.transfer(call_id, to="sip:ana@desk.example.com").status_code == 202
+    wrong = transfers.http.put(f"/numbers/{transfers.number}", json={"agent_id": "a", "transfer_targets": ["*"]})
+    assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_request")

@@ -152,6 +152,8 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/vonage/outbound/status"),
     ("POST", "/carriers/twilio/transfer/whisper"),  # transfers: the warm transfer's whisper, the transfer leg
     ("POST", "/carriers/twilio/transfer/status"),
+    ("POST", "/carriers/telnyx/transfer/whisper"),
+    ("POST", "/carriers/telnyx/transfer/status"),
     ("POST", "/carriers/signalwire/transfer/whisper"),
     ("POST", "/carriers/signalwire/transfer/status"),
     ("POST", "/carriers/signalwire/outbound"),

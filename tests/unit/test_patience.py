@@ -28,6 +28,8 @@ ROUTES = [
     ("POST", twilio.OUTBOUND_STATUS_PATH, "twilio"),
     ("POST", "/carriers/twilio/transfer/whisper", "twilio"),
     ("POST", "/carriers/twilio/transfer/status", "twilio"),
+    ("POST", "/carriers/telnyx/transfer/whisper", "telnyx"),
+    ("POST", "/carriers/telnyx/transfer/status", "telnyx"),
     ("POST", "/carriers/signalwire/transfer/whisper", "signalwire"),
     ("POST", "/carriers/signalwire/transfer/status", "signalwire"),
     ("POST", twilio.SIGNALWIRE_OUTBOUND_ANSWER_PATH, "signalwire"),

@@ -205,3 +205,32 @@ def test_a_warm_sip_transfers_summary_rides_in_a_header_within_twilios_limit() -
     uri = twiml.split("<Sip", 1)[1].split(">", 1)[1].split("</Sip>")[0]
     assert uri.startswith("sip:sales@pbx.example.com?X-Transfer-Summary=%C3%A9")
     assert len(uri.replace("&amp;", "&")) <= 255
+
+
+def test_a_numbers_own_targets_take_the_place_of_the_stacks() -> None:
+    from millis_sip.core.numbers import NumberRoute
+    from tests.support.fakes import MemoryNumberRoutes
+
+    store, clock, transferer, numbers = MemoryStore(), FakeClock(), FakeTransferer(), MemoryNumberRoutes()
+    numbers.put(NumberRoute("+15055550100", agent_id="a", transfer_targets=("sip:desk.example.com",)))
+    transfers = CallTransfers(store, {"twilio": transferer}, numbers=numbers, policy=POLICY, clock=clock, keys=KEYS)
+    live_call(store, clock, dialed_number="+15055550100")
+    with pytest.raises(TransferTargetNotAllowed, match="the number's"):  # the stack's +1415555 no longer counts
+        transfers.transfer("call-1", TransferRequest("+14155550199"), budget=5, urls=Urls())
+    transfers.transfer("call-1", TransferRequest("sip:ana@desk.example.com"), budget=5, urls=Urls())
+    assert [plan.to for plan in transferer.plans] == ["sip:ana@desk.example.com"]
+
+
+def test_a_route_refuses_transfer_targets_in_any_other_form() -> None:
+    from millis_sip.core.errors import InvalidRequest
+    from millis_sip.core.numbers import NumberDirectory, NumberRoute
+    from tests.support.fakes import MemoryNumberRoutes
+
+    directory = NumberDirectory(MemoryNumberRoutes(), clock=FakeClock())
+    for wrong in ("*", "+", "sip:", "pbx.example.com", "tel:+1415"):
+        with pytest.raises(InvalidRequest, match="transfer_targets"):
+            directory.put(NumberRoute("+15055550100", agent_id="a", transfer_targets=(wrong,)))
+    stored, _ = directory.put(
+        NumberRoute("+15055550100", agent_id="a", transfer_targets=("+1415", "sip:pbx.example.com"))
+    )
+    assert stored.transfer_targets == ("+1415", "sip:pbx.example.com")

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from millis_sip.core.calls import MAX_CALL_TTL_SECONDS
 from millis_sip.core.errors import ConfigurationError
+from millis_sip.core.numbers import TRANSFER_RULE
 from millis_sip.core.regions import MillisRegion, RegionChoice, choose_millis_region
 from millis_sip.environment import Env
 from millis_sip.messages import Messages
@@ -195,9 +196,6 @@ class InboundSettings:
 
 
 OUTBOUND_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}\Z")
-
-
-TRANSFER_RULE = re.compile(r"\+[1-9][0-9]{0,14}|sips?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
 
 
 def transfer_targets(text: str) -> tuple[str, ...]:

@@ -117,6 +117,7 @@ def compose_management(
         transfers = CallTransfers(
             cast(TransferStore, store),
             cast(Mapping[str, Transferer], transferers),
+            numbers=numbers,
             policy=TransferPolicy(outbound.transfer_allowed_targets),
             clock=clock,
             keys=keys,

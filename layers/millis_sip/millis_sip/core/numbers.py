@@ -3,6 +3,7 @@ them. Every edge's calls go through them (docs/router.md; the API: docs/api.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,12 +40,16 @@ class NumberRoute:
     # and the most it may place in one clock hour (None: the stack's OUTBOUND_CALLS_PER_HOUR_PER_NUMBER).
     outbound_carriers: tuple[str, ...] = ()
     max_outbound_calls_per_hour: int | None = None
+    # Transfers (docs/transfers.md): where this number's calls may be handed to a person, E.164 prefixes and SIP
+    # domains (none: the stack's TRANSFER_ALLOWED_TARGETS).
+    transfer_targets: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # A set, in one order: as DynamoDB's string sets hold it.
         object.__setattr__(self, "outbound_carriers", tuple(sorted(set(self.outbound_carriers))))
+        object.__setattr__(self, "transfer_targets", tuple(sorted(set(self.transfer_targets))))
 
     def millis_fields(self) -> dict[str, Any]:
         """agent_id / agent_config / include_metadata_in_prompt as given (the metadata is merged by the router)."""
@@ -54,6 +59,11 @@ class NumberRoute:
             "include_metadata_in_prompt": self.include_metadata_in_prompt,
         }
         return {name: value for name, value in fields.items() if value is not None}
+
+
+# A transfer target rule: an E.164 prefix, or a SIP domain (any user at that host).
+TRANSFER_RULE_PATTERN = r"^(?:\+[1-9][0-9]{0,14}|sips?:[A-Za-z0-9][A-Za-z0-9.-]{0,252})$"
+TRANSFER_RULE = re.compile(TRANSFER_RULE_PATTERN)
 
 
 def check_number(number: str) -> str:
@@ -84,6 +94,12 @@ class NumberDirectory:
         unknown = [c for c in route.outbound_carriers if c not in OUTBOUND_CARRIERS]
         if unknown:
             raise InvalidRequest(f"outbound_carriers: {unknown[0]!r} is not one of {', '.join(OUTBOUND_CARRIERS)}.")
+        wrong = [t for t in route.transfer_targets if not TRANSFER_RULE.fullmatch(t)]
+        if wrong:
+            raise InvalidRequest(
+                f"transfer_targets: {wrong[0][:64]!r} is neither an E.164 prefix (+1415) nor a SIP domain "
+                "(sip:pbx.example.com)."
+            )
         now = self._clock.now()
         previous = self._routes.get(route.number)
         stored = replace(route, created_at=previous.created_at if previous else now, updated_at=now)

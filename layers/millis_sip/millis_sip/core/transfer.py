@@ -35,7 +35,7 @@ from millis_sip.core.errors import (
     TransferUnavailable,
 )
 from millis_sip.core.keys import StackKeys
-from millis_sip.core.ports import Clock, Parallel, in_sequence, within_store_budget
+from millis_sip.core.ports import Clock, NumberRoutes, Parallel, in_sequence, within_store_budget
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,25 @@ class CallTransfers:
         store: TransferStore,
         transferers: Mapping[str, Transferer],
         *,
+        numbers: NumberRoutes | None = None,
         policy: TransferPolicy,
         clock: Clock,
         keys: StackKeys,
     ) -> None:
         self._store = store
+        self._numbers = numbers
         self._transferers = dict(transferers)
         self._policy = policy
         self._clock = clock
         self._keys = keys
+
+    def _policy_for(self, record: CallRecord) -> tuple[TransferPolicy, str]:
+        """The number route's transfer targets when it sets any, else the stack's (and whose they are)."""
+        number = _route_number(record)
+        route = self._numbers.get(number) if self._numbers is not None and number else None
+        if route is not None and route.transfer_targets:
+            return TransferPolicy(route.transfer_targets), "the number's"
+        return self._policy, "the stack's"
 
     def transfer(self, call_id: str, request: TransferRequest, *, budget: float, urls: TransferUrls) -> CallRecord:
         """Move ``call_id``'s phone leg to ``request.to``; the record with the transfer under way."""
@@ -158,14 +168,15 @@ class CallTransfers:
             raise CallNotTransferable(
                 f"Call {call_id} is {record.status.value}: only a call connected to its agent can be transferred."
             )
-        if not self._policy.allowed:
+        policy, whose = self._policy_for(record)
+        if not policy.allowed:
             raise TransferTargetNotAllowed(
                 "Transfers are off: allow targets with the TransferAllowedTargets parameter (TRANSFER_ALLOWED_TARGETS),"
-                " e.g. +1,sip:pbx.example.com."
+                " e.g. +1,sip:pbx.example.com, or with transfer_targets on the number's route."
             )
-        if not self._policy.allows(request.to):
+        if not policy.allows(request.to):
             raise TransferTargetNotAllowed(
-                f"{_masked(request.to)} is not an allowed transfer target ({', '.join(self._policy.allowed)})."
+                f"{_masked(request.to)} is not among {whose} transfer targets ({', '.join(policy.allowed)})."
             )
         transferer = self._transferers.get(carrier or "")
         if transferer is None:
@@ -210,6 +221,11 @@ class CallTransfers:
             extra={"call_id": call_id, "carrier": carrier, "to": _masked(request.to), "mode": request.mode.value},
         )
         return moving
+
+
+def _route_number(record: CallRecord) -> str | None:
+    """The user's number the call belongs to: the one dialed (inbound), or the one called from (outbound)."""
+    return record.caller_number if record.direction is Direction.OUTBOUND else record.dialed_number
 
 
 def transfer_target(value: str) -> str | None:

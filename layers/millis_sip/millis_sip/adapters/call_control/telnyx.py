@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from millis_sip.adapters.call_control.http import CarrierApi, first_line
+from millis_sip.adapters.call_control.twilio import transfer_twiml
 from millis_sip.core.errors import CarrierError
 from millis_sip.core.ports import PlaceCall, Placed
+from millis_sip.core.transfer import TransferPlan
 
 TELNYX_API = "https://api.telnyx.com/v2"
 # StatusCallbackEvent: "The call events for which Telnyx should send a webhook. Multiple events can be defined
@@ -88,3 +90,16 @@ class TelnyxCalls:
         except CarrierError as exc:
             if exc.carrier_status not in (404, 422):
                 raise
+
+    # --- transfers (docs/transfers.md) -----------------------------------------------------------------
+
+    def transfer(self, plan: TransferPlan, *, budget: float) -> None:
+        """Move the caller's leg: the TeXML call is updated with new TeXML (``Texml``: "TeXML to replace the
+        current one with"), the same TwiML dialect Twilio takes."""
+        self._api.send(
+            "POST",
+            f"{self._calls}/{plan.carrier_call_id}",
+            budget=budget,
+            headers=self._headers,
+            json_body={"Texml": transfer_twiml(plan)},
+        )

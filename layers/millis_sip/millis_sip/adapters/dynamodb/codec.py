@@ -170,6 +170,8 @@ def route_item(route: NumberRoute) -> Item:
         item["outbound_carriers"] = {"SS": sorted(route.outbound_carriers)}
     if route.max_outbound_calls_per_hour is not None:
         item["max_outbound_calls_per_hour"] = n(route.max_outbound_calls_per_hour)
+    if route.transfer_targets:
+        item["transfer_targets"] = {"SS": sorted(route.transfer_targets)}
     for name in ("created_at", "updated_at"):
         moment = getattr(route, name)
         if moment is not None:
@@ -194,6 +196,7 @@ def route_from_item(item: Item) -> NumberRoute:
         max_calls_per_hour=int(cap["N"]) if cap else None,
         outbound_carriers=tuple(sorted(item.get("outbound_carriers", {}).get("SS", ()))),
         max_outbound_calls_per_hour=int(outbound_cap["N"]) if outbound_cap else None,
+        transfer_targets=tuple(sorted(item.get("transfer_targets", {}).get("SS", ()))),
         created_at=from_iso(created) if created else None,
         updated_at=from_iso(updated) if updated else None,
     )

@@ -244,4 +244,5 @@ TELNYX = Carrier(
     patience=CARRIER,
     webhooks=lambda flow, credential, settings, clock: TelnyxTexml(flow, credential, settings.messages, clock=clock),
     outbound=lambda settings: TelnyxOutbound(settings.messages),
+    transfers=True,
 )

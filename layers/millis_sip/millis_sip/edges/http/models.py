@@ -24,7 +24,7 @@ from pydantic import (
 from millis_sip.core.calls import E164, E164_PATTERN, TOKEN, TOKEN_PATTERN, CallerVerification, CallRecord, CallSource
 from millis_sip.core.clock import iso
 from millis_sip.core.lifecycle import SessionReport
-from millis_sip.core.numbers import MAX_CALLS_PER_HOUR, OUTBOUND_CARRIERS, NumberRoute
+from millis_sip.core.numbers import MAX_CALLS_PER_HOUR, OUTBOUND_CARRIERS, TRANSFER_RULE_PATTERN, NumberRoute
 from millis_sip.core.outbound import (
     DEFAULT_RING_SECONDS,
     MAX_RING_SECONDS,
@@ -481,6 +481,12 @@ class NumberRouteRequest(BaseModel):
         description="The most outbound calls this number may place in one clock hour; left out: the stack's "
         "OutboundCallsPerHourPerNumber.",
     )
+    transfer_targets: list[Annotated[str, StringConstraints(pattern=TRANSFER_RULE_PATTERN)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="Where this number's calls may be transferred (POST /calls/{call_id}/transfer): E.164 prefixes "
+        "(+1415555) and SIP domains (sip:pbx.example.com); left out: the stack's TransferAllowedTargets.",
+    )
 
     @model_validator(mode="after")
     def _needs_an_agent(self) -> NumberRouteRequest:
@@ -498,6 +504,7 @@ class NumberRouteRequest(BaseModel):
             max_calls_per_hour=self.max_calls_per_hour,
             outbound_carriers=tuple(self.outbound_carriers or ()),
             max_outbound_calls_per_hour=self.max_outbound_calls_per_hour,
+            transfer_targets=tuple(self.transfer_targets or ()),
         )
 
 
@@ -510,6 +517,7 @@ class NumberRouteView(BaseModel):
     max_calls_per_hour: int | None = None
     outbound_carriers: list[str] = Field(default_factory=list)
     max_outbound_calls_per_hour: int | None = None
+    transfer_targets: list[str] = Field(default_factory=list)
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -524,6 +532,7 @@ class NumberRouteView(BaseModel):
             max_calls_per_hour=route.max_calls_per_hour,
             outbound_carriers=list(route.outbound_carriers),
             max_outbound_calls_per_hour=route.max_outbound_calls_per_hour,
+            transfer_targets=list(route.transfer_targets),
             created_at=iso(route.created_at) if route.created_at else None,
             updated_at=iso(route.updated_at) if route.updated_at else None,
         )
