@@ -248,6 +248,8 @@ OUTBOUND_CARRIERS = {
     "chime": "Chime",
 }
 LOCAL_SIGNALWIRE_PROJECT = "5ca1ab1e-0000-4000-8000-00000000f00d"  # the SignalWire stand-in's project
+SUPPORT_NUMBER = "+15055550161"  # the demo's support line at Twilio, whose call is transferred
+TRANSFER_TARGET = "+14155550190"  # the person the demo's warm transfer reaches (TRANSFER_ALLOWED_TARGETS)
 LOCAL_SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"  # the Chime stand-in's application
 OUTBOUND_FROM = "+15055550142"  # the demo's number at Twilio that calls out
 
@@ -564,6 +566,51 @@ def outbound_script(base_url: str, steps: Steps) -> None:
                 )
 
 
+def transfer_script(base_url: str, steps: Steps) -> None:
+    """A Twilio call the stack answered, handed to a person with a warm transfer (docs/transfers.md): the call
+    update goes to Twilio's stand-in, which plays the new TwiML through the stack's whisper and status URLs."""
+    import time
+
+    from dev.carrier_signing import SignedCarrier
+
+    with httpx.Client(base_url=base_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=30) as http:
+        twilio = SignedCarrier(base_url, httpx.Client(base_url=base_url, timeout=30), LOCAL_KEYS)
+        with steps.step(f"Route {SUPPORT_NUMBER} to the support agent (PUT /numbers/{{number}})") as step:
+            route = http.put(f"/numbers/{SUPPORT_NUMBER}", json={"agent_id": "support-agent"})
+            step.show(route)
+            step.expect(route.status_code in (200, 201), f"{answer(route)} (expected 201)")
+        call = {"CallSid": "CA" + "7" * 32, "From": "+14155550160", "To": SUPPORT_NUMBER, "Direction": "inbound"}
+        call_id = ""
+        with steps.step("A caller reaches the support agent through Twilio (POST /carriers/twilio/voice)") as step:
+            rung = twilio.twilio("/carriers/twilio/voice", call)
+            step.show(rung)
+            if step.expect_status(rung, 200):
+                call_id = twilio_say(rung)[-1].removeprefix("sip:call-").split("@")[0]
+        with steps.step("The agent hands the caller to a person, warm (POST /calls/{call_id}/transfer)") as step:
+            moved = http.post(
+                f"/calls/{call_id}/transfer",
+                json={
+                    "to": TRANSFER_TARGET,
+                    "mode": "warm",
+                    "summary": "A caller about the yearly plan.",
+                    "announce": "Putting you through.",
+                },
+            )
+            step.show(moved)
+            step.expect_status(moved, 202)
+        with steps.step("The person hears the summary, then takes the call (GET /calls/{call_id})") as step:
+            record: dict[str, Any] = {}
+            deadline = time.monotonic() + 10
+            while call_id and time.monotonic() < deadline:
+                record = http.get(f"/calls/{call_id}").json()
+                if (record.get("transfer") or {}).get("status") in ("connected", "failed"):
+                    break
+                time.sleep(0.1)
+            print(json.dumps(record.get("transfer"), indent=2))
+            status = (record.get("transfer") or {}).get("status")
+            step.expect(status == "connected", f"transfer {status} (expected connected)")
+
+
 def vonage_application_key() -> tuple[str, Any]:
     """A key pair for the Vonage stand-in's application, made for this run (PKCS#8 PEM, as Vonage hands it out)."""
     from cryptography.hazmat.primitives import serialization
@@ -664,6 +711,7 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
             "PUBLIC_BASE_URL": api.url,
             "OUTBOUND_ALLOWED_PREFIXES": "+1",
             "CHIME_SIP_MEDIA_APPLICATION_ID": LOCAL_SIP_MEDIA_APPLICATION,
+            "TRANSFER_ALLOWED_TARGETS": TRANSFER_TARGET,
             "SIGNALWIRE_SPACE_URL": signalwire.url,
             "SIGNALWIRE_PROJECT_ID": LOCAL_SIGNALWIRE_PROJECT,
             "SIGNALWIRE_API_TOKEN": "PT-local-api-token",
@@ -745,9 +793,11 @@ def main() -> int:
                 twilio_script(api.url, LOCAL_API_KEY, steps)
                 carriers_script(api.url, steps)
                 outbound_script(api.url, steps)
+                transfer_script(api.url, steps)
                 what += (
                     "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
                     f"; placed outbound calls through {', '.join(OUTBOUND_CARRIERS.values())}"
+                    "; transferred a call to a person"
                 )
             print(f"\n{steps.summary(what)}")
             if sim is None and not steps.ok:
