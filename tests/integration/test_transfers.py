@@ -194,3 +194,22 @@ def test_a_numbers_own_transfer_targets_are_stored_and_take_the_place_of_the_sta
     assert transfers.transfer(call_id, to="sip:ana@desk.example.com").status_code == 202
     wrong = transfers.http.put(f"/numbers/{transfers.number}", json={"agent_id": "a", "transfer_targets": ["*"]})
     assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_request")
+
+
+def test_a_registration_a_backend_made_and_a_twilio_call_claimed_is_transferable(transfers: Transfers) -> None:
+    """POST /calls, then the caller's Twilio call claims it (trust_caller_id): the claim records the carrier, so
+    the transfer knows where to move the call."""
+    caller = "+1415555" + str(uuid.uuid4().int)[:4]
+    made = transfers.http.post(
+        "/calls", json={"agent_id": "support-agent", "lookup_key": caller, "caller_verification": "trust_caller_id"}
+    )
+    assert made.status_code == 201, made.text
+    sid = "CA" + uuid.uuid4().hex
+    params = {"CallSid": sid, "AccountSid": ACCOUNT, "From": caller, "To": transfers.number}
+    rung = transfers.carrier.twilio("/carriers/twilio/voice", params)
+    assert made.json()["sip_uri"] in rung.text, rung.text  # the registration was claimed
+    call_id = made.json()["call_id"]
+    assert transfers.http.get(f"/calls/{call_id}").json()["status"] == "claimed"
+    assert transfers.transfer(call_id, to="+14155550199").status_code == 202
+    assert transfers.settled(call_id, "connected")["transfer"]["status"] == "connected"
+    assert redirected(transfers, sid) is not None

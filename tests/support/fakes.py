@@ -305,6 +305,7 @@ class MemoryStore:
                 transaction_id=record.transaction_id,
                 caller_number=record.caller_number or stored.caller_number,
                 dialed_number=record.dialed_number or stored.dialed_number,
+                carrier=record.carrier or stored.carrier,
             )
         elif stored is not None:
             raise CallAlreadyExists(record.call_id)

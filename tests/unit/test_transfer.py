@@ -234,3 +234,24 @@ def test_a_route_refuses_transfer_targets_in_any_other_form() -> None:
         NumberRoute("+15055550100", agent_id="a", transfer_targets=("+1415", "sip:pbx.example.com"))
     )
     assert stored.transfer_targets == ("+1415", "sip:pbx.example.com")
+
+
+def test_a_request_the_carrier_may_have_acted_on_stays_in_progress() -> None:
+    from millis_sip.core.errors import CarrierUnavailable
+
+    transfers, store, transferer, clock = rig()
+    live_call(store, clock)
+    transferer.fail_with = CarrierUnavailable("read timed out", maybe_placed=True)
+    with pytest.raises(CarrierUnavailable):
+        transfers.transfer("call-1", TransferRequest("+14155550199"), budget=5, urls=Urls())
+    assert store.items["call-1"].transfer_status == "in_progress"  # the transfer leg's report closes it
+
+
+def test_a_claimed_registration_is_moved_through_the_carrier_that_claimed_it() -> None:
+    transfers, store, transferer, clock = rig()
+    live_call(store, clock, source="http", carrier="twilio")
+    transfers.transfer("call-1", TransferRequest("+14155550199"), budget=5, urls=Urls())
+    assert len(transferer.plans) == 1
+    store.items["call-2"] = replace(store.items["call-1"], call_id="call-2", carrier=None, transfer_status=None)
+    with pytest.raises(TransferUnavailable):  # a registration no phone system claimed has no carrier
+        transfers.transfer("call-2", TransferRequest("+14155550199"), budget=5, urls=Urls())

@@ -459,6 +459,7 @@ class CallRouter:
             transaction_id=call.call_ref,
             caller_number=call.caller,
             dialed_number=call.dialed,
+            carrier=call.carrier,  # the phone system the call came through (transfers move it there)
         )
         try:
             won = tx.commit(claimed, claim=True)

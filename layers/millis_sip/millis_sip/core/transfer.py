@@ -162,7 +162,7 @@ class CallTransfers:
         record = self._store.get(call_id)
         if record is None:
             raise CallNotFound(f"No call {call_id}.")
-        carrier = record.carrier if record.direction is Direction.OUTBOUND else str(record.source)
+        carrier = _carrier(record)
         leg = record.carrier_call_id if record.direction is Direction.OUTBOUND else record.transaction_id
         if record.status in OVER or record.status not in LIVE or not leg:
             raise CallNotTransferable(
@@ -213,14 +213,23 @@ class CallTransfers:
         )
         try:
             transferer.transfer(plan, budget=budget)
-        except Exception:
-            self._store.end_transfer(call_id, TransferStatus.FAILED.value, ended_at=self._clock.now())
+        except Exception as exc:
+            # A request that may have been acted on (a read that timed out) stays in progress: the transfer leg's
+            # report closes it. Anything else is over.
+            if not getattr(exc, "maybe_placed", False):
+                self._store.end_transfer(call_id, TransferStatus.FAILED.value, ended_at=self._clock.now())
             raise
         log.info(
             "Transfer started",
             extra={"call_id": call_id, "carrier": carrier, "to": _masked(request.to), "mode": request.mode.value},
         )
         return moving
+
+
+def _carrier(record: CallRecord) -> str | None:
+    """The phone system the call is at: the one it was placed through, the one that claimed a registration,
+    else the one whose inbound call registered it."""
+    return record.carrier or (None if record.source == "http" else str(record.source))
 
 
 def _route_number(record: CallRecord) -> str | None:
@@ -261,8 +270,7 @@ class TransferReports:
             return None
         if record is None or record.transfer_status is None:
             return None
-        owner = record.carrier if record.direction is Direction.OUTBOUND else str(record.source)
-        return record if owner == carrier else None
+        return record if _carrier(record) == carrier else None
 
     def ended(self, record: CallRecord, *, connected: bool, deadline: float) -> bool:
         status = TransferStatus.CONNECTED if connected else TransferStatus.FAILED
