@@ -181,8 +181,7 @@ def management_api(settings: Settings, *, millis_key: Callable[[], str] | None =
 
 
 def unconfigured_carriers(outbound: OutboundSettings) -> dict[str, str]:
-    """What each carrier without a call-control client is refused with: what to configure, or that its
-    outbound calls are not built yet."""
+    """What each carrier without a call-control client is refused with: what to configure for it."""
     twilio = (
         "Outbound calls through Twilio need the account: set TwilioAccountSid beside TwilioAuthTokenSecretArn "
         "(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN locally)."

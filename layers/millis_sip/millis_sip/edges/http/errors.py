@@ -96,7 +96,7 @@ DOMAIN_ERRORS: dict[type[BridgeError], tuple[int, str | None]] = {
     TransferInProgress: (409, "Wait for the transfer under way to end."),
     TransferTargetNotAllowed: (403, "Allow the target with TransferAllowedTargets (docs/transfers.md, 'Guards')."),
     TransferUnavailable: (422, "Transfer calls of the carriers docs/transfers.md lists."),
-    CarrierNotConfigured: (422, "Store the carrier's call-control credentials (docs/outbound.md, 'Each carrier')."),
+    CarrierNotConfigured: (422, "Configure the carrier's account as the message says (docs/outbound.md, 'Set up')."),
     OverOutboundCap: (429, "Retry after the number of seconds in Retry-After, or raise the cap."),
     CarrierRefusedCall: (422, "The carrier's code and message are in details; nothing rings."),
     CarrierCredentialsRejected: (502, "Check the carrier's credentials in the stack's secret."),
