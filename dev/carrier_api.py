@@ -656,6 +656,9 @@ class VonageStandIn(CallControlStandIn):
             conversation = "CON-" + str(uuid.uuid4())
             self._start(PlacedCall(leg, {**fields, "conversation_uuid": conversation}))
             return 201, {"uuid": leg, "status": "started", "direction": "outbound", "conversation_uuid": conversation}
+        if method == "PUT" and path.startswith("/v1/calls/") and fields.get("action") == "transfer":
+            ncco = (fields.get("destination") or {}).get("ncco") or []
+            return self._transfer(path.removeprefix("/v1/calls/"), ncco)
         if method == "PUT" and path.startswith("/v1/calls/"):
             found = self.calls.get(path.removeprefix("/v1/calls/"))
             if found is None or "answered" in found.events:
@@ -664,6 +667,60 @@ class VonageStandIn(CallControlStandIn):
                 found.canceled.set()
             return 204, None
         return 404, {"type": "https://developer.nexmo.com/api-errors#not-found", "title": "Not Found"}
+
+    def _transfer(self, leg: str, ncco: list[dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:
+        """The call's leg moved to a new NCCO: its connect is played (the endpoint's onAnswer NCCO fetched with GET
+        when the target answers, then the connect's eventUrl gets the transfer leg's events)."""
+        call = self.calls.get(leg) or PlacedCall(
+            leg,
+            {"from": {"number": "15055550100"}, "to": [{"number": "14155550100"}], "conversation_uuid": "CON-" + leg},
+        )
+        self.calls[leg] = call
+        self.redirects.append((leg, json.dumps(ncco)))
+        played = threading.Thread(target=self._play_transfer, args=(call, ncco), daemon=True)
+        self._threads.append(played)
+        played.start()
+        return 204, None
+
+    def _play_transfer(self, call: PlacedCall, ncco: list[dict[str, Any]]) -> None:
+        try:
+            time.sleep(self.pause)
+            connect = next((a for a in ncco if a.get("action") == "connect"), None)
+            if connect is None:
+                return
+            endpoint = connect["endpoint"][0]
+            target = endpoint.get("number") or endpoint.get("uri") or ""
+            event_url = connect["eventUrl"][0]
+            leg = {
+                "uuid": str(uuid.uuid4()),
+                "conversation_uuid": call.request["conversation_uuid"],
+                "direction": "outbound",
+            }
+            if str(target).endswith("0000"):
+                call.events.append(f"transfer to {target}: no answer")
+                self._post(event_url, {**leg, "status": "unanswered", "timestamp": _now()})
+                return
+            whisper = (endpoint.get("onAnswer") or {}).get("url")
+            if whisper:  # the target answered: it hears the onAnswer NCCO first
+                answered = self._get(whisper)
+                call.events.append(f"whispered: {answered.text}")
+            call.events.append(f"transferred to {target}")
+            self._post(event_url, {**leg, "status": "answered", "timestamp": _now()})
+            time.sleep(self.pause)
+            self._post(event_url, {**leg, "status": "completed", "duration": "12", "timestamp": _now()})
+        except httpx.HTTPError as exc:
+            call.events.append(f"stopped: {type(exc).__name__}")
+
+    def _get(self, url: str) -> httpx.Response:
+        """A GET webhook, signed as Vonage signs one: the JWT's payload_hash over the query as compact JSON."""
+        from urllib.parse import parse_qsl, urlsplit
+
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        hashed = json.dumps(dict(query), separators=(",", ":"), ensure_ascii=False).encode()
+        token = vonage_token(hashed, self.signature_secret, self.application_id)
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=15)
+        self.answers.append((url, answer.status_code, answer.text[:300]))
+        return answer
 
     def _post(self, url: str, payload: dict[str, Any]) -> httpx.Response:
         body = json.dumps(payload).encode()

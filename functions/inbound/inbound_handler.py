@@ -81,7 +81,8 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
             if carrier.transfers:  # the whisper and status URLs of the transfers the stack asks it for
                 moved = TransferWebhooks(carrier.name, webhooks, dialect, path.transfers, keys=path.keys)
                 whisper, status = transfer_paths(carrier.name)
-                routes[("POST", whisper)] = Route(moved.whisper, placed.fallback, patience, also)
+                for method in carrier.whisper_methods:
+                    routes[(method, whisper)] = Route(moved.whisper, placed.fallback, patience, also)
                 routes[("POST", status)] = Route(moved.status, placed.fallback, patience, also)
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
     routes[("GET", ROUTE_PATH)] = Route(

@@ -489,3 +489,24 @@ def test_a_telnyx_transfer_is_the_sdks_update_with_texml() -> None:
         sdk = capture.take()
     assert (ours.method, ours.path, ours.content_type) == (sdk.method, sdk.path, sdk.content_type)
     assert ours.fields() == sdk.fields() and "<Dial" in ours.fields()["Texml"]
+
+
+@pytest.mark.parametrize(
+    ("to", "mode"), [("+14155550199", "warm"), ("sip:sales@pbx.example.com", "warm"), ("+14155550199", "cold")]
+)
+def test_vonage_accepts_the_transfer(vonage_api: str, vonage_key: tuple[str, Any], to: str, mode: str) -> None:
+    from millis_sip.core.transfer import TransferMode, TransferPlan
+
+    plan = TransferPlan(
+        "call-1",
+        "63f61863-4a51-4f6b-86e1-46edebcf9356",
+        to,
+        TransferMode(mode),
+        "Putting you through.",
+        "Wants the yearly plan.",
+        "https://bridge.example/carriers/vonage/transfer/status?call=call-1&token=t",
+        "https://bridge.example/carriers/vonage/transfer/whisper?call=call-1&token=t",
+        caller_id="+15055550100",
+    )
+    # Prism answers 422 for a request Vonage's description of the call update (UpdateCallRequestTransferNcco) refuses.
+    vonage_dialer(vonage_api, vonage_key[0]).transfer(plan, budget=10)

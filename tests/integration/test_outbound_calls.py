@@ -26,6 +26,7 @@ from dev.carrier_api import (
 from dev.carrier_signing import LOCAL_KEYS
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
+from tests.support.carrier_requests import vonage_key
 from tests.support.rig import TWILIO_AUTH_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -41,16 +42,6 @@ SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"
 SIGNALWIRE_PROJECT = "6bfbbe86-a901-4197-8759-2a0de1fa319d"  # the project id form of signalwire-python's tests
 SIGNALWIRE_TOKEN, SIGNALWIRE_SIGNING_KEY = "PTintegration-signalwire-api-token", "PSKintegration-signing-key"
 CARRIERS = ("twilio", "plivo", "telnyx", "vonage", "chime", "signalwire")
-
-
-def vonage_key() -> tuple[str, Any]:
-    """A Vonage application's key pair, as the dashboard hands out its private key (PKCS#8 PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return pem.decode(), key.public_key()
 
 
 class Outbound:

@@ -6,6 +6,7 @@ the <Dial>'s action. Every guard, and a target that does not answer."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -17,16 +18,19 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from dev.carrier_api import CallControlStandIn, TelnyxStandIn, TwilioStandIn
+from dev.carrier_api import CallControlStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
 from dev.carrier_signing import LOCAL_KEYS, SignedCarrier
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
+from tests.support.carrier_requests import vonage_key
 
 pytestmark = pytest.mark.integration
 API_KEY = "transfer-key"
 ACCOUNT = "AC" + "7" * 32
 ALLOWED = "+1415555,sip:pbx.example.com"
 TELNYX_ACCOUNT = "f5586561-8ff0-4291-a51b-c7dfe4139ff9"
+VONAGE_APP = "5ca1ab1e-0000-4000-8000-0000000000bb"
+VONAGE_SECRET = "transfers-vonage-signature-secret-0123456789"
 CARRIERS = ("twilio", "telnyx")
 
 
@@ -42,6 +46,12 @@ class Transfers:
 
     def answered_call(self, carrier: str = "twilio") -> tuple[str, str]:
         """A caller rings the number at the carrier; the stack answers with a dial to Millis. (call_id, CallSid)"""
+        if carrier == "vonage":
+            leg = str(uuid.uuid4())
+            payload = {"to": self.number[1:], "from": "14155550123", "uuid": leg, "conversation_uuid": "CON-" + leg}
+            answer = self.carrier.vonage("/carriers/vonage/answer", payload, secret=VONAGE_SECRET, app=VONAGE_APP)
+            assert answer.status_code == 200 and '"connect"' in answer.text, answer.text
+            return self.sim.issued[-1][0], leg
         if carrier == "telnyx":
             sid = "v3:" + secrets.token_urlsafe(30)
             fields = {"CallSid": sid, "AccountSid": TELNYX_ACCOUNT, "From": "+14155550123", "To": self.number}
@@ -72,7 +82,9 @@ def transfers(
 ) -> Iterator[Transfers]:
     twilio = TwilioStandIn(ACCOUNT, LOCAL_KEYS.twilio_auth_token)
     telnyx = TelnyxStandIn(TELNYX_ACCOUNT, "KEY-transfers", LOCAL_KEYS.telnyx_key)
-    with twilio.running(), telnyx.running():
+    pem, public = vonage_key()
+    vonage = VonageStandIn(VONAGE_APP, public, VONAGE_SECRET)
+    with twilio.running(), telnyx.running(), vonage.running():
         functions: dict[str, ModuleType] = {}
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
@@ -91,11 +103,15 @@ def transfers(
             "TELNYX_API_KEY": "KEY-transfers",
             "TELNYX_API_URL": telnyx.url,
             "TELNYX_PUBLIC_KEY": LOCAL_KEYS.env()["TELNYX_PUBLIC_KEY"],
+            "VONAGE_APPLICATION_ID": VONAGE_APP,
+            "VONAGE_PRIVATE_KEY": pem,
+            "VONAGE_API_URL": vonage.url,
+            "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
         }
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
         with server:
-            yield Transfers(server, {"twilio": twilio, "telnyx": telnyx}, sim)
+            yield Transfers(server, {"twilio": twilio, "telnyx": telnyx, "vonage": vonage}, sim)
 
 
 def redirected(transfers: Transfers, sid: str, carrier: str = "twilio") -> ElementTree.Element:
@@ -213,3 +229,23 @@ def test_a_registration_a_backend_made_and_a_twilio_call_claimed_is_transferable
     assert transfers.transfer(call_id, to="+14155550199").status_code == 202
     assert transfers.settled(call_id, "connected")["transfer"]["status"] == "connected"
     assert redirected(transfers, sid) is not None
+
+
+def test_a_vonage_call_is_moved_to_a_new_ncco_and_the_person_hears_the_summary(transfers: Transfers) -> None:
+    call_id, leg = transfers.answered_call("vonage")
+    summary = "Ana, order A-17."
+    answer = transfers.transfer(call_id, to="+14155550199", mode="warm", summary=summary, announce="One moment.")
+    assert answer.status_code == 202, answer.text
+    [ncco] = [json.loads(n) for call, n in transfers.carriers["vonage"].redirects if call == leg]
+    talk, connect = ncco
+    assert (talk["action"], talk["text"]) == ("talk", "One moment.")
+    assert connect["endpoint"][0]["number"] == "14155550199" and connect["from"] == transfers.number[1:]
+    assert "/carriers/vonage/transfer/whisper?call=" in connect["endpoint"][0]["onAnswer"]["url"]
+    record = transfers.settled(call_id, "connected")
+    assert record["transfer"]["status"] == "connected", record
+    events = transfers.carriers["vonage"].calls[leg].events
+    assert any(event.startswith("whispered:") and summary in event for event in events), events
+    other_id, _ = transfers.answered_call("vonage")
+    assert transfers.transfer(other_id, to="sip:sales@pbx.example.com", mode="warm", summary=summary).status_code == 202
+    other = transfers.settled(other_id, "connected")
+    assert other["transfer"]["status"] == "connected", other

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from types import ModuleType
+from typing import Any
 
 import httpx
 from nacl.signing import SigningKey
@@ -79,3 +80,13 @@ def pending_registration(store: CallStore, number: str, verification: CallerVeri
     )
     store.put_new(record)
     return record
+
+
+def vonage_key() -> tuple[str, Any]:
+    """A Vonage application's key pair, as the dashboard hands out its private key (PKCS#8 PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), key.public_key()

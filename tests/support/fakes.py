@@ -306,6 +306,7 @@ class MemoryStore:
                 caller_number=record.caller_number or stored.caller_number,
                 dialed_number=record.dialed_number or stored.dialed_number,
                 carrier=record.carrier or stored.carrier,
+                carrier_call_id=record.carrier_call_id or stored.carrier_call_id,
             )
         elif stored is not None:
             raise CallAlreadyExists(record.call_id)

@@ -152,6 +152,9 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/vonage/outbound/status"),
     ("POST", "/carriers/twilio/transfer/whisper"),  # transfers: the warm transfer's whisper, the transfer leg
     ("POST", "/carriers/twilio/transfer/status"),
+    ("GET", "/carriers/vonage/transfer/whisper"),
+    ("POST", "/carriers/vonage/transfer/whisper"),
+    ("POST", "/carriers/vonage/transfer/status"),
     ("POST", "/carriers/telnyx/transfer/whisper"),
     ("POST", "/carriers/telnyx/transfer/status"),
     ("POST", "/carriers/signalwire/transfer/whisper"),

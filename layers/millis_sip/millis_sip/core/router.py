@@ -110,6 +110,9 @@ class InboundCall:
     # Retry-After), so such a refusal is not kept: the next ask registers afresh. Otherwise a second ask is a
     # redelivery of one whose answer was lost, and gets the same refusal without a second Millis call.
     retries_refusals: bool = False
+    # The caller's leg where the carrier's call control names it apart from call_ref (Vonage: the leg's uuid,
+    # call_ref being the conversation): what a transfer moves.
+    leg_id: str | None = None
 
 
 class Placement[P](Protocol):
@@ -460,6 +463,7 @@ class CallRouter:
             caller_number=call.caller,
             dialed_number=call.dialed,
             carrier=call.carrier,  # the phone system the call came through (transfers move it there)
+            carrier_call_id=call.leg_id,
         )
         try:
             won = tx.commit(claimed, claim=True)
@@ -551,6 +555,7 @@ class CallRouter:
             caller_number=call.caller,
             dialed_number=call.dialed,
             webhook_hash=registration.webhook_hash,
+            carrier_call_id=call.leg_id,
         )
         return record, agent.how
 

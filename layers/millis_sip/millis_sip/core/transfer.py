@@ -100,6 +100,7 @@ class TransferPlan:
     summary: str | None
     status_url: str  # where the carrier reports the transfer leg (the stack's transfer status URL)
     whisper_url: str  # what the person who answers hears first (warm)
+    caller_id: str | None = None  # your number the call is at (the one dialed, or called from): the leg's From
 
 
 class TransferUrls(Protocol):
@@ -163,7 +164,7 @@ class CallTransfers:
         if record is None:
             raise CallNotFound(f"No call {call_id}.")
         carrier = _carrier(record)
-        leg = record.carrier_call_id if record.direction is Direction.OUTBOUND else record.transaction_id
+        leg = record.carrier_call_id or record.transaction_id  # the caller's leg at the carrier
         if record.status in OVER or record.status not in LIVE or not leg:
             raise CallNotTransferable(
                 f"Call {call_id} is {record.status.value}: only a call connected to its agent can be transferred."
@@ -210,6 +211,7 @@ class CallTransfers:
             summary=request.summary,
             status_url=urls.transfer_status_url(carrier or "", call_id, token),
             whisper_url=urls.transfer_whisper_url(carrier or "", call_id, token),
+            caller_id=_route_number(record),
         )
         try:
             transferer.transfer(plan, budget=budget)

@@ -16,6 +16,7 @@ from millis_sip.adapters.call_control import rs256
 from millis_sip.adapters.call_control.http import CarrierApi, text_of
 from millis_sip.core.errors import CarrierCredentialsRejected, CarrierError, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall, Placed
+from millis_sip.core.transfer import TransferPlan
 
 VONAGE_API = "https://api.nexmo.com"
 TOKEN_SECONDS = 900  # the exp of each request's JWT (Vonage's SDKs use 15 minutes)
@@ -100,3 +101,42 @@ class VonageCalls:
         except CarrierError as exc:
             if exc.carrier_status != 404:
                 raise
+
+    # --- transfers (docs/transfers.md) -----------------------------------------------------------------
+
+    def transfer(self, plan: TransferPlan, *, budget: float) -> None:
+        """Move the caller's leg to a new NCCO (``{"action": "transfer", "destination": {"type": "ncco"}}``): what
+        the caller hears first, then a connect to the target whose eventUrl is the stack's transfer status URL;
+        warm, the person who answers a phone target first gets the whisper URL's NCCO (``onAnswer``), and a SIP
+        target gets the summary as ``X-Transfer-Summary``."""
+        self._api.send(
+            "PUT",
+            f"{self._calls}/{plan.carrier_call_id}",
+            budget=budget,
+            headers=self._headers(),
+            json_body={"action": "transfer", "destination": {"type": "ncco", "ncco": transfer_ncco(plan)}},
+        )
+
+
+def transfer_ncco(plan: TransferPlan) -> list[dict[str, Any]]:
+    warm = plan.mode == "warm"
+    endpoint: dict[str, Any]
+    if plan.to.startswith("+"):
+        endpoint = {"type": "phone", "number": vonage_number(plan.to)}
+        if warm:
+            endpoint["onAnswer"] = {"url": plan.whisper_url}
+    else:
+        endpoint = {"type": "sip", "uri": plan.to}
+        if warm and plan.summary:
+            endpoint["headers"] = {"Transfer-Summary": plan.summary[:1000]}  # Vonage adds the X- prefix
+    connect: dict[str, Any] = {
+        "action": "connect",
+        "endpoint": [endpoint],
+        "eventUrl": [plan.status_url],
+        "eventMethod": "POST",
+        "eventType": "synchronous",  # a failed transfer's event answers with what the caller hears
+    }
+    if plan.caller_id:
+        connect["from"] = vonage_number(plan.caller_id)
+    ncco: list[dict[str, Any]] = [{"action": "talk", "text": plan.announce}] if plan.announce else []
+    return [*ncco, connect]

@@ -347,7 +347,7 @@ class DynamoCallStore:
             ":updated": s(iso(now)),
         }
         assignments = ["#status = :claimed", "transaction_id = :tx", "updated_at = :updated"]
-        for name in ("caller_number", "dialed_number", "carrier"):
+        for name in ("caller_number", "dialed_number", "carrier", "carrier_call_id"):
             value = getattr(record, name)
             if value is not None:
                 assignments.append(f"{name} = :{name}")

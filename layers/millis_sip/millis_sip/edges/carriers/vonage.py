@@ -371,6 +371,7 @@ def _inbound(fields: Fields) -> InboundCall:
         can_challenge=True,
         context={"vonage_uuid": leg} if leg else {},
         sip_headers=sip_headers,
+        leg_id=leg,
     )
 
 
@@ -498,4 +499,6 @@ VONAGE = Carrier(
         flow, credential, settings.messages, clock=clock, application_id=settings.vonage_application_id
     ),
     outbound=lambda settings: VonageOutbound(settings.messages),
+    transfers=True,
+    whisper_methods=("GET", "POST"),
 )

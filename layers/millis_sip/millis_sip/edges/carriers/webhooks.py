@@ -173,3 +173,5 @@ class Carrier:
     # Transfers (docs/transfers.md): the stack moves this carrier's calls with its call control, and serves the
     # transfer's whisper and status URLs (edges/carriers/transfer.py) in the outbound dialect.
     transfers: bool = False
+    # How the carrier requests the whisper URL (Vonage fetches an endpoint's onAnswer NCCO with GET).
+    whisper_methods: tuple[str, ...] = ("POST",)
