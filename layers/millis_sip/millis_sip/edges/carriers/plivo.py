@@ -208,6 +208,10 @@ class PlivoXmlAnswers:
     def end_call(self) -> Response:
         return _document(ET.Element("Hangup"))
 
+    def spoken(self, text: str) -> Response:
+        """``text`` said on the leg that asked, then the call goes on (a warm transfer's whisper)."""
+        return _document(self._speak(text))
+
     def _speak(self, text: str) -> ET.Element:
         speak = ET.Element("Speak", {"voice": self._messages.polly_voice, "language": self._messages.language})
         speak.text = text
@@ -320,7 +324,7 @@ class PlivoOutbound:
     status_path = OUTBOUND_STATUS_PATH
 
     def __init__(self, messages: Messages) -> None:
-        self._messages = messages
+        self._answers = PlivoXmlAnswers(messages, answer_url="", status_url="")  # no GetInput here: no URLs
 
     def carrier_call_id(self, fields: Fields) -> str | None:
         return fields.read("RequestUUID", REQUEST_UUID)
@@ -352,16 +356,13 @@ class PlivoOutbound:
         return dial_user(uri, headers, action_url, caller=caller)
 
     def hang_up(self, *, speak: bool) -> Response:
-        answers = PlivoXmlAnswers(self._messages, answer_url="", status_url="")
-        return answers.farewell() if speak else answers.hang_up()
+        return self._answers.farewell() if speak else self._answers.hang_up()
 
     def acknowledge(self) -> Response:
         return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
     def say(self, text: str) -> Response:
-        speak = ET.Element("Speak", {"voice": self._messages.polly_voice, "language": self._messages.language})
-        speak.text = text
-        return _document(speak)
+        return self._answers.spoken(text)
 
 
 PLIVO = Carrier(

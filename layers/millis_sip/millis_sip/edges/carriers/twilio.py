@@ -221,7 +221,7 @@ class TwilioOutbound:
     status_path = OUTBOUND_STATUS_PATH
 
     def __init__(self, messages: Messages) -> None:
-        self._messages = messages
+        self._answers = TwimlAnswers(messages, answer_url="", status_url="")  # no Gather here: no URLs
 
     def carrier_call_id(self, fields: Fields) -> str | None:
         return fields.read("CallSid", CALL_SID)
@@ -246,16 +246,13 @@ class TwilioOutbound:
         return document(dial)
 
     def hang_up(self, *, speak: bool) -> Response:
-        answers = TwimlAnswers(self._messages, answer_url="", status_url="")
-        return answers.farewell() if speak else answers.hang_up()
+        return self._answers.farewell() if speak else self._answers.hang_up()
 
     def acknowledge(self) -> Response:
         return self.hang_up(speak=False)  # a status callback's answer is not acted on
 
     def say(self, text: str) -> Response:
-        say = ET.Element("Say", {"voice": self._messages.polly_voice, "language": self._messages.language})
-        say.text = text
-        return document(say)
+        return self._answers.spoken(text)
 
 
 # SignalWire's Compatibility API places calls as Twilio's does, at the project's space; its requests are signed the

@@ -82,6 +82,10 @@ class TwimlAnswers:
     def end_call(self) -> Response:
         return document(ET.Element("Hangup"))
 
+    def spoken(self, text: str) -> Response:
+        """``text`` said on the leg that asked, then the call goes on (a warm transfer's whisper)."""
+        return document(self._say(text))
+
     def _say(self, text: str) -> ET.Element:
         say = ET.Element("Say", {"voice": self._messages.polly_voice, "language": self._messages.language})
         say.text = text

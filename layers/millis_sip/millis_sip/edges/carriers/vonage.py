@@ -269,7 +269,11 @@ class NccoAnswers:
     def farewell(self) -> Response:
         if not self._messages.failure:
             return _ncco([])  # an empty NCCO ends the call
-        return _ncco([{"action": "talk", "text": self._messages.failure, "language": self._messages.language}])
+        return self.spoken(self._messages.failure)
+
+    def spoken(self, text: str) -> Response:
+        """``text`` said on the leg that asked (a warm transfer's whisper, the failure message)."""
+        return _ncco([{"action": "talk", "text": text, "language": self._messages.language}])
 
     def hang_up(self) -> Response:
         return reply(204)  # nothing to change: the call goes on, or is over
@@ -425,10 +429,8 @@ class VonageOutbound:
     status_path = OUTBOUND_STATUS_PATH
 
     def __init__(self, messages: Messages) -> None:
-        self._messages = messages
+        self._answers = NccoAnswers(messages, answer_url="", event_url="")  # no input here: no URLs
 
-    def _answers(self) -> NccoAnswers:
-        return NccoAnswers(self._messages, answer_url="", event_url="")
 
     def carrier_call_id(self, fields: Fields) -> str | None:
         # The leg's uuid; machine detection's events name it call_uuid (webhook-reference).
@@ -475,13 +477,13 @@ class VonageOutbound:
         return _ncco([connect])
 
     def hang_up(self, *, speak: bool) -> Response:
-        return self._answers().farewell() if speak else self._answers().end_call()
+        return self._answers.farewell() if speak else self._answers.end_call()
 
     def acknowledge(self) -> Response:
-        return self._answers().hang_up()  # 204: nothing to change
+        return self._answers.hang_up()  # 204: nothing to change
 
     def say(self, text: str) -> Response:
-        return _ncco([{"action": "talk", "text": text, "language": self._messages.language}])
+        return self._answers.spoken(text)
 
 
 VONAGE = Carrier(
