@@ -431,7 +431,6 @@ class VonageOutbound:
     def __init__(self, messages: Messages) -> None:
         self._answers = NccoAnswers(messages, answer_url="", event_url="")  # no input here: no URLs
 
-
     def carrier_call_id(self, fields: Fields) -> str | None:
         # The leg's uuid; machine detection's events name it call_uuid (webhook-reference).
         return fields.read("uuid", LEG_UUID) or fields.read("call_uuid", LEG_UUID)

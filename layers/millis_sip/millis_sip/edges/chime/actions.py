@@ -11,6 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from millis_sip.edges.chime.events import LEG_A, SmaEvent
+from millis_sip.messages import Messages
+
 SCHEMA_VERSION = "1.0"
 MAX_ACTIONS = 10
 MAX_ATTRIBUTES = 10
@@ -112,3 +115,19 @@ def speak(call_id: str, text: str, *, voice: str, language: str, engine: str) ->
             "Engine": engine,
         },
     }
+
+
+def failure_message(call_id: str, messages: Messages) -> list[Action]:
+    """The failure message on ``call_id``'s leg, then its hang-up (its caller is let go without an agent)."""
+    return [
+        speak(call_id, messages.failure, voice=messages.voice, language=messages.language, engine=messages.engine),
+        hangup(call_id, LEG_A, HANGUP_NORMAL),
+    ]
+
+
+def hang_up_everyone(event: SmaEvent, code: str) -> list[Action]:
+    """A hang-up of every leg Chime has not reported gone (of the caller's, when none can be named)."""
+    legs = [p for p in event.participants if p.call_id and not p.disconnected]
+    if not legs:
+        return [hangup(None, LEG_A, code)]
+    return [hangup(p.call_id, p.tag, code) for p in legs]

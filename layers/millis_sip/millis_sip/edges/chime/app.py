@@ -41,11 +41,11 @@ from millis_sip.edges.chime.actions import (
     HANGUP_NORMAL,
     HANGUP_UNAVAILABLE,
     VOICE_CONNECTOR_USER,
-    Action,
     call_and_bridge,
+    failure_message,
+    hang_up_everyone,
     hangup,
     response,
-    speak,
     speak_and_get_digits,
 )
 from millis_sip.edges.chime.events import (
@@ -286,19 +286,8 @@ class SipMediaApp:
             self._metrics.inbound_failure(reason)
         logger.warning("Releasing the caller without an agent", extra={"reason": reason})
         call_id = caller.call_id if caller else None
-        actions: list[Action]
-        messages = self._chime.messages
-        if call_id and messages.failure:
-            actions = [
-                speak(
-                    call_id,
-                    messages.failure,
-                    voice=messages.voice,
-                    language=messages.language,
-                    engine=messages.engine,
-                ),
-                hangup(call_id, LEG_A, HANGUP_NORMAL),
-            ]
+        if call_id and self._chime.messages.failure:
+            actions = failure_message(call_id, self._chime.messages)
         else:
             actions = [hangup(call_id, LEG_A, HANGUP_UNAVAILABLE)]
         return response(actions, attributes.failure(reason))
@@ -320,13 +309,6 @@ def _inbound(event: SmaEvent, caller: Participant) -> InboundCall:
     )
 
 
-def hang_up_everyone(event: SmaEvent, code: str) -> list[Action]:
-    legs = [p for p in event.participants if p.call_id and not p.disconnected]
-    if not legs:
-        return [hangup(None, LEG_A, code)]
-    return [hangup(p.call_id, p.tag, code) for p in legs]
-
-
 def fallback_response(event: SmaEvent, messages: Messages | None = None) -> dict[str, Any]:
     """The answer when the application itself cannot run (configuration, a bug): never leave a leg up
     that nobody will hang up, never tear down a call that is working, and a new caller hears the failure
@@ -337,18 +319,7 @@ def fallback_response(event: SmaEvent, messages: Messages | None = None) -> dict
         messages = messages or Messages.defaults()
         caller = event.a_leg
         if caller is not None and caller.call_id and messages.failure:
-            return response(
-                [
-                    speak(
-                        caller.call_id,
-                        messages.failure,
-                        voice=messages.voice,
-                        language=messages.language,
-                        engine=messages.engine,
-                    ),
-                    hangup(caller.call_id, LEG_A, HANGUP_NORMAL),
-                ]
-            )
+            return response(failure_message(caller.call_id, messages))
         return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))
     if event.type == INVALID_LAMBDA_RESPONSE:
         return response(hang_up_everyone(event, HANGUP_UNAVAILABLE))

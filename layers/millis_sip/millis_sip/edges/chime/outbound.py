@@ -31,11 +31,11 @@ from millis_sip.core.sip import bridge_headers
 from millis_sip.edges.chime.actions import (
     HANGUP_NORMAL,
     HANGUP_UNAVAILABLE,
-    Action,
     call_and_bridge,
+    failure_message,
+    hang_up_everyone,
     hangup,
     response,
-    speak,
 )
 from millis_sip.edges.chime.events import LEG_A, SmaEvent, still_up_besides
 from millis_sip.observability import logger
@@ -71,7 +71,7 @@ class ChimeOutbound:
         record = self._record(event, deadline)
         if record is None:
             logger.warning("An outbound call's invocation without its record", extra={"invocation": event.type})
-            return response(_hang_up_all(event, HANGUP_NORMAL))
+            return response(hang_up_everyone(event, HANGUP_NORMAL))
         if event.type == RINGING:
             self._answers.reported(
                 record, OutboundStatus.RINGING, carrier_call_id=event.transaction_id, deadline=deadline
@@ -82,7 +82,7 @@ class ChimeOutbound:
         if event.type == CALL_UPDATE_REQUESTED:
             if _arguments(event).get(ACTION_ARGUMENT) == CANCEL:
                 logger.info("Hanging up an outbound call on request", extra={"millis_call_id": record.call_id})
-                return response(_hang_up_all(event, HANGUP_NORMAL), event.attributes)
+                return response(hang_up_everyone(event, HANGUP_NORMAL), event.attributes)
             return response([], event.attributes)
         if event.type == "ACTION_SUCCESSFUL" and event.action_type == "CallAndBridge":
             self._answers.dialed(record, connected=True, duration_seconds=None, status="bridged", deadline=deadline)
@@ -104,7 +104,7 @@ class ChimeOutbound:
         record = self._answers.find(call_id, CARRIER, deadline=deadline) if call_id else None
         if record is None:
             logger.warning("NEW_OUTBOUND_CALL for no outbound call of this stack: hanging up")
-            return response(_hang_up_all(event, HANGUP_NORMAL))
+            return response(hang_up_everyone(event, HANGUP_NORMAL))
         return response([], {CALL_ARGUMENT: record.call_id, DIRECTION: OUTBOUND})
 
     def _answered(self, event: SmaEvent, record: CallRecord, deadline: float) -> dict[str, Any]:
@@ -112,7 +112,7 @@ class ChimeOutbound:
             record, carrier_call_id=event.transaction_id, answered_by=None, deadline=deadline
         )
         if not isinstance(decision, BridgeDecision):
-            return self._release(event) if decision.speak else response(_hang_up_all(event, HANGUP_NORMAL))
+            return self._release(event) if decision.speak else response(hang_up_everyone(event, HANGUP_NORMAL))
         try:
             bridge = self._placement.place(decision.record)
         except Unroutable as exc:
@@ -161,20 +161,9 @@ class ChimeOutbound:
     def _release(self, event: SmaEvent) -> dict[str, Any]:
         """The failure message to the person, then a hang-up of every leg."""
         person = event.a_leg
-        messages = self._chime.messages
-        if person is None or not person.call_id or person.disconnected or not messages.failure:
-            return response(_hang_up_all(event, HANGUP_UNAVAILABLE), event.attributes)
-        actions: list[Action] = [
-            speak(
-                person.call_id,
-                messages.failure,
-                voice=messages.voice,
-                language=messages.language,
-                engine=messages.engine,
-            ),
-            hangup(person.call_id, LEG_A, HANGUP_NORMAL),
-        ]
-        return response(actions, event.attributes)
+        if person is None or not person.call_id or person.disconnected or not self._chime.messages.failure:
+            return response(hang_up_everyone(event, HANGUP_UNAVAILABLE), event.attributes)
+        return response(failure_message(person.call_id, self._chime.messages), event.attributes)
 
 
 def _arguments(event: SmaEvent) -> dict[str, str]:
@@ -192,8 +181,3 @@ def _bridged_at(event: SmaEvent) -> datetime | None:
         return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
     except (OverflowError, ValueError, OSError):
         return None
-
-
-def _hang_up_all(event: SmaEvent, code: str) -> list[Action]:
-    legs = [p for p in event.participants if p.call_id and not p.disconnected]
-    return [hangup(p.call_id, p.tag, code) for p in legs] or [hangup(None, LEG_A, code)]
