@@ -60,12 +60,14 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
     settings, inbound = Settings.from_env(), InboundSettings.from_env()
     path = call_path(settings)
     routes: dict[tuple[str, str], Route] = {}
-    credentials: list[Secret | None] = []
+    credentials: dict[tuple[str, str], Secret | None] = {}  # one source per secret (SignalWire shares Twilio's)
     for carrier in CARRIERS:  # each carrier's webhooks, as its descriptor says
-        credential = carrier_credential_source(
-            getattr(inbound, carrier.credential_setting), carrier.credential_variable, settings.secret_max_age
-        )
-        credentials.append(credential)
+        which = (carrier.credential_setting, carrier.credential_variable)
+        if which not in credentials:
+            credentials[which] = carrier_credential_source(
+                getattr(inbound, carrier.credential_setting), carrier.credential_variable, settings.secret_max_age
+            )
+        credential = credentials[which]
         flow = CarrierFlow(carrier.name, path.router, path.calls, keys=path.keys, metrics=emf_metrics)
         webhooks = carrier.webhooks(flow, credential, inbound, path.clock)
         also = (carrier.also[0], PATIENCE[carrier.also[1]]) if carrier.also else None
@@ -89,7 +91,7 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
         SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]
     )
     built = Inbound(routes, inbound, path.dynamodb, path.gateway, path.store)
-    return built, path.hooks(*credentials)
+    return built, path.hooks(*credentials.values())
 
 
 inbound, _hooks = build()

@@ -126,3 +126,14 @@ def test_signalwire_on_the_twilio_routes_is_answered_inside_signalwires_own_pati
     event["headers"] = {**event["headers"], "X-SignalWire-Signature": "signed"}
     module.lambda_handler(event, context)
     assert given == [pytest.approx(PATIENCE["signalwire"].answer_within, abs=0.05)]
+
+
+def test_signalwires_routes_share_the_twilio_credential_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SignalWire's outbound and transfer routes are checked with the Twilio credential's secret: one source, so
+    one Secrets Manager read and one SnapStart refresh, not two."""
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-west-2:123456789012:secret:tw-AbCdEf")
+    module = load_function("inbound_handler")
+    voice = module.inbound.routes[("POST", twilio.VOICE_PATH)].handle.__self__
+    placed = module.inbound.routes[("POST", twilio.SIGNALWIRE_OUTBOUND_ANSWER_PATH)].handle.__self__
+    assert placed._webhooks._credential is voice._credential
+    assert voice._credential is not None
