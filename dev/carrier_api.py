@@ -44,6 +44,15 @@ from nacl.signing import SigningKey
 from dev.carrier_signing import plivo_headers, telnyx_headers, twilio_signature, vonage_token
 
 
+def xml_dial(answer: str, noun: str) -> tuple[str, str] | None:
+    """The target of an XML answer's <Dial><noun> (TwiML's Sip, Plivo's User) and its action URL; None: no dial."""
+    dial = ElementTree.fromstring(answer).find("Dial")  # noqa: S314 - the local stack's own answer
+    target = None if dial is None else dial.find(noun)
+    if dial is None or target is None:
+        return None
+    return target.text or "", dial.attrib["action"]
+
+
 @dataclass
 class PlacedCall:
     sid: str
@@ -331,11 +340,7 @@ class TwilioStandIn(CallControlStandIn):
         return self._post(call.field("Url"), params).text
 
     def _dial_target(self, answer: str) -> tuple[str, str] | None:
-        dial = ElementTree.fromstring(answer).find("Dial")  # noqa: S314 - the local stack's own answer
-        sip = None if dial is None else dial.find("Sip")
-        if dial is None or sip is None:
-            return None
-        return sip.text or "", dial.attrib["action"]
+        return xml_dial(answer, "Sip")
 
     def _dial_ended(self, call: PlacedCall, action: str) -> None:
         self._post(
@@ -459,11 +464,7 @@ class PlivoStandIn(CallControlStandIn):
         return self._post(call.field("answer_url"), params).text
 
     def _dial_target(self, answer: str) -> tuple[str, str] | None:
-        dial = ElementTree.fromstring(answer).find("Dial")  # noqa: S314 - the local stack's own answer
-        user = None if dial is None else dial.find("User")
-        if dial is None or user is None:
-            return None
-        return user.text or "", dial.attrib["action"]
+        return xml_dial(answer, "User")
 
     def _dial_ended(self, call: PlacedCall, action: str) -> None:
         self._post(
@@ -583,11 +584,7 @@ class TelnyxStandIn(CallControlStandIn):
         return answer
 
     def _dial_target(self, answer: str) -> tuple[str, str] | None:
-        dial = ElementTree.fromstring(answer).find("Dial")  # noqa: S314 - the local stack's own answer
-        sip = None if dial is None else dial.find("Sip")
-        if dial is None or sip is None:
-            return None
-        return sip.text or "", dial.attrib["action"]
+        return xml_dial(answer, "Sip")
 
     def _dial_ended(self, call: PlacedCall, action: str) -> None:
         self._post(
