@@ -224,59 +224,57 @@ def outbound_dialers(outbound: OutboundSettings, max_age: int) -> tuple[dict[str
 
     dialers: dict[str, Dialer] = {}
     secrets: list[Secret] = []
-    client = None
+    clients: list[Any] = []  # one pooled httpx client, made for the first carrier configured
+
+    def api(carrier: str, describe: Callable[[Any], tuple[str | None, str | None]], secret: Secret) -> Any:
+        """The carrier's REST API over the shared client; its secret kept for SnapStart."""
+        clients[:] = clients or [http.new_client()]
+        secrets.append(secret)
+        return http.CarrierApi(carrier, clients[0], describe=describe)
+
     twilio_token = carrier_credential_source(outbound.twilio_auth_token_secret_arn, "TWILIO_AUTH_TOKEN", max_age)
     if outbound.twilio_account_sid and twilio_token is not None:
-        client = client or http.new_client()
-        api = http.CarrierApi("twilio", client, describe=twilio.describe)
         dialers["twilio"] = twilio.TwilioCalls(
-            api, account_sid=outbound.twilio_account_sid, secret=twilio_token, base_url=outbound.twilio_api_url
+            api("twilio", twilio.describe, twilio_token),
+            account_sid=outbound.twilio_account_sid,
+            secret=twilio_token,
+            base_url=outbound.twilio_api_url,
         )
-        secrets.append(twilio_token)
     plivo_token = carrier_credential_source(outbound.plivo_auth_token_secret_arn, "PLIVO_AUTH_TOKEN", max_age)
     if outbound.plivo_auth_id and plivo_token is not None:
-        client = client or http.new_client()
-        api = http.CarrierApi("plivo", client, describe=plivo.describe)
         dialers["plivo"] = plivo.PlivoCalls(
-            api, auth_id=outbound.plivo_auth_id, secret=plivo_token, base_url=outbound.plivo_api_url
+            api("plivo", plivo.describe, plivo_token),
+            auth_id=outbound.plivo_auth_id,
+            secret=plivo_token,
+            base_url=outbound.plivo_api_url,
         )
-        secrets.append(plivo_token)
     telnyx_key = carrier_credential_source(outbound.telnyx_api_key_secret_arn, "TELNYX_API_KEY", max_age)
     if outbound.telnyx_account_sid and outbound.telnyx_application_id and telnyx_key is not None:
-        client = client or http.new_client()
-        api = http.CarrierApi("telnyx", client, describe=telnyx.describe)
         dialers["telnyx"] = telnyx.TelnyxCalls(
-            api,
+            api("telnyx", telnyx.describe, telnyx_key),
             account_sid=outbound.telnyx_account_sid,
             application_id=outbound.telnyx_application_id,
             secret=telnyx_key,
             base_url=outbound.telnyx_api_url,
         )
-        secrets.append(telnyx_key)
     vonage_key = carrier_credential_source(outbound.vonage_private_key_secret_arn, "VONAGE_PRIVATE_KEY", max_age)
     if outbound.vonage_application_id and vonage_key is not None:
-        client = client or http.new_client()
-        api = http.CarrierApi("vonage", client, describe=vonage.describe)
         dialers["vonage"] = vonage.VonageCalls(
-            api,
+            api("vonage", vonage.describe, vonage_key),
             application_id=outbound.vonage_application_id,
             private_key=vonage_key,
             base_url=outbound.vonage_api_url,
         )
-        secrets.append(vonage_key)
     signalwire_token = carrier_credential_source(
         outbound.signalwire_api_token_secret_arn, "SIGNALWIRE_API_TOKEN", max_age
     )
     if outbound.signalwire_space_url and outbound.signalwire_project_id and signalwire_token is not None:
-        client = client or http.new_client()
-        api = http.CarrierApi("signalwire", client, describe=twilio.describe)
         dialers["signalwire"] = twilio.TwilioCalls(  # the Compatibility API: Twilio's Calls resource at the space
-            api,
+            api("signalwire", twilio.describe, signalwire_token),
             account_sid=outbound.signalwire_project_id,
             secret=signalwire_token,
             base_url=f"{outbound.signalwire_space_url}/api/laml/2010-04-01",
         )
-        secrets.append(signalwire_token)
     if outbound.chime_sip_media_application_id:  # its client is made on the first call placed
         dialers["chime"] = chime.ChimeCalls(outbound.chime_sip_media_application_id, chime.chime_voice_client)
     return dialers, secrets
