@@ -420,6 +420,8 @@ class PlivoStandIn(CallControlStandIn):
             request_uuid = str(uuid.uuid4())
             self._start(PlacedCall(request_uuid, fields))
             return 201, {"api_id": api_id, "message": "call fired", "request_uuid": request_uuid}
+        if method == "POST" and path.startswith(f"{account}/Call/") and path != f"{account}/Call/":
+            return self._transfer(api_id, path.removeprefix(f"{account}/Call/").strip("/"), fields)
         if method == "DELETE" and path.startswith(f"{account}/Request/"):
             found = self.calls.get(path.removeprefix(f"{account}/Request/").strip("/"))
             if found is None or "answered" in found.events:
@@ -427,6 +429,50 @@ class PlivoStandIn(CallControlStandIn):
             found.canceled.set()
             return 204, None
         return 404, {"api_id": api_id, "error": "not found"}
+
+    def _transfer(self, api_id: str, call_uuid: str, fields: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Transfer a call (plivo.com/docs/voice/api/call/transfer-a-call): ``legs=aleg`` with ``aleg_url``; 202.
+        Plivo then requests the URL and runs its XML on the caller's leg (here: the <Speak>, the <Dial>'s
+        ``confirmSound`` requested when the target answers, then its action)."""
+        if fields.get("legs") not in ("aleg", "both") or not fields.get("aleg_url"):
+            return 400, {"api_id": api_id, "error": "aleg_url parameter must be present"}
+        placed = [call for call in self.calls.values() if call.request.get("call_uuid") == call_uuid]
+        call = (
+            placed[0]
+            if placed
+            else self.calls.setdefault(call_uuid, PlacedCall(call_uuid, {"from": "14155550123", "to": "15055550100"}))
+        )  # a call the stand-in did not place: an inbound call, known by its CallUUID
+        call.request.setdefault("call_uuid", call_uuid)
+        call.events.append("redirected")
+        played = threading.Thread(target=self._play_transfer, args=(call, str(fields["aleg_url"])), daemon=True)
+        self._threads.append(played)
+        played.start()
+        return 202, {"api_id": api_id, "message": "call transferred"}
+
+    def _play_transfer(self, call: PlacedCall, url: str) -> None:
+        try:
+            time.sleep(self.pause)
+            document = self._post(url, self._base(call, "in-progress")).text
+            self.redirects.append((call.request["call_uuid"], document))
+            dial = ElementTree.fromstring(document).find("Dial")  # noqa: S314 - the local stack's own XML
+            if dial is None:
+                return
+            noun = next(iter(dial), None)
+            target = (noun.text or "").strip() if noun is not None else ""
+            params = {**self._base(call, "in-progress"), "DialALegUUID": call.request["call_uuid"]}
+            if target.endswith("0000"):
+                call.events.append(f"transfer to {target}: no answer")
+                self._post(dial.attrib["action"], {**params, "DialStatus": "no-answer", "DialRingStatus": "false"})
+                return
+            if dial.get("confirmSound"):  # the target answered: it hears the confirm sound's XML first
+                whisper = self._post(dial.attrib["confirmSound"], params)
+                call.events.append(f"whispered: {whisper.text}")
+            call.events.append(f"transferred to {target}")
+            time.sleep(self.pause)
+            ended = {"DialStatus": "completed", "DialRingStatus": "true", "DialBLegUUID": str(uuid.uuid4())}
+            self._post(dial.attrib["action"], {**params, **ended, "DialHangupCause": "NORMAL_CLEARING"})
+        except httpx.HTTPError as exc:
+            call.events.append(f"stopped: {type(exc).__name__}")
 
     def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
         answer = httpx.post(url, data=params, headers=plivo_headers(url, params, self.auth_token), timeout=15)

@@ -22,7 +22,7 @@ from millis_sip.core.ports import Secret
 from millis_sip.edges.carriers.flow import CarrierFlow
 from millis_sip.edges.carriers.outbound import OutboundWebhooks
 from millis_sip.edges.carriers.registry import CARRIERS
-from millis_sip.edges.carriers.transfer import TransferWebhooks, transfer_paths
+from millis_sip.edges.carriers.transfer import TransferWebhooks, transfer_answer_path, transfer_paths
 from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
 from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
@@ -86,6 +86,10 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
                 for method in carrier.whisper_methods:
                     routes[(method, whisper)] = Route(moved.whisper, placed.fallback, patience, also)
                 routes[("POST", status)] = Route(moved.status, placed.fallback, patience, also)
+                if carrier.transfer_answer:  # the carrier fetches the transfer's call document (Plivo)
+                    routes[("POST", transfer_answer_path(carrier.name))] = Route(
+                        moved.answer, placed.fallback, patience, also
+                    )
     unavailable = lambda _: reply(503, "The bridge failed unexpectedly; retry.", headers={"Retry-After": "1"})  # noqa: E731
     routes[("GET", ROUTE_PATH)] = Route(
         SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]

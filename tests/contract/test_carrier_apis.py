@@ -26,6 +26,7 @@ from millis_sip.adapters.call_control.vonage import VonageCalls
 from millis_sip.adapters.call_control.vonage import describe as vonage_describe
 from millis_sip.core.errors import CarrierCredentialsRejected, CarrierRefusedCall, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall
+from millis_sip.core.transfer import TransferMode, TransferPlan
 from tests.support.capture import Capture, Captured, capture_server
 from tests.support.prism import SPECS, prism_mock
 
@@ -162,6 +163,46 @@ def test_a_plivo_cancel_is_the_sdks_cancel() -> None:
             plivo.RestClient(PLIVO_ID, "plivo-token").calls.cancel("75a0ab80")
         sdk = capture.take()
     assert (ours.method, ours.path, ours.body) == (sdk.method, sdk.path, sdk.body)
+
+
+def test_a_plivo_transfer_is_the_sdks_transfer_of_the_a_leg() -> None:
+    """Plivo's transfer moves the A leg (the caller's) to aleg_url, which the stack serves."""
+    import plivo
+    import plivo.rest.client
+
+    call_uuid = "55309cee-821d-11e4-9a73-498d468c930b"
+    answer_url = "https://bridge.example/carriers/plivo/transfer/answer?call=call-1&token=t"
+    plan = TransferPlan(
+        "call-1",
+        call_uuid,
+        "+14155550199",
+        TransferMode.COLD,
+        None,
+        None,
+        "https://bridge.example/carriers/plivo/transfer/status?call=call-1&token=t",
+        "https://bridge.example/carriers/plivo/transfer/whisper?call=call-1&token=t",
+        answer_url=answer_url,
+    )
+    capture = Capture(202, {"api_id": "08c94608", "message": "call transfered"})  # sic: Plivo's documented answer
+    with capture_server(capture) as base:
+        dialer = PlivoCalls(
+            CarrierApi("plivo", new_client(), describe=plivo_describe),
+            auth_id=PLIVO_ID,
+            secret=lambda: "plivo-token",
+            base_url=base + "/v1/Account",
+        )
+        dialer.transfer(plan, budget=10)
+        ours = capture.take()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(plivo.rest.client, "API_VOICE_BASE_URI", base + "/v1/Account")
+            client = plivo.RestClient(PLIVO_ID, "plivo-token")
+            client.calls.transfer(call_uuid, legs="aleg", aleg_url=answer_url, aleg_method="POST")
+        sdk = capture.take()
+    assert (ours.method, ours.path, ours.content_type) == (sdk.method, sdk.path, sdk.content_type)
+    assert ours.headers["authorization"] == sdk.headers["authorization"]
+    # Every field the stack sends is the SDK's, with the same value; the SDK repeats the path's call_uuid too.
+    sent, expected = ours.fields(), sdk.fields()
+    assert {k: expected.get(k) for k in sent} == sent and set(expected) - set(sent) == {"call_uuid"}
 
 
 # --- Telnyx: the request Telnyx's own SDK sends for the same operation, captured on loopback -------------

@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from dev.carrier_api import CallControlStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
+from dev.carrier_api import CallControlStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
 from dev.carrier_signing import LOCAL_KEYS, SignedCarrier
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
@@ -31,6 +31,7 @@ ALLOWED = "+1415555,sip:pbx.example.com"
 TELNYX_ACCOUNT = "f5586561-8ff0-4291-a51b-c7dfe4139ff9"
 VONAGE_APP = "5ca1ab1e-0000-4000-8000-0000000000bb"
 VONAGE_SECRET = "transfers-vonage-signature-secret-0123456789"
+PLIVO_AUTH_ID = "MAZDQ1ZWYXNJAXNZTRAN"
 CARRIERS = ("twilio", "telnyx")
 
 
@@ -52,6 +53,12 @@ class Transfers:
             answer = self.carrier.vonage("/carriers/vonage/answer", payload, secret=VONAGE_SECRET, app=VONAGE_APP)
             assert answer.status_code == 200 and '"connect"' in answer.text, answer.text
             return self.sim.issued[-1][0], leg
+        if carrier == "plivo":
+            call_uuid = str(uuid.uuid4())
+            params = {"CallUUID": call_uuid, "From": "14155550123", "To": self.number[1:], "Direction": "inbound"}
+            answer = self.carrier.plivo("/carriers/plivo/answer", {**params, "CallStatus": "in-progress"})
+            assert answer.status_code == 200 and "<Dial" in answer.text, answer.text
+            return self.sim.issued[-1][0], call_uuid
         if carrier == "telnyx":
             sid = "v3:" + secrets.token_urlsafe(30)
             fields = {"CallSid": sid, "AccountSid": TELNYX_ACCOUNT, "From": "+14155550123", "To": self.number}
@@ -84,7 +91,8 @@ def transfers(
     telnyx = TelnyxStandIn(TELNYX_ACCOUNT, "KEY-transfers", LOCAL_KEYS.telnyx_key)
     pem, public = vonage_key()
     vonage = VonageStandIn(VONAGE_APP, public, VONAGE_SECRET)
-    with twilio.running(), telnyx.running(), vonage.running():
+    plivo = PlivoStandIn(PLIVO_AUTH_ID, LOCAL_KEYS.plivo_auth_token)
+    with twilio.running(), telnyx.running(), vonage.running(), plivo.running():
         functions: dict[str, ModuleType] = {}
         server = LocalApi(
             lambda e, c: functions["api"].lambda_handler(e, c),
@@ -107,11 +115,26 @@ def transfers(
             "VONAGE_PRIVATE_KEY": pem,
             "VONAGE_API_URL": vonage.url,
             "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
+            "PLIVO_AUTH_ID": PLIVO_AUTH_ID,
+            "PLIVO_AUTH_TOKEN": LOCAL_KEYS.plivo_auth_token,
+            "PLIVO_API_URL": plivo.url,
+            "OUTBOUND_ALLOWED_PREFIXES": "+1",
         }
         functions["api"] = make_api(**settings)
         functions["inbound"] = make_inbound(**settings)
         with server:
-            yield Transfers(server, {"twilio": twilio, "telnyx": telnyx, "vonage": vonage}, sim)
+            yield Transfers(server, {"twilio": twilio, "telnyx": telnyx, "vonage": vonage, "plivo": plivo}, sim)
+
+
+def answers_to(carrier: CallControlStandIn, route: str, call_id: str) -> list[tuple[str, int, str]]:
+    """What the stack answered the carrier's requests to ``route`` for ``call_id`` (the stand-in notes an answer
+    just after the stack has stored what it did, so wait a moment for it)."""
+    deadline = time.monotonic() + 5
+    while not (found := [a for a in carrier.answers if route in a[0] and call_id in a[0]]):
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+    return found
 
 
 def redirected(transfers: Transfers, sid: str, carrier: str = "twilio") -> ElementTree.Element:
@@ -156,7 +179,7 @@ def test_a_cold_transfer_to_a_sip_uri_and_a_target_that_does_not_answer(transfer
     other_id, _ = transfers.answered_call()
     assert transfers.transfer(other_id, to="+14155550000").status_code == 202  # nobody answers
     assert transfers.settled(other_id, "failed")["transfer"]["status"] == "failed"
-    [(_, status, said)] = [a for a in transfers.twilio.answers if "/transfer/status" in a[0] and other_id in a[0]]
+    [(_, status, said)] = answers_to(transfers.twilio, "/transfer/status", other_id)
     assert status == 200 and "<Say" in said and "<Hangup" in said  # the caller hears the failure message
 
 
@@ -249,3 +272,70 @@ def test_a_vonage_call_is_moved_to_a_new_ncco_and_the_person_hears_the_summary(t
     assert transfers.transfer(other_id, to="sip:sales@pbx.example.com", mode="warm", summary=summary).status_code == 202
     other = transfers.settled(other_id, "connected")
     assert other["transfer"]["status"] == "connected", other
+
+
+def test_a_plivo_call_is_moved_to_the_transfer_answer_url_and_plays_its_xml(transfers: Transfers) -> None:
+    """Plivo's transfer takes a URL (aleg_url): Plivo fetches the stack's transfer document there, signed, and
+    runs it on the caller's leg; warm, the person hears the summary (confirmSound) before the caller is joined."""
+    plivo = transfers.carriers["plivo"]
+    call_id, call_uuid = transfers.answered_call("plivo")
+    summary = "Ana, order A-17."
+    answer = transfers.transfer(call_id, to="+14155550199", mode="warm", summary=summary, announce="One moment.")
+    assert answer.status_code == 202, answer.text
+    [(method, _, fields)] = [r for r in plivo.requests if r[1].endswith(f"/Call/{call_uuid}/")]
+    assert method == "POST" and (fields["legs"], fields["aleg_method"]) == ("aleg", "POST")
+    assert "/carriers/plivo/transfer/answer?call=" in fields["aleg_url"]
+    record = transfers.settled(call_id, "connected")
+    assert record["transfer"]["status"] == "connected", record
+    document = redirected(transfers, call_uuid, "plivo")
+    assert document.findtext("Speak") == "One moment."
+    dial = document.find("Dial")
+    assert dial is not None and dial.findtext("Number") == "14155550199"
+    assert "/carriers/plivo/transfer/whisper?call=" in dial.attrib["confirmSound"]
+    assert "/carriers/plivo/transfer/status?call=" in dial.attrib["action"]
+    events = plivo.calls[call_uuid].events
+    assert any(event.startswith("whispered:") and summary in event for event in events), events
+
+    cold_id, cold_uuid = transfers.answered_call("plivo")
+    assert transfers.transfer(cold_id, to="sip:sales@pbx.example.com").status_code == 202
+    assert transfers.settled(cold_id, "connected")["transfer"]["status"] == "connected"
+    cold = redirected(transfers, cold_uuid, "plivo")
+    assert cold.findtext("Dial/User") == "sip:sales@pbx.example.com" and cold.find("Speak") is None
+    assert "confirmSound" not in cold.attrib
+
+
+def test_a_plivo_transfer_nobody_answers_ends_with_the_failure_message(transfers: Transfers) -> None:
+    plivo = transfers.carriers["plivo"]
+    call_id, _ = transfers.answered_call("plivo")
+    assert transfers.transfer(call_id, to="+14155550000").status_code == 202
+    assert transfers.settled(call_id, "failed")["transfer"]["status"] == "failed"
+    [(_, status, said)] = answers_to(plivo, "/transfer/status", call_id)
+    assert status == 200 and "<Speak" in said and "<Hangup" in said  # the caller hears the failure message
+    for route in ("answer", "whisper", "status"):  # a forged token is refused, signature or not
+        forged = transfers.carrier.plivo(f"/carriers/plivo/transfer/{route}?call={call_id}&token=forged", {})
+        assert forged.status_code == 403, forged.text
+
+
+def test_a_placed_plivo_call_is_transferred_by_its_call_uuid(transfers: Transfers) -> None:
+    """Plivo names a placed call by its request_uuid until it is answered; the transfer takes the CallUUID the
+    answer brought."""
+    plivo = transfers.carriers["plivo"]
+    plivo.pause = 0.5  # the person and the agent talk a while
+    route = transfers.http.put(
+        f"/numbers/{transfers.number}", json={"agent_id": "support-agent", "outbound_carriers": ["plivo"]}
+    )
+    assert route.status_code == 200, route.text
+    placed = transfers.http.post(
+        "/calls/outbound", json={"to": "+14155550142", "from": transfers.number, "carrier": "plivo"}
+    )
+    assert placed.status_code == 202, placed.text
+    call_id = placed.json()["call_id"]
+    deadline = time.monotonic() + 10
+    while transfers.http.get(f"/calls/{call_id}").json()["status"] not in ("answered", "bridged"):
+        assert time.monotonic() < deadline, "the placed call was never answered"
+        time.sleep(0.02)
+    [call] = plivo.calls.values()
+    record = transfers.http.get(f"/calls/{call_id}").json()
+    assert record["carrier_call_id"] == call.request["call_uuid"] != call.sid  # the CallUUID, not the request_uuid
+    assert transfers.transfer(call_id, to="+14155550199").status_code == 202
+    assert any(path.endswith(f"/Call/{call.request['call_uuid']}/") for _, path, _ in plivo.requests)

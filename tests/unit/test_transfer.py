@@ -57,6 +57,9 @@ class Urls:
     def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str:
         return f"https://b.example/carriers/{carrier}/transfer/whisper?call={call_id}&token={token}"
 
+    def transfer_answer_url(self, carrier: str, call_id: str, token: str) -> str:
+        return f"https://b.example/carriers/{carrier}/transfer/answer?call={call_id}&token={token}"
+
 
 def live_call(
     store: MemoryStore, clock: FakeClock, *, status: CallStatus = CallStatus.CLAIMED, **fields: object

@@ -3,9 +3,12 @@ says, who answered, how the dial to Millis ended. The fields are the carriers' d
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from millis_sip.core.outbound import OutboundStatus
+from millis_sip.core.transfer import TransferMode, TransferPlan
 from millis_sip.edges.carriers.fields import Fields, Malformed
 from millis_sip.edges.carriers.plivo import PlivoOutbound
 from millis_sip.edges.carriers.telnyx import TelnyxOutbound
@@ -179,3 +182,73 @@ def test_signalwire_reads_its_own_ids() -> None:
     with pytest.raises(Malformed):
         signalwire.carrier_call_id(Fields({"CallSid": "CA" + "a" * 32}.items()))  # a Twilio sid is not SignalWire's
     assert signalwire.answer_path == "/carriers/signalwire/outbound"
+
+
+def plivo_plan(to: str, mode: str, **fields: str | None) -> TransferPlan:
+    base = "https://bridge.example/carriers/plivo/transfer"
+    return TransferPlan(
+        call_id="call-1",
+        carrier_call_id="55309cee-821d-11e4-9a73-498d468c930b",
+        to=to,
+        mode=TransferMode(mode),
+        announce=fields.get("announce"),
+        summary=fields.get("summary"),
+        status_url=f"{base}/status?call=call-1&token=t",
+        whisper_url=f"{base}/whisper?call=call-1&token=t",
+    )
+
+
+def tree(xml: str) -> list[tuple[str, dict[str, str], str]]:
+    """Every element's tag, attributes and text, in document order (the declaration and layout aside)."""
+    root = ET.fromstring(xml.removeprefix('<?xml version="1.0" encoding="UTF-8"?>'))  # noqa: S314
+    return [(e.tag, dict(e.attrib), (e.text or "").strip()) for e in root.iter()]
+
+
+@pytest.mark.parametrize(
+    ("to", "mode", "summary"),
+    [
+        ("+14155550199", "warm", "Ana, order A-17."),
+        ("sip:sales@pbx.example.com", "warm", "Ana: A-17 & more"),
+        ("+14155550199", "cold", None),
+    ],
+)
+def test_plivo_transfer_xml_is_what_plivos_sdk_builds(to: str, mode: str, summary: str | None) -> None:
+    """The transfer document's elements and attributes are the ones Plivo's own XML builder (plivo.plivoxml)
+    writes for the same transfer: <Speak>, then <Dial action ... confirmSound> with <Number> or <User sipHeaders>."""
+    from plivo import plivoxml  # type: ignore[import-untyped]
+
+    plan = plivo_plan(to, mode, announce="One moment.", summary=summary)
+    ours = PLIVO.transfer(plan)
+    messages = Messages.from_env({})
+    sdk = plivoxml.ResponseElement()
+    sdk.add(plivoxml.SpeakElement("One moment.", voice=messages.polly_voice, language=messages.language))
+    dial = plivoxml.DialElement(
+        action=plan.status_url,
+        method="POST",
+        redirect=True,
+        timeout=30,
+        confirm_sound=plan.whisper_url if mode == "warm" else None,
+    )
+    if to.startswith("+"):
+        dial.add(plivoxml.NumberElement(to[1:]))
+    else:
+        encoded = "".join(c if c.isalnum() else f"%{ord(c):02X}" for c in summary or "")
+        dial.add(plivoxml.UserElement(to, sip_headers=f"TransferSummary={encoded}"))
+    sdk.add(dial)
+    assert tree(ours["body"]) == tree(sdk.to_string())
+
+
+def test_plivo_transfer_summary_header_is_cut_to_what_plivo_takes() -> None:
+    long = "é" + "word, " * 60  # non-ASCII dropped, the rest cut to 120 encoded characters
+    document = ET.fromstring(PLIVO.transfer(plivo_plan("sip:desk@pbx.example.com", "warm", summary=long))["body"])  # noqa: S314
+    user = document.find("Dial/User")
+    assert user is not None
+    name, value = user.attrib["sipHeaders"].split("=")
+    assert name == "TransferSummary" and 100 < len(value) <= 120 and value.startswith("word%2C%20")
+    assert "%" not in value[-2:]  # never an escape cut in half
+
+
+def test_a_placed_plivo_call_is_named_by_its_call_uuid_once_answered() -> None:
+    answered = plivo(CallStatus="in-progress", CallUUID="55309cee-821d-11e4-9a73-498d468c930b")
+    assert PLIVO.answered_leg(answered) == "55309cee-821d-11e4-9a73-498d468c930b"
+    assert PLIVO.carrier_call_id(answered) == REQUEST  # the callbacks still name it by its request_uuid

@@ -166,6 +166,7 @@ class CallRecord:
     transfer_by: str | None = None  # api
     transfer_status: str | None = None  # in_progress, connected, failed
     transfer_summary: str | None = None  # what the person hears first (warm)
+    transfer_announce: str | None = None  # what the caller hears before the target rings
     transfer_requested_at: datetime | None = None
     transfer_ended_at: datetime | None = None
 

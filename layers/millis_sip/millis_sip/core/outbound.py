@@ -484,9 +484,17 @@ class OutboundAnswers:
         return record
 
     def answered(
-        self, record: CallRecord, *, carrier_call_id: str | None, answered_by: str | None, deadline: float
+        self,
+        record: CallRecord,
+        *,
+        carrier_call_id: str | None,
+        answered_by: str | None,
+        deadline: float,
+        leg_id: str | None = None,
     ) -> AnswerDecision:
-        """The person (or a machine) answered: bridge, or hang up."""
+        """The person (or a machine) answered: bridge, or hang up. ``leg_id``: the answered call's own id where
+        the carrier named the call otherwise until it was answered (Plivo's CallUUID after its request_uuid); it
+        becomes the record's ``carrier_call_id``, the id its transfers take."""
         if record.status in OVER or record.status in (CallStatus.BRIDGED,):
             return HangUp(f"already_{record.status.value}")
         now = self.clock.now()
@@ -513,7 +521,7 @@ class OutboundAnswers:
             status=CallStatus.ANSWERED,
             answered_at=now,
             answered_by=(answered_by or "").lower() or None,
-            carrier_call_id=record.carrier_call_id or carrier_call_id,
+            carrier_call_id=leg_id or record.carrier_call_id or carrier_call_id,
         )
         moved = self._move(answered, CallStatus.ANSWERED, NOT_ANSWERED, now, deadline)
         self._free_slot(record, deadline)

@@ -101,12 +101,15 @@ class TransferPlan:
     status_url: str  # where the carrier reports the transfer leg (the stack's transfer status URL)
     whisper_url: str  # what the person who answers hears first (warm)
     caller_id: str | None = None  # your number the call is at (the one dialed, or called from): the leg's From
+    answer_url: str = ""  # where a carrier that moves a call to a URL (Plivo) fetches the transfer's call document
 
 
 class TransferUrls(Protocol):
     def transfer_status_url(self, carrier: str, call_id: str, token: str) -> str: ...
 
     def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str: ...
+
+    def transfer_answer_url(self, carrier: str, call_id: str, token: str) -> str: ...
 
 
 class Transferer(Protocol):
@@ -193,6 +196,7 @@ class CallTransfers:
             transfer_by=request.asked_by,
             transfer_status=TransferStatus.IN_PROGRESS.value,
             transfer_summary=request.summary,
+            transfer_announce=request.announce,
             transfer_requested_at=now,
             transfer_ended_at=None,
         )
@@ -211,6 +215,7 @@ class CallTransfers:
             summary=request.summary,
             status_url=urls.transfer_status_url(carrier or "", call_id, token),
             whisper_url=urls.transfer_whisper_url(carrier or "", call_id, token),
+            answer_url=urls.transfer_answer_url(carrier or "", call_id, token),
             caller_id=_route_number(record),
         )
         try:

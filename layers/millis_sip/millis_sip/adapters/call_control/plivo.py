@@ -1,5 +1,6 @@
 """Plivo's Call API: make a call whose ``answer_url`` is the stack's answer URL, its ``ring_url`` and
-``hangup_url`` the status URL, with Plivo's machine detection when asked; cancel one not answered yet. Each
+``hangup_url`` the status URL, with Plivo's machine detection when asked; cancel one not answered yet; transfer
+a live call (its A leg) to the stack's transfer answer URL (docs/transfers.md). Each
 request is compared in the tests with the request Plivo's own SDK (``plivo``) sends for the same operation.
 docs/outbound.md names each field and its source."""
 
@@ -11,6 +12,7 @@ from typing import Any
 from millis_sip.adapters.call_control.http import CarrierApi, first_line, text_of
 from millis_sip.core.errors import CarrierError, CarrierUnavailable
 from millis_sip.core.ports import PlaceCall, Placed
+from millis_sip.core.transfer import TransferPlan
 
 PLIVO_API = "https://api.plivo.com/v1/Account"
 # machine_detection -> Plivo's: "hangup" ends the call when a machine answers (the hangup URL's request carries
@@ -74,3 +76,14 @@ class PlivoCalls:
         except CarrierError as exc:
             if exc.carrier_status != 404:
                 raise
+
+    def transfer(self, plan: TransferPlan, *, budget: float) -> None:
+        """Move the caller's leg (the A leg: Plivo's CallUUID) to the stack's transfer answer URL, whose Plivo XML
+        ends its <Dial> to Millis and dials the target (plivo.com/docs/voice/api/call/transfer-a-call)."""
+        self._api.send(
+            "POST",
+            f"{self._account}/Call/{plan.carrier_call_id}/",
+            budget=budget,
+            auth=self._auth,
+            json_body={"legs": "aleg", "aleg_url": plan.answer_url, "aleg_method": "POST"},
+        )

@@ -21,6 +21,7 @@ _TEXT = (
     "transfer_by",
     "transfer_status",
     "transfer_summary",
+    "transfer_announce",
     "lookup_key",
     "agent_id",
     "transaction_id",

@@ -429,11 +429,13 @@ class DynamoCallStore:
             "transfer_requested_at = :at",
         ]
         removes = ["transfer_ended_at"]
-        if record.transfer_summary:
-            values[":sum"] = s(record.transfer_summary)
-            sets.append("transfer_summary = :sum")
-        else:
-            removes.append("transfer_summary")
+        for name, ref in (("transfer_summary", ":sum"), ("transfer_announce", ":ann")):
+            text = getattr(record, name)
+            if text:
+                values[ref] = s(text)
+                sets.append(f"{name} = {ref}")
+            else:
+                removes.append(name)
         states = []
         for i, status in enumerate(sorted(live)):
             values[f":live{i}"] = s(status.value)

@@ -140,11 +140,13 @@ class OutboundWebhooks:
         return self._dialect.acknowledge()
 
     def _answered(self, fields: Fields, record: CallRecord, request: Request, deadline: float) -> Response:
+        answered_leg = getattr(self._dialect, "answered_leg", None)  # a call named otherwise until answered (Plivo)
         decision = self._answers.answered(
             record,
             carrier_call_id=self._dialect.carrier_call_id(fields),
             answered_by=self._dialect.answered_by(fields),
             deadline=deadline,
+            leg_id=answered_leg(fields) if answered_leg is not None else None,
         )
         if not isinstance(decision, Bridge):
             return self._dialect.hang_up(speak=decision.speak)

@@ -30,6 +30,7 @@ from millis_sip.apigw import Request, reply
 from millis_sip.core.outbound import OutboundStatus
 from millis_sip.core.router import Challenge, InboundCall, Routed
 from millis_sip.core.sip import SipUri
+from millis_sip.core.transfer import TransferPlan
 from millis_sip.edges.carriers import InvalidSignature
 from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form, one_of
 from millis_sip.edges.carriers.flow import (
@@ -145,7 +146,29 @@ _DIAL_OUTCOMES = {
     "timeout": DialOutcome.FAILED,
     "no-answer": DialOutcome.FAILED,
 }
-_HEADER_NAMES = {"X-Millis-Call-Id": "MillisCallId", "X-Carrier": "Carrier", "X-Carrier-Call-Id": "CarrierCallId"}
+_HEADER_NAMES = {
+    "X-Millis-Call-Id": "MillisCallId",
+    "X-Carrier": "Carrier",
+    "X-Carrier-Call-Id": "CarrierCallId",
+    "X-Transfer-Summary": "TransferSummary",
+}
+
+
+TRANSFER_RING_SECONDS = "30"
+MAX_HEADER_VALUE = 120  # encoded characters Plivo takes in a sipHeaders value
+
+
+def _encoded(value: str) -> str:
+    return "".join(c if c.isascii() and c.isalnum() else f"%{ord(c):02X}" for c in value)
+
+
+def fitted(text: str) -> str:
+    """``text`` cut (whole characters, never an escape in half) so that its sipHeaders encoding fits; the ASCII
+    it can carry (anything else is left out)."""
+    kept = "".join(c for c in text if c.isascii() and (c.isprintable() or c == " "))
+    while len(_encoded(kept)) > MAX_HEADER_VALUE:
+        kept = kept[:-1]
+    return kept
 
 
 def sip_headers_attribute(headers: Mapping[str, str]) -> str:
@@ -155,8 +178,8 @@ def sip_headers_attribute(headers: Mapping[str, str]) -> str:
     pairs = []
     for name, value in headers.items():
         short = _HEADER_NAMES.get(name) or "".join(c for c in name.removeprefix("X-") if c.isalnum())[:24]
-        encoded = "".join(c if c.isascii() and c.isalnum() else f"%{ord(c):02X}" for c in value)
-        if short and len(encoded) <= 120 and value.isascii():
+        encoded = _encoded(value)
+        if short and len(encoded) <= MAX_HEADER_VALUE and value.isascii():
             pairs.append(f"{short}={encoded}")
     return ",".join(pairs)
 
@@ -211,6 +234,25 @@ class PlivoXmlAnswers:
     def spoken(self, text: str) -> Response:
         """``text`` said on the leg that asked, then the call goes on (a warm transfer's whisper)."""
         return _document(self._speak(text))
+
+    def transfer(self, plan: TransferPlan) -> Response:
+        """A transfer's call document (the Call API's ``aleg_url``; docs/transfers.md): ``announce`` said to the
+        caller, then a <Dial> to the target whose action is the stack's transfer status URL. Warm, the person who
+        answers first hears the summary (``confirmSound``: Plivo fetches it with POST and plays its <Speak> to
+        the called party before the legs are joined), and a SIP target gets it as ``X-PH-TransferSummary``."""
+        said = [self._speak(plan.announce)] if plan.announce else []
+        attributes = {"action": plan.status_url, "method": "POST", "redirect": "true", "timeout": TRANSFER_RING_SECONDS}
+        warm = plan.mode == "warm"
+        if warm:
+            attributes["confirmSound"] = plan.whisper_url
+        dial = ET.Element("Dial", attributes)
+        if plan.to.startswith("+"):
+            ET.SubElement(dial, "Number").text = plan.to.removeprefix("+")  # Plivo writes 14155550199
+        else:
+            headers = {"X-Transfer-Summary": fitted(plan.summary)} if warm and plan.summary else {}
+            user = ET.SubElement(dial, "User", {"sipHeaders": sip_headers_attribute(headers)} if headers else {})
+            user.text = plan.to
+        return _document(*said, dial)
 
     def _speak(self, text: str) -> ET.Element:
         speak = ET.Element("Speak", {"voice": self._messages.polly_voice, "language": self._messages.language})
@@ -364,6 +406,14 @@ class PlivoOutbound:
     def say(self, text: str) -> Response:
         return self._answers.spoken(text)
 
+    def transfer(self, plan: TransferPlan) -> Response:
+        return self._answers.transfer(plan)
+
+    def answered_leg(self, fields: Fields) -> str | None:
+        """The answered call's CallUUID: what Plivo's transfer takes (the Call API named the call by its
+        request_uuid until now)."""
+        return fields.read("CallUUID", CALL_UUID)
+
 
 PLIVO = Carrier(
     name=CARRIER,
@@ -374,4 +424,6 @@ PLIVO = Carrier(
     patience=CARRIER,
     webhooks=lambda flow, credential, settings, clock: PlivoVoice(flow, credential, settings.messages),
     outbound=lambda settings: PlivoOutbound(settings.messages),
+    transfers=True,
+    transfer_answer=True,
 )

@@ -175,3 +175,6 @@ class Carrier:
     transfers: bool = False
     # How the carrier requests the whisper URL (Vonage fetches an endpoint's onAnswer NCCO with GET).
     whisper_methods: tuple[str, ...] = ("POST",)
+    # The carrier moves a call to a URL, not to a document given inline (Plivo's aleg_url): the stack serves the
+    # transfer's call document at /carriers/{name}/transfer/answer (the dialect's ``transfer``).
+    transfer_answer: bool = False

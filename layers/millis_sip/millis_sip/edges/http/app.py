@@ -129,17 +129,24 @@ class RequestUrls:
     def __init__(self, base: str) -> None:
         self._base = base.rstrip("/")
 
+    def _url(self, carrier: str, path: str, call_id: str, token: str) -> str:
+        return f"{self._base}/carriers/{carrier}/{path}?{urlencode({'call': call_id, 'token': token})}"
+
     def answer_url(self, carrier: str, call_id: str, token: str) -> str:
-        return f"{self._base}/carriers/{carrier}/outbound?{urlencode({'call': call_id, 'token': token})}"
+        return self._url(carrier, "outbound", call_id, token)
 
     def status_url(self, carrier: str, call_id: str, token: str) -> str:
-        return f"{self._base}/carriers/{carrier}/outbound/status?{urlencode({'call': call_id, 'token': token})}"
+        return self._url(carrier, "outbound/status", call_id, token)
 
     def transfer_status_url(self, carrier: str, call_id: str, token: str) -> str:
-        return f"{self._base}/carriers/{carrier}/transfer/status?{urlencode({'call': call_id, 'token': token})}"
+        return self._url(carrier, "transfer/status", call_id, token)
 
     def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str:
-        return f"{self._base}/carriers/{carrier}/transfer/whisper?{urlencode({'call': call_id, 'token': token})}"
+        return self._url(carrier, "transfer/whisper", call_id, token)
+
+    def transfer_answer_url(self, carrier: str, call_id: str, token: str) -> str:
+        """What a carrier that moves a call to a URL (Plivo's transfer) fetches: the transfer's call document."""
+        return self._url(carrier, "transfer/answer", call_id, token)
 
 
 def create_app(
