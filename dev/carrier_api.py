@@ -436,12 +436,8 @@ class PlivoStandIn(CallControlStandIn):
         ``confirmSound`` requested when the target answers, then its action)."""
         if fields.get("legs") not in ("aleg", "both") or not fields.get("aleg_url"):
             return 400, {"api_id": api_id, "error": "aleg_url parameter must be present"}
-        placed = [call for call in self.calls.values() if call.request.get("call_uuid") == call_uuid]
-        call = (
-            placed[0]
-            if placed
-            else self.calls.setdefault(call_uuid, PlacedCall(call_uuid, {"from": "14155550123", "to": "15055550100"}))
-        )  # a call the stand-in did not place: an inbound call, known by its CallUUID
+        # A call the stand-in placed is known by its CallUUID too; any other is an inbound call.
+        call = self.calls.setdefault(call_uuid, PlacedCall(call_uuid, {"from": "14155550123", "to": "15055550100"}))
         call.request.setdefault("call_uuid", call_uuid)
         call.events.append("redirected")
         played = threading.Thread(target=self._play_transfer, args=(call, str(fields["aleg_url"])), daemon=True)
@@ -482,6 +478,7 @@ class PlivoStandIn(CallControlStandIn):
     def _base(self, call: PlacedCall, status: str) -> dict[str, str]:
         if "call_uuid" not in call.request:
             call.request["call_uuid"] = str(uuid.uuid4())
+            self.calls[call.request["call_uuid"]] = call  # known by its CallUUID too once it has one
         return {
             "CallUUID": call.request["call_uuid"],
             "RequestUUID": call.sid,

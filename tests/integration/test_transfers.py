@@ -334,7 +334,7 @@ def test_a_placed_plivo_call_is_transferred_by_its_call_uuid(transfers: Transfer
     while transfers.http.get(f"/calls/{call_id}").json()["status"] not in ("answered", "bridged"):
         assert time.monotonic() < deadline, "the placed call was never answered"
         time.sleep(0.02)
-    [call] = plivo.calls.values()
+    [call] = {id(call): call for call in plivo.calls.values()}.values()  # known by its request_uuid and CallUUID
     record = transfers.http.get(f"/calls/{call_id}").json()
     assert record["carrier_call_id"] == call.request["call_uuid"] != call.sid  # the CallUUID, not the request_uuid
     assert transfers.transfer(call_id, to="+14155550199").status_code == 202
