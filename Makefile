@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export SAM_CLI_DISABLE_CHECK_UPDATE := 1
 
-.PHONY: bench load help install lock demo serve test lint fmt typecheck pytest unit integration sip template build validate clean
+.PHONY: bench call load help install lock demo serve test lint fmt typecheck pytest unit integration sip template build validate clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ demo: install ## register, look up and bridge a call locally (DynamoDB Local + M
 
 serve: install ## like demo, then keep the local API on http://127.0.0.1:3000 for curl (PORT=N moves it; Ctrl-C stops)
 	@$(PY) -m dev.demo --serve
+
+call: install ## one carrier's call against `make serve`, signed as it signs (CARRIER=twilio|signalwire|telnyx|vonage|plivo|sip, TO=, FROM=)
+	@$(PY) -m dev.call
 
 bench: install ## benchmarks (cold start, warm hot path, failover, footprint) as ratios to floors; writes bench-results/ (BENCH_OUT=docs to publish)
 	@$(PY) -m dev.bench --out $(or $(BENCH_OUT),bench-results)
@@ -77,3 +80,4 @@ validate: install ## lint and validate the template the way CI does
 
 clean: ## remove build output, caches and bench-results/ (keeps .venv and DynamoDB Local)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results
+	find . -path ./.venv -prune -o -path ./.cache -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

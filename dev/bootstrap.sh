@@ -37,10 +37,13 @@ stamp_of() { cat requirements-dev.txt layers/millis_sip/requirements.txt | sha25
 
 if [ ! -x "$VENV/bin/python3.13" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
   py=$(find_python313) || { echo "Python 3.13 not found: install it (e.g. pyenv install 3.13) or set PYTHON313" >&2; exit 1; }
-  echo "==> creating $VENV with $py"
+  echo "==> creating $VENV with $py: $(grep -c '^[a-z]' requirements-dev.txt) packages, a few minutes the first time"
   "$py" -m venv "$VENV"
   # One install, hash-checked: the lock pins pip itself too, so the venv's bundled pip installs its successor.
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
+  # One line per package fetched, so a first install shows it is moving.
+  "$VENV/bin/python" -m pip install --progress-bar off --disable-pip-version-check --require-hashes \
+    -r requirements-dev.txt | { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } \
+    | sed -u -e 's/^Collecting /    /' -e 's/^Successfully installed .*/    installed/'
   stamp_of > "$VENV/.stamp"
 fi
 

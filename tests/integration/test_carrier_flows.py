@@ -156,6 +156,22 @@ def test_a_request_twilio_did_not_sign_is_refused_and_changes_nothing(phone: Pho
     assert phone.store.transaction_mark(transaction_key("twilio", params["CallSid"], 1)) is None
 
 
+def test_a_request_signed_for_localhost_is_told_which_url_the_stack_checks(phone: Phone) -> None:
+    """Signed for http://localhost:PORT while the stack is given http://127.0.0.1:PORT: refused all the same, with
+    both URLs named, instead of a bare signature mismatch."""
+    params = {"CallSid": f"CA{uuid.uuid4().hex}", "From": caller(), "To": DIALED}
+    port = phone.server.url.rsplit(":", 1)[1]
+    signed = twilio_signature(f"http://localhost:{port}/carriers/twilio/voice", params, TWILIO_AUTH_TOKEN)
+    headers = {"X-Twilio-Signature": signed, "host": f"localhost:{port}"}
+    answer = phone.http.post("/carriers/twilio/voice", data=params, headers=headers)
+    assert answer.status_code == 403, answer.text
+    assert f"signed for http://localhost:{port}" in answer.text and phone.server.url in answer.text, answer.text
+    assert phone.sim.registrations() == []
+    wrong = twilio_signature(f"http://localhost:{port}/carriers/twilio/voice", params, "not-the-token")
+    other = phone.http.post("/carriers/twilio/voice", data=params, headers={**headers, "X-Twilio-Signature": wrong})
+    assert other.status_code == 403 and "localhost" not in other.text  # not signed for either: no hint
+
+
 def test_signalwire_laml_signs_under_its_own_header_name(phone: Phone) -> None:
     # SignalWire's validator is Twilio's (signalwire-python delegates to it) over the project's signing key.
     params = {"CallSid": f"{uuid.uuid4()}", "AccountSid": str(uuid.uuid4()), "From": caller(), "To": DIALED}

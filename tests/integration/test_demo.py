@@ -63,6 +63,60 @@ def test_the_demo_runs_the_http_and_the_phone_call_script_without_the_serve_port
     assert "x-api-key" not in webhook
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_make_call_plays_each_carriers_call_against_make_serve_writing_to_a_pipe(tmp_path: Path) -> None:
+    """`make serve` says it is ready while its output goes to a pipe (not only at shutdown); `make call` then
+    reaches an agent through each carrier, signed as the carrier signs; with DEFAULT_AGENT_ID= (no default agent)
+    a number without a route gets 404 no_agent; SIGTERM stops the server."""
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "AWS_REGION": "us-west-2"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dev.demo", "--serve"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "PORT": str(port), "DEFAULT_AGENT_ID": ""},
+    )
+    try:
+        assert server.stdout is not None
+        seen = []
+        for line in server.stdout:  # line by line as printed: the pipe is not held back until the end
+            seen.append(line)
+            if line.startswith("Serving on"):
+                break
+        assert any(line.startswith("Demo OK") for line in seen), "".join(seen[-40:])
+
+        def call(carrier: str, to: str = "+15055550123") -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "dev.call"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                env={**env, "PORT": str(port), "CARRIER": carrier, "TO": to},
+                timeout=60,
+                check=False,
+            )
+
+        for carrier in ("twilio", "signalwire", "telnyx", "vonage", "plivo", "sip"):
+            played = call(carrier)
+            assert played.returncode == 0, played.stdout + played.stderr
+            assert "reached an agent" in played.stdout and f"127.0.0.1:{port}/calls/" in played.stdout
+        nobody = call("sip", "+15055550177")  # no route, and no default agent
+        assert nobody.returncode == 1 and "HTTP 404" in nobody.stdout and "no_agent" in nobody.stdout, nobody.stdout
+        bad = call("twilio", "5055550123")
+        assert bad.returncode == 2 and "not an E.164 number" in bad.stderr
+    finally:
+        server.terminate()
+        rest, _ = server.communicate(timeout=30)
+    assert server.returncode == 0 and "Stopping." in rest
+
+
 def test_serve_on_a_taken_port_says_how_to_move_it(tmp_path: Path, taken_port: int) -> None:
     result = run_demo(tmp_path, "--serve", PORT=str(taken_port))
     assert result.returncode == 2

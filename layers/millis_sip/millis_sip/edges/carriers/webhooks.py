@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from millis_sip.apigw import BadRequest, Request, reply
 from millis_sip.core.errors import BridgeError
@@ -113,7 +114,30 @@ class CarrierWebhooks:
     def verified(self, request: Request) -> Fields | Response:
         """The request's fields, once its signature is verified; else the refusal (nothing was read)."""
         verified = authenticate(self._credential, self.title, lambda keys: Fields(self.verify(request, keys)))
-        return verified.response if isinstance(verified, Rejected) else verified
+        if isinstance(verified, Rejected):
+            return self._signed_elsewhere(request) or verified.response
+        return verified
+
+    def _signed_elsewhere(self, request: Request) -> Response | None:
+        """A refused request that its Host header's URL would have verified (signed for ``localhost`` while the
+        stack checks against ``127.0.0.1``, or for the execute-api domain while PUBLIC_BASE_URL names a custom
+        one) is told so, instead of a bare signature mismatch. It is refused all the same."""
+        host = request.headers.get("host", "").strip()
+        parts = urlsplit(request.url)
+        if not host or host.lower() == parts.netloc.lower() or any(c in host for c in "/?#@ "):
+            return None
+        elsewhere = replace(request, url=urlunsplit(parts._replace(netloc=host)))
+        again = authenticate(self._credential, self.title, lambda keys: self.verify(elsewhere, keys))
+        if isinstance(again, Rejected):
+            return None
+        expected, signed = f"{parts.scheme}://{parts.netloc}", f"{parts.scheme}://{host}"
+        logger.warning("Refused a carrier webhook signed for another host", extra={"carrier": self.title})
+        return reply(
+            403,
+            f"Forbidden: the request is signed for {signed}, but this stack checks {self.title} signatures against"
+            f" {expected} (PUBLIC_BASE_URL, else the API's own URL): sign for {expected}, or set PUBLIC_BASE_URL"
+            " to the URL the carrier is given.",
+        )
 
     # --- what a carrier says ------------------------------------------------------------------------------
 
