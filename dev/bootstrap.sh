@@ -41,8 +41,8 @@ if [ ! -x "$VENV/bin/python3.13" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "
   "$py" -m venv "$VENV"
   # One install, hash-checked: the lock pins pip itself too, so the venv's bundled pip installs its successor.
   # One line per package fetched, so a first install shows it is moving.
-  "$VENV/bin/python" -m pip install --progress-bar off --disable-pip-version-check --require-hashes \
-    -r requirements-dev.txt | { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } \
+  "$VENV/bin/python" -m pip install --progress-bar off --disable-pip-version-check --require-hashes -r requirements-dev.txt \
+    | { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } \
     | sed -u -e 's/^Collecting /    /' -e 's/^Successfully installed .*/    installed/'
   stamp_of > "$VENV/.stamp"
 fi
