@@ -303,6 +303,23 @@ class TwilioStandIn(CallControlStandIn):
             return 200, {"sid": found.sid, "status": "canceled"}
         return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
 
+    def refer(self, sid: str, refer_url: str, refer_to: str) -> httpx.Response:
+        """The Millis leg of call ``sid``'s <Dial> sends SIP REFER (twilio.com/docs/voice/api/refer-to-twilio):
+        Twilio requests the <Dial>'s ``referUrl`` with the ``Refer-To`` header's contents in
+        ``ReferTransferTarget``, and runs the TwiML it answers on the call (here: a transfer's <Dial>, played as a
+        call update's is). The answer, as the stack gave it."""
+        call = self.calls.get(sid) or PlacedCall(sid, {"From": "+14155550123", "To": "+15055550100"})
+        self.calls[sid] = call
+        params = {**self._live_params(call), "ReferTransferTarget": refer_to}
+        answer = self._post(refer_url, params)
+        call.events.append(f"refer to {refer_to}: HTTP {answer.status_code}")
+        if answer.status_code == 200 and "<Dial" in answer.text:
+            self.redirects.append((sid, answer.text))
+            played = threading.Thread(target=self._play_redirect, args=(call, answer.text), daemon=True)
+            self._threads.append(played)
+            played.start()
+        return answer
+
     def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
         signature = twilio_signature(url, params, self.signing_key)
         answer = httpx.post(url, data=params, headers={self.signature_header: signature}, timeout=15)

@@ -29,6 +29,7 @@ from millis_sip.core.transfer import (
     TransferPolicy,
     TransferReports,
     TransferRequest,
+    refer_target,
     transfer_target,
 )
 from tests.support.clock import FakeClock
@@ -258,3 +259,62 @@ def test_a_claimed_registration_is_moved_through_the_carrier_that_claimed_it() -
     store.items["call-2"] = replace(store.items["call-1"], call_id="call-2", carrier=None, transfer_status=None)
     with pytest.raises(TransferUnavailable):  # a registration no phone system claimed has no carrier
         transfers.transfer("call-2", TransferRequest("+14155550199"), budget=5, urls=Urls())
+
+
+# --- REFER: the agent's leg asks, the phone system carries the transfer out itself ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("refer_to", "target"),
+    [
+        ("<tel:+14155550199>", "+14155550199"),
+        ("tel:+1-415-555-0199;phone-context=example.com", "+14155550199"),
+        ("<sip:+14155550199@sip.millis.example;user=phone>", "+14155550199"),
+        ("sip:+14155550199@trunk.carrier.example", "+14155550199"),  # a number at a host that is no allowed domain
+        ('"Sales" <sip:sales@pbx.example.com;transport=tls?X-Reason=upgrade>', "sip:sales@pbx.example.com"),
+        ("<sips:desk@pbx.example.com:5061>", "sips:desk@pbx.example.com:5061"),
+        ("sip:+14155550199@pbx.example.com", "sip:+14155550199@pbx.example.com"),  # the allowed domain's user
+        ("<http://pbx.example.com>", None),
+        ("<sip:sales@pbx.example.com", None),
+        ("tel:4155550199", None),
+        ("", None),
+    ],
+)
+def test_refer_to_is_read_as_a_number_or_a_sip_uri(refer_to: str, target: str | None) -> None:
+    assert refer_target(refer_to, POLICY) == target
+
+
+def test_a_refer_to_an_allowed_target_records_the_transfer_and_sends_nothing() -> None:
+    transfers, store, transferer, clock = rig()
+    live_call(store, clock)
+    record, plan = transfers.refer("call-1", "<tel:+14155550199>", carrier="twilio", urls=Urls())
+    assert (record.transfer_to, record.transfer_mode, record.transfer_by) == ("+14155550199", "cold", "refer")
+    assert store.items["call-1"].transfer_status == "in_progress"
+    assert plan.to == "+14155550199" and plan.status_url.endswith(
+        "token=" + KEYS.action_token(TRANSFER_PURPOSE, "twilio", "call-1")
+    )
+    assert transferer.plans == []  # the phone system moves the call itself
+    with pytest.raises(TransferInProgress):  # one at a time, REFER or API
+        transfers.transfer("call-1", TransferRequest("+14155550198"), budget=5, urls=Urls())
+
+
+@pytest.mark.parametrize(
+    ("refer_to", "carrier", "status", "error"),
+    [
+        ("<tel:+442071838750>", "twilio", CallStatus.CLAIMED, TransferTargetNotAllowed),
+        ("<sip:agent@elsewhere.example>", "twilio", CallStatus.CLAIMED, TransferTargetNotAllowed),
+        ("<mailto:a@b.example>", "twilio", CallStatus.CLAIMED, TransferTargetNotAllowed),
+        ("<tel:+14155550199>", "twilio", CallStatus.ENDED, CallNotTransferable),
+        ("<tel:+14155550199>", "sip", CallStatus.CLAIMED, CallNotFound),  # the call is Twilio's, not this server's
+    ],
+)
+def test_a_refer_the_guards_refuse_changes_nothing(
+    refer_to: str, carrier: str, status: CallStatus, error: type
+) -> None:
+    transfers, store, _, clock = rig()
+    live_call(store, clock, status=status)
+    with pytest.raises(error):
+        transfers.refer("call-1", refer_to, carrier=carrier, urls=Urls())
+    assert store.items["call-1"].transfer_status is None
+    with pytest.raises(CallNotFound):
+        transfers.refer("no-such-call", "<tel:+14155550199>", carrier="twilio", urls=Urls())

@@ -166,58 +166,14 @@ class CallTransfers:
         record = self._store.get(call_id)
         if record is None:
             raise CallNotFound(f"No call {call_id}.")
-        carrier = _carrier(record)
-        leg = record.carrier_call_id or record.transaction_id  # the caller's leg at the carrier
-        if record.status in OVER or record.status not in LIVE or not leg:
-            raise CallNotTransferable(
-                f"Call {call_id} is {record.status.value}: only a call connected to its agent can be transferred."
-            )
-        policy, whose = self._policy_for(record)
-        if not policy.allowed:
-            raise TransferTargetNotAllowed(
-                "Transfers are off: allow targets with the TransferAllowedTargets parameter (TRANSFER_ALLOWED_TARGETS),"
-                " e.g. +1,sip:pbx.example.com, or with transfer_targets on the number's route."
-            )
-        if not policy.allows(request.to):
-            raise TransferTargetNotAllowed(
-                f"{_masked(request.to)} is not among {whose} transfer targets ({', '.join(policy.allowed)})."
-            )
-        transferer = self._transferers.get(carrier or "")
+        carrier = _carrier(record) or ""
+        self._check(record, request.to)
+        transferer = self._transferers.get(carrier)
         if transferer is None:
             raise TransferUnavailable(
                 f"Calls through {carrier} cannot be transferred by the stack (docs/transfers.md, 'Which carriers')."
             )
-        self._keys.ready()
-        now = self._clock.now()
-        moving = replace(
-            record,
-            transfer_to=request.to,
-            transfer_mode=request.mode.value,
-            transfer_by=request.asked_by,
-            transfer_status=TransferStatus.IN_PROGRESS.value,
-            transfer_summary=request.summary,
-            transfer_announce=request.announce,
-            transfer_requested_at=now,
-            transfer_ended_at=None,
-        )
-        if not self._store.begin_transfer(moving, live=LIVE):
-            current = self._store.get(call_id) or record
-            if current.transfer_status == TransferStatus.IN_PROGRESS:
-                raise TransferInProgress(f"Call {call_id} has a transfer under way.")
-            raise CallNotTransferable(f"Call {call_id} is {current.status.value} now: it can no longer be transferred.")
-        token = self._keys.action_token(TRANSFER_PURPOSE, carrier or "", call_id)
-        plan = TransferPlan(
-            call_id=call_id,
-            carrier_call_id=leg,
-            to=request.to,
-            mode=request.mode,
-            announce=request.announce,
-            summary=request.summary,
-            status_url=urls.transfer_status_url(carrier or "", call_id, token),
-            whisper_url=urls.transfer_whisper_url(carrier or "", call_id, token),
-            answer_url=urls.transfer_answer_url(carrier or "", call_id, token),
-            caller_id=_route_number(record),
-        )
+        moving, plan = self._begin(record, request, carrier, urls)
         try:
             transferer.transfer(plan, budget=budget)
         except Exception as exc:
@@ -231,6 +187,86 @@ class CallTransfers:
             extra={"call_id": call_id, "carrier": carrier, "to": _masked(request.to), "mode": request.mode.value},
         )
         return moving
+
+    def refer(
+        self, call_id: str, refer_to: str, *, carrier: str, urls: TransferUrls
+    ) -> tuple[CallRecord, TransferPlan]:
+        """The agent's leg asked for a transfer with SIP REFER (``refer_to``: the Refer-To header's value), and the
+        phone system ``carrier`` carries it out itself when the stack says yes (Twilio's <Dial referUrl>, a SIP
+        server relaying the REFER): the same guards as an API transfer, cold, asked by ``refer``. The record with
+        the transfer under way, and the plan of the transfer (the target read from Refer-To, its status URL)."""
+        record = self._store.get(call_id)
+        if record is None or _carrier(record) != carrier:
+            raise CallNotFound(f"No call {call_id} through {carrier}.")
+        policy, _ = self._policy_for(record)
+        target = refer_target(refer_to, policy)
+        if target is None:
+            raise TransferTargetNotAllowed(
+                f"Refer-To {_masked_refer(refer_to)} is neither a number (tel:+E.164, or a SIP URI whose user is one)"
+                " nor a SIP URI."
+            )
+        request = TransferRequest(to=target, mode=TransferMode.COLD, asked_by="refer")
+        self._check(record, target)
+        moving, plan = self._begin(record, request, carrier, urls)
+        log.info("Transfer asked by REFER", extra={"call_id": call_id, "carrier": carrier, "to": _masked(target)})
+        return moving, plan
+
+    def _check(self, record: CallRecord, target: str) -> None:
+        """The guards every transfer passes before anything is written or sent: a live call, an allowed target."""
+        leg = record.carrier_call_id or record.transaction_id  # the caller's leg at the carrier
+        if record.status in OVER or record.status not in LIVE or not leg:
+            raise CallNotTransferable(
+                f"Call {record.call_id} is {record.status.value}: only a call connected to its agent can be"
+                " transferred."
+            )
+        policy, whose = self._policy_for(record)
+        if not policy.allowed:
+            raise TransferTargetNotAllowed(
+                "Transfers are off: allow targets with the TransferAllowedTargets parameter (TRANSFER_ALLOWED_TARGETS),"
+                " e.g. +1,sip:pbx.example.com, or with transfer_targets on the number's route."
+            )
+        if not policy.allows(target):
+            raise TransferTargetNotAllowed(
+                f"{_masked(target)} is not among {whose} transfer targets ({', '.join(policy.allowed)})."
+            )
+
+    def _begin(
+        self, record: CallRecord, request: TransferRequest, carrier: str, urls: TransferUrls
+    ) -> tuple[CallRecord, TransferPlan]:
+        """Record the transfer under way (one at a time: a conditional write), and the plan the phone system is
+        given."""
+        call_id = record.call_id
+        self._keys.ready()
+        moving = replace(
+            record,
+            transfer_to=request.to,
+            transfer_mode=request.mode.value,
+            transfer_by=request.asked_by,
+            transfer_status=TransferStatus.IN_PROGRESS.value,
+            transfer_summary=request.summary,
+            transfer_announce=request.announce,
+            transfer_requested_at=self._clock.now(),
+            transfer_ended_at=None,
+        )
+        if not self._store.begin_transfer(moving, live=LIVE):
+            current = self._store.get(call_id) or record
+            if current.transfer_status == TransferStatus.IN_PROGRESS:
+                raise TransferInProgress(f"Call {call_id} has a transfer under way.")
+            raise CallNotTransferable(f"Call {call_id} is {current.status.value} now: it can no longer be transferred.")
+        token = self._keys.action_token(TRANSFER_PURPOSE, carrier, call_id)
+        plan = TransferPlan(
+            call_id=call_id,
+            carrier_call_id=record.carrier_call_id or record.transaction_id or "",
+            to=request.to,
+            mode=request.mode,
+            announce=request.announce,
+            summary=request.summary,
+            status_url=urls.transfer_status_url(carrier, call_id, token),
+            whisper_url=urls.transfer_whisper_url(carrier, call_id, token),
+            caller_id=_route_number(record),
+            answer_url=urls.transfer_answer_url(carrier, call_id, token),
+        )
+        return moving, plan
 
 
 def _carrier(record: CallRecord) -> str | None:
@@ -250,6 +286,42 @@ def transfer_target(value: str) -> str | None:
     if value.startswith("+"):
         return value if E164.match(value) else None
     return value if SIP_TARGET.match(value) else None
+
+
+def refer_target(refer_to: str, policy: TransferPolicy) -> str | None:
+    """The target of a REFER's Refer-To in the stack's form (E.164, or a sip:/sips: URI without parameters or
+    headers), or None when it is neither. ``"Ana" <sip:ana@pbx.example.com;transport=tls>`` is
+    ``sip:ana@pbx.example.com``; ``<tel:+14155550199>``, ``sip:+14155550199@host;user=phone`` are ``+14155550199``,
+    and so is a SIP URI whose user is an E.164 number at a host that is not an allowed SIP domain (a phone
+    system writes the number it is to dial at its own host)."""
+    value = refer_to.strip()
+    if "<" in value:  # name-addr: the URI is between the angle brackets
+        inner = value[value.index("<") + 1 :]
+        if ">" not in inner:
+            return None
+        value = inner[: inner.index(">")]
+    value = value.strip()
+    scheme, _, rest = value.partition(":")
+    scheme = scheme.lower()
+    address = rest.split("?", 1)[0]
+    main, *parameters = address.split(";")
+    if scheme == "tel":
+        number = main.replace("-", "").replace(".", "")
+        return number if E164.match(number) else None
+    if scheme not in ("sip", "sips"):
+        return None
+    uri = f"{scheme}:{main}"
+    if SIP_TARGET.match(uri) is None:
+        return None
+    user = main.rsplit("@", 1)[0] if "@" in main else ""
+    if E164.match(user) and ("user=phone" in (p.lower() for p in parameters) or not policy.allows(uri)):
+        return user
+    return uri
+
+
+def _masked_refer(refer_to: str) -> str:
+    """A Refer-To value as errors show it: its length only (it may hold a number in any form)."""
+    return f"({len(refer_to)} characters)"
 
 
 def _masked(target: str) -> str:
