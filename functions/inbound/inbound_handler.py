@@ -22,7 +22,7 @@ from millis_sip.core.ports import Secret
 from millis_sip.edges.carriers.flow import CarrierFlow
 from millis_sip.edges.carriers.outbound import OutboundWebhooks
 from millis_sip.edges.carriers.registry import CARRIERS
-from millis_sip.edges.carriers.transfer import TransferWebhooks, transfer_answer_path, transfer_paths
+from millis_sip.edges.carriers.transfer import ReferWebhooks, TransferWebhooks, transfer_answer_path, transfer_paths
 from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
 from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
 from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
@@ -58,7 +58,7 @@ class Inbound:
 
 def build() -> tuple[Inbound, snapstart.Hooks]:
     settings, inbound = Settings.from_env(), InboundSettings.from_env()
-    path = call_path(settings)
+    path = call_path(settings, transfer_targets=inbound.transfer_allowed_targets)
     routes: dict[tuple[str, str], Route] = {}
     credentials: dict[tuple[str, str], Secret | None] = {}  # one source per secret (SignalWire shares Twilio's)
     for carrier in CARRIERS:  # each carrier's webhooks, as its descriptor says
@@ -86,6 +86,9 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
                 for method in carrier.whisper_methods:
                     routes[(method, whisper)] = Route(moved.whisper, placed.fallback, patience, also)
                 routes[("POST", status)] = Route(moved.status, placed.fallback, patience, also)
+                if carrier.refer_path:  # the Millis leg asks for a transfer with SIP REFER (Twilio's referUrl)
+                    refers = ReferWebhooks(carrier.name, carrier.refer_path, webhooks, dialect, path.refers)
+                    routes[("POST", carrier.refer_path)] = Route(refers.refer, placed.fallback, patience, also)
                 if carrier.transfer_answer:  # the carrier fetches the transfer's call document (Plivo)
                     routes[("POST", transfer_answer_path(carrier.name))] = Route(
                         moved.answer, placed.fallback, patience, also

@@ -339,3 +339,68 @@ def test_a_placed_plivo_call_is_transferred_by_its_call_uuid(transfers: Transfer
     assert record["carrier_call_id"] == call.request["call_uuid"] != call.sid  # the CallUUID, not the request_uuid
     assert transfers.transfer(call_id, to="+14155550199").status_code == 202
     assert any(path.endswith(f"/Call/{call.request['call_uuid']}/") for _, path, _ in plivo.requests)
+
+
+# --- REFER: the Millis leg asks Twilio (its <Dial referUrl>), Twilio asks the stack ------------------------
+
+
+def answered_with_refer_url(transfers: Transfers) -> tuple[str, str, str]:
+    """A Twilio call the stack answered: (call_id, CallSid, the <Dial>'s referUrl)."""
+    sid = "CA" + uuid.uuid4().hex
+    params = {"CallSid": sid, "AccountSid": ACCOUNT, "From": "+14155550123", "To": transfers.number}
+    answer = transfers.carrier.twilio("/carriers/twilio/voice", params)
+    dial = ElementTree.fromstring(answer.text).find("Dial")  # noqa: S314 - the stack's own TwiML
+    assert dial is not None and dial.attrib["referMethod"] == "POST", answer.text
+    call_id = transfers.sim.issued[-1][0]
+    assert dial.attrib["referUrl"] == f"{transfers.server.url}/carriers/twilio/refer?call={call_id}"
+    return call_id, sid, dial.attrib["referUrl"]
+
+
+def test_a_refer_to_an_allowed_number_is_answered_with_a_dial_to_it(transfers: Transfers) -> None:
+    """The agent's SIP leg sends REFER; Twilio requests the <Dial>'s referUrl with ReferTransferTarget; the stack
+    answers the transfer's TwiML, and the transfer leg's report closes the record's transfer."""
+    call_id, sid, url = answered_with_refer_url(transfers)
+    answer = transfers.twilio.refer(sid, url, "<sip:+14155550199@sip-us-west.millis.example;user=phone>")  # type: ignore[attr-defined]
+    assert answer.status_code == 200, answer.text
+    number = ElementTree.fromstring(answer.text).find("Dial/Number")  # noqa: S314
+    assert number is not None and number.text == "+14155550199"
+    record = transfers.settled(call_id, "connected")
+    transfer = record["transfer"]
+    assert (transfer["to"], transfer["mode"], transfer["requested_by"], transfer["status"]) == (
+        "+14155550199",
+        "cold",
+        "refer",
+        "connected",
+    )
+
+
+@pytest.mark.parametrize(
+    ("refer_to", "status", "error"),
+    [
+        ("<tel:+442071838750>", 403, "transfer_target_not_allowed"),
+        ("<sip:agent@elsewhere.example>", 403, "transfer_target_not_allowed"),
+        ("<mailto:agent@pbx.example.com>", 403, "transfer_target_not_allowed"),
+    ],
+)
+def test_a_refer_the_guards_refuse_is_declined_and_the_call_stays_with_the_agent(
+    transfers: Transfers, refer_to: str, status: int, error: str
+) -> None:
+    call_id, sid, url = answered_with_refer_url(transfers)
+    answer = transfers.twilio.refer(sid, url, refer_to)  # type: ignore[attr-defined]
+    assert answer.status_code == status and error in answer.text, answer.text
+    record = transfers.http.get(f"/calls/{call_id}").json()
+    assert record["transfer"] is None and record["status"] == "claimed", record  # still with the agent
+    assert not [twiml for call, twiml in transfers.twilio.redirects if call == sid]
+
+
+def test_a_refer_for_another_call_or_twice_is_refused(transfers: Transfers) -> None:
+    call_id, sid, url = answered_with_refer_url(transfers)
+    other = transfers.twilio.refer("CA" + uuid.uuid4().hex, url, "<tel:+14155550199>")  # type: ignore[attr-defined]
+    assert other.status_code == 404, other.text  # the URL names a call the REFER did not come on
+    transfers.twilio.pause = 1.0  # the first transfer stays under way a while
+    assert transfers.twilio.refer(sid, url, "<tel:+14155550199>").status_code == 200  # type: ignore[attr-defined]
+    again = transfers.twilio.refer(sid, url, "<tel:+14155550198>")  # type: ignore[attr-defined]
+    assert again.status_code == 409 and "transfer_in_progress" in again.text, again.text
+    unsigned = transfers.http.post(url.removeprefix(transfers.server.url), data={"ReferTransferTarget": "<tel:+1>"})
+    assert unsigned.status_code == 403
+    assert call_id

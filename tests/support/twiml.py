@@ -10,7 +10,19 @@ import xml.etree.ElementTree as ET
 VERBS: dict[str, tuple[set[str], set[str], bool]] = {
     "Response": (set(), {"Dial", "Gather", "Say", "Hangup", "Reject", "Redirect", "Pause"}, False),
     "Dial": (
-        {"action", "method", "answerOnBridge", "timeout", "callerId", "hangupOnStar", "timeLimit", "record"},
+        # referUrl, referMethod: twilio.com/docs/voice/api/refer-to-twilio (the twilio SDK's Dial(refer_url=...))
+        {
+            "action",
+            "method",
+            "answerOnBridge",
+            "timeout",
+            "callerId",
+            "hangupOnStar",
+            "timeLimit",
+            "record",
+            "referUrl",
+            "referMethod",
+        },
         {"Sip", "Number", "Client"},
         True,
     ),

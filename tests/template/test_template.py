@@ -159,6 +159,7 @@ SIGNED_ROUTES = {
     ("POST", "/carriers/telnyx/transfer/status"),
     ("POST", "/carriers/signalwire/transfer/whisper"),
     ("POST", "/carriers/signalwire/transfer/status"),
+    ("POST", "/carriers/twilio/refer"),
     ("POST", "/carriers/plivo/transfer/answer"),
     ("POST", "/carriers/plivo/transfer/whisper"),
     ("POST", "/carriers/plivo/transfer/status"),

@@ -35,6 +35,7 @@ ROUTES = [
     ("POST", "/carriers/telnyx/transfer/status", "telnyx"),
     ("POST", "/carriers/signalwire/transfer/whisper", "signalwire"),
     ("POST", "/carriers/signalwire/transfer/status", "signalwire"),
+    ("POST", "/carriers/twilio/refer", "twilio"),
     ("POST", "/carriers/plivo/transfer/answer", "plivo"),
     ("POST", "/carriers/plivo/transfer/whisper", "plivo"),
     ("POST", "/carriers/plivo/transfer/status", "plivo"),

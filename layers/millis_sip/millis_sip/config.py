@@ -174,6 +174,7 @@ class InboundSettings:
     vonage_application_id: str | None  # when set, Vonage webhooks of any other application are refused
     plivo_auth_token_secret_arn: str | None
     messages: Messages
+    transfer_allowed_targets: tuple[str, ...] = ()  # where a REFER may send a call (docs/transfers.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InboundSettings:
@@ -192,6 +193,7 @@ class InboundSettings:
             vonage_application_id=read.optional("VONAGE_APPLICATION_ID"),
             plivo_auth_token_secret_arn=read.optional("PLIVO_AUTH_TOKEN_SECRET_ARN"),
             messages=Messages.from_env(env),
+            transfer_allowed_targets=transfer_targets(read.text("TRANSFER_ALLOWED_TARGETS")),
         )
 
 

@@ -87,7 +87,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VONAGE_PRIVATE_KEY", API, "the Vonage application's private key (PEM), locally", secret=True),
     Variable("VONAGE_API_URL", API, "Vonage's REST API (a local stand-in in tests and the demo)"),
     Variable(
-        "TRANSFER_ALLOWED_TARGETS", API, "where calls may be transferred: E.164 prefixes, SIP domains (empty: off)"
+        "TRANSFER_ALLOWED_TARGETS",
+        CARRIER_APIS,
+        "where calls may be transferred (the API, and REFER): E.164 prefixes, SIP domains (empty: off)",
     ),
     Variable("CHIME_SIP_MEDIA_APPLICATION_ID", API, "the SIP media application outbound calls through Chime use"),
     Variable("SIGNALWIRE_SPACE_URL", API, "the SignalWire space whose Compatibility API places outbound calls"),

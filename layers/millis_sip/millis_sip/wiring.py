@@ -296,13 +296,15 @@ class CallPath:
     secrets: list[Secret]  # to read again after a SnapStart restore
     outbound: OutboundAnswers  # outbound calls answered and reported at the carriers' edges
     transfers: TransferReports  # transfer legs reported at the carriers' edges
+    refers: CallTransfers  # transfers the agent's leg asks for with SIP REFER (carried out by the phone system)
 
     def hooks(self, *more: Secret | None) -> snapstart.Hooks:
         """What a SnapStart restore renews: the Millis client, these secrets and ``more`` (an edge's own)."""
         return snapstart.Hooks(gateway=self.gateway, secrets=[*self.secrets, *(s for s in more if s is not None)])
 
 
-def call_path(settings: Settings) -> CallPath:
+def call_path(settings: Settings, *, transfer_targets: tuple[str, ...] = ()) -> CallPath:
+    """The phone path's use cases; ``transfer_targets``: where a REFER may send a call (none: nowhere)."""
     _warn_about_region(settings)
     clock = SystemClock()
     gateway = HttpMillisGateway.from_settings(settings)
@@ -310,10 +312,11 @@ def call_path(settings: Settings) -> CallPath:
     secret = keys_secret_source(settings.keys_secret_arn, settings.secret_max_age)
     keys = StackKeys(secret)
     store = DynamoCallStore(dynamodb, settings.calls_table_name, keys=keys)
+    numbers = CachedNumberRoutes(DynamoNumberRoutes(dynamodb, settings.numbers_table_name), clock=clock)
     router = CallRouter(
         MillisRegistrations(gateway, webhook=session_webhook(settings), metrics=emf_metrics),
         store,
-        CachedNumberRoutes(DynamoNumberRoutes(dynamodb, settings.numbers_table_name), clock=clock),
+        numbers,
         clock=clock,
         region_order=settings.millis_region.order,
         ttl_seconds=settings.call_ttl_seconds,
@@ -331,5 +334,15 @@ def call_path(settings: Settings) -> CallPath:
         store, clock=clock, ttl_seconds=settings.call_ttl_seconds, metrics=emf_metrics, parallel=threads.parallel
     )
     transfers = TransferReports(store, clock=clock, parallel=threads.parallel)
+    refers = CallTransfers(
+        cast(TransferStore, store),
+        {},
+        numbers=numbers,
+        policy=TransferPolicy(transfer_targets),
+        clock=clock,
+        keys=keys,
+    )
     secrets: list[Secret] = [secret] if secret else []
-    return CallPath(settings, clock, router, calls, gateway, store, dynamodb, keys, secrets, outbound, transfers)
+    return CallPath(
+        settings, clock, router, calls, gateway, store, dynamodb, keys, secrets, outbound, transfers, refers
+    )

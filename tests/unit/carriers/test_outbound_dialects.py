@@ -252,3 +252,16 @@ def test_a_placed_plivo_call_is_named_by_its_call_uuid_once_answered() -> None:
     answered = plivo(CallStatus="in-progress", CallUUID="55309cee-821d-11e4-9a73-498d468c930b")
     assert PLIVO.answered_leg(answered) == "55309cee-821d-11e4-9a73-498d468c930b"
     assert PLIVO.carrier_call_id(answered) == REQUEST  # the callbacks still name it by its request_uuid
+
+
+def test_the_refer_url_attributes_are_the_ones_twilios_sdk_writes() -> None:
+    """<Dial referUrl referMethod> as twilio's own TwiML builder writes Dial(refer_url=..., refer_method=...)."""
+    from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
+
+    from millis_sip.edges.carriers.twiml import refer_attributes
+
+    ours = refer_attributes("https://b.example/carriers/twilio/refer", {"X-Millis-Call-Id": "call-1"})
+    sdk = VoiceResponse()
+    sdk.dial(refer_url=ours["referUrl"], refer_method="POST")
+    [dial] = ET.fromstring(str(sdk))  # noqa: S314
+    assert dict(dial.attrib) == ours and ours["referUrl"].endswith("/refer?call=call-1")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -189,15 +189,18 @@ class CallTransfers:
         return moving
 
     def refer(
-        self, call_id: str, refer_to: str, *, carrier: str, urls: TransferUrls
+        self, call_id: str, refer_to: str, *, carrier: str, urls: TransferUrls, legs: Collection[str] = ()
     ) -> tuple[CallRecord, TransferPlan]:
         """The agent's leg asked for a transfer with SIP REFER (``refer_to``: the Refer-To header's value), and the
         phone system ``carrier`` carries it out itself when the stack says yes (Twilio's <Dial referUrl>, a SIP
-        server relaying the REFER): the same guards as an API transfer, cold, asked by ``refer``. The record with
+        server relaying the REFER): the same guards as an API transfer, cold, asked by ``refer``. ``legs``: the
+        phone system's ids of the call the REFER came on (the record's call must be one of them). The record with
         the transfer under way, and the plan of the transfer (the target read from Refer-To, its status URL)."""
         record = self._store.get(call_id)
         if record is None or _carrier(record) != carrier:
             raise CallNotFound(f"No call {call_id} through {carrier}.")
+        if legs and not {record.transaction_id, record.carrier_call_id} & set(legs):
+            raise CallNotFound(f"Call {call_id} is not the call the REFER came on.")
         policy, _ = self._policy_for(record)
         target = refer_target(refer_to, policy)
         if target is None:

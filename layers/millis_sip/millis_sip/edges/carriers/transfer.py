@@ -9,14 +9,30 @@ carrier and purpose (``transfer``): anything else is refused (403) and changes n
 from __future__ import annotations
 
 from typing import Protocol, cast
+from urllib.parse import urlencode
 
-from millis_sip.apigw import Request
+from millis_sip.apigw import Request, reply
+from millis_sip.core.errors import (
+    BridgeError,
+    CallNotFound,
+    CallNotTransferable,
+    StoreUnavailable,
+    TransferInProgress,
+    TransferTargetNotAllowed,
+)
 from millis_sip.core.keys import StackKeys
-from millis_sip.core.transfer import TRANSFER_PURPOSE, TransferMode, TransferPlan, TransferReports, TransferStatus
+from millis_sip.core.transfer import (
+    TRANSFER_PURPOSE,
+    CallTransfers,
+    TransferMode,
+    TransferPlan,
+    TransferReports,
+    TransferStatus,
+)
 from millis_sip.edges.carriers import Refusal
 from millis_sip.edges.carriers.fields import Fields
 from millis_sip.edges.carriers.flow import Response, refused, route_url
-from millis_sip.edges.carriers.outbound import OutboundDialect, request_query, vouched_request
+from millis_sip.edges.carriers.outbound import CALL, TOKEN, OutboundDialect, request_query, vouched_request
 from millis_sip.edges.carriers.webhooks import CarrierWebhooks
 from millis_sip.observability import logger
 
@@ -24,6 +40,9 @@ from millis_sip.observability import logger
 def transfer_paths(carrier: str) -> tuple[str, str]:
     """The whisper and status routes of ``carrier``'s transfers (the API gives the carrier these URLs)."""
     return f"/carriers/{carrier}/transfer/whisper", f"/carriers/{carrier}/transfer/status"
+
+
+MAX_REFER_TO = 1024  # characters of a Refer-To the stack reads (a SIP URI with its headers, at most)
 
 
 def transfer_answer_path(carrier: str) -> str:
@@ -112,3 +131,77 @@ class TransferWebhooks:
 
     def _checked(self, request: Request) -> tuple[Fields, str] | Response:
         return vouched_request(self._webhooks, self._keys, request, TRANSFER_PURPOSE, self._carrier)
+
+
+class _RouteUrls:
+    """The transfer URLs of ``carrier``, at the base of the URL the carrier called (as route_url builds them)."""
+
+    def __init__(self, carrier: str, url: str, own: tuple[str, ...]) -> None:
+        self._carrier, self._url, self._own = carrier, url, own
+
+    def _at(self, route: str, call_id: str, token: str) -> str:
+        query = urlencode({CALL: call_id, TOKEN: token})
+        return route_url(self._url, self._own, f"/carriers/{self._carrier}/transfer/{route}", query)
+
+    def transfer_status_url(self, carrier: str, call_id: str, token: str) -> str:
+        return self._at("status", call_id, token)
+
+    def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str:
+        return self._at("whisper", call_id, token)
+
+    def transfer_answer_url(self, carrier: str, call_id: str, token: str) -> str:
+        return self._at("answer", call_id, token)
+
+
+# What a refused REFER's answer says, by the guard that refused it.
+_REFER_REFUSALS: dict[type[BridgeError], int] = {
+    TransferTargetNotAllowed: 403,
+    CallNotFound: 404,
+    CallNotTransferable: 409,
+    TransferInProgress: 409,
+}
+
+
+class ReferWebhooks:
+    """``POST /carriers/{carrier}/refer``: the Millis leg of a call sent SIP REFER and the carrier asks the stack
+    (Twilio's <Dial referUrl>, with the Refer-To header's contents in ``ReferTransferTarget``). An allowed target:
+    the transfer's TwiML (the caller is put through, its end reported to the transfer status URL). Anything the
+    guards refuse: a 4xx naming the rule, which the carrier takes as a failed referUrl request, so the REFER is
+    declined and the caller stays with the agent. The request is verified as the carrier signs it, and the call
+    named in the URL must be the call the carrier says it is (its CallSid)."""
+
+    def __init__(
+        self, carrier: str, path: str, webhooks: CarrierWebhooks, dialect: OutboundDialect, refers: CallTransfers
+    ) -> None:
+        self._carrier = carrier
+        self._path = path
+        self._webhooks = webhooks
+        self._dialect = dialect
+        self._refers = refers
+
+    def refer(self, request: Request, deadline: float) -> Response:
+        fields = self._webhooks.verified(request)
+        if not isinstance(fields, Fields):
+            return fields
+        call_id = dict(request.query_pairs).get(CALL, "")
+        refer_to = str(fields.get("ReferTransferTarget") or "")
+        if not call_id or not refer_to or len(refer_to) > MAX_REFER_TO:
+            return reply(400, "Bad request: a REFER's request names the call (call=) and its ReferTransferTarget.")
+        legs = {str(fields.get(name) or "") for name in ("CallSid", "ParentCallSid")} - {""}
+        try:
+            _, plan = self._refers.refer(
+                call_id,
+                refer_to,
+                carrier=self._carrier,
+                urls=_RouteUrls(self._carrier, request.url, (self._path,)),
+                legs=legs,
+            )
+        except StoreUnavailable:
+            return reply(503, "The call's record cannot be read now.", headers={"Retry-After": "1"})
+        except BridgeError as exc:
+            status = next((code for kind, code in _REFER_REFUSALS.items() if isinstance(exc, kind)), None)
+            if status is None:
+                raise
+            logger.warning("Refused a REFER", extra={"call_id": call_id, "error": exc.code})
+            return reply(status, f"REFER refused ({exc.code}): {exc}")
+        return cast(TransferDialect, self._dialect).transfer(plan)

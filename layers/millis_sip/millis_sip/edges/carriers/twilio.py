@@ -27,14 +27,22 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from millis_sip.apigw import Request
+from millis_sip.apigw import Request, reply
 from millis_sip.core.outbound import OutboundStatus
 from millis_sip.core.router import InboundCall
 from millis_sip.core.sip import SipUri, with_uri_headers
+from millis_sip.core.transfer import TransferPlan
 from millis_sip.edges.carriers import InvalidSignature
 from millis_sip.edges.carriers.fields import SECONDS, UUID, Fields, form, one_of
-from millis_sip.edges.carriers.flow import Response, keyed_pin, whole, x_headers
-from millis_sip.edges.carriers.twiml import DIAL_OUTCOMES, MAX_SIP_URI, TwimlAnswers, TwimlWebhooks, document
+from millis_sip.edges.carriers.flow import Response, keyed_pin, route_url, whole, x_headers
+from millis_sip.edges.carriers.twiml import (
+    DIAL_OUTCOMES,
+    MAX_SIP_URI,
+    TwimlAnswers,
+    TwimlWebhooks,
+    document,
+    refer_attributes,
+)
 from millis_sip.edges.carriers.webhooks import Carrier, WebhookRoute
 from millis_sip.messages import Messages
 
@@ -128,6 +136,7 @@ def _url_variants(url: str) -> list[str]:
 
 VOICE_PATH = "/carriers/twilio/voice"
 STATUS_PATH = "/carriers/twilio/status"
+REFER_PATH = "/carriers/twilio/refer"  # the <Dial>'s referUrl: the Millis leg asks for a transfer with REFER
 CARRIER = "twilio"
 
 # Twilio's ids (tests/fixtures/carriers/SOURCES.md, "Formats"): the Call resource's ``sid`` and the Account's
@@ -163,6 +172,7 @@ class TwilioVoice(TwimlWebhooks):
     title = "Twilio"
     voice_path = VOICE_PATH
     status_path = STATUS_PATH
+    refer_path = REFER_PATH
 
     def verify(self, request: Request, keys: list[str]) -> list[tuple[str, str]]:
         params = request.form()
@@ -219,6 +229,7 @@ class TwilioOutbound:
 
     answer_path = OUTBOUND_ANSWER_PATH
     status_path = OUTBOUND_STATUS_PATH
+    refer_path: str | None = REFER_PATH  # the dial to Millis takes REFER (referUrl)
 
     def __init__(self, messages: Messages) -> None:
         self._answers = TwimlAnswers(messages, answer_url="", status_url="")  # no Gather here: no URLs
@@ -241,9 +252,19 @@ class TwilioOutbound:
         return False
 
     def dial(self, uri: SipUri, headers: Mapping[str, str], action_url: str, *, caller: str | None) -> Response:
-        dial = ET.Element("Dial", {"action": action_url, "method": "POST"})
+        attributes = {"action": action_url, "method": "POST"}
+        if self.refer_path is not None:
+            attributes |= refer_attributes(route_url(action_url, (self.status_path,), self.refer_path), headers)
+        dial = ET.Element("Dial", attributes)
         ET.SubElement(dial, "Sip").text = with_uri_headers(str(uri), headers, limit=MAX_SIP_URI)
         return document(dial)
+
+    def transfer(self, plan: TransferPlan) -> Response:
+        """A transfer's TwiML, as the answer to a REFER's referUrl (the call update's, docs/transfers.md). Imported
+        here: only a REFER loads the call-control module, never the phone path's cold start."""
+        from millis_sip.adapters.call_control.twilio import transfer_twiml
+
+        return reply(200, transfer_twiml(plan), content_type="text/xml; charset=utf-8")
 
     def hang_up(self, *, speak: bool) -> Response:
         return self._answers.farewell() if speak else self._answers.hang_up()
@@ -267,6 +288,7 @@ class SignalWireOutbound(TwilioOutbound):
 
     answer_path = SIGNALWIRE_OUTBOUND_ANSWER_PATH
     status_path = SIGNALWIRE_OUTBOUND_STATUS_PATH
+    refer_path = None  # SignalWire documents no referUrl
 
     def carrier_call_id(self, fields: Fields) -> str | None:
         return fields.read("CallSid", SIGNALWIRE_CALL_SID)
@@ -283,6 +305,7 @@ TWILIO = Carrier(
     also=(SIGNALWIRE_SIGNATURE_HEADER, "signalwire"),  # SignalWire LaML reaches the same routes
     outbound=lambda settings: TwilioOutbound(settings.messages),
     transfers=True,
+    refer_path=REFER_PATH,
 )
 
 

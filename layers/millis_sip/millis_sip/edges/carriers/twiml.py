@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from urllib.parse import urlencode
 
 from millis_sip.apigw import Request, reply
 from millis_sip.core.router import Challenge, InboundCall, Routed
@@ -34,16 +35,19 @@ DIAL_OUTCOMES = {
 class TwimlAnswers:
     """TwiML answers for one request: ``answer_url`` and ``status_url`` are where the carrier comes back."""
 
-    def __init__(self, messages: Messages, *, answer_url: str, status_url: str) -> None:
+    def __init__(self, messages: Messages, *, answer_url: str, status_url: str, refer_url: str | None = None) -> None:
         self._messages = messages
         self._answer_url = answer_url
         self._status_url = status_url
+        self._refer_url = refer_url  # where a REFER from the Millis leg is asked about (Twilio's referUrl)
 
     def dial(self, routed: Routed[SipUri], headers: Mapping[str, str], call: InboundCall, query: str) -> Response:
         action = self._status_url + (f"?{query}" if query else "")
         attributes = {"answerOnBridge": "true", "action": action, "method": "POST"}
         if call.caller is not None:
             attributes["callerId"] = call.caller  # the caller's number (E.164) reaches Millis as From
+        if self._refer_url is not None:
+            attributes |= refer_attributes(self._refer_url, headers)
         dial = ET.Element("Dial", attributes)
         ET.SubElement(dial, "Sip").text = with_uri_headers(str(routed.placement), headers, limit=MAX_SIP_URI)
         return document(dial)
@@ -92,6 +96,13 @@ class TwimlAnswers:
         return say
 
 
+def refer_attributes(refer_url: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """A <Dial>'s ``referUrl`` (Twilio requests it when the dialed SIP leg sends REFER; without it the REFER fails
+    with error 13802) naming the Millis call the leg is, and its method."""
+    call_id = headers.get("X-Millis-Call-Id", "")
+    return {"referUrl": f"{refer_url}?{urlencode({'call': call_id})}", "referMethod": "POST"}
+
+
 def document(*verbs: ET.Element) -> Response:
     root = ET.Element("Response")
     root.extend(verbs)
@@ -106,6 +117,7 @@ class TwimlWebhooks(CarrierWebhooks):
 
     voice_path: str
     status_path: str
+    refer_path: str | None = None  # the <Dial>'s referUrl route (Twilio), None: the dialect has none
 
     def report(self, fields: Fields, request: Request) -> DialReport:
         outcome = fields.meaning("DialCallStatus", DIAL_OUTCOMES)
@@ -118,4 +130,5 @@ class TwimlWebhooks(CarrierWebhooks):
             self._messages,
             answer_url=route_url(request.url, own, self.voice_path),
             status_url=route_url(request.url, own, self.status_path),
+            refer_url=route_url(request.url, own, self.refer_path) if self.refer_path else None,
         )

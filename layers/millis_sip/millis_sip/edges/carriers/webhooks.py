@@ -202,3 +202,6 @@ class Carrier:
     # The carrier moves a call to a URL, not to a document given inline (Plivo's aleg_url): the stack serves the
     # transfer's call document at /carriers/{name}/transfer/answer (the dialect's ``transfer``).
     transfer_answer: bool = False
+    # The route the carrier asks when the Millis leg of a call sends SIP REFER (Twilio's <Dial referUrl>): the
+    # stack answers a dial to the target, or refuses (docs/transfers.md, "By SIP REFER"). None: the carrier has none.
+    refer_path: str | None = None
