@@ -24,7 +24,7 @@ from millis_sip.edges.carriers.outbound import OutboundWebhooks
 from millis_sip.edges.carriers.registry import CARRIERS
 from millis_sip.edges.carriers.transfer import ReferWebhooks, TransferWebhooks, transfer_answer_path, transfer_paths
 from millis_sip.edges.sip_servers import CARRIER as SIP_SERVER
-from millis_sip.edges.sip_servers import ROUTE_PATH, SipServerRoute
+from millis_sip.edges.sip_servers import REFER_PATH, REFER_STATUS_PATH, ROUTE_PATH, SipServerRefer, SipServerRoute
 from millis_sip.observability import batched_metrics, correlate, emf_metrics, logger, tracer
 from millis_sip.patience import PATIENCE, Patience
 from millis_sip.wiring import call_path
@@ -97,6 +97,9 @@ def build() -> tuple[Inbound, snapstart.Hooks]:
     routes[("GET", ROUTE_PATH)] = Route(
         SipServerRoute(path.router, metrics=emf_metrics), unavailable, PATIENCE[SIP_SERVER]
     )
+    refer = SipServerRefer(path.refers, path.transfers)  # the Millis leg's REFER, asked about by the SIP server
+    routes[("GET", REFER_PATH)] = Route(refer.refer, unavailable, PATIENCE[SIP_SERVER])
+    routes[("GET", REFER_STATUS_PATH)] = Route(refer.status, unavailable, PATIENCE[SIP_SERVER])
     built = Inbound(routes, inbound, path.dynamodb, path.gateway, path.store)
     return built, path.hooks(*credentials.values())
 

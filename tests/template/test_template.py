@@ -207,7 +207,8 @@ def test_sip_servers_have_a_key_of_their_own_in_a_usage_plan_of_their_own_on_the
     assert stage == {
         "ApiId": {"Ref": "MillisApi"},
         "Stage": {"Ref": "MillisApi.Stage"},
-        "Throttle": {"/route/GET": limits},
+        # GET /route and the REFER routes a SIP server asks (docs/sip-servers.md, "REFER")
+        "Throttle": {"/route/GET": limits, "/route/refer/GET": limits, "/route/refer/status/GET": limits},
     }
     # Every other method answers the key 403 from ApiFunction, each an invocation: the plan bounds those too.
     assert plan["Properties"]["Throttle"] == limits
@@ -218,8 +219,9 @@ def test_sip_servers_have_a_key_of_their_own_in_a_usage_plan_of_their_own_on_the
         "KeyType": "API_KEY",
         "UsagePlanId": {"Ref": "SipServerUsagePlan"},
     }
-    # The throttled method is the SIP servers' route, which takes an API key.
-    assert ("GET", "/route") in set(api_routes("InboundFunction")) - routes_without_api_key("InboundFunction")
+    # The throttled methods are the SIP servers' routes, which take an API key.
+    keyed = set(api_routes("InboundFunction")) - routes_without_api_key("InboundFunction")
+    assert {("GET", "/route"), ("GET", "/route/refer"), ("GET", "/route/refer/status")} == keyed
     for name, default in (("SipServerThrottleRateLimit", 20), ("SipServerThrottleBurstLimit", 40)):
         parameter = template["Parameters"][name]
         assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", default, 1), name

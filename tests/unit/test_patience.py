@@ -55,6 +55,8 @@ ROUTES = [
     ("POST", plivo.OUTBOUND_ANSWER_PATH, "plivo"),
     ("POST", plivo.OUTBOUND_STATUS_PATH, "plivo"),
     ("GET", ROUTE_PATH, "sip"),
+    ("GET", "/route/refer", "sip"),
+    ("GET", "/route/refer/status", "sip"),
 ]
 
 

@@ -35,7 +35,15 @@ from millis_sip.core.errors import (
     TransferUnavailable,
 )
 from millis_sip.core.keys import StackKeys
-from millis_sip.core.ports import Clock, NumberRoutes, Parallel, in_sequence, within_store_budget
+from millis_sip.core.ports import (
+    Clock,
+    NumberRoutes,
+    Parallel,
+    TransactionMark,
+    in_sequence,
+    transaction_key,
+    within_store_budget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +140,8 @@ class TransferStore(Protocol):
         """Close the call's transfer under way as ``status``; False when none was under way."""
         ...
 
+    def transaction_mark(self, key: str) -> TransactionMark | None: ...
+
 
 class CallTransfers:
     """Transferring live calls (the management API's use case)."""
@@ -214,6 +224,16 @@ class CallTransfers:
         log.info("Transfer asked by REFER", extra={"call_id": call_id, "carrier": carrier, "to": _masked(target)})
         return moving, plan
 
+    def refer_on_leg(
+        self, carrier: str, call_ref: str, refer_to: str, *, urls: TransferUrls
+    ) -> tuple[CallRecord, TransferPlan]:
+        """A REFER on the phone call ``call_ref`` of ``carrier`` (a SIP server's Call-ID): the call it was routed
+        to, then ``refer``."""
+        call_id = call_on_leg(self._store, carrier, call_ref)
+        if call_id is None:
+            raise CallNotFound(f"No call routed for {carrier} call {call_ref[:64]!r}.")
+        return self.refer(call_id, refer_to, carrier=carrier, urls=urls, legs={call_ref})
+
     def _check(self, record: CallRecord, target: str) -> None:
         """The guards every transfer passes before anything is written or sent: a live call, an allowed target."""
         leg = record.carrier_call_id or record.transaction_id  # the caller's leg at the carrier
@@ -270,6 +290,16 @@ class CallTransfers:
             answer_url=urls.transfer_answer_url(carrier, call_id, token),
         )
         return moving, plan
+
+
+def call_on_leg(store: TransferStore, carrier: str, call_ref: str) -> str | None:
+    """The Millis call a phone call of ``carrier`` was routed to: its last attempt's (a failover's), else its
+    first's."""
+    for attempt in (2, 1):
+        mark = store.transaction_mark(transaction_key(carrier, call_ref, attempt))
+        if mark is not None and mark.millis_call_id:
+            return mark.millis_call_id
+    return None
 
 
 def _carrier(record: CallRecord) -> str | None:
@@ -353,6 +383,17 @@ class TransferReports:
         if record is None or record.transfer_status is None:
             return None
         return record if _carrier(record) == carrier else None
+
+    def find_on_leg(self, carrier: str, call_ref: str, *, deadline: float) -> CallRecord | None:
+        """The call with a transfer that the phone call ``call_ref`` of ``carrier`` was routed to."""
+        try:
+            call_id = within_store_budget(
+                self.parallel, self.clock, deadline, lambda: call_on_leg(self.store, carrier, call_ref)
+            )
+        except StoreUnavailable as exc:
+            log.error("Cannot read the REFER's call", extra={"error": str(exc)})
+            return None
+        return None if call_id is None else self.find(call_id, carrier, deadline=deadline)
 
     def ended(self, record: CallRecord, *, connected: bool, deadline: float) -> bool:
         status = TransferStatus.CONNECTED if connected else TransferStatus.FAILED

@@ -33,6 +33,14 @@ from typing import Any
 
 from millis_sip.apigw import Request, reply
 from millis_sip.core.calls import TOKEN
+from millis_sip.core.errors import (
+    BridgeError,
+    CallNotFound,
+    CallNotTransferable,
+    StoreUnavailable,
+    TransferInProgress,
+    TransferTargetNotAllowed,
+)
 from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import Metrics
 from millis_sip.core.router import (
@@ -47,6 +55,7 @@ from millis_sip.core.router import (
     Refused,
 )
 from millis_sip.core.sip import bridge_headers, with_uri_headers
+from millis_sip.core.transfer import CallTransfers, TransferReports
 from millis_sip.observability import logger
 
 ROUTE_PATH = "/route"
@@ -160,3 +169,94 @@ def _answer(status: int, text: bool, body: dict[str, Any], *, retry: bool = Fals
             status, f"{body.get('error', '')}: {body.get('reason') or body.get('message', '')}\n", headers=headers
         )
     return reply(status, json.dumps(body, separators=(",", ":")), content_type="application/json", headers=headers)
+
+
+# --- transfers the agent asks for with SIP REFER (docs/sip-servers.md, "REFER") ----------------------------
+
+REFER_PATH = "/route/refer"
+REFER_STATUS_PATH = "/route/refer/status"
+MAX_REFER_TO = 1024
+_SIP_STATUS = frozenset(str(code) for code in range(100, 700))
+# The answer to a refused REFER, by the guard that refused it: the status, and the error word.
+_REFER_REFUSALS: tuple[tuple[type[BridgeError], int], ...] = (
+    (TransferTargetNotAllowed, 403),
+    (CallNotFound, 404),
+    (CallNotTransferable, 409),
+    (TransferInProgress, 409),
+)
+
+
+class _NoUrls:
+    """A SIP server carries the transfer out itself (it relays the REFER): it is given no URL."""
+
+    def transfer_status_url(self, carrier: str, call_id: str, token: str) -> str:
+        return ""
+
+    def transfer_whisper_url(self, carrier: str, call_id: str, token: str) -> str:
+        return ""
+
+    def transfer_answer_url(self, carrier: str, call_id: str, token: str) -> str:
+        return ""
+
+
+class SipServerRefer:
+    """``GET /route/refer?call=<the server's call id>&to=<Refer-To>``: the Millis leg of a call the server routed
+    sent SIP REFER. 200: relay it (the one-line body is the target as the stack reads it); 403
+    ``transfer_target_not_allowed``, 404 ``call_not_found``, 409 ``call_not_transferable`` or
+    ``transfer_in_progress``: answer the REFER yourself with a failure, the call stays with the agent.
+    ``GET /route/refer/status?call=...&code=<status>``: the transfer's outcome, the final status of the REFER's
+    NOTIFY (its message/sipfrag) or of the REFER itself: 2xx connected, 300-699 failed; 1xx noted, nothing
+    changes."""
+
+    def __init__(self, refers: CallTransfers, reports: TransferReports) -> None:
+        self._refers = refers
+        self._reports = reports
+
+    def refer(self, request: Request, deadline: float) -> dict[str, Any]:
+        text = request.wants_text()
+        query, problem = _refer_query(request.query_pairs, ("call", "to"))
+        if problem:
+            return _answer(400, text, {"error": "invalid_request", "message": problem})
+        try:
+            _, plan = self._refers.refer_on_leg(CARRIER, query["call"], query["to"], urls=_NoUrls())
+        except StoreUnavailable:
+            return _answer(503, text, {"error": "unavailable", "message": "the call cannot be read now"}, retry=True)
+        except BridgeError as exc:
+            status = next((code for kind, code in _REFER_REFUSALS if isinstance(exc, kind)), None)
+            if status is None:
+                raise
+            logger.info("Refused a SIP server's REFER", extra={"error": exc.code})
+            return _answer(status, text, {"error": exc.code, "message": str(exc)})
+        if text:
+            return reply(200, plan.to + "\n")
+        return _answer(200, False, {"call_id": plan.call_id, "to": plan.to})
+
+    def status(self, request: Request, deadline: float) -> dict[str, Any]:
+        text = request.wants_text()
+        query, problem = _refer_query(request.query_pairs, ("call", "code"))
+        if problem or query["code"] not in _SIP_STATUS:
+            message = problem or "code must be a SIP status code (100-699)"
+            return _answer(400, text, {"error": "invalid_request", "message": message})
+        record = self._reports.find_on_leg(CARRIER, query["call"], deadline=deadline)
+        if record is None or record.transfer_status != "in_progress":
+            return _answer(404, text, {"error": "call_not_found", "message": "no transfer under way for this call"})
+        code = int(query["code"])
+        if code >= 200:
+            self._reports.ended(record, connected=code < 300, deadline=deadline)
+        outcome = "noted" if code < 200 else ("connected" if code < 300 else "failed")
+        return reply(200, outcome + "\n") if text else _answer(200, False, {"transfer": outcome})
+
+
+def _refer_query(pairs: Sequence[tuple[str, str]], names: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    """The REFER route's query: exactly ``names``, each once; else why not."""
+    given = [name for name, _ in pairs]
+    if sorted(given) != sorted(names):
+        return {}, f"the query is {' and '.join(names)}, each once"
+    query = dict(pairs)
+    if not TOKEN.match(query["call"]):
+        return query, "call (the server's call id, e.g. the SIP Call-ID) is required: 1-128 visible characters"
+    for name in names[1:]:
+        value = query[name]
+        if not value or len(value) > MAX_REFER_TO or not _PRINTABLE.issuperset(value):
+            return query, f"{name} must be 1-{MAX_REFER_TO} printable ASCII characters"
+    return query, ""
