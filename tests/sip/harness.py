@@ -575,12 +575,13 @@ class SipHarness:
         config_via: str = "args",
         uas_port: int | None = None,
         kamailio_port: int | None = None,
+        uas_scenario: Path = SCENARIOS / "uas.xml",
     ) -> None:
         """Ports are chosen here (free loopback ones unless given), so `uas_port` / `millis_uri()` can be handed to
         whatever answers the route before start()."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.uas = SippUas(workdir, port=uas_port)
+        self.uas = SippUas(workdir, port=uas_port, scenario=uas_scenario)
         self.kamailio = Kamailio(
             workdir,
             route_base_url.rstrip("/"),
@@ -660,14 +661,20 @@ class SipHarness:
         transport: str = "udp",
         cancel_after_ms: int | None = None,
         timeout_s: int = 15,
+        refer_to: str | None = None,
+        refer_outcome: str = "200 OK",
     ) -> CallResult:
         """A carrier call to `to` from `from_` through Kamailio. `expect` is the final answer the scenario waits
         for: 200 (then ACK, `talk_ms` of talk, BYE), or an error status (then ACK). `cancel_after_ms`: CANCEL
-        that long after the 100 Trying and expect 487. `transport`: "udp" or "tcp" between carrier and proxy."""
+        that long after the 100 Trying and expect 487. `transport`: "udp" or "tcp" between carrier and proxy.
+        `refer_to`: the agent sends REFER there once the call is up (the harness's UAS must run
+        scenarios/uas_refer.xml); a relayed REFER is taken and its outcome NOTIFYed as `refer_outcome`."""
         self._calls += 1
         n = self._calls
         call_id = call_id or f"{uuid.uuid4().hex}@carrier.test"
-        if cancel_after_ms is not None:
+        if refer_to is not None:  # the agent (a UAS running scenarios/uas_refer.xml) sends REFER to refer_to
+            scenario = self._render("uac_refer.xml", n, REFER_TO=refer_to, OUTCOME=refer_outcome)
+        elif cancel_after_ms is not None:
             scenario = self._render("uac_cancel.xml", n, CANCEL_AFTER_MS=str(cancel_after_ms))
         elif expect == 200:
             scenario = SCENARIOS / "uac.xml"

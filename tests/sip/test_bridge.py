@@ -17,7 +17,7 @@ from dev.millis_simulator import MillisSimulator
 from millis_sip.adapters.dynamodb.store import DynamoCallStore
 from millis_sip.core.calls import CallStatus
 from millis_sip.core.ports import transaction_key
-from tests.sip.harness import SipHarness, iter_headers
+from tests.sip.harness import SCENARIOS, SipHarness, iter_headers
 from tests.support.rig import STACK_KEYS, TABLE
 
 pytestmark = pytest.mark.integration
@@ -77,3 +77,75 @@ def test_a_second_call_to_the_same_number_gets_its_own_millis_call(bridge: SipHa
     assert first_uri != second_uri
     [invite] = bridge.received_invites()
     assert invite.request_uri == second_uri
+
+
+# --- the agent asks for a transfer with SIP REFER (examples/kamailio: route[REFER]) -------------------------
+
+REFER_DIALED = "+15705550120"
+
+
+@pytest.fixture
+def refer_bridge(
+    sip_tools: None,
+    make_inbound: Callable[..., ModuleType],
+    sim: MillisSimulator,
+    tmp_path: Path,
+) -> Iterator[SipHarness]:
+    """As ``bridge``, with the Millis stand-in's agent sending REFER (scenarios/uas_refer.xml) and the stack
+    allowing transfers to +1415555 numbers and sip:pbx.example.com."""
+    inbound = make_inbound(TRANSFER_ALLOWED_TARGETS="+1415555,sip:pbx.example.com")
+    with LocalApi(
+        lambda e, c: e, api_key=API_KEY, port=0, functions={"InboundFunction": inbound.lambda_handler}
+    ) as api:
+        harness = SipHarness(
+            api.url, API_KEY, tmp_path / "sip", http_timeout=5, uas_scenario=SCENARIOS / "uas_refer.xml"
+        )
+        where = f"{harness.uas_host}:{harness.uas_port}"
+        sim.sip_hosts = {"us-west": where, "eu-west": where}
+        with harness:
+            yield harness
+
+
+def transfer_of(dynamodb: Any, millis_id: str) -> tuple[str | None, str | None, str | None]:
+    record = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS).get(millis_id)
+    assert record is not None
+    return record.transfer_to, record.transfer_by, record.transfer_status
+
+
+def test_an_allowed_refer_is_relayed_to_the_carrier_and_its_notify_closes_the_transfer(
+    refer_bridge: SipHarness, sim: MillisSimulator, dynamodb: Any
+) -> None:
+    result = refer_bridge.place_call(REFER_DIALED, CALLER, refer_to="<tel:+14155550199>")
+
+    assert result.ok, refer_bridge.diagnostics()
+    [(millis_id, _)] = sim.issued
+    carrier_got = [m.method for m in result.messages if m.direction == "received" and m.is_request]
+    assert carrier_got == ["REFER"], carrier_got  # relayed to the carrier, which carried it out
+    agent_got = [m for m in refer_bridge.received_messages() if m.is_request]
+    assert [m.method for m in agent_got] == ["INVITE", "ACK", "NOTIFY", "BYE"]
+    assert transfer_of(dynamodb, millis_id) == ("+14155550199", "refer", "connected")
+
+
+def test_a_refer_to_a_target_not_allowed_is_refused_by_the_proxy_and_the_call_goes_on(
+    refer_bridge: SipHarness, sim: MillisSimulator, dynamodb: Any
+) -> None:
+    result = refer_bridge.place_call(REFER_DIALED, CALLER, refer_to="<sip:desk@elsewhere.example>")
+
+    assert result.ok, refer_bridge.diagnostics()
+    [(millis_id, _)] = sim.issued
+    assert not [m for m in result.messages if m.direction == "received" and m.method == "REFER"]  # never relayed
+    answers = [m.status for m in refer_bridge.uas.messages() if m.direction == "received" and m.cseq_method == "REFER"]
+    assert answers == [403], answers
+    assert transfer_of(dynamodb, millis_id) == (None, None, None)
+
+
+def test_a_transfer_the_target_does_not_answer_is_recorded_failed(
+    refer_bridge: SipHarness, sim: MillisSimulator, dynamodb: Any
+) -> None:
+    result = refer_bridge.place_call(
+        REFER_DIALED, CALLER, refer_to="<sip:sales@pbx.example.com>", refer_outcome="486 Busy Here"
+    )
+
+    assert result.ok, refer_bridge.diagnostics()
+    [(millis_id, _)] = sim.issued
+    assert transfer_of(dynamodb, millis_id) == ("sip:sales@pbx.example.com", "refer", "failed")
