@@ -642,24 +642,27 @@ def test_one_transfer_at_a_time_and_only_of_a_live_call(store: Any) -> None:
         transfer_by="api",
         transfer_status="in_progress",
         transfer_summary="Wants to upgrade.",
+        transfer_announce="One moment.",
         transfer_requested_at=NOW,
     )
     assert store.begin_transfer(moving, live=LIVE)
     assert not store.begin_transfer(moving, live=LIVE)  # one under way
     stored = store.get(record.call_id)
     assert stored is not None
-    assert (stored.transfer_to, stored.transfer_mode, stored.transfer_status, stored.transfer_summary) == (
-        "+14155550199",
-        "warm",
-        "in_progress",
-        "Wants to upgrade.",
-    )
+    assert (
+        stored.transfer_to,
+        stored.transfer_mode,
+        stored.transfer_status,
+        stored.transfer_summary,
+        stored.transfer_announce,
+    ) == ("+14155550199", "warm", "in_progress", "Wants to upgrade.", "One moment.")
     assert store.end_transfer(record.call_id, "failed", ended_at=NOW)
     assert not store.end_transfer(record.call_id, "connected", ended_at=NOW)  # none under way now
-    again = replace(moving, transfer_summary=None, transfer_mode="cold")
+    again = replace(moving, transfer_summary=None, transfer_announce=None, transfer_mode="cold")
     assert store.begin_transfer(again, live=LIVE)  # the next one may start
     stored = store.get(record.call_id)
-    assert stored is not None and (stored.transfer_summary, stored.transfer_ended_at) == (None, None)
+    assert stored is not None
+    assert (stored.transfer_summary, stored.transfer_announce, stored.transfer_ended_at) == (None, None, None)
     over = call(status=CallStatus.ENDED)
     store.put_new(over)
     assert not store.begin_transfer(replace(over, transfer_status="in_progress", transfer_requested_at=NOW), live=LIVE)

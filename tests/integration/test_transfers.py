@@ -18,7 +18,14 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from dev.carrier_api import CallControlStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
+from dev.carrier_api import (
+    CallControlStandIn,
+    ChimeStandIn,
+    PlivoStandIn,
+    TelnyxStandIn,
+    TwilioStandIn,
+    VonageStandIn,
+)
 from dev.carrier_signing import LOCAL_KEYS, SignedCarrier
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
@@ -404,3 +411,109 @@ def test_a_refer_for_another_call_or_twice_is_refused(transfers: Transfers) -> N
     unsigned = transfers.http.post(url.removeprefix(transfers.server.url), data={"ReferTransferTarget": "<tel:+1>"})
     assert unsigned.status_code == 403
     assert call_id
+
+
+# --- Chime: UpdateSipMediaApplicationCall, then CALL_UPDATE_REQUESTED at the SIP media application ----------
+
+CHIME_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0aa"
+
+
+@pytest.fixture
+def chime_transfers(
+    make_api: Callable[..., ModuleType], make_sma: Callable[..., ModuleType], sim: MillisSimulator
+) -> Iterator[tuple[Transfers, Any]]:
+    """The API and SipMediaAppFunction, with a stand-in for the Chime SDK's call API that invokes the function
+    with the documented events (NEW_INBOUND_CALL, CALL_UPDATE_REQUESTED, the CallAndBridge results)."""
+    functions: dict[str, ModuleType] = {}
+    chime = ChimeStandIn(CHIME_APPLICATION, lambda e, c: functions["sma"].lambda_handler(e, c))
+    with chime.running():
+        server = LocalApi(lambda e, c: functions["api"].lambda_handler(e, c), api_key=API_KEY, port=0)
+        settings = {
+            "PUBLIC_BASE_URL": server.url,
+            "TRANSFER_ALLOWED_TARGETS": ALLOWED,
+            "OUTBOUND_ALLOWED_PREFIXES": "+1",
+            "CHIME_SIP_MEDIA_APPLICATION_ID": CHIME_APPLICATION,
+            "AWS_ENDPOINT_URL_CHIME_SDK_VOICE": chime.url,
+        }
+        functions["api"] = make_api(**settings)
+        functions["sma"] = make_sma(**settings)
+        with server:
+            yield Transfers(server, {"twilio": chime, "chime": chime}, sim), chime
+
+
+def chime_call(transfers: Transfers, chime: Any) -> tuple[str, Any]:
+    call = chime.ring_in("+14155550123", transfers.number)
+    assert "bridged" in call.events, call.events
+    record = transfers.http.get(f"/calls/{transfers.sim.issued[-1][0]}").json()
+    assert record["status"] == "bridged", record
+    return record["call_id"], call
+
+
+def test_a_chime_call_is_bridged_to_the_number_after_the_millis_leg_is_hung_up(
+    chime_transfers: tuple[Transfers, Any],
+) -> None:
+    transfers, chime = chime_transfers
+    call_id, call = chime_call(transfers, chime)
+    answer = transfers.transfer(call_id, to="+14155550199", announce="One moment.")
+    assert answer.status_code == 202, answer.text
+    [(method, _, fields)] = [r for r in chime.requests if r[1].endswith(f"/calls/{call.sid}")]
+    assert method == "POST" and fields["Arguments"]["millis_action"] == "transfer"
+    record = transfers.settled(call_id, "connected")
+    assert record["transfer"]["status"] == "connected", (record, call.events)
+    [(_, actions)] = [(sid, json.loads(a)) for sid, a in chime.redirects if sid == call.sid]
+    assert [a["Type"] for a in actions] == ["Hangup", "Speak", "CallAndBridge"]
+    hangup, said, bridge = actions
+    assert hangup["Parameters"]["ParticipantTag"] == "LEG-B" and said["Parameters"]["Text"] == "One moment."
+    assert bridge["Parameters"]["Endpoints"] == [{"BridgeEndpointType": "PSTN", "Uri": "+14155550199"}]
+    assert bridge["Parameters"]["CallerIdNumber"] == transfers.number  # the number the caller dialed: yours
+
+
+def test_a_chime_transfer_nobody_answers_ends_with_the_failure_message(chime_transfers: tuple[Transfers, Any]) -> None:
+    transfers, chime = chime_transfers
+    call_id, call = chime_call(transfers, chime)
+    assert transfers.transfer(call_id, to="+14155550000").status_code == 202
+    assert transfers.settled(call_id, "failed")["transfer"]["status"] == "failed"
+    deadline = time.monotonic() + 5
+    while not any(e.startswith("said:") for e in call.events) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "said: Speak,Hangup" in call.events, call.events  # the failure message, then the hang-up
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"to": "+14155550199", "mode": "warm", "summary": "Ana"}, "transfer_unavailable"),  # no whisper at Chime
+        ({"to": "sip:sales@pbx.example.com"}, "transfer_unavailable"),  # SIP only through a Voice Connector
+    ],
+)
+def test_what_chime_cannot_do_is_refused_before_anything_is_sent(
+    chime_transfers: tuple[Transfers, Any], body: dict[str, Any], error: str
+) -> None:
+    transfers, chime = chime_transfers
+    call_id, call = chime_call(transfers, chime)
+    answer = transfers.transfer(call_id, **body)
+    assert (answer.status_code, answer.json()["error"]) == (422, error), answer.text
+    assert not [r for r in chime.requests if r[1].endswith(f"/calls/{call.sid}")]
+    assert transfers.http.get(f"/calls/{call_id}").json()["transfer"] is None
+
+
+def test_a_placed_chime_call_is_transferred_by_its_transaction(chime_transfers: tuple[Transfers, Any]) -> None:
+    transfers, chime = chime_transfers
+    chime.pause = 0.6  # the person and the agent talk a while
+    route = transfers.http.put(
+        f"/numbers/{transfers.number}", json={"agent_id": "support-agent", "outbound_carriers": ["chime"]}
+    )
+    assert route.status_code == 200, route.text
+    placed = transfers.http.post(
+        "/calls/outbound", json={"to": "+14155550142", "from": transfers.number, "carrier": "chime"}
+    )
+    assert placed.status_code == 202, placed.text
+    call_id = placed.json()["call_id"]
+    deadline = time.monotonic() + 10
+    while transfers.http.get(f"/calls/{call_id}").json()["status"] != "bridged":
+        assert time.monotonic() < deadline, "the placed call was never bridged"
+        time.sleep(0.02)
+    assert transfers.transfer(call_id, to="+14155550199").status_code == 202
+    record = transfers.settled(call_id, "connected")
+    assert record["transfer"]["status"] == "connected", record
+    assert record["status"] == "bridged"  # moved while the agent had it, not after the call ended

@@ -264,6 +264,7 @@ class MemoryStore:
                 transfer_by=record.transfer_by,
                 transfer_status=record.transfer_status,
                 transfer_summary=record.transfer_summary,
+                transfer_announce=record.transfer_announce,
                 transfer_requested_at=record.transfer_requested_at,
                 transfer_ended_at=None,
             )
