@@ -613,6 +613,28 @@ def transfer_script(base_url: str, steps: Steps) -> None:
             print(json.dumps(record.get("transfer"), indent=2))
             status = (record.get("transfer") or {}).get("status")
             step.expect(status == "connected", f"transfer {status} (expected connected)")
+        # A SIP server's call whose agent sends SIP REFER: the server asks before it relays it, then reports how it
+        # went (examples/kamailio does both; docs/sip-servers.md, "REFER").
+        sip_call = {"to": SUPPORT_NUMBER, "from": "+14155550165", "call": "refer-demo-1@pbx.example"}
+        with steps.step("A SIP server's call reaches the support agent (GET /route)") as step:
+            routed = http.get("/route", params=sip_call, headers={"Accept": "text/plain"})
+            step.show(routed)
+            step.expect_status(routed, 200)
+        with steps.step("Its agent sends REFER: may the server relay it? (GET /route/refer)") as step:
+            refer = {"call": sip_call["call"], "to": f"<tel:{TRANSFER_TARGET}>"}
+            allowed = http.get("/route/refer", params=refer, headers={"Accept": "text/plain"})
+            step.show(allowed)
+            if step.expect_status(allowed, 200):
+                step.expect(allowed.text.strip() == TRANSFER_TARGET, f"target {allowed.text.strip()!r}")
+        with steps.step("The carrier's NOTIFY says the person answered (GET /route/refer/status)") as step:
+            told = http.get(
+                "/route/refer/status",
+                params={"call": sip_call["call"], "code": "200"},
+                headers={"Accept": "text/plain"},
+            )
+            step.show(told)
+            if step.expect_status(told, 200):
+                step.expect(told.text.strip() == "connected", f"answered {told.text.strip()!r}")
 
 
 def vonage_application_key() -> tuple[str, Any]:
@@ -736,7 +758,12 @@ def local_stack(port: int, verbose: bool) -> Iterator[tuple[LocalApi, MillisSimu
         os.environ.update(outbound)
         handler = functions["api"] = load_function("api_handler")
         # The call path: the carriers' webhooks and GET /route, signed for the URL the local API is reached at.
-        inbound = {"PUBLIC_BASE_URL": api.url, **LOCAL_KEYS.env(), **DEMO_PHONE}
+        inbound = {
+            "PUBLIC_BASE_URL": api.url,
+            "TRANSFER_ALLOWED_TARGETS": TRANSFER_TARGET,
+            **LOCAL_KEYS.env(),
+            **DEMO_PHONE,
+        }
         os.environ.update(inbound)
         functions["inbound"] = load_function("inbound_handler")
         for name in {**inbound, **outbound}:
@@ -803,7 +830,7 @@ def main() -> int:
                 what += (
                     "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
                     f"; placed outbound calls through {', '.join(OUTBOUND_CARRIERS.values())}"
-                    "; transferred a call to a person"
+                    "; transferred a carrier's call and a SIP server's (REFER) to a person"
                 )
             print(f"\n{steps.summary(what)}")
             if sim is None and not steps.ok:

@@ -51,7 +51,7 @@ def test_the_demo_runs_the_http_and_the_phone_call_script_without_the_serve_port
     assert (
         "Demo OK: registered, read back and looked up a call; bridged phone calls from Chime, Twilio, Telnyx, "
         "Vonage, Plivo and a SIP server; placed outbound calls through Twilio, SignalWire, Telnyx, Vonage, Plivo, "
-        "Chime; transferred a call to a person." in result.stdout
+        "Chime; transferred a carrier's call and a SIP server's (REFER) to a person." in result.stdout
     )
     assert "NEW_INBOUND_CALL -> CallAndBridge" in result.stdout
     assert f":{taken_port}" not in result.stdout
