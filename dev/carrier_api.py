@@ -902,67 +902,15 @@ class ChimeStandIn(CallControlStandIn):
             found = self.calls.get(path.removeprefix(f"{calls}/"))
             if found is None or "hung up" in found.events:
                 return 404, {"Code": "NotFoundException", "Message": "The transaction is over"}
-            arguments = fields.get("Arguments", {})
-            if arguments.get("millis_action") == "transfer":  # Chime invokes the application on its own time
-                played = threading.Thread(target=self._play_transfer, args=(found, arguments), daemon=True)
-                self._threads.append(played)
-                played.start()
-                return 202, {"SipMediaApplicationCall": {"TransactionId": found.sid}}
             answer = self._invoke(
                 found,
                 "CALL_UPDATE_REQUESTED",
-                action={"Type": "CallUpdateRequest", "Parameters": {"Arguments": arguments}},
+                action={"Type": "CallUpdateRequest", "Parameters": {"Arguments": fields.get("Arguments", {})}},
             )
             if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
                 found.canceled.set()
             return 202, {"SipMediaApplicationCall": {"TransactionId": found.sid}}
         return 404, {"Code": "NotFoundException", "Message": path}
-
-    def ring_in(self, caller: str, dialed: str) -> PlacedCall:
-        """A caller rings your Chime number: NEW_INBOUND_CALL, and the CallAndBridge to Millis it is answered with
-        succeeds (ACTION_SUCCESSFUL), as Chime reports them. The call, bridged to its agent."""
-        tx = str(uuid.uuid4())
-        call = PlacedCall(
-            tx, {"FromPhoneNumber": caller, "ToPhoneNumber": dialed, "To": dialed, "direction": "Inbound"}
-        )
-        self.calls[tx] = call
-        answer = self._invoke(call, "NEW_INBOUND_CALL")
-        bridge = next((a for a in answer.get("Actions", []) if a["Type"] == "CallAndBridge"), None)
-        if bridge is None:
-            call.events.append("not bridged")
-            return call
-        call.request["bridged_to"] = bridge["Parameters"]["Endpoints"][0]["Uri"]
-        self._invoke(call, "ACTION_SUCCESSFUL", action=bridge, agent="Connected")
-        call.events.append("bridged")
-        return call
-
-    def _play_transfer(self, call: PlacedCall, arguments: dict[str, str]) -> None:
-        """CALL_UPDATE_REQUESTED with the transfer's Arguments; the application hangs the agent's leg up and
-        bridges the caller to the target; Chime reports the bridge (numbers ending 0000 do not answer)."""
-        call.events.append("redirected")
-        answer = self._invoke(
-            call,
-            "CALL_UPDATE_REQUESTED",
-            action={"Type": "CallUpdateRequest", "Parameters": {"Arguments": arguments}},
-            agent="Connected",
-        )
-        bridge = next((a for a in answer.get("Actions", []) if a["Type"] == "CallAndBridge"), None)
-        self.redirects.append((call.sid, json.dumps(answer.get("Actions", []))))
-        if bridge is None:
-            call.events.append("transfer not acted on")
-            return
-        target = bridge["Parameters"]["Endpoints"][0]["Uri"]
-        old_leg = call.request.pop("leg_b", None)  # the agent's leg is gone; the target's is the new LEG-B
-        call.request["bridged_to"] = target
-        time.sleep(self.pause)
-        if target.endswith("0000"):
-            call.events.append(f"transfer to {target}: no answer")
-            failed = {**bridge, "ErrorType": "CallNotAnswered", "ErrorMessage": "Call not answered"}
-            answer = self._invoke(call, "ACTION_FAILED", action=failed, agent="Disconnected")
-            call.events.append("said: " + ",".join(a["Type"] for a in answer.get("Actions", [])))
-            return
-        self._invoke(call, "ACTION_SUCCESSFUL", action=bridge, agent="Connected")
-        call.events.append(f"transferred to {target} (the agent's leg {old_leg} hung up)")
 
     # --- the invocations ------------------------------------------------------------------------------
 
@@ -973,7 +921,7 @@ class ChimeStandIn(CallControlStandIn):
                 "ParticipantTag": "LEG-A",
                 "To": call.request["ToPhoneNumber"],
                 "From": call.request["FromPhoneNumber"],
-                "Direction": call.request.get("direction", "Outbound"),
+                "Direction": "Outbound",
                 "StartTimeInMilliseconds": str(int(time.time() * 1000)),
                 "Status": person,
             }
@@ -1063,8 +1011,6 @@ class ChimeStandIn(CallControlStandIn):
         success = {"Type": "CallAndBridge", "Parameters": bridge["Parameters"]}
         self._invoke(call, "ACTION_SUCCESSFUL", action=success, agent="Connected")
         time.sleep(self.pause)
-        if "redirected" in call.events:  # transferred meanwhile: the agent's leg is gone already
-            return
         # The agent hangs up at the end of the conversation; the function hangs the person up.
         gone = {"Type": "Hangup", "Parameters": {"CallId": call.request["leg_b"], "ParticipantTag": "LEG-B"}}
         answer = self._invoke(call, "HANGUP", action=gone, agent="Disconnected")

@@ -37,9 +37,7 @@ def build() -> tuple[Sma, snapstart.Hooks]:
     if not chime.routes:
         logger.warning("No Voice Connector is configured: every phone call will be released without an agent")
     path = call_path(Settings.from_env())
-    app = SipMediaApp(
-        path.router, path.calls, chime, metrics=emf_metrics, outbound=path.outbound, transfers=path.transfers
-    )
+    app = SipMediaApp(path.router, path.calls, chime, metrics=emf_metrics, outbound=path.outbound)
     sma = Sma(app, chime, path.dynamodb, path.gateway, path.store)
     return sma, path.hooks()
 

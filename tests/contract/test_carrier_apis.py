@@ -439,35 +439,6 @@ def test_chimes_errors_are_mapped_as_for_every_carrier(code: str, status: int, e
     assert raised.value.carrier_code == code  # type: ignore[attr-defined]
 
 
-def test_a_chime_transfer_asks_the_sip_media_application_with_parameters_botocores_model_accepts() -> None:
-    dialer, stubber = chime_stubbed()
-    tx = "8c9372d0-e766-4890-823a-32ca8403201a"
-    plan = TransferPlan(
-        "call-1",
-        tx,
-        "+14155550199",
-        TransferMode.COLD,
-        "One moment.",
-        None,
-        "https://bridge.example/carriers/chime/transfer/status?call=call-1&token=t",
-        "https://bridge.example/carriers/chime/transfer/whisper?call=call-1&token=t",
-        caller_id="+15055550100",
-    )
-    stubber.add_response(
-        "update_sip_media_application_call",
-        {"SipMediaApplicationCall": {"TransactionId": tx}},
-        {
-            "SipMediaApplicationId": SMA,
-            "TransactionId": tx,
-            "Arguments": {"millis_action": "transfer", "transfer_to": "+14155550199", "caller_id": "+15055550100"},
-        },
-    )
-    with stubber:
-        dialer.transfer(plan, budget=10)
-    stubber.assert_no_pending_responses()
-    assert not dialer.whispers and not dialer.sip_targets  # the API refuses those for Chime before asking
-
-
 def test_a_chime_cancel_of_a_transaction_that_is_over_is_nothing_to_do() -> None:
     dialer, stubber = chime_stubbed()
     stubber.add_client_error(

@@ -19,7 +19,6 @@ from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations, hash_pin
 from millis_sip.core.router import CallRouter
 from millis_sip.core.sip import parse_sip_uri
-from millis_sip.core.transfer import TransferReports
 from millis_sip.edges.chime.app import SipMediaApp
 from millis_sip.edges.chime.events import SmaEvent
 from millis_sip.messages import Messages
@@ -73,9 +72,7 @@ def make_app(
     )
     calls = PhoneCalls(store, clock=clock, ttl_seconds=3600)
     outbound = OutboundAnswers(store, clock=clock, ttl_seconds=3600)
-    transfers = TransferReports(store, clock=clock)
-    app = SipMediaApp(router, calls, chime, metrics=NoMetrics(), outbound=outbound, transfers=transfers)
-    return app, gateway, store, clock
+    return SipMediaApp(router, calls, chime, metrics=NoMetrics(), outbound=outbound), gateway, store, clock
 
 
 def answer(app: SipMediaApp, event: dict[str, Any] | object, clock: Clock) -> dict[str, Any]:

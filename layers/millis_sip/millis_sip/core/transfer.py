@@ -183,12 +183,6 @@ class CallTransfers:
             raise TransferUnavailable(
                 f"Calls through {carrier} cannot be transferred by the stack (docs/transfers.md, 'Which carriers')."
             )
-        if request.mode is TransferMode.WARM and not getattr(transferer, "whispers", True):
-            raise TransferUnavailable(
-                f"{carrier} joins the person as they answer, with no whisper first: transfer its calls cold."
-            )
-        if not request.to.startswith("+") and not getattr(transferer, "sip_targets", True):
-            raise TransferUnavailable(f"{carrier} transfers its calls to phone numbers only, not to SIP addresses.")
         moving, plan = self._begin(record, request, carrier, urls)
         try:
             transferer.transfer(plan, budget=budget)

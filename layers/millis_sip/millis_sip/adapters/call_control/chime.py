@@ -1,10 +1,9 @@
 """Amazon Chime SDK PSTN audio: ``CreateSipMediaApplicationCall`` places a call from a phone number of the account
 through the stack's SIP media application, which then gets ``NEW_OUTBOUND_CALL``, ``RINGING`` and
 ``CALL_ANSWERED`` and bridges the person to Millis through the Voice Connector, as it bridges inbound calls
-(edges/chime/outbound.py). ``UpdateSipMediaApplicationCall`` asks it to hang up a call not answered yet, or to
-transfer a live call to a person (it gets ``CALL_UPDATE_REQUESTED``). The parameters are validated against
-botocore's model of ``chime-sdk-voice`` in the tests (``Stubber``). The client is made on the first call placed,
-never at the function's start."""
+(edges/chime/outbound.py). ``UpdateSipMediaApplicationCall`` asks it to hang up a call not answered yet (it gets
+``CALL_UPDATE_REQUESTED``). The parameters are validated against botocore's model of ``chime-sdk-voice`` in the
+tests (``Stubber``). The client is made on the first call placed, never at the function's start."""
 
 from __future__ import annotations
 
@@ -18,11 +17,9 @@ from millis_sip.core.errors import (
     CarrierUnavailable,
 )
 from millis_sip.core.ports import PlaceCall, Placed
-from millis_sip.core.transfer import TransferPlan
 
 CALL_ARGUMENT = "millis_call_id"  # the ArgumentsMap key the SIP media application finds its record by
-ACTION_ARGUMENT, CANCEL, TRANSFER = "millis_action", "cancel", "transfer"  # UpdateSipMediaApplicationCall's Arguments
-TARGET_ARGUMENT, CALLER_ID_ARGUMENT = "transfer_to", "caller_id"  # a transfer's (edges/chime/transfer.py)
+ACTION_ARGUMENT, CANCEL = "millis_action", "cancel"  # UpdateSipMediaApplicationCall's Arguments
 _REJECTED = {"ForbiddenException", "UnauthorizedClientException", "AccessDeniedException"}
 _UNAVAILABLE = {"ThrottledClientException", "ServiceUnavailableException", "ServiceFailureException"}
 
@@ -41,10 +38,6 @@ class ChimeCalls:
 
     carrier = "chime"
     detects_machines = False  # the PSTN audio service has no answering-machine detection
-    # Transfers (edges/chime/transfer.py): CallAndBridge joins the person as they answer (no whisper first), and
-    # reaches a SIP address only through a Voice Connector's origination, never a URI of the caller's choice.
-    whispers = False
-    sip_targets = False
 
     def __init__(self, sip_media_application_id: str, client: Callable[[], Any]) -> None:
         self._application = sip_media_application_id
@@ -83,16 +76,6 @@ class ChimeCalls:
         except CarrierRefusedCall as exc:
             if exc.carrier_code != "NotFoundException":
                 raise
-
-    def transfer(self, plan: TransferPlan, *, budget: float) -> None:
-        """Ask the SIP media application to move the call (it gets CALL_UPDATE_REQUESTED: it hangs up the Millis
-        leg and bridges the caller to the target's number, with your number the call is at as caller ID)."""
-        self._send(
-            "update_sip_media_application_call",
-            SipMediaApplicationId=self._application,
-            TransactionId=plan.carrier_call_id,
-            Arguments={ACTION_ARGUMENT: TRANSFER, TARGET_ARGUMENT: plan.to, CALLER_ID_ARGUMENT: plan.caller_id or ""},
-        )
 
     def _send(self, operation: str, **parameters: Any) -> Any:
         from botocore.exceptions import (

@@ -36,7 +36,6 @@ from millis_sip.core.ports import Metrics
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.router import CallRouter, Challenge, Decision, InboundCall, Refused
 from millis_sip.core.sip import SipUri, bridge_headers
-from millis_sip.core.transfer import TransferReports
 from millis_sip.edges.chime import attributes
 from millis_sip.edges.chime.actions import (
     HANGUP_NORMAL,
@@ -64,7 +63,6 @@ from millis_sip.edges.chime.events import (
     still_up_besides,
 )
 from millis_sip.edges.chime.outbound import ChimeOutbound, is_outbound
-from millis_sip.edges.chime.transfer import ChimeTransfers
 from millis_sip.messages import Messages
 from millis_sip.observability import logger
 
@@ -115,7 +113,6 @@ class SipMediaApp:
         *,
         metrics: Metrics,
         outbound: OutboundAnswers | None = None,
-        transfers: TransferReports | None = None,
     ) -> None:
         self._router = router
         self._calls = calls
@@ -124,15 +121,9 @@ class SipMediaApp:
         self._metrics = metrics
         # The calls the stack places through this application (CreateSipMediaApplicationCall): edges/chime/outbound.
         self._outbound = ChimeOutbound(outbound, self._placement, chime, metrics=metrics) if outbound else None
-        # Calls moved to a person (POST /calls/{call_id}/transfer, then CALL_UPDATE_REQUESTED): edges/chime/transfer.
-        self._transfers = ChimeTransfers(transfers, chime.messages) if transfers else None
 
     def handle(self, event: SmaEvent, *, deadline: float) -> dict[str, Any]:
         """Answer one invocation. ``deadline`` is on the clock's monotonic time: the answer is ready by then."""
-        if self._transfers is not None:
-            moved = self._transfers.handle(event, deadline=deadline)
-            if moved is not None:
-                return moved
         if is_outbound(event):
             if self._outbound is None:
                 logger.warning("An outbound call's invocation, and outbound calls are not set up here")
