@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from millis_sip.adapters.call_control.chime import ChimeCalls
+from millis_sip.adapters.secrets import StaticApiKey
 from millis_sip.core.calls import CallStatus
 from millis_sip.core.errors import TransferUnavailable
 from millis_sip.core.keys import StackKeys
@@ -54,7 +55,7 @@ def ask_chime(store: MemoryStore, clock: FakeClock, call_id: str, request: Trans
         {"chime": ChimeCalls(SMA, lambda: client)},
         policy=TransferPolicy(("+1415555",)),
         clock=clock,
-        keys=StackKeys(lambda: "k" * 64),
+        keys=StackKeys(StaticApiKey("unit-keys")),
     )
     stubber = Stubber(client)
     stubber.add_response(
@@ -247,7 +248,7 @@ def test_chime_refuses_warm_transfers_and_sip_targets_before_anything_is_written
             {"chime": ChimeCalls(SMA, lambda: pytest.fail("nothing may be sent"))},
             policy=TransferPolicy(("+1415555", "sip:pbx.example")),
             clock=clock,
-            keys=StackKeys(lambda: "k" * 64),
+            keys=StackKeys(StaticApiKey("unit-keys")),
         )
         with pytest.raises(TransferUnavailable):
             transfers.transfer(call_id, request, budget=5, urls=Urls())
