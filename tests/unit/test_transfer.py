@@ -255,3 +255,22 @@ def test_a_claimed_registration_is_moved_through_the_carrier_that_claimed_it() -
     store.items["call-2"] = replace(store.items["call-1"], call_id="call-2", carrier=None, transfer_status=None)
     with pytest.raises(TransferUnavailable):  # a registration no phone system claimed has no carrier
         transfers.transfer("call-2", TransferRequest("+14155550199"), budget=5, urls=Urls())
+
+
+@dataclass
+class PickyTransferer(FakeTransferer):
+    """A carrier's call control that cannot honour every request (as Chime cannot whisper)."""
+
+    def refusal(self, request: TransferRequest) -> str | None:
+        return "No whisper here." if request.mode is TransferMode.WARM else None
+
+
+def test_what_a_carrier_cannot_do_is_refused_before_anything_is_written_or_sent() -> None:
+    store, clock, transferer = MemoryStore(), FakeClock(), PickyTransferer()
+    transfers = CallTransfers(store, {"twilio": transferer}, policy=POLICY, clock=clock, keys=KEYS)
+    live_call(store, clock)
+    with pytest.raises(TransferUnavailable, match="No whisper here"):
+        transfers.transfer("call-1", TransferRequest("+14155550199", TransferMode.WARM), budget=5, urls=Urls())
+    assert store.items["call-1"].transfer_status is None and transferer.plans == []
+    transfers.transfer("call-1", TransferRequest("+14155550199"), budget=5, urls=Urls())
+    assert len(transferer.plans) == 1

@@ -287,3 +287,16 @@ def test_an_outbound_call_is_transferred_with_its_own_transaction_and_number() -
     answer(app, end, clock)
     record = store.items["out-1"]
     assert (record.status, record.reason) == (CallStatus.ENDED, "hangup_transfer_target")
+
+
+def test_a_store_that_cannot_answer_does_not_stop_a_transfer_the_api_accepted() -> None:
+    from millis_sip.core.errors import StoreUnavailable
+
+    app, store, clock, call_id, bridged = bridged_inbound()
+    arguments = ask_chime(store, clock, call_id, TransferRequest(TARGET))
+    store.fail_with = StoreUnavailable("DynamoDB is down")
+    update = answer(app, update_requested(bridged, arguments), clock)
+    assert types(update) == ["Hangup"]  # the transfer goes on: only ApiFunction can ask for it
+    attrs = update["TransactionAttributes"]
+    done = later(bridged, "ACTION_SUCCESSFUL", attrs, hung_up(MILLIS_LEG, "LEG-B"), millis="Disconnected")
+    assert types(answer(app, done, clock)) == ["CallAndBridge"]

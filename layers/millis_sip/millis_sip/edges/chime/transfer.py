@@ -146,13 +146,14 @@ class ChimeTransfers:
     def _requested(self, event: SmaEvent, arguments: Mapping[str, str], deadline: float) -> dict[str, Any]:
         call_id = arguments.get(CALL_ARGUMENT, "")
         caller, to = event.a_leg, arguments.get(TO_ARGUMENT, "")
-        record = self._reports.find(call_id, CARRIER, deadline=deadline) if call_id else None
-        if event.attributes.get(CALL_ARGUMENT) != call_id or record is None:
+        if not call_id or event.attributes.get(CALL_ARGUMENT) != call_id:
             logger.warning("A transfer asked for a call this transaction does not carry: ignored")
             return response([])
+        # Only ApiFunction (IAM) can ask, after writing the transfer: a record that cannot be read now does not
+        # stop the transfer it accepted (the bridge's result is recorded when the store answers again).
         if caller is None or not caller.call_id or caller.disconnected or not E164.match(to):
             logger.warning("A transfer the call cannot take (no caller, or not a number)")
-            self._reports.ended(record, connected=False, deadline=deadline)
+            self._ended(event, {}, connected=False, deadline=deadline)
             return response([])
         if state(event) is not None:
             logger.warning("A second transfer of the same call: ignored", extra={"millis_call_id": call_id})
