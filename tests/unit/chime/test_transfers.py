@@ -300,3 +300,18 @@ def test_a_store_that_cannot_answer_does_not_stop_a_transfer_the_api_accepted() 
     attrs = update["TransactionAttributes"]
     done = later(bridged, "ACTION_SUCCESSFUL", attrs, hung_up(MILLIS_LEG, "LEG-B"), millis="Disconnected")
     assert types(answer(app, done, clock)) == ["CallAndBridge"]
+
+
+def test_a_late_hangup_of_the_millis_leg_does_not_end_the_call_with_the_person() -> None:
+    """Once the caller is bridged to the person, LEG-B names the person's leg: a HANGUP naming the Millis leg's
+    CallId (reported late) must not hang the caller up."""
+    app, store, clock, call_id, bridged = bridged_inbound()
+    arguments = ask_chime(store, clock, call_id, TransferRequest(TARGET))
+    attrs = answer(app, update_requested(bridged, arguments), clock)["TransactionAttributes"]
+    done = later(bridged, "ACTION_SUCCESSFUL", attrs, hung_up(MILLIS_LEG, "LEG-B"), millis="Disconnected")
+    attrs = answer(app, done, clock)["TransactionAttributes"]
+    success = later(bridged, "ACTION_SUCCESSFUL", attrs, bridge_result(True), target="Connected")
+    attrs = answer(app, success, clock)["TransactionAttributes"]
+    late = later(bridged, "HANGUP", attrs, hung_up(MILLIS_LEG, "LEG-B"), target="Connected")
+    assert types(answer(app, late, clock)) == []
+    assert store.items[call_id].status is CallStatus.BRIDGED

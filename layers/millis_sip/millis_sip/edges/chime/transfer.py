@@ -99,7 +99,11 @@ def who_hung_up(event: SmaEvent, gone: Participant | None, *, caller: str, agent
     if gone.tag == LEG_A:
         return caller
     transfer = state(event)
-    if transfer is not None and transfer.get("step") in (BRIDGING, BRIDGED) and gone.call_id != transfer.get("leg"):
+    if (
+        transfer is not None
+        and transfer.get("step") in (BRIDGING, BRIDGED)
+        and not _names_leg(event, transfer.get("leg"))
+    ):
         return TRANSFER_TARGET
     return agent if gone.tag == LEG_B else "unknown"
 
@@ -134,8 +138,7 @@ class ChimeTransfers:
             # the announcement could not be spoken: the caller is put through all the same
             return self._bridge(event, {**transfer, ANNOUNCE_ARGUMENT: ""})
         if event.type == HANGUP:
-            gone = event.acted_on()
-            if gone is not None and gone.call_id and gone.call_id == transfer.get("leg"):
+            if _names_leg(event, transfer.get("leg")):
                 return response([], event.attributes)  # the Millis leg the transfer hung up: nothing more to do
             if step in (HANGING_UP, BRIDGING):  # the caller left before the person answered
                 self._ended(event, transfer, connected=False, deadline=deadline)
@@ -204,8 +207,7 @@ class ChimeTransfers:
         gone (HANGUP)."""
         if event.type in (ACTION_SUCCESSFUL, ACTION_FAILED) and event.action_type == "Hangup":
             return True
-        gone = event.acted_on() if event.type == HANGUP else None
-        return gone is not None and gone.call_id == transfer.get("leg")
+        return event.type == HANGUP and _names_leg(event, transfer.get("leg"))
 
     def _ended(self, event: SmaEvent, transfer: Mapping[str, str], *, connected: bool, deadline: float) -> None:
         call_id = event.attributes.get(CALL_ARGUMENT)
@@ -214,6 +216,18 @@ class ChimeTransfers:
             logger.warning("A transfer's result for a call without a record", extra={"connected": connected})
             return
         self._reports.ended(record, connected=connected, deadline=deadline)
+
+
+def _names_leg(event: SmaEvent, leg: str | None) -> bool:
+    """The invocation is about the call leg ``leg``: its ``ActionData.Parameters`` name it by CallId (read first:
+    once the caller is bridged to the person, the tag LEG-B names the person's leg, not the Millis leg)."""
+    if not leg:
+        return False
+    named = event.action_parameters.get("CallId")
+    if isinstance(named, str) and named:
+        return named == leg
+    gone = event.acted_on()
+    return gone is not None and gone.call_id == leg
 
 
 def _arguments(event: SmaEvent) -> dict[str, str]:
