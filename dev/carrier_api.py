@@ -869,7 +869,16 @@ class ChimeStandIn(CallControlStandIn):
     without a SigV4 signature for the ``chime`` service is refused (403) as AWS refuses it.
 
     Chime says no more of a call nobody answered than its HANGUP: numbers ending 0000 and 1111 alike are not
-    answered, 3333 rings until canceled (UpdateSipMediaApplicationCall, then the function's Hangup)."""
+    answered, 3333 rings until canceled (UpdateSipMediaApplicationCall, then the function's Hangup), and 2222 stays
+    with its agent until it is transferred (or 10 seconds pass).
+
+    Transfers (UpdateSipMediaApplicationCall with ``millis_action=transfer``) play as Chime plays them, after the
+    202, in the shapes of the documented events: CALL_UPDATE_REQUESTED (ActionData ``CallUpdateRequest``); the
+    function's Hangup of the Millis leg is reported done (ACTION_SUCCESSFUL ``Hangup``), then its leg gone (HANGUP);
+    the function's CallAndBridge then rings the target: a number ending 0000 does not answer (ACTION_FAILED
+    ``CallNotAnswered``, with LEG-A only, as documented), any other answers (ACTION_SUCCESSFUL with the new LEG-B)
+    and hangs up after a pause (HANGUP of LEG-B). ``ring_in`` plays an inbound call to the stack's number
+    (NEW_INBOUND_CALL, then its bridge's ACTION_SUCCESSFUL), so that its transaction can be updated too."""
 
     def __init__(self, sip_media_application_id: str, sma: Any, **play: Any) -> None:
         super().__init__(**play)
@@ -902,11 +911,14 @@ class ChimeStandIn(CallControlStandIn):
             found = self.calls.get(path.removeprefix(f"{calls}/"))
             if found is None or "hung up" in found.events:
                 return 404, {"Code": "NotFoundException", "Message": "The transaction is over"}
-            answer = self._invoke(
-                found,
-                "CALL_UPDATE_REQUESTED",
-                action={"Type": "CallUpdateRequest", "Parameters": {"Arguments": fields.get("Arguments", {})}},
-            )
+            arguments = fields.get("Arguments", {})
+            update = {"Type": "CallUpdateRequest", "Parameters": {"Arguments": arguments}}
+            if arguments.get("millis_action") == "transfer":  # Chime invokes the function after its 202
+                moving = threading.Thread(target=self._transfer, args=(found, update), daemon=True)
+                self._threads.append(moving)
+                moving.start()
+                return 202, {"SipMediaApplicationCall": {"TransactionId": found.sid}}
+            answer = self._invoke(found, "CALL_UPDATE_REQUESTED", action=update, agent=found.request.get("agent"))
             if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
                 found.canceled.set()
             return 202, {"SipMediaApplicationCall": {"TransactionId": found.sid}}
@@ -921,7 +933,7 @@ class ChimeStandIn(CallControlStandIn):
                 "ParticipantTag": "LEG-A",
                 "To": call.request["ToPhoneNumber"],
                 "From": call.request["FromPhoneNumber"],
-                "Direction": "Outbound",
+                "Direction": call.request.get("direction", "Outbound"),
                 "StartTimeInMilliseconds": str(int(time.time() * 1000)),
                 "Status": person,
             }
@@ -1009,13 +1021,78 @@ class ChimeStandIn(CallControlStandIn):
         call.request["bridged_to"] = endpoint["Uri"]
         call.events.append("dialed " + endpoint["Uri"])
         success = {"Type": "CallAndBridge", "Parameters": bridge["Parameters"]}
+        call.request["agent"] = "Connected"
+        transferred = call.request.setdefault("transferred", threading.Event())
         self._invoke(call, "ACTION_SUCCESSFUL", action=success, agent="Connected")
         time.sleep(self.pause)
+        if to.endswith("2222") and transferred.wait(timeout=10):  # the agent talks until the call is transferred
+            return
         # The agent hangs up at the end of the conversation; the function hangs the person up.
         gone = {"Type": "Hangup", "Parameters": {"CallId": call.request["leg_b"], "ParticipantTag": "LEG-B"}}
         answer = self._invoke(call, "HANGUP", action=gone, agent="Disconnected")
         if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
             call.events.append("hung up")
+
+    # --- inbound calls and transfers --------------------------------------------------------------------
+
+    def ring_in(self, caller: str, number: str) -> str:
+        """A caller rings the stack's ``number``: NEW_INBOUND_CALL, then the bridge to Millis succeeds. The call's
+        TransactionId (the transaction UpdateSipMediaApplicationCall then finds)."""
+        tx = str(uuid.uuid4())
+        call = PlacedCall(tx, {"ToPhoneNumber": number, "FromPhoneNumber": caller, "direction": "Inbound"})
+        self.calls[tx] = call
+        answer = self._invoke(call, "NEW_INBOUND_CALL")
+        bridge = next((a for a in answer.get("Actions", []) if a["Type"] == "CallAndBridge"), None)
+        if bridge is None:
+            raise AssertionError(f"the stack did not bridge the call: {answer}")
+        call.request["bridged_to"] = bridge["Parameters"]["Endpoints"][0]["Uri"]
+        call.request["agent"] = "Connected"
+        success = {"Type": "CallAndBridge", "Parameters": {**bridge["Parameters"], "CallId": call.request["leg_a"]}}
+        self._invoke(call, "ACTION_SUCCESSFUL", action=success, agent="Connected")
+        return tx
+
+    def _transfer(self, call: PlacedCall, update: dict[str, Any]) -> None:
+        """CALL_UPDATE_REQUESTED, then what the function's answers ask for, as Chime reports each."""
+        answer = self._invoke(call, "CALL_UPDATE_REQUESTED", action=update, agent=call.request.get("agent"))
+        millis = next((a for a in answer.get("Actions", []) if a["Type"] == "Hangup"), None)
+        if millis is None:
+            return
+        call.events.append("millis leg hung up")
+        call.request["agent"] = "Disconnected"
+        done = {"Type": "Hangup", "Parameters": millis["Parameters"]}
+        answer = self._invoke(call, "ACTION_SUCCESSFUL", action=done, agent="Disconnected")
+        self._invoke(call, "HANGUP", action=done, agent="Disconnected")  # Chime reports the leg gone too
+        bridge = next((a for a in answer.get("Actions", []) if a["Type"] == "CallAndBridge"), None)
+        if bridge is None:
+            return
+        target = bridge["Parameters"]["Endpoints"][0]["Uri"]
+        call.events.append("transferred to " + target)
+        call.request.update({"leg_b": str(uuid.uuid4()), "bridged_to": target})
+        parameters = {**bridge["Parameters"], "CallId": call.request["leg_a"]}
+        time.sleep(self.pause)
+        if target.endswith("0000"):  # the person does not answer: the documented failure, LEG-A only
+            failed = {
+                "Type": "CallAndBridge",
+                "Parameters": parameters,
+                "ErrorType": "CallNotAnswered",
+                "ErrorMessage": "Call not answered",
+            }
+            answer = self._invoke(call, "ACTION_FAILED", action=failed)
+            call.events.extend(a["Type"] for a in answer.get("Actions", []))
+            if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
+                self._ended(call, "transfer failed")
+        else:
+            call.request["agent"] = "Connected"
+            self._invoke(
+                call, "ACTION_SUCCESSFUL", action={"Type": "CallAndBridge", "Parameters": parameters}, agent="Connected"
+            )
+            call.events.append("person answered")
+            time.sleep(self.pause)
+            gone = {"Type": "Hangup", "Parameters": {"CallId": call.request["leg_b"], "ParticipantTag": "LEG-B"}}
+            answer = self._invoke(call, "HANGUP", action=gone, agent="Disconnected")
+            if any(a["Type"] == "Hangup" for a in answer.get("Actions", [])):
+                call.events.append("hung up")
+        call.request.setdefault("transferred", threading.Event()).set()
 
     def _ended(self, call: PlacedCall, how: str, duration: int = 0) -> None:
         gone = {"Type": "Hangup", "Parameters": {"CallId": call.request["leg_a"], "ParticipantTag": "LEG-A"}}

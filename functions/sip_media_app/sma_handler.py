@@ -37,7 +37,9 @@ def build() -> tuple[Sma, snapstart.Hooks]:
     if not chime.routes:
         logger.warning("No Voice Connector is configured: every phone call will be released without an agent")
     path = call_path(Settings.from_env())
-    app = SipMediaApp(path.router, path.calls, chime, metrics=emf_metrics, outbound=path.outbound)
+    app = SipMediaApp(
+        path.router, path.calls, chime, metrics=emf_metrics, outbound=path.outbound, transfers=path.transfers
+    )
     sma = Sma(app, chime, path.dynamodb, path.gateway, path.store)
     return sma, path.hooks()
 

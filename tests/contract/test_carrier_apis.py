@@ -24,9 +24,14 @@ from millis_sip.adapters.call_control.telnyx import describe as telnyx_describe
 from millis_sip.adapters.call_control.twilio import TwilioCalls, describe
 from millis_sip.adapters.call_control.vonage import VonageCalls
 from millis_sip.adapters.call_control.vonage import describe as vonage_describe
-from millis_sip.core.errors import CarrierCredentialsRejected, CarrierRefusedCall, CarrierUnavailable
+from millis_sip.core.errors import (
+    CallNotTransferable,
+    CarrierCredentialsRejected,
+    CarrierRefusedCall,
+    CarrierUnavailable,
+)
 from millis_sip.core.ports import PlaceCall
-from millis_sip.core.transfer import TransferMode, TransferPlan
+from millis_sip.core.transfer import TransferMode, TransferPlan, TransferRequest
 from tests.support.capture import Capture, Captured, capture_server
 from tests.support.prism import SPECS, prism_mock
 
@@ -446,6 +451,73 @@ def test_a_chime_cancel_of_a_transaction_that_is_over_is_nothing_to_do() -> None
     )
     with stubber:
         dialer.cancel("8c9372d0-e766-4890-823a-32ca8403201a", budget=10)
+
+
+def chime_transfer_plan(call_id: str = "call-1") -> TransferPlan:
+    return TransferPlan(
+        call_id=call_id,
+        carrier_call_id="8c9372d0-e766-4890-823a-32ca8403201a",  # the call's Chime TransactionId
+        to="+14155550199",
+        mode=TransferMode.COLD,
+        announce="Putting you through.",
+        summary=None,
+        status_url="https://bridge.example/unused",
+        whisper_url="https://bridge.example/unused",
+        caller_id="+15055550123",
+    )
+
+
+def test_a_chime_transfer_is_an_update_of_the_call_botocores_model_accepts() -> None:
+    """UpdateSipMediaApplicationCall on the call's transaction, its Arguments (at most 20 string pairs) naming
+    the call, the target, the announcement and the caller ID the SIP media application bridges with."""
+    dialer, stubber = chime_stubbed()
+    stubber.add_response(
+        "update_sip_media_application_call",
+        {"SipMediaApplicationCall": {"TransactionId": "8c9372d0-e766-4890-823a-32ca8403201a"}},
+        {
+            "SipMediaApplicationId": SMA,
+            "TransactionId": "8c9372d0-e766-4890-823a-32ca8403201a",
+            "Arguments": {
+                "millis_action": "transfer",
+                "millis_call_id": "call-1",
+                "transfer_to": "+14155550199",
+                "announce": "Putting you through.",
+                "caller_id": "+15055550123",
+            },
+        },
+    )
+    with stubber:
+        dialer.transfer(chime_transfer_plan(), budget=10)
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("NotFoundException", 404, CallNotTransferable),  # the transaction is over: the call is gone
+        ("AccessDeniedException", 403, CarrierCredentialsRejected),
+        ("ThrottledClientException", 429, CarrierUnavailable),
+        ("ServiceFailureException", 500, CarrierUnavailable),
+        ("BadRequestException", 400, CarrierRefusedCall),
+    ],
+)
+def test_a_chime_transfers_errors_are_mapped(code: str, status: int, error: type) -> None:
+    dialer, stubber = chime_stubbed()
+    stubber.add_client_error(
+        "update_sip_media_application_call", service_error_code=code, http_status_code=status, service_message="no"
+    )
+    with stubber, pytest.raises(error):
+        dialer.transfer(chime_transfer_plan(), budget=10)
+
+
+@pytest.mark.parametrize(
+    ("to", "mode", "why"),
+    [("sip:sales@pbx.example.com", "cold", "Voice Connector"), ("+14155550199", "warm", "cold only")],
+)
+def test_chime_refuses_what_its_call_and_bridge_cannot_do_before_anything_is_sent(to: str, mode: str, why: str) -> None:
+    dialer, _ = chime_stubbed()
+    assert why in (dialer.refusal(TransferRequest(to, TransferMode(mode))) or "")
+    assert dialer.refusal(TransferRequest("+14155550199", TransferMode.COLD)) is None
 
 
 # --- SignalWire: its Compatibility API is Twilio's Calls resource at the project's space -------------------

@@ -18,7 +18,14 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from dev.carrier_api import CallControlStandIn, PlivoStandIn, TelnyxStandIn, TwilioStandIn, VonageStandIn
+from dev.carrier_api import (
+    CallControlStandIn,
+    ChimeStandIn,
+    PlivoStandIn,
+    TelnyxStandIn,
+    TwilioStandIn,
+    VonageStandIn,
+)
 from dev.carrier_signing import LOCAL_KEYS, SignedCarrier
 from dev.local_api import LocalApi
 from dev.millis_simulator import MillisSimulator
@@ -404,3 +411,149 @@ def test_a_refer_for_another_call_or_twice_is_refused(transfers: Transfers) -> N
     unsigned = transfers.http.post(url.removeprefix(transfers.server.url), data={"ReferTransferTarget": "<tel:+1>"})
     assert unsigned.status_code == 403
     assert call_id
+
+
+# --- Chime (docs/transfers.md, "What happens at Chime") -------------------------------------------------------
+# ApiFunction's ChimeCalls speaks botocore to the Chime stand-in (AWS_ENDPOINT_URL_CHIME_SDK_VOICE, SigV4), which
+# plays the CALL_UPDATE_REQUESTED sequence to SipMediaAppFunction as Chime does; both functions over DynamoDB Local.
+
+SIP_MEDIA_APPLICATION = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"
+
+
+class ChimeTransfers:
+    def __init__(self, server: LocalApi, chime: ChimeStandIn) -> None:
+        self.server, self.chime = server, chime
+        self.http = httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=30)
+        self.number = "+1505555" + str(uuid.uuid4().int)[:4]
+        route = self.http.put(
+            f"/numbers/{self.number}", json={"agent_id": "support-agent", "outbound_carriers": ["chime"]}
+        )
+        assert route.status_code in (200, 201), route.text
+
+    def inbound_call(self) -> tuple[str, str]:
+        """A caller rings the stack's Chime number; the call is bridged to its agent. (call_id, TransactionId)"""
+        tx = self.chime.ring_in("+14155550123", self.number)
+        attributes = self.chime.calls[tx].request["attributes"]
+        return attributes["millis_call_id"], tx
+
+    def outbound_call(self) -> tuple[str, str]:
+        """The stack calls a person (a number ending 2222 stays with the agent until transferred)."""
+        person = "+1415" + str(uuid.uuid4().int)[:3] + "2222"
+        placed = self.http.post("/calls/outbound", json={"to": person, "from": self.number, "carrier": "chime"})
+        assert placed.status_code == 202, placed.text
+        call_id = placed.json()["call_id"]
+        record = self.status(call_id, "bridged")
+        assert record["status"] == "bridged", record
+        [tx] = [sid for sid, call in self.chime.calls.items() if call.request.get("ToPhoneNumber") == person]
+        return call_id, tx
+
+    def transfer(self, call_id: str, **body: Any) -> httpx.Response:
+        return self.http.post(f"/calls/{call_id}/transfer", json=body)
+
+    def status(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while True:
+            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
+            if record.get("status") in statuses or time.monotonic() > deadline:
+                return record
+            time.sleep(0.05)
+
+    def settled(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while True:
+            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
+            if (record.get("transfer") or {}).get("status") in statuses or time.monotonic() > deadline:
+                return record
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def chime_transfers(
+    make_api: Callable[..., ModuleType], make_sma: Callable[..., ModuleType], sim: MillisSimulator
+) -> Iterator[ChimeTransfers]:
+    functions: dict[str, ModuleType] = {}
+    chime = ChimeStandIn(SIP_MEDIA_APPLICATION, lambda e, c: functions["sma"].lambda_handler(e, c))
+    with chime.running():
+        server = LocalApi(lambda e, c: functions["api"].lambda_handler(e, c), api_key=API_KEY, port=0)
+        settings = {
+            "PUBLIC_BASE_URL": server.url,
+            "TRANSFER_ALLOWED_TARGETS": ALLOWED,
+            "OUTBOUND_ALLOWED_PREFIXES": "+1",
+            "CHIME_SIP_MEDIA_APPLICATION_ID": SIP_MEDIA_APPLICATION,
+            "AWS_ENDPOINT_URL_CHIME_SDK_VOICE": chime.url,
+        }
+        functions["api"] = make_api(**settings)
+        functions["sma"] = make_sma(**settings)
+        with server:
+            yield ChimeTransfers(server, chime)
+
+
+def chime_invocations(chime: ChimeStandIn, tx: str) -> list[str]:
+    return chime.calls[tx].events
+
+
+def test_a_chime_inbound_call_is_transferred_cold_to_a_number(chime_transfers: ChimeTransfers) -> None:
+    call_id, tx = chime_transfers.inbound_call()
+    answer = chime_transfers.transfer(call_id, to="+14155550199", announce="Putting you through.")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["transfer"]["status"] == "in_progress"
+    record = chime_transfers.settled(call_id, "connected", "failed")
+    assert record["transfer"]["status"] == "connected", record
+    events = chime_invocations(chime_transfers.chime, tx)
+    assert events[:3] == ["millis leg hung up", "transferred to +14155550199", "person answered"], events
+    # what SipMediaAppFunction answered to the update, the Hangup's result and the bridge's, in Chime's order
+    answered = [(kind, [a["Type"] for a in reply["Actions"]]) for kind, reply in chime_transfers.chime.invocations]
+    assert ("CALL_UPDATE_REQUESTED", ["Hangup"]) in answered
+    assert ("ACTION_SUCCESSFUL", ["Speak", "CallAndBridge"]) in answered
+    ended = chime_transfers.status(call_id, "ended")
+    assert (ended["status"], ended["reason"]) == ("ended", "transfer_target_hung_up"), ended
+
+
+def test_a_chime_outbound_call_is_transferred_cold(chime_transfers: ChimeTransfers) -> None:
+    call_id, tx = chime_transfers.outbound_call()
+    answer = chime_transfers.transfer(call_id, to="+14155550199")
+    assert answer.status_code == 202, answer.text
+    record = chime_transfers.settled(call_id, "connected", "failed")
+    assert record["transfer"]["status"] == "connected", record
+    assert "transferred to +14155550199" in chime_invocations(chime_transfers.chime, tx)
+
+
+def test_a_chime_target_that_does_not_answer_fails_the_transfer_and_the_caller_hears_the_failure_message(
+    chime_transfers: ChimeTransfers,
+) -> None:
+    call_id, tx = chime_transfers.inbound_call()
+    assert chime_transfers.transfer(call_id, to="+14155550000").status_code == 202
+    record = chime_transfers.settled(call_id, "failed", "connected")
+    assert record["transfer"]["status"] == "failed", record
+    events = chime_invocations(chime_transfers.chime, tx)
+    deadline = time.monotonic() + 5
+    while "hung up" not in events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events[-3:] == ["Speak", "Hangup", "hung up"], events  # the failure message, then the hang-up
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"to": "+14155550199", "mode": "warm", "summary": "Ana"}, 422, "transfer_unavailable"),  # no whisper
+        ({"to": "sip:sales@pbx.example.com"}, 422, "transfer_unavailable"),  # SIP only through a Voice Connector
+        ({"to": "+447700900123"}, 403, "transfer_target_not_allowed"),
+    ],
+)
+def test_chime_refusals_send_nothing(
+    chime_transfers: ChimeTransfers, body: dict[str, Any], status: int, error: str
+) -> None:
+    call_id, _ = chime_transfers.inbound_call()
+    seen = len(chime_transfers.chime.invocations)
+    answer = chime_transfers.transfer(call_id, **body)
+    assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+    assert chime_transfers.http.get(f"/calls/{call_id}").json().get("transfer") is None
+    assert len(chime_transfers.chime.invocations) == seen  # nothing reached Chime, nor the function
+
+
+def test_a_chime_call_that_is_over_is_not_transferable(chime_transfers: ChimeTransfers) -> None:
+    call_id, tx = chime_transfers.inbound_call()
+    chime_transfers.chime.calls[tx].events.append("hung up")  # Chime's transaction is over (NotFoundException)
+    answer = chime_transfers.transfer(call_id, to="+14155550199")
+    assert (answer.status_code, answer.json()["error"]) == (409, "call_not_transferable"), answer.text
+    assert chime_transfers.http.get(f"/calls/{call_id}").json()["transfer"]["status"] == "failed"

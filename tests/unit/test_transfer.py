@@ -318,3 +318,22 @@ def test_a_refer_the_guards_refuse_changes_nothing(
     assert store.items["call-1"].transfer_status is None
     with pytest.raises(CallNotFound):
         transfers.refer("no-such-call", "<tel:+14155550199>", carrier="twilio", urls=Urls())
+
+
+@dataclass
+class PickyTransferer(FakeTransferer):
+    """A carrier's call control that cannot honour every request (as Chime cannot whisper)."""
+
+    def refusal(self, request: TransferRequest) -> str | None:
+        return "No whisper here." if request.mode is TransferMode.WARM else None
+
+
+def test_what_a_carrier_cannot_do_is_refused_before_anything_is_written_or_sent() -> None:
+    store, clock, transferer = MemoryStore(), FakeClock(), PickyTransferer()
+    transfers = CallTransfers(store, {"twilio": transferer}, policy=POLICY, clock=clock, keys=KEYS)
+    live_call(store, clock)
+    with pytest.raises(TransferUnavailable, match="No whisper here"):
+        transfers.transfer("call-1", TransferRequest("+14155550199", TransferMode.WARM), budget=5, urls=Urls())
+    assert store.items["call-1"].transfer_status is None and transferer.plans == []
+    transfers.transfer("call-1", TransferRequest("+14155550199"), budget=5, urls=Urls())
+    assert len(transferer.plans) == 1

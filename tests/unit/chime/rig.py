@@ -19,6 +19,7 @@ from millis_sip.core.regions import MillisRegion
 from millis_sip.core.registration import MillisRegistrations, hash_pin
 from millis_sip.core.router import CallRouter
 from millis_sip.core.sip import parse_sip_uri
+from millis_sip.core.transfer import TransferReports
 from millis_sip.edges.chime.app import SipMediaApp
 from millis_sip.edges.chime.events import SmaEvent
 from millis_sip.messages import Messages
@@ -72,7 +73,9 @@ def make_app(
     )
     calls = PhoneCalls(store, clock=clock, ttl_seconds=3600)
     outbound = OutboundAnswers(store, clock=clock, ttl_seconds=3600)
-    return SipMediaApp(router, calls, chime, metrics=NoMetrics(), outbound=outbound), gateway, store, clock
+    transfers = TransferReports(store, clock=clock)
+    app = SipMediaApp(router, calls, chime, metrics=NoMetrics(), outbound=outbound, transfers=transfers)
+    return app, gateway, store, clock
 
 
 def answer(app: SipMediaApp, event: dict[str, Any] | object, clock: Clock) -> dict[str, Any]:

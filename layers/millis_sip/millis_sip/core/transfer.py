@@ -129,6 +129,13 @@ class Transferer(Protocol):
     def transfer(self, plan: TransferPlan, *, budget: float) -> None: ...
 
 
+def carrier_refusal(transferer: Transferer, request: TransferRequest) -> str | None:
+    """What the carrier's call control cannot do with ``request`` (a target or a mode it has no way to honour),
+    said before anything is written or sent; None when it can. A transferer says so with ``refusal(request)``."""
+    refusal = getattr(transferer, "refusal", None)
+    return refusal(request) if callable(refusal) else None
+
+
 class TransferStore(Protocol):
     def get(self, call_id: str) -> CallRecord | None: ...
 
@@ -183,6 +190,9 @@ class CallTransfers:
             raise TransferUnavailable(
                 f"Calls through {carrier} cannot be transferred by the stack (docs/transfers.md, 'Which carriers')."
             )
+        refused = carrier_refusal(transferer, request)
+        if refused is not None:
+            raise TransferUnavailable(refused)
         moving, plan = self._begin(record, request, carrier, urls)
         try:
             transferer.transfer(plan, budget=budget)

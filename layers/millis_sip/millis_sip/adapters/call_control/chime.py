@@ -2,8 +2,10 @@
 through the stack's SIP media application, which then gets ``NEW_OUTBOUND_CALL``, ``RINGING`` and
 ``CALL_ANSWERED`` and bridges the person to Millis through the Voice Connector, as it bridges inbound calls
 (edges/chime/outbound.py). ``UpdateSipMediaApplicationCall`` asks it to hang up a call not answered yet (it gets
-``CALL_UPDATE_REQUESTED``). The parameters are validated against botocore's model of ``chime-sdk-voice`` in the
-tests (``Stubber``). The client is made on the first call placed, never at the function's start."""
+``CALL_UPDATE_REQUESTED``), or to transfer a live call (``transfer``: the application hangs up the Millis leg
+and bridges the caller to the target, edges/chime/transfer.py). The parameters are validated against botocore's
+model of ``chime-sdk-voice`` in the tests (``Stubber``). The client is made on the first call placed, never at
+the function's start."""
 
 from __future__ import annotations
 
@@ -11,15 +13,27 @@ from collections.abc import Callable
 from typing import Any
 
 from millis_sip.core.errors import (
+    CallNotTransferable,
     CarrierCredentialsRejected,
     CarrierError,
     CarrierRefusedCall,
     CarrierUnavailable,
 )
 from millis_sip.core.ports import PlaceCall, Placed
+from millis_sip.core.transfer import TransferMode, TransferPlan, TransferRequest
 
 CALL_ARGUMENT = "millis_call_id"  # the ArgumentsMap key the SIP media application finds its record by
 ACTION_ARGUMENT, CANCEL = "millis_action", "cancel"  # UpdateSipMediaApplicationCall's Arguments
+# A transfer's Arguments (edges/chime/transfer.py reads the same names; at most 20 pairs, strings)
+TRANSFER, TRANSFER_TO, TRANSFER_ANNOUNCE, TRANSFER_CALLER_ID = "transfer", "transfer_to", "announce", "caller_id"
+SIP_TARGETS_REFUSED = (
+    "Chime reaches a SIP URI only through a Voice Connector, whose origination routes fix the host (the stack's "
+    "route to Millis): a call through Chime can be transferred to a phone number (E.164) only."
+)
+WARM_REFUSED = (
+    "Chime's CallAndBridge joins the caller the moment the person answers, with no way to speak to the new leg "
+    "first: a call through Chime can be transferred cold only (announce still speaks to the caller)."
+)
 _REJECTED = {"ForbiddenException", "UnauthorizedClientException", "AccessDeniedException"}
 _UNAVAILABLE = {"ThrottledClientException", "ServiceUnavailableException", "ServiceFailureException"}
 
@@ -76,6 +90,40 @@ class ChimeCalls:
         except CarrierRefusedCall as exc:
             if exc.carrier_code != "NotFoundException":
                 raise
+
+    # --- transfers (docs/transfers.md, "What happens at Chime") --------------------------------------------
+
+    def refusal(self, request: TransferRequest) -> str | None:
+        """Chime's CallAndBridge dials the PSTN or a Voice Connector, and cannot whisper before it bridges."""
+        if not request.to.startswith("+"):
+            return SIP_TARGETS_REFUSED
+        if request.mode is TransferMode.WARM:
+            return WARM_REFUSED
+        return None
+
+    def transfer(self, plan: TransferPlan, *, budget: float) -> None:
+        """Ask the SIP media application to move the call (``CALL_UPDATE_REQUESTED``): it hangs up the Millis leg,
+        speaks ``announce`` to the caller and bridges the caller to the target (CallAndBridge, PSTN); the
+        bridge's ACTION_SUCCESSFUL or ACTION_FAILED closes the record's transfer. The TransactionId is the call's
+        (an inbound call's, kept as the record's ``transaction_id``; an outbound call's, its ``carrier_call_id``).
+        A transaction that is over is NotFoundException: the call is no longer there to move (409)."""
+        arguments = {ACTION_ARGUMENT: TRANSFER, CALL_ARGUMENT: plan.call_id, TRANSFER_TO: plan.to}
+        if plan.announce:
+            arguments[TRANSFER_ANNOUNCE] = plan.announce
+        if plan.caller_id:
+            arguments[TRANSFER_CALLER_ID] = plan.caller_id
+        try:
+            self._send(
+                "update_sip_media_application_call",
+                SipMediaApplicationId=self._application,
+                TransactionId=plan.carrier_call_id,
+                Arguments=arguments,
+            )
+        except CarrierRefusedCall as exc:
+            if exc.carrier_code == "NotFoundException":
+                gone = f"Call {plan.call_id} is over at Chime: it can no longer be transferred."
+                raise CallNotTransferable(gone) from None
+            raise
 
     def _send(self, operation: str, **parameters: Any) -> Any:
         from botocore.exceptions import (

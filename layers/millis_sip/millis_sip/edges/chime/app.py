@@ -12,6 +12,8 @@ One method per invocation type:
 - ACTION_FAILED (CallAndBridge): the router's failover (the other region, once), else release the caller.
 - HANGUP: hang up the other leg (Chime does not) and close the record.
 - INVALID_LAMBDA_RESPONSE: log, count, hang up.
+- CALL_UPDATE_REQUESTED with ``millis_action=transfer``, and every later invocation of a call being transferred
+  (its TransactionAttributes carry ``transfer``): edges/chime/transfer.py, for inbound and outbound calls alike.
 - the invocations of a call the stack placed (NEW_OUTBOUND_CALL, RINGING, CALL_ANSWERED, and every later one
   its TransactionAttributes mark outbound): edges/chime/outbound.py.
 - anything else: an empty answer.
@@ -36,6 +38,7 @@ from millis_sip.core.ports import Metrics
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.router import CallRouter, Challenge, Decision, InboundCall, Refused
 from millis_sip.core.sip import SipUri, bridge_headers
+from millis_sip.core.transfer import TransferReports
 from millis_sip.edges.chime import attributes
 from millis_sip.edges.chime.actions import (
     HANGUP_NORMAL,
@@ -55,7 +58,6 @@ from millis_sip.edges.chime.events import (
     HANGUP,
     INVALID_LAMBDA_RESPONSE,
     LEG_A,
-    LEG_B,
     NEW_INBOUND_CALL,
     SPEAK_AND_GET_DIGITS,
     Participant,
@@ -63,6 +65,7 @@ from millis_sip.edges.chime.events import (
     still_up_besides,
 )
 from millis_sip.edges.chime.outbound import ChimeOutbound, is_outbound
+from millis_sip.edges.chime.transfer import ChimeTransfers, who_hung_up
 from millis_sip.messages import Messages
 from millis_sip.observability import logger
 
@@ -113,6 +116,7 @@ class SipMediaApp:
         *,
         metrics: Metrics,
         outbound: OutboundAnswers | None = None,
+        transfers: TransferReports | None = None,
     ) -> None:
         self._router = router
         self._calls = calls
@@ -121,9 +125,15 @@ class SipMediaApp:
         self._metrics = metrics
         # The calls the stack places through this application (CreateSipMediaApplicationCall): edges/chime/outbound.
         self._outbound = ChimeOutbound(outbound, self._placement, chime, metrics=metrics) if outbound else None
+        # Transfers of its calls (UpdateSipMediaApplicationCall, then CALL_UPDATE_REQUESTED): edges/chime/transfer.
+        self._transfers = ChimeTransfers(transfers, chime) if transfers is not None else None
 
     def handle(self, event: SmaEvent, *, deadline: float) -> dict[str, Any]:
         """Answer one invocation. ``deadline`` is on the clock's monotonic time: the answer is ready by then."""
+        if self._transfers is not None:
+            moved = self._transfers.handle(event, deadline=deadline)
+            if moved is not None:
+                return moved
         if is_outbound(event):
             if self._outbound is None:
                 logger.warning("An outbound call's invocation, and outbound calls are not set up here")
@@ -245,7 +255,7 @@ class SipMediaApp:
         actions = [hangup(p.call_id, p.tag, HANGUP_NORMAL) for p in remaining]
         snapshot = attributes.decode(event)
         if snapshot is not None:
-            who = {LEG_A: "caller", LEG_B: "agent"}.get(gone.tag or "", "unknown") if gone else "unknown"
+            who = who_hung_up(event, gone, caller="caller", agent="agent")
             self._calls.ended(snapshot, who=who, bridged_at=attributes.bridged_at(event.attributes), deadline=deadline)
         logger.info("Hang-up", extra={"leg": gone.tag if gone else None, "hanging_up": [p.tag for p in remaining]})
         return response(actions)

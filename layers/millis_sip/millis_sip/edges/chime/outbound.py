@@ -37,7 +37,8 @@ from millis_sip.edges.chime.actions import (
     hangup,
     response,
 )
-from millis_sip.edges.chime.events import LEG_A, SmaEvent, still_up_besides
+from millis_sip.edges.chime.events import SmaEvent, still_up_besides
+from millis_sip.edges.chime.transfer import who_hung_up
 from millis_sip.observability import logger
 
 CARRIER = "chime"
@@ -143,7 +144,7 @@ class ChimeOutbound:
                 OutboundStatus.COMPLETED,
                 carrier_call_id=event.transaction_id,
                 duration_seconds=max(duration, 0),
-                reason=f"hangup_{'person' if gone is not None and gone.tag == LEG_A else 'agent'}",
+                reason=f"hangup_{who_hung_up(event, gone, caller='person', agent='agent')}",
                 deadline=deadline,
             )
         else:  # hung up before CALL_ANSWERED: nobody picked up (or the call was canceled, already recorded)
