@@ -107,12 +107,82 @@ def test_unknown_call_is_404_with_a_hint(api: FakeApi) -> None:
     assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 
-def test_lookup_without_a_key_is_400(api: FakeApi) -> None:
+def listing(query: dict[str, str] | None) -> dict[str, Any]:
     event = load_event("api-lookup-call.json")
-    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    return event
+
+
+def test_without_a_lookup_key_get_calls_lists_the_last_day_newest_first(api: FakeApi) -> None:
+    _, _, first = invoke(api, load_event("api-create-call.json"))
+    _, _, second = invoke(api, load_event("api-create-call.json"))
+    status, _, page = invoke(api, listing(None))
+    assert status == 200
+    assert {c["call_id"] for c in page["calls"]} == {first["call_id"], second["call_id"]}
+    assert page["next"] is None
+    assert page["calls"][0]["created_at"] >= page["calls"][1]["created_at"]
+    status, _, page = invoke(api, listing({"limit": "1"}))
+    assert (status, len(page["calls"])) == (200, 1)
+    status, _, rest = invoke(api, listing({"limit": "1", "next": page["next"]}))
+    assert (status, len(rest["calls"]), rest["next"]) == (200, 1, None)
+    assert rest["calls"][0]["call_id"] != page["calls"][0]["call_id"]
+    status, _, none = invoke(api, listing({"status": "claimed"}))
+    assert (status, none) == (200, {"calls": [], "next": None})
+
+
+def test_the_carrier_lookup_answers_as_before_and_takes_no_listing_parameter(api: FakeApi) -> None:
+    _, _, created = invoke(api, load_event("api-create-call.json"))
+    status, _, found = invoke(api, listing({"lookup_key": "+14155550100"}))
+    assert (status, found["call_id"], found["status"]) == (200, created["call_id"], "registered")
+    assert "calls" not in found
+    status, _, body = invoke(api, listing({"lookup_key": "+14155550100", "status": "registered"}))
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert "status" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field_or_text"),
+    [
+        ({"status": "sleeping"}, "query.status"),
+        ({"direction": "sideways"}, "query.direction"),
+        ({"number": "4155550100"}, "query.number"),
+        ({"carrier": "Twilio!"}, "query.carrier"),
+        ({"limit": "0"}, "query.limit"),
+        ({"limit": "101"}, "query.limit"),
+        ({"since": "yesterday"}, "query.since"),
+        ({"since": "2026-02-30T00:00:00Z"}, "ISO 8601"),
+        ({"since": "1999-12-31T00:00:00Z", "until": "2000-01-01T00:00:00Z"}, "years"),
+        ({"since": "2026-12-04T10:00:00Z", "until": "2026-12-04T09:00:00Z"}, "before until"),
+        ({"since": "2026-11-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "7 days"),
+        ({"next": "bm90IGEgY3Vyc29y"}, "cursor"),
+        ({"next": "%%%"}, "cursor"),
+    ],
+)
+def test_a_listing_with_a_bad_parameter_is_a_precise_400(
+    api: FakeApi, query: dict[str, str], field_or_text: str
+) -> None:
+    status, _, body = invoke(api, listing(query))
+    assert status == 400, body
+    fields = [d.get("field") for d in body.get("details") or []]
+    assert field_or_text in fields or field_or_text in body["message"], body
+
+
+def test_delete_cancels_a_registration_no_phone_call_has_claimed(api: FakeApi) -> None:
+    _, _, created = invoke(api, load_event("api-create-call.json"))
+    event = route_event("DELETE", "/calls/{call_id}", "any-key")
+    event["path"] = f"/calls/{created['call_id']}"
+    event["pathParameters"] = {"call_id": created["call_id"]}
+    status, _, canceled = invoke(api, event)
+    assert (status, canceled["status"], canceled["reason"]) == (200, "canceled", "canceled_by_api")
+    assert canceled["ended_at"]
+    status, _, body = invoke(api, listing({"lookup_key": "+14155550100"}))
+    assert (status, body["error"]) == (404, "call_not_found")  # no carrier lookup finds it any more
+    status, _, again = invoke(api, event)
+    assert (status, again["status"]) == (200, "canceled")
+    event["path"], event["pathParameters"] = "/calls/nobody", {"call_id": "nobody"}
     status, _, body = invoke(api, event)
-    assert status == 400
-    assert body["details"][0]["field"] == "query.lookup_key"
+    assert (status, body["error"]) == (404, "call_not_found")
 
 
 @pytest.mark.parametrize(
