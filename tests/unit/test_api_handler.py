@@ -14,6 +14,7 @@ from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from dev.local_api import build_event
 from dev.template import api_routes
+from millis_sip.core.calls import CallStatus
 from millis_sip.core.errors import (
     Attempt,
     BridgeError,
@@ -486,3 +487,26 @@ def test_a_keys_secret_that_cannot_be_read_is_a_503_before_millis_is_asked() -> 
     status, headers, body = invoke(api, load_event("api-create-call.json"))  # it has a lookup_key
     assert (status, body["error"], headers["retry-after"]) == (503, "keys_secret_unavailable", "2")
     assert api.gateway.calls == [] and api.store.items == {}
+
+
+def test_the_document_describes_both_answers_of_get_calls_and_bounds_its_parameters(api: FakeApi) -> None:
+    status, _, doc = invoke(api, route_event("GET", "/openapi.json", "any-key"))
+    assert status == 200
+    operation = doc["paths"]["/calls"]["get"]
+    answers = operation["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {a["$ref"] for a in answers} == {"#/components/schemas/CallView", "#/components/schemas/CallPage"}
+    page = doc["components"]["schemas"]["CallPage"]
+    assert page["required"] == ["calls"] and set(page["properties"]) == {"calls", "next"}
+    schemas = {p["name"]: p["schema"]["anyOf"][0] for p in operation["parameters"]}
+    assert not any(p.get("required") for p in operation["parameters"])  # lookup_key too: without it, a listing
+    assert (schemas["limit"]["minimum"], schemas["limit"]["maximum"]) == (1, 100)
+    for bounded in ("lookup_key", "carrier", "agent_id", "number", "since", "until"):
+        assert "pattern" in schemas[bounded], bounded
+    assert "maxLength" in schemas["next"]
+    assert set(schemas["status"]["enum"]) == {status.value for status in CallStatus}
+    cancel = doc["paths"]["/calls/{call_id}"]["delete"]["responses"]
+    assert {a["$ref"].rsplit("/", 1)[1] for a in cancel["200"]["content"]["application/json"]["schema"]["anyOf"]} == {
+        "CallView",
+        "OutboundCallView",
+    }
+    assert "registration" in cancel["409"]["description"]
