@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -92,9 +93,30 @@ def checks(operation: Any, mode: GenerationMode) -> Any:
         # its schema (any JSON value) cannot state: positive generation does not count them as valid.
         if mode is GenerationMode.POSITIVE:
             assume(not _unsafe_number(case.body))
+        # GET /calls' rules across parameters (docs/api.md, "Listing calls"): lookup_key alone, a real date, since
+        # before until, at most 7 days apart, years 2000 to 9000. Each is a documented 400 that parameters'
+        # schemas cannot state: positive generation does not count a request breaking one as valid.
+        if mode is GenerationMode.POSITIVE and operation.label == "GET /calls":
+            assume(_listing_is_valid(case.query or {}))
         case.call_and_validate(headers={"x-api-key": API_KEY, "X-Webhook-Secret": WEBHOOK_SECRET})
 
     return check
+
+
+def _listing_is_valid(query: dict[str, Any]) -> bool:
+    from millis_sip.core.errors import InvalidRequest
+    from millis_sip.core.lookup import LIST_DEFAULT_WINDOW, LIST_MAX_WINDOW
+    from millis_sip.edges.http.app import LIST_PARAMETERS, _moment
+
+    if "lookup_key" in query and LIST_PARAMETERS & set(query):
+        return False
+    try:
+        since, until = _moment("since", query.get("since")), _moment("until", query.get("until"))
+    except InvalidRequest:
+        return False
+    until = until or datetime.now(UTC)
+    since = since or until - LIST_DEFAULT_WINDOW
+    return since < until and until - since <= LIST_MAX_WINDOW
 
 
 def _unsafe_number(value: Any) -> bool:

@@ -715,3 +715,178 @@ def test_an_outbound_route_reads_back(routes: NumberRoutes) -> None:
     stored = routes.get(number)
     assert stored is not None
     assert (stored.outbound_carriers, stored.max_outbound_calls_per_hour) == (("plivo", "twilio"), 7)
+
+
+# --- listing (GET /calls) and cancelling a registration (DELETE /calls/{call_id}) -----------------------------
+
+
+def window() -> datetime:
+    """A moment of its own, far from every other test's calls (the table is shared): 23:58 UTC on a random day in
+    the 2030s, so a window from it crosses midnight."""
+    day = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 3000)
+    return day.replace(hour=23, minute=58, microsecond=0)
+
+
+def query(since: datetime, until: datetime, *, limit: int = 50, now: datetime | None = None, **filters: Any) -> Any:
+    from millis_sip.core.ports import CallQuery
+
+    return CallQuery(since=since, until=until, limit=limit, now=now or until, **filters)
+
+
+def every_page(store: InboundCallStore, first: Any) -> list[list[str]]:
+    pages, asked = [], first
+    for _ in range(50):
+        page = store.list_calls(asked)
+        assert len(page.calls) <= asked.limit
+        pages.append([r.call_id for r in page.calls])
+        if page.next is None:
+            return pages
+        asked = replace(asked, after=page.next)
+    raise AssertionError("the cursor never ended")
+
+
+def test_calls_are_listed_newest_first_across_days_a_page_at_a_time(store: InboundCallStore) -> None:
+    start = window()
+    records = [call(created_at=start + timedelta(seconds=30 * i)) for i in range(7)]  # 23:58:00 to 00:01:00
+    for record in records:
+        store.put_new(record)
+    store.count_call(unique("counter"), limit=5, expires_at=LATER)
+    store.begin_transaction(unique("marker"), owner=ME, now=NOW, lease_seconds=1, expires_at=LATER)
+    newest_first = [r.call_id for r in reversed(records)]
+    everything = store.list_calls(query(start, start + timedelta(minutes=5)))
+    assert ([r.call_id for r in everything.calls], everything.next) == (newest_first, None)
+    assert everything.calls[0] == records[-1]  # read back field for field, from the index alone
+    pages = every_page(store, query(start, start + timedelta(minutes=5), limit=3))
+    assert [c for page in pages for c in page] == newest_first
+    # since inclusive, until exclusive
+    inside = store.list_calls(query(records[1].created_at, records[3].created_at))
+    assert [r.call_id for r in inside.calls] == [records[2].call_id, records[1].call_id]
+
+
+def test_listing_filters_by_status_direction_carrier_agent_and_number(store: InboundCallStore) -> None:
+    start = window()
+    agent = unique("agent")
+
+    def at(i: int, **fields: Any) -> CallRecord:
+        values = {"expires_at": start + timedelta(hours=1), **fields}
+        return call(created_at=start + timedelta(seconds=i), agent_id=agent, **values)
+
+    waiting = at(1, lookup_key="+14155550111")
+    lapsed = at(2, expires_at=start + timedelta(seconds=30))
+    claimed = at(3, status=CallStatus.CLAIMED, transaction_id="t", carrier="telnyx", caller_number="+14155550122")
+    outbound = at(
+        4,
+        status=CallStatus.RINGING,
+        direction=Direction.OUTBOUND,
+        carrier="twilio",
+        caller_number="+15055550100",
+        dialed_number="+14155550133",
+        transaction_id="o",
+    )
+    chime = at(5, source=CallSource.CHIME)
+    other_agent = call(created_at=start + timedelta(seconds=6), agent_id=unique("agent"))
+    for record in (waiting, lapsed, claimed, outbound, chime, other_agent):
+        store.put_new(record)
+    now = start + timedelta(minutes=1)
+
+    def ids(**filters: Any) -> list[str]:
+        page = store.list_calls(query(start, start + timedelta(minutes=2), now=now, agent_id=agent, **filters))
+        assert page.next is None
+        return [r.call_id for r in page.calls]
+
+    assert ids() == [r.call_id for r in (chime, outbound, claimed, lapsed, waiting)]
+    assert ids(status=CallStatus.REGISTERED) == [chime.call_id, waiting.call_id]
+    assert ids(status=CallStatus.EXPIRED) == [lapsed.call_id]
+    assert ids(status=CallStatus.RINGING) == [outbound.call_id]
+    assert ids(direction=Direction.OUTBOUND) == [outbound.call_id]
+    assert ids(direction=Direction.INBOUND) == [r.call_id for r in (chime, claimed, lapsed, waiting)]
+    assert ids(carrier="telnyx") == [claimed.call_id]
+    assert ids(carrier="chime") == [chime.call_id]
+    assert ids(number="+14155550133") == [outbound.call_id]
+    assert ids(number="+15055550100") == [outbound.call_id]
+    assert ids(number="+14155550122") == [claimed.call_id]
+    assert ids(number="+14155550111") == [waiting.call_id]
+    assert ids(number="+14155550199") == []
+    assert ids(direction=Direction.OUTBOUND, status=CallStatus.CLAIMED) == []
+
+
+def test_a_cursor_the_store_did_not_give_out_is_refused(store: InboundCallStore) -> None:
+    from millis_sip.core.errors import InvalidRequest
+
+    start = window()
+    for made_up in ("nope", "eyJ4IjoxfQ", "", "%%%"):
+        with pytest.raises(InvalidRequest, match="cursor"):
+            store.list_calls(query(start, start + timedelta(minutes=1), after=made_up or "e30"))
+
+
+def test_a_listing_filtered_down_to_little_reads_a_bounded_amount_and_pages_on(dynamodb: Any) -> None:
+    from millis_sip.adapters.dynamodb.store import LIST_FILTERED_READ, LIST_MAX_QUERIES
+
+    store = DynamoCallStore(dynamodb, TABLE, keys=STACK_KEYS)
+    start = window()
+    agent = unique("agent")
+    noise = LIST_FILTERED_READ * (LIST_MAX_QUERIES + 1)
+    for i in range(noise):
+        store.put_new(call(created_at=start + timedelta(milliseconds=i + 10), agent_id=unique("noise")))
+    wanted = call(created_at=start, agent_id=agent)  # the oldest: behind all the noise
+    store.put_new(wanted)
+    queries: list[dict[str, Any]] = []
+
+    def count(**request: Any) -> None:
+        queries.append(request)
+
+    dynamodb.meta.events.register("before-call.dynamodb.Query", count)
+    try:
+        first = store.list_calls(query(start, start + timedelta(minutes=1), agent_id=agent))
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.Query", count)
+    assert len(queries) == LIST_MAX_QUERIES
+    assert (first.calls, first.next is not None) == ((), True)  # short, even empty, but not the last
+    assert every_page(store, query(start, start + timedelta(minutes=1), agent_id=agent, after=first.next)) == [
+        [wanted.call_id]
+    ]
+
+
+def test_only_a_waiting_registration_can_be_canceled_and_then_no_call_claims_it(store: InboundCallStore) -> None:
+    key = unique("+1")
+    waiting = call(lookup_key=key)
+    store.put_new(waiting)
+    kept = waiting.expires_at + timedelta(days=1)  # whole seconds, as the core gives them (the TTL's format)
+    canceled = replace(waiting, status=CallStatus.CANCELED, reason="canceled_by_api", ended_at=NOW, expires_at=kept)
+    assert store.cancel_registration(canceled, now=NOW)
+    assert store.get(waiting.call_id) == canceled
+    assert store.latest_for(key, NOW) is None and store.pending_for(key, NOW) == []
+    claim = replace(waiting, status=CallStatus.CLAIMED, transaction_id="tx")
+    assert not store.commit_inbound(claim, lock=None, claim=True, now=NOW)
+    assert not store.cancel_registration(canceled, now=NOW)  # already canceled: nothing changes
+
+    claimed = call(lookup_key=key, status=CallStatus.CLAIMED, transaction_id="tx")
+    lapsed = call(lookup_key=key, expires_at=NOW.replace(microsecond=0) - timedelta(seconds=1))
+    outbound = call(status=CallStatus.QUEUED, direction=Direction.OUTBOUND, transaction_id="o")
+    for record in (claimed, lapsed, outbound):
+        store.put_new(record)
+        assert not store.cancel_registration(replace(record, status=CallStatus.CANCELED), now=NOW)
+        assert store.get(record.call_id) == record
+    marker = unique("marker")
+    store.begin_transaction(marker, owner=ME, now=NOW, lease_seconds=1, expires_at=LATER)
+    assert not store.cancel_registration(replace(waiting, call_id=marker, status=CallStatus.CANCELED), now=NOW)
+    assert store.transaction_mark(marker) is not None
+    assert not store.cancel_registration(replace(canceled, call_id=unique()), now=NOW)  # never stored
+
+
+def test_a_claim_and_a_cancel_racing_have_one_winner(store: InboundCallStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(5):
+        waiting = call(lookup_key=unique("+1"))
+        store.put_new(waiting)
+        claim = replace(waiting, status=CallStatus.CLAIMED, transaction_id="tx")
+        cancel = replace(waiting, status=CallStatus.CANCELED, reason="canceled_by_api", ended_at=NOW)
+        with ThreadPoolExecutor(2) as pool:
+            claimed = pool.submit(store.commit_inbound, claim, lock=None, claim=True, now=NOW)
+            canceled = pool.submit(store.cancel_registration, cancel, now=NOW)
+            outcomes = (claimed.result(), canceled.result())
+        assert sorted(outcomes) == [False, True]
+        stored = store.get(waiting.call_id)
+        assert stored is not None
+        assert stored.status is (CallStatus.CLAIMED if outcomes[0] else CallStatus.CANCELED)

@@ -4,6 +4,8 @@ so it cannot drift from what DynamoDB Local does."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -12,10 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from millis_sip.core.calls import FIELDS_OF_MOVE, LIVE, MOVES, CallRecord, CallStatus
-from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists, LeaseLost
+from millis_sip.core.clock import from_iso, iso
+from millis_sip.core.errors import Attempt, BridgeError, CallAlreadyExists, InvalidRequest, LeaseLost
 from millis_sip.core.numbers import NumberRoute
 from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import (
+    CallPage,
+    CallQuery,
     MillisRegistration,
     MillisReport,
     SessionOutcome,
@@ -341,6 +346,46 @@ class MemoryStore:
         self.items[snapshot.call_id] = CallRecord(**merged)
         return True
 
+    def list_calls(self, query: CallQuery) -> CallPage:
+        """As DynamoCallStore's: [since, until), newest first, every filter; the cursor is this fake's own."""
+        self._touch()
+        since, until, after = query.since, query.until, None
+        if query.after is not None:
+            since, until, after = _fake_cursor(query.after)
+        ordered = sorted(
+            (r for r in self.items.values() if since <= r.created_at < until and _matches(r, query)),
+            key=lambda r: (iso(r.created_at), r.call_id),
+            reverse=True,
+        )
+        if after is not None:
+            ordered = [r for r in ordered if (iso(r.created_at), r.call_id) < after]
+        chosen = ordered[: query.limit]
+        if len(ordered) <= query.limit:
+            return CallPage(tuple(chosen), None)
+        last = chosen[-1]
+        data = {"since": iso(since), "until": iso(until), "at": iso(last.created_at), "id": last.call_id}
+        return CallPage(tuple(chosen), base64.urlsafe_b64encode(json.dumps(data).encode()).decode())
+
+    def cancel_registration(self, snapshot: CallRecord, *, now: datetime) -> bool:
+        self._touch()
+        with self._lock:
+            stored = self.items.get(snapshot.call_id)
+            if (
+                stored is None
+                or stored.status is not CallStatus.REGISTERED
+                or stored.transaction_id is not None
+                or stored.expires_at <= now
+            ):
+                return False
+            self.items[snapshot.call_id] = replace(
+                stored,
+                status=snapshot.status,
+                reason=snapshot.reason,
+                ended_at=snapshot.ended_at or now,
+                expires_at=snapshot.expires_at,
+            )
+            return True
+
     def _pending(self, lookup_key: str, now: datetime) -> list[CallRecord]:
         def indexed(key: str) -> str:  # as StackKeys.lookup_index keys the index: numbers in E.164
             return canonical_number(key) or key
@@ -354,6 +399,34 @@ class MemoryStore:
             and r.status is CallStatus.REGISTERED
         ]
         return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+
+def _matches(record: CallRecord, query: CallQuery) -> bool:
+    status = query.status
+    if status is CallStatus.EXPIRED:
+        if record.status is not CallStatus.REGISTERED or record.expires_at > query.now:
+            return False
+    elif status is CallStatus.REGISTERED:
+        if record.status is not CallStatus.REGISTERED or record.expires_at <= query.now:
+            return False
+    elif status is not None and record.status is not status:
+        return False
+    if query.direction is not None and record.direction is not query.direction:
+        return False
+    if query.carrier is not None and query.carrier not in (record.carrier, record.source):
+        return False
+    if query.agent_id is not None and record.agent_id != query.agent_id:
+        return False
+    numbers = (record.caller_number, record.dialed_number, record.lookup_key)
+    return query.number is None or query.number in numbers
+
+
+def _fake_cursor(cursor: str) -> tuple[datetime, datetime, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor))
+        return from_iso(data["since"]), from_iso(data["until"]), (str(data["at"]), str(data["id"]))
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest("next is not a cursor this API gave out: pass the next value of the last page.") from None
 
 
 @dataclass

@@ -73,8 +73,7 @@ def test_calls_table_keys_index_ttl_and_protection() -> None:
     props = table["Properties"]
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
     assert props["KeySchema"] == [{"AttributeName": "call_id", "KeyType": "HASH"}]
-    [index] = table_definition()["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-lookup-index"
+    [index] = [g for g in table_definition()["GlobalSecondaryIndexes"] if g["IndexName"] == "by-lookup-index"]
     assert index["KeySchema"] == [
         {"AttributeName": "lookup_index", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
@@ -88,17 +87,39 @@ def test_calls_table_keys_index_ttl_and_protection() -> None:
 def test_the_code_uses_the_index_the_template_defines() -> None:
     from millis_sip.adapters.dynamodb.store import LOOKUP_ATTRIBUTE, LOOKUP_INDEX
 
-    [index] = table_definition()["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == LOOKUP_INDEX
+    [index] = [g for g in table_definition()["GlobalSecondaryIndexes"] if g["IndexName"] == LOOKUP_INDEX]
     assert index["KeySchema"][0] == {"AttributeName": LOOKUP_ATTRIBUTE, "KeyType": "HASH"}
 
 
 def test_the_lookup_index_holds_no_phone_number() -> None:
     # A keyed hash as its key, and only the attributes a claim needs: never lookup_key or a caller's number.
-    [index] = table_definition()["GlobalSecondaryIndexes"]
+    [index] = [g for g in table_definition()["GlobalSecondaryIndexes"] if g["IndexName"] == "by-lookup-index"]
     projection = index["Projection"]
     assert projection["ProjectionType"] == "INCLUDE"
     assert not {"lookup_key", "caller_number", "dialed_number"} & set(projection["NonKeyAttributes"])
+
+
+def test_the_listing_index_is_by_day_and_only_the_api_queries_it() -> None:
+    from millis_sip.adapters.dynamodb.codec import LIST_DAY
+    from millis_sip.adapters.dynamodb.store import LIST_INDEX
+
+    indexes = {g["IndexName"]: g for g in table_definition()["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by-lookup-index", LIST_INDEX}  # the legacy index only while an upgrade keeps it
+    index = indexes[LIST_INDEX]
+    assert index["KeySchema"] == [
+        {"AttributeName": LIST_DAY, "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}  # a page is answered from the index alone
+    defined = {d["AttributeName"]: d["AttributeType"] for d in table_definition()["AttributeDefinitions"]}
+    assert defined[LIST_DAY] == "S"
+    listers = {
+        function_id
+        for function_id in all_functions()
+        for statement in statements(function_id)
+        if f"/index/{LIST_INDEX}" in json.dumps(statement["Resource"])
+    }
+    assert listers == {"ApiFunction"}
 
 
 def test_the_old_lookup_index_stays_only_for_an_upgrades_first_deploy() -> None:

@@ -14,6 +14,7 @@ from dev.functions import load_function
 from dev.lambda_context import LocalContext
 from dev.local_api import build_event
 from dev.template import api_routes
+from millis_sip.core.calls import CallStatus
 from millis_sip.core.errors import (
     Attempt,
     BridgeError,
@@ -107,12 +108,82 @@ def test_unknown_call_is_404_with_a_hint(api: FakeApi) -> None:
     assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 
-def test_lookup_without_a_key_is_400(api: FakeApi) -> None:
+def listing(query: dict[str, str] | None) -> dict[str, Any]:
     event = load_event("api-lookup-call.json")
-    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    return event
+
+
+def test_without_a_lookup_key_get_calls_lists_the_last_day_newest_first(api: FakeApi) -> None:
+    _, _, first = invoke(api, load_event("api-create-call.json"))
+    _, _, second = invoke(api, load_event("api-create-call.json"))
+    status, _, page = invoke(api, listing(None))
+    assert status == 200
+    assert {c["call_id"] for c in page["calls"]} == {first["call_id"], second["call_id"]}
+    assert page["next"] is None
+    assert page["calls"][0]["created_at"] >= page["calls"][1]["created_at"]
+    status, _, page = invoke(api, listing({"limit": "1"}))
+    assert (status, len(page["calls"])) == (200, 1)
+    status, _, rest = invoke(api, listing({"limit": "1", "next": page["next"]}))
+    assert (status, len(rest["calls"]), rest["next"]) == (200, 1, None)
+    assert rest["calls"][0]["call_id"] != page["calls"][0]["call_id"]
+    status, _, none = invoke(api, listing({"status": "claimed"}))
+    assert (status, none) == (200, {"calls": [], "next": None})
+
+
+def test_the_carrier_lookup_answers_as_before_and_takes_no_listing_parameter(api: FakeApi) -> None:
+    _, _, created = invoke(api, load_event("api-create-call.json"))
+    status, _, found = invoke(api, listing({"lookup_key": "+14155550100"}))
+    assert (status, found["call_id"], found["status"]) == (200, created["call_id"], "registered")
+    assert "calls" not in found
+    status, _, body = invoke(api, listing({"lookup_key": "+14155550100", "status": "registered"}))
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert "status" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field_or_text"),
+    [
+        ({"status": "sleeping"}, "query.status"),
+        ({"direction": "sideways"}, "query.direction"),
+        ({"number": "4155550100"}, "query.number"),
+        ({"carrier": "Twilio!"}, "query.carrier"),
+        ({"limit": "0"}, "query.limit"),
+        ({"limit": "101"}, "query.limit"),
+        ({"since": "yesterday"}, "query.since"),
+        ({"since": "2026-02-30T00:00:00Z"}, "ISO 8601"),
+        ({"since": "1999-12-31T00:00:00Z", "until": "2000-01-01T00:00:00Z"}, "years"),
+        ({"since": "2026-12-04T10:00:00Z", "until": "2026-12-04T09:00:00Z"}, "before until"),
+        ({"since": "2026-11-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "7 days"),
+        ({"next": "bm90IGEgY3Vyc29y"}, "cursor"),
+        ({"next": "%%%"}, "cursor"),
+    ],
+)
+def test_a_listing_with_a_bad_parameter_is_a_precise_400(
+    api: FakeApi, query: dict[str, str], field_or_text: str
+) -> None:
+    status, _, body = invoke(api, listing(query))
+    assert status == 400, body
+    fields = [d.get("field") for d in body.get("details") or []]
+    assert field_or_text in fields or field_or_text in body["message"], body
+
+
+def test_delete_cancels_a_registration_no_phone_call_has_claimed(api: FakeApi) -> None:
+    _, _, created = invoke(api, load_event("api-create-call.json"))
+    event = route_event("DELETE", "/calls/{call_id}", "any-key")
+    event["path"] = f"/calls/{created['call_id']}"
+    event["pathParameters"] = {"call_id": created["call_id"]}
+    status, _, canceled = invoke(api, event)
+    assert (status, canceled["status"], canceled["reason"]) == (200, "canceled", "canceled_by_api")
+    assert canceled["ended_at"]
+    status, _, body = invoke(api, listing({"lookup_key": "+14155550100"}))
+    assert (status, body["error"]) == (404, "call_not_found")  # no carrier lookup finds it any more
+    status, _, again = invoke(api, event)
+    assert (status, again["status"]) == (200, "canceled")
+    event["path"], event["pathParameters"] = "/calls/nobody", {"call_id": "nobody"}
     status, _, body = invoke(api, event)
-    assert status == 400
-    assert body["details"][0]["field"] == "query.lookup_key"
+    assert (status, body["error"]) == (404, "call_not_found")
 
 
 @pytest.mark.parametrize(
@@ -416,3 +487,26 @@ def test_a_keys_secret_that_cannot_be_read_is_a_503_before_millis_is_asked() -> 
     status, headers, body = invoke(api, load_event("api-create-call.json"))  # it has a lookup_key
     assert (status, body["error"], headers["retry-after"]) == (503, "keys_secret_unavailable", "2")
     assert api.gateway.calls == [] and api.store.items == {}
+
+
+def test_the_document_describes_both_answers_of_get_calls_and_bounds_its_parameters(api: FakeApi) -> None:
+    status, _, doc = invoke(api, route_event("GET", "/openapi.json", "any-key"))
+    assert status == 200
+    operation = doc["paths"]["/calls"]["get"]
+    answers = operation["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {a["$ref"] for a in answers} == {"#/components/schemas/CallView", "#/components/schemas/CallPage"}
+    page = doc["components"]["schemas"]["CallPage"]
+    assert page["required"] == ["calls"] and set(page["properties"]) == {"calls", "next"}
+    schemas = {p["name"]: p["schema"]["anyOf"][0] for p in operation["parameters"]}
+    assert not any(p.get("required") for p in operation["parameters"])  # lookup_key too: without it, a listing
+    assert (schemas["limit"]["minimum"], schemas["limit"]["maximum"]) == (1, 100)
+    for bounded in ("lookup_key", "carrier", "agent_id", "number", "since", "until"):
+        assert "pattern" in schemas[bounded], bounded
+    assert "maxLength" in schemas["next"]
+    assert set(schemas["status"]["enum"]) == {status.value for status in CallStatus}
+    cancel = doc["paths"]["/calls/{call_id}"]["delete"]["responses"]
+    assert {a["$ref"].rsplit("/", 1)[1] for a in cancel["200"]["content"]["application/json"]["schema"]["anyOf"]} == {
+        "CallView",
+        "OutboundCallView",
+    }
+    assert "registration" in cancel["409"]["description"]

@@ -131,7 +131,7 @@ def compose_management(
             default_agent_id=settings.default_agent_id,
             keys=keys,
         ),
-        directory=CallDirectory(store, clock=clock),
+        directory=CallDirectory(store, clock=clock, ttl_seconds=settings.call_ttl_seconds),
         sessions=SessionReports(store, clock=clock, ttl_seconds=settings.call_ttl_seconds, stack_secret=stack_secret),
         numbers=NumberDirectory(numbers, clock=clock),
         http_deadline=settings.http_deadline,

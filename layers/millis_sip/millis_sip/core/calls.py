@@ -37,7 +37,7 @@ class CallStatus(StrEnum):
     ANSWERED = "answered"  # the person (or a machine the call goes on with) answered: being bridged to Millis
     NO_ANSWER = "no_answer"  # nobody answered within the ring timeout
     BUSY = "busy"  # the line was busy (or the person declined)
-    CANCELED = "canceled"  # canceled before it was answered (DELETE /calls/{call_id})
+    CANCELED = "canceled"  # canceled before it was answered or claimed (DELETE /calls/{call_id})
     MACHINE = "machine"  # a machine answered and machine_detection said hang up
 
 
@@ -60,7 +60,8 @@ MOVES: dict[CallStatus, tuple[CallStatus, ...]] = {
     CallStatus.ANSWERED: NOT_ANSWERED,
     CallStatus.NO_ANSWER: NOT_ANSWERED,
     CallStatus.BUSY: NOT_ANSWERED,
-    CallStatus.CANCELED: NOT_ANSWERED,
+    # An outbound call before it is answered, or a registration no phone call has claimed (DELETE /calls/{call_id}).
+    CallStatus.CANCELED: (*NOT_ANSWERED, CallStatus.REGISTERED),
     CallStatus.MACHINE: OUTBOUND_OPEN,
 }
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from millis_sip.core.calls import CallRecord, CallStatus
+from millis_sip.core.calls import CallRecord, CallStatus, Direction
 from millis_sip.core.errors import Attempt, StoreUnavailable
 from millis_sip.core.regions import MillisRegion
 from millis_sip.core.sip import SipUri
@@ -163,6 +163,34 @@ class MillisReport:
     session_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """GET /calls without a lookup_key: the calls created in [since, until), newest first, that match every
+    filter given. ``status`` ``expired`` is a registration that lapsed unclaimed; ``number`` matches the caller's
+    or the dialed number, or the lookup_key of a registration; ``after`` is the opaque cursor of the page before
+    (it carries the window and the position: the filters are the caller's to repeat)."""
+
+    since: datetime
+    until: datetime
+    limit: int
+    now: datetime
+    status: CallStatus | None = None
+    direction: Direction | None = None
+    carrier: str | None = None
+    agent_id: str | None = None
+    number: str | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallPage:
+    """Up to ``limit`` calls, newest first, and the cursor of the next page (None: none left). A page may hold
+    fewer than ``limit`` calls, even none, while ``next`` is not None: each request reads a bounded amount."""
+
+    calls: tuple[CallRecord, ...]
+    next: str | None
+
+
 class CallStore(Protocol):
     def put_new(self, record: CallRecord) -> None:
         """Store a call that must not exist yet (``CallAlreadyExists`` otherwise)."""
@@ -189,6 +217,17 @@ class CallStore(Protocol):
         does not have yet (the first report of a session stands; one that adds nothing writes nothing, not even
         ``updated_at``). Only when ``credential_hash`` is the call's own (None: the call has none, as calls
         registered before per-call credentials); else FOREIGN or LEGACY and nothing changes."""
+        ...
+
+    def list_calls(self, query: CallQuery) -> CallPage:
+        """The calls ``query`` asks for, a page at a time. ``InvalidRequest`` for a cursor this store did not
+        give out. Markers and counters are never listed."""
+        ...
+
+    def cancel_registration(self, snapshot: CallRecord, *, now: datetime) -> bool:
+        """Move a registration no phone call has claimed (``registered``, no transaction, unexpired at ``now``)
+        to ``snapshot``'s status (``canceled``) with its ``reason``, ``ended_at`` and ``expires_at``, and take it
+        out of the lookup index. False when it is anything else (claimed first, expired, gone): nothing changes."""
         ...
 
 

@@ -15,6 +15,7 @@ from millis_sip.core.sip import parse_sip_uri
 
 MARKER_KIND = "transaction"  # a phone call's marker shares the table with the calls (see ``is_call``)
 COUNTER_KIND = "counter"  # so does a number's hourly count of calls
+LIST_DAY = "list_day"  # the by-day index's key: the UTC date a call was created, on call items only (GET /calls)
 _TEXT = (
     "transfer_to",
     "transfer_mode",
@@ -66,6 +67,7 @@ def to_item(record: CallRecord) -> Item:
         "expires_at": epoch(record.expires_at),
         "source": s(str(record.source)),
         "caller_verification": s(record.caller_verification.value),
+        LIST_DAY: s(list_day(record.created_at)),
     }
     if record.direction is not Direction.INBOUND:  # an inbound call's items stay as they were
         item["direction"] = s(record.direction.value)
@@ -86,6 +88,11 @@ def to_item(record: CallRecord) -> Item:
         if count:
             item[name] = n(count)
     return item
+
+
+def list_day(moment: datetime) -> str:
+    """The by-day index's partition of a call created at ``moment``: its UTC date, ``2026-12-04``."""
+    return moment.astimezone(UTC).date().isoformat()
 
 
 def is_call(item: Item) -> bool:

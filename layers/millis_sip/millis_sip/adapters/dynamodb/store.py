@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from millis_sip.adapters.dynamodb.clients import Item, Rejected, request, send
 from millis_sip.adapters.dynamodb.codec import (
     COUNTER_KIND,
+    LIST_DAY,
     epoch,
     from_item,
     is_call,
+    list_day,
     mark_from_item,
     marker_item,
     n,
@@ -33,12 +35,28 @@ from millis_sip.adapters.dynamodb.codec import (
     s,
     to_item,
 )
-from millis_sip.core.calls import FIELDS_OF_MOVE, LIVE, MAX_CALL_TTL_SECONDS, CallRecord, CallStatus
-from millis_sip.core.clock import epoch_ms, iso
+from millis_sip.core.calls import (
+    FIELDS_OF_MOVE,
+    LIVE,
+    MAX_CALL_TTL_SECONDS,
+    TOKEN,
+    CallRecord,
+    CallStatus,
+    Direction,
+)
+from millis_sip.core.clock import epoch_ms, from_iso, iso
 from millis_sip.core.errors import CallAlreadyExists, InvalidRequest, LeaseLost
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.numbers import NumberRoute
-from millis_sip.core.ports import MillisReport, SessionOutcome, TransactionLock, TransactionMark, TransactionState
+from millis_sip.core.ports import (
+    CallPage,
+    CallQuery,
+    MillisReport,
+    SessionOutcome,
+    TransactionLock,
+    TransactionMark,
+    TransactionState,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -51,6 +69,9 @@ CLAIM_CANDIDATES = 5
 RINGING_SLOTS_KEY = "outbound-ringing-slots"  # the item that holds the slots of outbound calls ringing at once
 SLOTS_KIND = "slots"
 RING_SLOT_TRIES = 5
+LIST_INDEX = "by-day"  # GET /calls: call items by the UTC date they were created (LIST_DAY), newest first
+LIST_MAX_QUERIES = 8  # reads per GET /calls: a page may come back short (with a cursor) rather than read on
+LIST_FILTERED_READ = 100  # items read per query when filters may drop most of them
 
 
 class DynamoCallStore:
@@ -525,6 +546,85 @@ class DynamoCallStore:
             ExpressionAttributeNames={"#holder": call_id},
         )
 
+    # --- listing and cancelling (GET /calls, DELETE /calls/{call_id}) -------------------------------------
+
+    def list_calls(self, query: CallQuery) -> CallPage:
+        """Query the ``by-day`` index one UTC day at a time, from ``until``'s day back to ``since``'s, newest
+        first, with the filters as a FilterExpression; at most LIST_MAX_QUERIES reads, then a cursor (the window,
+        the day and the last key read) says where the next page starts."""
+        since, until, day, start = query.since, query.until, list_day(query.until - _MS), None
+        if query.after is not None:
+            since, until, day, start = _decode_list_cursor(query.after)
+        filters, names, values = _list_filters(query)
+        values[":lo"], values[":hi"] = s(iso(since)), s(iso(until - _MS))
+        names["#created"] = "created_at"
+        first_day = list_day(since)
+        found: list[CallRecord] = []
+        for _ in range(LIST_MAX_QUERIES):
+            if day < first_day:
+                return CallPage(tuple(found), None)
+            remaining = query.limit - len(found)
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": LIST_INDEX,
+                "KeyConditionExpression": f"{LIST_DAY} = :day AND #created BETWEEN :lo AND :hi",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {**values, ":day": s(day)},
+                "ScanIndexForward": False,
+                "Limit": max(remaining, LIST_FILTERED_READ) if filters else remaining,
+            }
+            if filters:
+                kwargs["FilterExpression"] = " AND ".join(filters)
+            if start is not None:
+                kwargs["ExclusiveStartKey"] = _list_key(day, *start)
+            page = request(self._client, "query", **kwargs)
+            items = [item for item in page.get("Items", []) if is_call(item)]
+            last = page.get("LastEvaluatedKey")
+            for i, item in enumerate(items):
+                found.append(from_item(item))
+                if len(found) == query.limit:
+                    if i < len(items) - 1 or last is not None:
+                        position = (item["call_id"]["S"], item["created_at"]["S"])
+                        return CallPage(tuple(found), _list_cursor(since, until, day, position))
+                    earlier = _day_before(day)
+                    following = _list_cursor(since, until, earlier, None) if earlier >= first_day else None
+                    return CallPage(tuple(found), following)
+            if last is not None:
+                start = (last["call_id"]["S"], last["created_at"]["S"])
+            else:
+                day, start = _day_before(day), None
+        if day < first_day:
+            return CallPage(tuple(found), None)
+        return CallPage(tuple(found), _list_cursor(since, until, day, start))
+
+    def cancel_registration(self, snapshot: CallRecord, *, now: datetime) -> bool:
+        answer = self._send(
+            "update_item",
+            TableName=self._table,
+            Key={"call_id": s(snapshot.call_id)},
+            UpdateExpression=(
+                "SET #status = :to, reason = :reason, ended_at = :ended, expires_at = :exp, updated_at = :updated"
+                f" REMOVE {LOOKUP_ATTRIBUTE}"
+            ),
+            # Only an unclaimed, unexpired registration: the claim's own condition needs it registered, so of a
+            # cancel and a claim racing, exactly one wins.
+            ConditionExpression=(
+                "attribute_exists(call_id) AND attribute_not_exists(kind) AND #status = :registered"
+                " AND attribute_not_exists(transaction_id) AND expires_at > :now"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":to": s(snapshot.status.value),
+                ":reason": s(snapshot.reason or ""),
+                ":ended": s(iso(snapshot.ended_at or now)),
+                ":exp": epoch(snapshot.expires_at),
+                ":updated": s(iso(now)),
+                ":registered": s(CallStatus.REGISTERED.value),
+                ":now": epoch(now),
+            },
+        )
+        return not isinstance(answer, Rejected)
+
     # --- reading and the one error translator ---------------------------------------------------------
 
     def _get_item(self, key: str) -> Item | None:
@@ -608,3 +708,74 @@ def _cursor_number(cursor: str) -> str:
     if not isinstance(number, str) or not number:
         raise InvalidRequest("next is not a cursor this API gave out: pass the next value of the last page.")
     return number
+
+
+# --- GET /calls: filters and the cursor -----------------------------------------------------------------------
+
+_MS = timedelta(milliseconds=1)
+_NOT_A_CURSOR = "next is not a cursor this API gave out: pass the next value of the last page."
+
+
+def _list_filters(query: CallQuery) -> tuple[list[str], dict[str, str], Item]:
+    filters: list[str] = []
+    names: dict[str, str] = {}
+    values: Item = {}
+    if query.status is not None:
+        names["#status"] = "status"
+        if query.status in (CallStatus.REGISTERED, CallStatus.EXPIRED):  # expired is a lapsed registration
+            values[":status"], values[":now"] = s(CallStatus.REGISTERED.value), epoch(query.now)
+            lapse = ">" if query.status is CallStatus.REGISTERED else "<="
+            filters.append(f"#status = :status AND expires_at {lapse} :now")
+        else:
+            values[":status"] = s(query.status.value)
+            filters.append("#status = :status")
+    if query.direction is Direction.OUTBOUND:
+        values[":direction"] = s(Direction.OUTBOUND.value)
+        filters.append("direction = :direction")
+    elif query.direction is Direction.INBOUND:  # inbound items have no direction attribute
+        values[":direction"] = s(Direction.OUTBOUND.value)
+        filters.append("(attribute_not_exists(direction) OR direction <> :direction)")
+    if query.carrier is not None:
+        names["#source"] = "source"
+        values[":carrier"] = s(query.carrier)
+        filters.append("(carrier = :carrier OR #source = :carrier)")
+    if query.agent_id is not None:
+        values[":agent"] = s(query.agent_id)
+        filters.append("agent_id = :agent")
+    if query.number is not None:
+        values[":number"] = s(query.number)
+        filters.append("(caller_number = :number OR dialed_number = :number OR lookup_key = :number)")
+    return filters, names, values
+
+
+def _day_before(day: str) -> str:
+    return (datetime.fromisoformat(day) - timedelta(days=1)).date().isoformat()
+
+
+def _list_key(day: str, call_id: str, created_at: str) -> Item:
+    return {"call_id": s(call_id), LIST_DAY: s(day), "created_at": s(created_at)}
+
+
+def _list_cursor(since: datetime, until: datetime, day: str, position: tuple[str, str] | None) -> str:
+    data: dict[str, Any] = {"since": iso(since), "until": iso(until), "day": day}
+    if position is not None:
+        data["call_id"], data["created_at"] = position
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_list_cursor(cursor: str) -> tuple[datetime, datetime, str, tuple[str, str] | None]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        since, until, day = from_iso(data["since"]), from_iso(data["until"]), data["day"]
+        if not isinstance(day, str) or datetime.fromisoformat(day).date().isoformat() != day or not since < until:
+            raise ValueError(day)
+        call_id, created_at = data.get("call_id"), data.get("created_at")
+        if call_id is None and created_at is None:
+            return since, until, day, None
+        if not isinstance(call_id, str) or not TOKEN.match(call_id) or not isinstance(created_at, str):
+            raise ValueError(call_id)
+        if iso(from_iso(created_at)) != created_at or list_day(from_iso(created_at)) != day:
+            raise ValueError(created_at)
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise InvalidRequest(_NOT_A_CURSOR) from None
+    return since, until, day, (call_id, created_at)

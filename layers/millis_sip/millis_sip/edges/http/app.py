@@ -9,15 +9,17 @@ execution environment; tests pass fakes).
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import unquote, urlencode
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
-from millis_sip.core.errors import CallNotCancelable, OutboundDisabled, TransferTargetNotAllowed
+from millis_sip.core.calls import CallStatus, Direction
+from millis_sip.core.errors import CallNotCancelable, InvalidRequest, OutboundDisabled, TransferTargetNotAllowed
 from millis_sip.core.lifecycle import SessionReports
-from millis_sip.core.lookup import CallDirectory
+from millis_sip.core.lookup import LIST_DEFAULT_LIMIT, CallDirectory, ListCalls
 from millis_sip.core.numbers import MAX_PAGE_SIZE, NumberDirectory
 from millis_sip.core.outbound import OutboundCalls
 from millis_sip.core.registration import Registrar
@@ -25,10 +27,15 @@ from millis_sip.core.transfer import CallTransfers
 from millis_sip.edges.http import openapi
 from millis_sip.edges.http.idempotency import IDEMPOTENCY_HEADER, Answer, Body, Idempotency
 from millis_sip.edges.http.models import (
+    CARRIER_PATTERN,
     MAX_WEBHOOK_BODY_BYTES,
+    TIME_PATTERN,
+    AgentId,
     CallId,
+    CallPage,
     CallView,
     IdempotencyKey,
+    ListedStatus,
     LookupKey,
     NumberInPath,
     NumberPage,
@@ -36,6 +43,7 @@ from millis_sip.edges.http.models import (
     NumberRouteView,
     OutboundCallRequest,
     OutboundCallView,
+    PhoneNumber,
     RegisterCallRequest,
     RegisteredView,
     SessionDataWebhook,
@@ -78,7 +86,8 @@ _CANCEL_ERRORS = openapi.errors(
     {
         400: "Invalid call_id",
         404: "No such call",
-        409: "Not an outbound call that is queued or ringing",
+        409: "Not a registration waiting to be claimed, nor an outbound call that is queued or ringing (error "
+        "call_not_cancelable, naming the call's status)",
         502: "The carrier rejected the stack's credentials",
         503: "The carrier, its credential or DynamoDB unavailable",
     }
@@ -160,7 +169,7 @@ def create_app(
         body_limits={WEBHOOK_PATH: MAX_WEBHOOK_BODY_BYTES},
         # Every keyed route's query parameters (the webhook's sender is Millis: not held to a list).
         query_names={
-            "/calls": frozenset({"lookup_key"}),
+            "/calls": frozenset({"lookup_key", *LIST_PARAMETERS}),
             "/calls/{call_id}": frozenset(),
             "/calls/outbound": frozenset(),
             "/calls/{call_id}/transfer": frozenset(),
@@ -264,17 +273,24 @@ def create_app(
 
     @app.delete(
         "/calls/<call_id>",
-        summary="Cancel an outbound call that has not been answered yet (the carrier hangs it up)",
+        summary="Cancel a registration no phone call has claimed yet, or an outbound call that has not been answered "
+        "yet (the carrier hangs it up)",
         responses={
-            200: {"description": "Canceled", "content": {"application/json": {"model": OutboundCallView}}},
+            200: {
+                "description": "Canceled",
+                "content": {"application/json": {"model": OutboundCallView | CallView}},
+            },
             **_CANCEL_ERRORS,
             **openapi.GATEWAY_ANSWERS,
         },
     )
     def cancel_call(call_id: Annotated[CallId, Path(description="The Millis call_id.")]) -> Response[str]:
         logger.append_keys(call_id=call_id)
+        if services.directory.get(call_id).direction is not Direction.OUTBOUND:
+            canceled = services.directory.cancel(call_id)  # a registration waiting for its phone call
+            return _json(200, CallView.of(canceled).model_dump(mode="json", by_alias=True))
         if services.outbound is None:
-            raise CallNotCancelable(f"Call {call_id} is not an outbound call: this API places none.")
+            raise CallNotCancelable(f"Call {call_id} is an outbound call, and this API places none.")
         remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
         record = services.outbound.cancel(call_id, budget=min(services.http_deadline, remaining))
         return _json(200, CallView.of(record).model_dump(mode="json", by_alias=True))
@@ -329,17 +345,85 @@ def create_app(
 
     @app.get(
         "/calls",
-        summary="Carrier lookup: the newest unused, unexpired registration for a lookup key",
+        summary="With lookup_key, the carrier lookup: the newest unused, unexpired registration for that key (a "
+        "call). Without it, a page of calls, newest first, filtered (a CallPage)",
         responses={
-            200: {"description": "Found", "content": {"application/json": {"model": CallView}}},
+            200: {
+                "description": "With lookup_key: the registration found. Without: a page of calls",
+                "content": {"application/json": {"model": CallView | CallPage}},
+            },
             **_READ_ERRORS,
             **openapi.GATEWAY_ANSWERS,
         },
     )
     def lookup_call(
-        lookup_key: Annotated[LookupKey, Query(description="The key the call was registered with.")],
+        lookup_key: Annotated[
+            LookupKey | None,
+            Query(
+                description="The key the call was registered with: answers that one registration (a call), not a "
+                "page; no other parameter may be given with it."
+            ),
+        ] = None,
+        status: Annotated[ListedStatus | None, Query(description="Only calls in this status.")] = None,
+        direction: Annotated[
+            Direction | None, Query(description="inbound (a person called in) or outbound (placed by the stack).")
+        ] = None,
+        carrier: Annotated[
+            str | None,
+            Query(
+                pattern=CARRIER_PATTERN,
+                description="Only calls that carrier carried (twilio, telnyx, vonage, plivo, signalwire, chime, sip).",
+            ),
+        ] = None,
+        agent_id: Annotated[AgentId | None, Query(description="Only calls for this Millis agent.")] = None,
+        number: Annotated[
+            PhoneNumber | None,
+            Query(description="Only calls from or to this E.164 number, or registered with it as their lookup_key."),
+        ] = None,
+        since: Annotated[
+            str | None,
+            Query(
+                pattern=TIME_PATTERN,
+                description="Calls created at or after this time (ISO 8601; no offset: UTC). Default: 24 hours "
+                "before until. since to until may span 7 days at most.",
+            ),
+        ] = None,
+        until: Annotated[
+            str | None,
+            Query(pattern=TIME_PATTERN, description="Calls created before this time (ISO 8601). Default: now."),
+        ] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Calls per page (default {LIST_DEFAULT_LIMIT}).")
+        ] = None,
+        next: Annotated[  # noqa: A002 - the query parameter's name
+            str | None,
+            Query(
+                max_length=1024,
+                description="The next value of the previous page (it carries since and until; pass the same filters).",
+            ),
+        ] = None,
     ) -> Response[str]:
-        return _json(200, CallView.of(services.directory.lookup(lookup_key)).model_dump(mode="json"))
+        given = (app.current_event.query_string_parameters or {}).keys() & LIST_PARAMETERS
+        if lookup_key is not None:
+            if given:
+                raise InvalidRequest(
+                    f"lookup_key finds one registration: it cannot be combined with {', '.join(sorted(given))}."
+                )
+            return _json(200, CallView.of(services.directory.lookup(lookup_key)).model_dump(mode="json"))
+        request = ListCalls(
+            limit=limit or LIST_DEFAULT_LIMIT,
+            since=_moment("since", since),
+            until=_moment("until", until),
+            status=CallStatus(status) if status is not None else None,
+            direction=direction,
+            carrier=carrier,
+            agent_id=agent_id,
+            number=number,
+            after=next,
+        )
+        page = services.directory.list(request, max_limit=MAX_PAGE_SIZE)
+        calls = [CallView.of(record).model_dump(mode="json", by_alias=True) for record in page.calls]
+        return _json(200, {"calls": calls, "next": page.next})
 
     @app.get(
         "/calls/<call_id>",
@@ -439,6 +523,25 @@ def create_app(
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=published[0])
 
     return app
+
+
+LIST_PARAMETERS = frozenset({"status", "direction", "carrier", "agent_id", "number", "since", "until", "limit", "next"})
+_FIRST_YEAR, _LAST_YEAR = 2000, 9000  # calls live a day: any time outside these is a mistake, and near year 1 or
+# 9999 a window's arithmetic overflows
+
+
+def _moment(name: str, text: str | None) -> datetime | None:
+    """A time of GET /calls' range, in UTC: ISO 8601 (TIME_PATTERN); without an offset, UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.upper())
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(f"{name} must be an ISO 8601 time such as 2026-12-04T09:30:00Z.") from None
+    if not _FIRST_YEAR <= moment.year <= _LAST_YEAR:
+        raise InvalidRequest(f"{name} must be a time between the years {_FIRST_YEAR} and {_LAST_YEAR}.")
+    return moment
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:

@@ -543,6 +543,39 @@ class NumberPage(BaseModel):
     next: str | None = Field(default=None, description="Pass as ?next= for the following page; null on the last.")
 
 
+class CallPage(BaseModel):
+    """GET /calls without a lookup_key: a page of calls, newest first."""
+
+    calls: list[OutboundCallView | CallView] = Field(
+        description="Newest first. Outbound calls carry direction outbound and the carrier's fields; a page may "
+        "hold fewer than limit calls, even none, while next is not null."
+    )
+    next: str | None = Field(default=None, description="Pass as ?next= for the following page; null on the last.")
+
+
+# GET /calls' time range: ISO 8601 with a date, a time and an offset (Z or +hh:mm); a time without one is UTC.
+TIME_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,6})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+CARRIER_PATTERN = r"^[a-z0-9_-]{1,32}$"
+ListedStatus = Literal[
+    "registered",
+    "claimed",
+    "bridged",
+    "ended",
+    "failed",
+    "expired",
+    "queued",
+    "ringing",
+    "answered",
+    "no_answer",
+    "busy",
+    "canceled",
+    "machine",
+]
+
+
 class GatewayMessage(BaseModel):
     """API Gateway's own answers (a missing API key, throttling): ``{"message": "Forbidden"}``."""
 
