@@ -8,13 +8,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from millis_sip.observability import logger
+from millis_sip.observability import batched_metrics, logger
 from millis_sip.wiring import call_events
 
 publisher = call_events()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@batched_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failed = publisher.publish(event.get("Records", []))
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}

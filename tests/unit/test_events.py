@@ -256,3 +256,39 @@ def test_the_stand_in_holds_requests_to_the_put_events_model() -> None:
         bus.put_events(Entries="not a list")
     with pytest.raises(ValueError, match="at most 10"):
         bus.put_events(Entries=[{"Source": SOURCE, "DetailType": "x", "Detail": "{}"}] * 11)
+
+
+def test_each_event_put_is_counted_by_detail_type_and_carrier() -> None:
+    counted: list[tuple[str, str | None]] = []
+    bus = LocalEventBus("calls-bus")
+    bus.refuse_calls({"call-1"})
+    claimed = call(call_id="call-2", status=CallStatus.CLAIMED, source="vonage")
+    records = [*lifecycle(2), change(claimed, call(call_id="call-2"), sequence="200")]
+    published = EventPublisher(
+        bus, bus_name="calls-bus", changes=CHANGES, sleep=lambda _: None, counted=lambda *c: counted.append(c)
+    )
+    assert published.publish(records) == ["101"]
+    assert counted == [("Call Registered", None), ("Call Claimed", "vonage")]
+
+
+def test_emf_lines_name_the_metrics_the_dashboard_reads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from millis_sip import observability
+    from millis_sip.edges.carriers import InvalidSignature
+    from millis_sip.edges.carriers.webhooks import authenticate
+
+    monkeypatch.setattr(observability, "_metrics_enabled", True)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "millis-sip-bridge")
+
+    def refuse(keys: list[str]) -> None:
+        raise InvalidSignature("signature mismatch")
+
+    authenticate(lambda: "token", "Twilio", refuse)
+    observability.count_call_event("Call Ended", None)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    [signature, event] = lines
+    assert signature["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Carrier", "service"]]
+    assert (signature["Carrier"], signature["SignatureFailures"]) == ("twilio", [1.0])
+    assert event["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Event", "Carrier", "service"]]
+    assert (event["Event"], event["Carrier"], event["CallEvents"]) == ("Call Ended", "none", [1.0])

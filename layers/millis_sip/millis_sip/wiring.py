@@ -349,7 +349,7 @@ def call_events(bus: Any = None) -> Any:
     from millis_sip.edges.events.changes import CallChanges
     from millis_sip.edges.events.publisher import EventPublisher
     from millis_sip.environment import Env
-    from millis_sip.observability import mask_phone_numbers
+    from millis_sip.observability import count_call_event, mask_phone_numbers
 
     env = Env()
     bus_name = env.text("EVENT_BUS_NAME")
@@ -362,4 +362,4 @@ def call_events(bus: Any = None) -> Any:
         config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
         bus = aws.client("events", config)
     changes = CallChanges(number=mask_phone_numbers if numbers == "masked" else str)
-    return EventPublisher(bus, bus_name=bus_name, changes=changes)
+    return EventPublisher(bus, bus_name=bus_name, changes=changes, counted=count_call_event)

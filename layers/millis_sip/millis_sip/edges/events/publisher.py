@@ -33,6 +33,7 @@ class Pending:
 
     sequence: str
     entry: dict[str, Any]
+    carrier: str | None = None
 
     @property
     def size(self) -> int:
@@ -75,9 +76,10 @@ class EventPublisher:
         changes: CallChanges,
         attempts: int = ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
+        counted: Callable[[str, str | None], None] = lambda detail_type, carrier: None,
     ) -> None:
         self._bus, self._bus_name, self._changes = bus, bus_name, changes
-        self._attempts, self._sleep = attempts, sleep
+        self._attempts, self._sleep, self._counted = attempts, sleep, counted
 
     def entry(self, event: CallEvent) -> dict[str, Any]:
         return {
@@ -104,7 +106,7 @@ class EventPublisher:
                 )
                 failed.append(sequence)
                 continue
-            pending += [Pending(sequence, self.entry(event)) for event in events]
+            pending += [Pending(sequence, self.entry(event), event.detail.get("carrier")) for event in events]
         for batch in batches(pending):
             failed += self._put(batch)
         return list(dict.fromkeys(failed))
@@ -118,9 +120,12 @@ class EventPublisher:
             except Exception as exc:  # noqa: BLE001 - botocore's errors after its own retries: try again, then report
                 log.warning("PutEvents failed", extra={"error": type(exc).__name__, "attempt": attempt + 1})
                 continue
+            results = answer.get("Entries", [])
+            for item, result in zip(batch, results, strict=False):
+                if result.get("EventId"):
+                    self._counted(item.entry["DetailType"], item.carrier)
             if not answer.get("FailedEntryCount"):
                 return []
-            results = answer.get("Entries", [])
             codes = sorted({str(r.get("ErrorCode")) for r in results if r.get("ErrorCode")})
             log.warning(
                 "EventBridge did not take every event",
