@@ -275,6 +275,7 @@ def test_emf_lines_name_the_metrics_the_dashboard_reads(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from millis_sip import observability
+    from millis_sip.adapters.secrets import StaticApiKey
     from millis_sip.edges.carriers import InvalidSignature
     from millis_sip.edges.carriers.webhooks import authenticate
 
@@ -284,7 +285,7 @@ def test_emf_lines_name_the_metrics_the_dashboard_reads(
     def refuse(keys: list[str]) -> None:
         raise InvalidSignature("signature mismatch")
 
-    authenticate(lambda: "token", "Twilio", refuse)
+    authenticate(StaticApiKey("token"), "Twilio", refuse)
     observability.count_call_event("Call Ended", None)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     [signature, event] = lines
