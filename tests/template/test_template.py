@@ -1130,7 +1130,7 @@ def test_the_millis_failures_alarm_counts_codes_the_code_has() -> None:
 
     codes = {getattr(c, "code", None) for c in vars(errors).values() if isinstance(c, type)}
     counted = [dims for alarm, _, _, _, dims in alarm_metrics() if alarm == "MillisFailuresAlarm"]
-    values = {dims.get("ErrorKind") or dims.get("Reason") for dims in counted}
+    values = {str(dims.get("ErrorKind") or dims.get("Reason")) for dims in counted}
     assert values and values <= codes and all(v.startswith("millis_") for v in values)
     assert {"millis_unavailable", "millis_key_rejected"} <= values
 
