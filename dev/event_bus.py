@@ -98,9 +98,12 @@ class LocalEventBus:
         }
 
     def line(self, event: Mapping[str, Any]) -> str:
-        """One short line for an event (what `make demo` prints)."""
+        """One short line for an event (what `make demo` prints): time, detail-type, call, carrier, the move."""
         detail = event["detail"]
-        extra = " ".join(
-            f"{k}={detail[k]}" for k in ("previous_status", "reason", "duration_seconds") if detail.get(k) is not None
+        before, after = detail["previous_status"], detail["status"]
+        move = f"{before} -> {after}" if before not in (None, after) else after
+        extra = "".join(f" {k}={detail[k]}" for k in ("reason", "duration_seconds") if detail.get(k) is not None)
+        return (
+            f"{event['time'][11:19]} {event['detail-type']:<22} {detail['call_id'][:22]:<22} "
+            f"{detail['carrier'] or '-':<10} {move}{extra}"
         )
-        return f"{event['time']} {event['detail-type']:<24} {detail['call_id'][:18]:<18} {detail['status']} {extra}"

@@ -103,10 +103,11 @@ class CallChanges:
             if old is None and new.status is CallStatus.FAILED:
                 found.append((REFUSED, new.ended_at or new.created_at))
             elif new.status in STATUS_EVENTS:
-                found.append((STATUS_EVENTS[new.status], _status_time(new) or stored))
+                at = _status_time(new) or (new.created_at if old is None else stored)
+                found.append((STATUS_EVENTS[new.status], at))
         if new.transfer_status in TRANSFER_EVENTS and (old is None or old.transfer_status != new.transfer_status):
-            at = new.transfer_ended_at if new.transfer_status != "in_progress" else new.transfer_requested_at
-            found.append((TRANSFER_EVENTS[new.transfer_status], at or stored))
+            moment = new.transfer_ended_at if new.transfer_status != "in_progress" else new.transfer_requested_at
+            found.append((TRANSFER_EVENTS[new.transfer_status], moment or stored))
         reported = new.millis_call_status is not None or new.millis_session_id is not None
         if reported and (old is None or _report(old) != _report(new)):
             found.append((SESSION_REPORTED, stored))
