@@ -637,6 +637,37 @@ def transfer_script(base_url: str, steps: Steps) -> None:
                 step.expect(told.text.strip() == "connected", f"answered {told.text.strip()!r}")
 
 
+def events_script(steps: Steps) -> None:
+    """The call events of everything above (docs/events.md): the calls table's stream read from DynamoDB Local,
+    handed to EventsFunction as Lambda's event source mapping would, put on a stand-in bus; one line each."""
+    import jsonschema
+
+    from dev.event_bus import LocalEventBus
+    from dev.stream_events import CallsStream, deliver
+    from dev.template import ROOT
+    from millis_sip.wiring import call_events
+
+    with steps.step("Call events: the calls table's stream through EventsFunction to a stand-in bus") as step:
+        bus = LocalEventBus()
+        os.environ["EVENT_BUS_NAME"] = bus.name
+        try:
+            events = load_function("events_handler")
+            events.publisher = call_events(bus=bus)  # type: ignore[attr-defined]
+        finally:
+            os.environ.pop("EVENT_BUS_NAME", None)
+        stream = CallsStream(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], TABLES.calls)
+        failed = deliver(stream.read(), events.lambda_handler)
+        for event in bus.events:
+            print(bus.line(event))
+        schema = json.loads((ROOT / "docs" / "events" / "call-events.schema.json").read_text())
+        checker = jsonschema.Draft202012Validator(schema)
+        invalid = [e["detail-type"] for e in bus.events if not checker.is_valid(e)]
+        print(f"{len(bus.events)} events, in {bus.requests} PutEvents requests")
+        step.expect(not failed, f"{len(failed)} stream records not published")
+        step.expect(bool(bus.events), "no events")
+        step.expect(not invalid, f"events not as docs/events/call-events.schema.json says: {invalid[:3]}")
+
+
 def vonage_application_key() -> tuple[str, Any]:
     """A key pair for the Vonage stand-in's application, made for this run (PKCS#8 PEM, as Vonage hands it out)."""
     from cryptography.hazmat.primitives import serialization
@@ -827,6 +858,7 @@ def main() -> int:
                 carriers_script(api.url, steps)
                 outbound_script(api.url, steps)
                 transfer_script(api.url, steps)
+                events_script(steps)
                 what += (
                     "; bridged phone calls from Chime, Twilio, Telnyx, Vonage, Plivo and a SIP server"
                     f"; placed outbound calls through {', '.join(OUTBOUND_CARRIERS.values())}"

@@ -18,6 +18,7 @@ FUNCTION_DIRS = {
     "sma_handler": ROOT / "functions" / "sip_media_app",
     "inbound_handler": ROOT / "functions" / "inbound",
     "chime_resources": ROOT / "functions" / "chime_resources",
+    "events_handler": ROOT / "functions" / "events",
 }
 
 

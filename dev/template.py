@@ -123,6 +123,8 @@ def table_definition(logical_id: str = "CallsTable", table_name: str | None = No
     }
     if "GlobalSecondaryIndexes" in props:
         args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in props:  # CloudFormation's spelling; CreateTable also wants it enabled
+        args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     return args
 
 

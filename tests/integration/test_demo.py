@@ -54,6 +54,10 @@ def test_the_demo_runs_the_http_and_the_phone_call_script_without_the_serve_port
         "Chime; transferred a carrier's call and a SIP server's (REFER) to a person." in result.stdout
     )
     assert "NEW_INBOUND_CALL -> CallAndBridge" in result.stdout
+    # The call events of the demo's calls (docs/events.md), one line each, schema-checked by the demo itself.
+    assert "--- Call events" in result.stdout and " events, in " in result.stdout
+    for kind in ("Call Registered", "Call Claimed", "Call Bridged", "Call Ended", "Call Transferred", "Call Queued"):
+        assert f" {kind} " in result.stdout, kind
     assert f":{taken_port}" not in result.stdout
     curls = [line for line in result.stdout.splitlines() if line.startswith("$ curl")]
     assert any("-H 'Idempotency-Key: demo-order-1'" in line for line in curls)

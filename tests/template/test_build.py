@@ -213,6 +213,7 @@ def test_built_functions_hold_only_their_entry_modules(host_build: Path) -> None
         ("SipMediaAppFunction", "sma_handler.py"),
         ("ChimeResourcesFunction", "chime_resources.py"),
         ("InboundFunction", "inbound_handler.py"),
+        ("EventsFunction", "events_handler.py"),
     ):
         assert sorted(p.name for p in (host_build / function_id).iterdir()) == [module]
     for nested in ("VoiceConnectorUsWestStack", "SipMediaApplicationStack"):
@@ -289,3 +290,21 @@ def test_the_lock_matches_the_wheels_pip_downloads(platform: str, tmp_path: Path
 
 def normalized_name(name: str) -> str:
     return name.replace("_", "-").lower()
+
+
+def test_built_events_function_reads_a_stream_batch_from_the_built_layer(
+    host_build: Path, ddb: DynamoDBLocal, simulator: MillisSimulator, tmp_path: Path
+) -> None:
+    # A batch of the table's other items only (a phone call's marker, an insert and its removal): nothing to put,
+    # so no request leaves the machine; the handler answers Lambda's partial-batch response.
+    marker = {"call_id": {"S": "tx#twilio#CA1#1"}, "kind": {"S": "transaction"}, "state": {"S": "pending"}}
+    records = [
+        {"eventID": "1", "eventName": "INSERT", "dynamodb": {"NewImage": marker, "SequenceNumber": "100"}},
+        {"eventID": "2", "eventName": "REMOVE", "dynamodb": {"OldImage": marker, "SequenceNumber": "101"}},
+    ]
+    path = tmp_path / "stream.json"
+    path.write_text(json.dumps({"Records": records}))
+    outcome = run_built(
+        host_build, "EventsFunction", "events_handler", path, ddb, simulator, EVENT_BUS_NAME="calls-bus"
+    )
+    assert outcome["response"] == {"batchItemFailures": []}

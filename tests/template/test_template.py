@@ -619,12 +619,23 @@ def test_the_phone_call_function_exists_only_when_chime_is_in_use() -> None:
     assert template["Conditions"]["UseChime"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ChimeMode"}, "none"]}]}
     for section in ("Resources", "Outputs"):
         for name, body in template[section].items():
-            if name != "SipMediaAppFunction" and "SipMediaAppFunction" in json.dumps(body):
+            if name != "SipMediaAppFunction" and "SipMediaAppFunction" in json.dumps(without_chime_choices(body)):
                 assert body.get("Condition") in CHIME_CONDITIONS, (section, name)
     assert {"SipMediaAppFunctionLogGroup", "SipMediaAppPermission", "SipMediaApplicationStack"} <= {
         name for name, body in template["Resources"].items() if "SipMediaAppFunction" in json.dumps(body)
     }
     assert template["Outputs"]["SipMediaAppFunctionArn"]["Condition"] == "UseChime"
+
+
+def without_chime_choices(node: Any) -> Any:
+    """``node`` with each ``Fn::If`` on UseChime left out (the dashboard names the function only with Chime)."""
+    if isinstance(node, dict):
+        if "Fn::If" in node and node["Fn::If"][0] == "UseChime":
+            return None
+        return {k: without_chime_choices(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [without_chime_choices(v) for v in node]
+    return node
 
 
 SECRET_READING_FUNCTIONS = {"ApiFunction", "SipMediaAppFunction", "InboundFunction"}
@@ -759,7 +770,11 @@ def all_functions() -> list[str]:
 # AWS requires "*" here: chime:DeleteSipRule has no resource type in the Service Authorization Reference.
 WILDCARD_RESOURCE_ALLOWED = {"ChimeResourcesFunction": {"ChimeSipRuleDelete"}}
 # The Chime resources the nested stacks create, which the custom resource function cannot name without a cycle.
-SCOPED_WILDCARDS_ALLOWED = {"ChimeResourcesFunction": [VC_IN_THIS_REGION, SMA_IN_THIS_REGION]}
+SCOPED_WILDCARDS_ALLOWED = {
+    "ChimeResourcesFunction": [VC_IN_THIS_REGION, SMA_IN_THIS_REGION],
+    # dynamodb:ListStreams names no stream: the calls table's streams (as SAM's DynamoDBStreamReadPolicy).
+    "EventsFunction": [{"Fn::Sub": "${CallsTable.Arn}/stream/*"}],
+}
 SECRET_READERS = {
     "MillisApiKeySecret": {"ApiFunction", "SipMediaAppFunction", "InboundFunction"},
     # Opens only Millis' reports of calls registered before per-call webhook credentials: the phone functions never
@@ -803,6 +818,13 @@ def test_each_function_gets_only_the_table_actions_it_uses() -> None:
             "dynamodb:DeleteItem",  # SIP servers' markers only (test_only_sip_server_markers_can_be_deleted...)
         },
         "ChimeResourcesFunction": set(),
+        # Its stream only (call events).
+        "EventsFunction": {
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+        },
     }
     for function_id in all_functions():
         on_calls = {
@@ -892,3 +914,300 @@ def test_api_function_places_chime_calls_only_through_the_stacks_sip_media_appli
         if "Fn::If" in p and p["Fn::If"][1] is statement
     ]
     assert condition["Fn::If"][0] == "ChimeOutbound"
+
+
+# --- call events (docs/events.md) ---------------------------------------------------------------------------
+
+
+def test_the_calls_table_streams_both_images_to_the_events_function_and_nothing_else_reads_it() -> None:
+    assert resource("CallsTable")["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    readers = {
+        function_id
+        for function_id in all_functions()
+        for s in statements(function_id)
+        if "dynamodb:GetRecords" in s["Action"]
+    }
+    assert readers == {"EventsFunction"}
+
+
+def test_the_events_function_may_put_on_its_bus_read_its_stream_and_write_its_dead_letter_queue_only() -> None:
+    granted = {action: s["Resource"] for s in statements("EventsFunction") for action in s["Action"]}
+    stream = {"Fn::GetAtt": ["CallsTable", "StreamArn"]}
+    assert granted == {
+        "events:PutEvents": {
+            "Fn::If": [
+                "CreateEventBus",
+                {"Fn::GetAtt": ["CallEventBus", "Arn"]},
+                {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"},
+            ]
+        },
+        "dynamodb:DescribeStream": stream,
+        "dynamodb:GetRecords": stream,
+        "dynamodb:GetShardIterator": stream,
+        "dynamodb:ListStreams": {"Fn::Sub": "${CallsTable.Arn}/stream/*"},
+        "sqs:SendMessage": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]},
+    }
+    function = resource("EventsFunction")["Properties"]
+    assert (function["CodeUri"], function["Handler"]) == ("functions/events", "events_handler.lambda_handler")
+    assert function["Environment"]["Variables"] == {
+        "EVENT_BUS_NAME": {"Fn::If": ["CreateEventBus", {"Ref": "CallEventBus"}, {"Ref": "EventBusName"}]},
+        "EVENTS_PHONE_NUMBERS": {"Ref": "EventsPhoneNumbers"},
+    }
+    assert resource("CallEventBus")["Condition"] == "CreateEventBus"
+    assert load_template()["Parameters"]["EventsPhoneNumbers"]["Default"] == "masked"
+
+
+def test_the_stream_mapping_batches_retries_isolates_and_dead_letters() -> None:
+    entry = (ROOT / "functions" / "events" / "events_handler.py").read_text()
+    assert "def lambda_handler(" in entry and '"batchItemFailures"' in entry
+    mapping = resource("EventsStreamMapping")["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["CallsTable", "StreamArn"]}
+    assert mapping["FunctionName"] == {"Ref": "EventsFunction.Alias"}  # the published version, as the others
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 20 and 60 <= mapping["MaximumRecordAgeInSeconds"] <= 86400
+    assert mapping["BatchSize"] <= 1000 and mapping["MaximumBatchingWindowInSeconds"] <= 5
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    assert resource("EventsStreamMapping")["DependsOn"] == "EventsFunctionRole"
+
+
+def test_the_stream_filter_passes_calls_and_drops_markers_counters_and_removals() -> None:
+    from millis_sip.adapters.dynamodb.codec import COUNTER_KIND, MARKER_KIND
+
+    [only] = resource("EventsStreamMapping")["Properties"]["FilterCriteria"]["Filters"]
+    pattern = json.loads(only["Pattern"])
+    assert pattern == {
+        "eventName": ["INSERT", "MODIFY"],
+        "dynamodb": {"NewImage": {"kind": {"S": [{"exists": False}]}}},
+    }
+
+    from dev.stream_events import matches
+
+    def passes(name: str, image: dict[str, Any] | None) -> bool:  # as Lambda's event filtering reads the pattern
+        record: dict[str, Any] = {"eventName": name, "dynamodb": {"Keys": {"call_id": {"S": "c1"}}}}
+        if image is not None:
+            record["dynamodb"]["NewImage"] = image
+        return matches(pattern, record)
+
+    call = {"call_id": {"S": "c1"}, "status": {"S": "registered"}}
+    assert passes("INSERT", call) and passes("MODIFY", call)
+    for kind in (MARKER_KIND, COUNTER_KIND):
+        assert not passes("INSERT", {**call, "kind": {"S": kind}})
+    assert not passes("REMOVE", None)
+
+
+def test_the_webhook_is_an_api_destination_with_your_credential_retries_and_a_dead_letter_queue() -> None:
+    template = load_template()
+    webhook = {name for name, body in template["Resources"].items() if body.get("Condition") == "HasEventsWebhook"}
+    assert webhook >= {
+        "EventsWebhookConnection",
+        "EventsWebhookDestination",
+        "EventsWebhookRole",
+        "EventsWebhookRule",
+        "EventsWebhookDeadLetterQueue",
+        "EventsWebhookDeadLetterQueuePolicy",
+    }
+    assert template["Conditions"]["HasEventsWebhook"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "EventsWebhookUrl"}, ""]}]
+    }
+    connection = resource("EventsWebhookConnection")["Properties"]
+    assert connection["AuthorizationType"] == "API_KEY"
+    auth = connection["AuthParameters"]["ApiKeyAuthParameters"]
+    assert auth["ApiKeyName"] == {"Ref": "EventsWebhookAuthHeader"}
+    # A dynamic reference: the credential is read at deploy time and never written into the template.
+    assert auth["ApiKeyValue"] == {"Fn::Sub": "{{resolve:secretsmanager:${EventsWebhookAuthSecretArn}}}"}
+    [rule] = [r for r in template["Rules"].values() if "EventsWebhookAuthSecretArn" in json.dumps(r)]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EventsWebhookUrl"}, ""]}]}
+    destination = resource("EventsWebhookDestination")["Properties"]
+    assert destination["InvocationEndpoint"] == {"Ref": "EventsWebhookUrl"} and destination["HttpMethod"] == "POST"
+    events_rule = resource("EventsWebhookRule")["Properties"]
+    from millis_sip.edges.events.changes import SOURCE
+
+    assert events_rule["EventPattern"] == {"source": [SOURCE]}
+    [target] = events_rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["EventsWebhookDestination", "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["EventsWebhookDeadLetterQueue", "Arn"]}
+    role = resource("EventsWebhookRole")["Properties"]
+    [policy] = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["events:InvokeApiDestination"],
+            "Resource": {"Fn::GetAtt": ["EventsWebhookDestination", "Arn"]},
+        }
+    ]
+    [sending] = resource("EventsWebhookDeadLetterQueuePolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert sending["Principal"] == {"Service": "events.amazonaws.com"} and sending["Action"] == "sqs:SendMessage"
+    assert sending["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["EventsWebhookRule", "Arn"]}}}
+
+
+# --- dashboard and alarms ------------------------------------------------------------------------------------
+
+
+def emitted_metrics(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> set[tuple[str, frozenset[str]]]:
+    """(metric, dimensions) of every line the code's metric writers produce: each EmfMetrics method and each
+    module-level count_* of millis_sip.observability, called with placeholder arguments."""
+    import inspect
+
+    from millis_sip import observability
+
+    monkeypatch.setattr(observability, "_metrics_enabled", True)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "millis-sip-bridge")
+    writers = [getattr(observability.emf_metrics, n) for n in dir(observability.EmfMetrics) if not n.startswith("_")]
+    writers += [f for n, f in vars(observability).items() if n.startswith("count_") and callable(f)]
+    for writer in writers:
+        args = {
+            name: (True if p.annotation in ("bool", bool) else 1.0 if p.annotation in ("float", float) else "x")
+            for name, p in inspect.signature(writer).parameters.items()
+        }
+        writer(**args)
+    found = set()
+    for line in capsys.readouterr().out.splitlines():
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "MillisSipBridge"
+            for metric in directive["Metrics"]:
+                for dimensions in directive["Dimensions"]:
+                    found.add((metric["Name"], frozenset(dimensions)))
+    return found
+
+
+# AWS's own metrics the dashboard and alarms read, with the dimensions they are published under.
+AWS_METRICS = {
+    ("AWS/Lambda", "Errors"): {"FunctionName"},
+    ("AWS/Lambda", "Throttles"): {"FunctionName"},
+    ("AWS/Lambda", "Duration"): {"FunctionName"},
+    ("AWS/Lambda", "ConcurrentExecutions"): {"FunctionName"},
+    ("AWS/Lambda", "IteratorAge"): {"FunctionName"},
+    ("AWS/ApiGateway", "5XXError"): {"ApiName", "Stage"},
+    ("AWS/ApiGateway", "4XXError"): {"ApiName", "Stage"},
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): {"QueueName"},
+    ("AWS/DynamoDB", "ThrottledRequests"): {"TableName", "Operation"},
+}
+SEARCH = re.compile(r"SEARCH\('\{([^}]*)\} MetricName=\"(\w+)\"")
+
+
+def dashboard_metrics() -> list[tuple[str, str, frozenset[str]]]:
+    body, _ = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    found = []
+    for widget in json.loads(body)["widgets"]:
+        for line in widget["properties"]["metrics"]:
+            if isinstance(line[0], dict):
+                [(schema, name)] = SEARCH.findall(line[0]["expression"])
+                namespace, *dimensions = schema.split(",")
+                found.append((namespace, name, frozenset(dimensions)))
+            else:
+                namespace, name, *rest = [part for part in line if not isinstance(part, dict)]
+                found.append((namespace, name, frozenset(rest[0::2])))
+    return found
+
+
+def alarm_metrics() -> list[tuple[str, str, str, frozenset[str], dict[str, Any]]]:
+    found = []
+    for name, body in load_template()["Resources"].items():
+        if body["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = body["Properties"]
+        if "Metrics" in props:
+            for query in props["Metrics"]:
+                if "MetricStat" in query:
+                    metric = query["MetricStat"]["Metric"]
+                    dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+                    found.append((name, metric["Namespace"], metric["MetricName"], frozenset(dims), dims))
+        else:
+            dims = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+            found.append((name, props["Namespace"], props["MetricName"], frozenset(dims), dims))
+    return found
+
+
+def test_every_metric_the_dashboard_and_the_alarms_read_is_one_that_is_written(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = emitted_metrics(monkeypatch, capsys)
+    assert {"InboundCalls", "CallFailures", "MillisLatency", "SignatureFailures", "CallEvents"} <= {m for m, _ in ours}
+    namespace = load_template()["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    read = [(ns, name, dims) for ns, name, dims in dashboard_metrics()]
+    read += [(ns, name, dims) for _, ns, name, dims, _ in alarm_metrics()]
+    for ns, name, dims in read:
+        if ns == namespace:
+            assert (name, dims) in ours, (name, sorted(dims))
+        else:
+            assert AWS_METRICS.get((ns, name)) == set(dims), (ns, name, sorted(dims))
+    shown = {name for _, name, _ in dashboard_metrics()}
+    assert {"InboundCalls", "CallEvents", "CallFailures", "MillisLatency", "Failovers", "SignatureFailures"} <= shown
+    assert {"Throttles", "Errors", "Duration", "ConcurrentExecutions"} <= shown
+
+
+def test_the_dashboard_shows_millis_latency_p50_and_p99_per_region() -> None:
+    body, variables = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    expressions = [
+        line[0]["expression"]
+        for w in json.loads(body)["widgets"]
+        for line in w["properties"]["metrics"]
+        if isinstance(line[0], dict)
+    ]
+    for stat in ("p50", "p99"):
+        assert any('MetricName="MillisLatency"' in e and f"'{stat}'" in e for e in expressions), stat
+    assert variables == {"SmaFunction": {"Fn::If": ["UseChime", {"Ref": "SipMediaAppFunction"}, "none"]}}
+
+
+def test_the_millis_failures_alarm_counts_codes_the_code_has() -> None:
+    from millis_sip.core import errors
+
+    codes = {getattr(c, "code", None) for c in vars(errors).values() if isinstance(c, type)}
+    counted = [dims for alarm, _, _, _, dims in alarm_metrics() if alarm == "MillisFailuresAlarm"]
+    values = {str(dims.get("ErrorKind") or dims.get("Reason")) for dims in counted}
+    assert values and values <= codes and all(v.startswith("millis_") for v in values)
+    assert {"millis_unavailable", "millis_key_rejected"} <= values
+
+
+def test_each_phone_system_has_an_alarm_at_its_deadline_on_the_function_that_answers_it() -> None:
+    from millis_sip.patience import PATIENCE
+
+    alarms = {
+        name: body for name, body in load_template()["Resources"].items() if name.endswith("AnswerNearDeadlineAlarm")
+    }
+    assert len(alarms) == len(PATIENCE)
+    thresholds = {}
+    for name, body in alarms.items():
+        props = body["Properties"]
+        assert (props["Namespace"], props["MetricName"], props["ExtendedStatistic"]) == (
+            "AWS/Lambda",
+            "Duration",
+            "p99",
+        )
+        [dimension] = props["Dimensions"]
+        function = dimension["Value"]["Ref"]
+        assert function == ("SipMediaAppFunction" if name.startswith("Chime") else "InboundFunction"), name
+        if function == "SipMediaAppFunction":
+            assert body["Condition"] == "UseChime"
+        thresholds[name.removesuffix("AnswerNearDeadlineAlarm").lower()] = props["Threshold"]
+    names = {"sipserver": "sip"}
+    assert {names.get(k, k): v for k, v in thresholds.items()} == {
+        carrier: int(patience.answer_within * 1000) for carrier, patience in PATIENCE.items()
+    }
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given() -> None:
+    template = load_template()
+    assert template["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    alarms = [b for b in template["Resources"].values() if b["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) >= 12
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for alarm in alarms:
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == notify == props["OKActions"]
+        assert props["TreatMissingData"] == "notBreaching"
+        assert "InsufficientDataActions" not in props
+    kinds = {a["Properties"].get("MetricName") for a in alarms}
+    assert {"5XXError", "Throttles", "Duration", "ApproximateNumberOfMessagesVisible"} <= kinds
+    dead_letters = {
+        json.dumps(a["Properties"]["Dimensions"])
+        for a in alarms
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert any("EventsDeadLetterQueue" in d for d in dead_letters)

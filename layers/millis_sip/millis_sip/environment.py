@@ -13,6 +13,7 @@ from millis_sip.core.errors import ConfigurationError
 
 ALL, API, PHONE, CHIME, INBOUND = "all", "ApiFunction", "phone", "SipMediaAppFunction", "InboundFunction"
 CARRIER_APIS = "carriers"  # InboundFunction (the webhooks) and ApiFunction (outbound calls)
+EVENTS = "EventsFunction"  # the calls table's stream to EventBridge (docs/events.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VONAGE_APPLICATION_ID", CARRIER_APIS, "the Vonage application whose webhooks are answered"),
     Variable("PLIVO_AUTH_TOKEN_SECRET_ARN", CARRIER_APIS, "the secret with Plivo's auth token"),
     Variable("PLIVO_AUTH_TOKEN", CARRIER_APIS, "Plivo's auth token, locally", secret=True),
+    Variable("EVENT_BUS_NAME", EVENTS, "the EventBridge bus call events are put on"),
+    Variable("EVENTS_PHONE_NUMBERS", EVENTS, "masked (default) or full: phone numbers in call events"),
 )
 KNOWN = frozenset(v.name for v in VARIABLES)
 

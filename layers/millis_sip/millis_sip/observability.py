@@ -10,6 +10,8 @@ masked). Metrics are CloudWatch embedded-metric-format lines (namespace POWERTOO
   Errors          count, dimension ErrorKind           every error answered, by its code
   InboundCalls    count, dimension Outcome             phone calls: claimed, bridging, retried, bridged, ended
   CallFailures    count, dimension Reason              phone calls released without an agent, and why
+  SignatureFailures count, dimension Carrier           carrier webhooks refused for a bad or missing signature
+  CallEvents      count, dimensions Event, Carrier     call events put on the bus (EventsFunction, docs/events.md)
 """
 
 from __future__ import annotations
@@ -160,10 +162,15 @@ def _emit(dimension: str, dimension_value: str, *values: tuple[str, MetricUnit, 
     """Metrics that share one dimension, as one CloudWatch embedded-metric-format line (what Powertools'
     single_metric writes, once per metric; one line for several is a fraction of the cost on the hot path),
     without leaking that dimension onto the other metrics of the invocation."""
+    _emit_with({dimension: dimension_value}, *values)
+
+
+def _emit_with(named: dict[str, str], *values: tuple[str, MetricUnit, float]) -> None:
+    """``_emit`` with one or more dimensions (all of them one dimension set)."""
     if not _metrics_enabled:
         return
     service = Env().text("POWERTOOLS_SERVICE_NAME")
-    dimensions = [dimension, "service"] if service else [dimension]
+    dimensions = [*named, "service"] if service else [*named]
     document: dict[str, Any] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
@@ -175,7 +182,7 @@ def _emit(dimension: str, dimension_value: str, *values: tuple[str, MetricUnit, 
                 }
             ],
         },
-        dimension: dimension_value,
+        **named,
         **({"service": service} if service else {}),
         **{name: [float(value)] for name, _, value in values},
     }
@@ -209,3 +216,14 @@ emf_metrics = EmfMetrics()
 def count_error(kind: str) -> None:
     """An error answered to a caller, by its code (Errors)."""
     _emit("ErrorKind", kind, ("Errors", MetricUnit.Count, 1.0))
+
+
+def count_signature_failure(carrier: str) -> None:
+    """A carrier's webhook refused for its signature (SignatureFailures)."""
+    _emit("Carrier", carrier, ("SignatureFailures", MetricUnit.Count, 1.0))
+
+
+def count_call_event(detail_type: str, carrier: str | None) -> None:
+    """A call event put on the bus (CallEvents), by detail-type and carrier (``none`` for a registration no
+    phone system has used yet)."""
+    _emit_with({"Event": detail_type, "Carrier": carrier or "none"}, ("CallEvents", MetricUnit.Count, 1.0))

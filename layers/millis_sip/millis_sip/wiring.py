@@ -346,3 +346,33 @@ def call_path(settings: Settings, *, transfer_targets: tuple[str, ...] = ()) -> 
     return CallPath(
         settings, clock, router, calls, gateway, store, dynamodb, keys, secrets, outbound, transfers, refers
     )
+
+
+# --- EventsFunction -------------------------------------------------------------------------------------
+
+
+def call_events(bus: Any = None) -> Any:
+    """EventsFunction's publisher (docs/events.md): the calls table's stream records to events on EVENT_BUS_NAME,
+    phone numbers masked unless EVENTS_PHONE_NUMBERS is ``full``. ``bus``: an EventBridge client (or the local
+    stand-in); by default botocore's, from the environment."""
+    from botocore.config import Config
+
+    from millis_sip.adapters import aws
+    from millis_sip.core.errors import ConfigurationError
+    from millis_sip.edges.events.changes import CallChanges
+    from millis_sip.edges.events.publisher import EventPublisher
+    from millis_sip.environment import Env
+    from millis_sip.observability import count_call_event, mask_phone_numbers
+
+    env = Env()
+    bus_name = env.text("EVENT_BUS_NAME")
+    if not bus_name:
+        raise ConfigurationError("EVENT_BUS_NAME is not set")
+    numbers = env.text("EVENTS_PHONE_NUMBERS", "masked").lower()
+    if numbers not in ("masked", "full"):
+        raise ConfigurationError(f"EVENTS_PHONE_NUMBERS={numbers!r}: use masked or full")
+    if bus is None:
+        config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
+        bus = aws.client("events", config)
+    changes = CallChanges(number=mask_phone_numbers if numbers == "masked" else str)
+    return EventPublisher(bus, bus_name=bus_name, changes=changes, counted=count_call_event)

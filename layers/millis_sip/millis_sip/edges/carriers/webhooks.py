@@ -28,7 +28,7 @@ from millis_sip.edges.carriers import InvalidSignature, Refusal
 from millis_sip.edges.carriers.fields import Fields
 from millis_sip.edges.carriers.flow import Answers, CarrierFlow, DialReport, Response, refused
 from millis_sip.messages import Messages
-from millis_sip.observability import logger
+from millis_sip.observability import count_signature_failure, logger
 
 if TYPE_CHECKING:
     from millis_sip.config import InboundSettings
@@ -67,6 +67,8 @@ def authenticate[T](credential: Secret | None, carrier: str, check: Callable[[li
     except (InvalidSignature, BadRequest) as exc:
         why = exc.reason if isinstance(exc, InvalidSignature) else str(exc)
         logger.warning("Refused a carrier webhook", extra={"carrier": carrier, "reason": why})
+        if isinstance(exc, InvalidSignature):
+            count_signature_failure(carrier.lower())
         return Rejected(reply(403, f"Forbidden: {why}."))
 
 
