@@ -134,7 +134,8 @@ def test_the_template_gives_each_api_key_its_own_usage_plan() -> None:
     assert set(plans) == {"MillisApiApiKey", "SipServerApiKey"}
     assert plans["MillisApiApiKey"].throttle == usage_plan_throttle() and not plans["MillisApiApiKey"].methods
     sip = plans["SipServerApiKey"]  # SipServerThrottleRateLimit, SipServerThrottleBurstLimit
-    assert sip.methods == {("GET", "/route"): (20.0, 40.0)} and sip.throttle == (20.0, 40.0)
+    sip_routes = {("GET", "/route"), ("GET", "/route/refer"), ("GET", "/route/refer/status")}  # and its REFER routes
+    assert sip.methods == dict.fromkeys(sip_routes, (20.0, 40.0)) and sip.throttle == (20.0, 40.0)
     overridden = api_keys(parameters={"SipServerThrottleRateLimit": 2, "SipServerThrottleBurstLimit": 3})
     assert overridden["SipServerApiKey"].methods[("GET", "/route")] == (2.0, 3.0)
 
