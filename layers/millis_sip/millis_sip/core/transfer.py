@@ -27,6 +27,7 @@ from typing import Protocol
 
 from millis_sip.core.calls import E164, OVER, CallRecord, CallStatus, Direction
 from millis_sip.core.errors import (
+    BridgeError,
     CallNotFound,
     CallNotTransferable,
     StoreUnavailable,
@@ -300,6 +301,20 @@ class CallTransfers:
             answer_url=urls.transfer_answer_url(carrier, call_id, token),
         )
         return moving, plan
+
+
+# The refusals of a REFER, and the status an answer gives each (HTTP's words: the phone system relays or not).
+REFER_REFUSALS: tuple[tuple[type[BridgeError], int], ...] = (
+    (TransferTargetNotAllowed, 403),
+    (CallNotFound, 404),
+    (CallNotTransferable, 409),
+    (TransferInProgress, 409),
+)
+
+
+def refer_refusal(exc: BridgeError) -> int | None:
+    """The status of a REFER refused by ``exc``; None: not a refusal (an error the caller raises on)."""
+    return next((status for kind, status in REFER_REFUSALS if isinstance(exc, kind)), None)
 
 
 def call_on_leg(store: TransferStore, carrier: str, call_ref: str) -> str | None:

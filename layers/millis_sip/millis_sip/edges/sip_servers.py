@@ -35,11 +35,7 @@ from millis_sip.apigw import Request, reply
 from millis_sip.core.calls import TOKEN
 from millis_sip.core.errors import (
     BridgeError,
-    CallNotFound,
-    CallNotTransferable,
     StoreUnavailable,
-    TransferInProgress,
-    TransferTargetNotAllowed,
 )
 from millis_sip.core.phone import canonical_number
 from millis_sip.core.ports import Metrics
@@ -55,7 +51,7 @@ from millis_sip.core.router import (
     Refused,
 )
 from millis_sip.core.sip import bridge_headers, with_uri_headers
-from millis_sip.core.transfer import CallTransfers, TransferReports
+from millis_sip.core.transfer import CallTransfers, TransferReports, refer_refusal
 from millis_sip.observability import logger
 
 ROUTE_PATH = "/route"
@@ -177,13 +173,6 @@ REFER_PATH = "/route/refer"
 REFER_STATUS_PATH = "/route/refer/status"
 MAX_REFER_TO = 1024
 _SIP_STATUS = frozenset(str(code) for code in range(100, 700))
-# The answer to a refused REFER, by the guard that refused it: the status, and the error word.
-_REFER_REFUSALS: tuple[tuple[type[BridgeError], int], ...] = (
-    (TransferTargetNotAllowed, 403),
-    (CallNotFound, 404),
-    (CallNotTransferable, 409),
-    (TransferInProgress, 409),
-)
 
 
 class _NoUrls:
@@ -222,7 +211,7 @@ class SipServerRefer:
         except StoreUnavailable:
             return _answer(503, text, {"error": "unavailable", "message": "the call cannot be read now"}, retry=True)
         except BridgeError as exc:
-            status = next((code for kind, code in _REFER_REFUSALS if isinstance(exc, kind)), None)
+            status = refer_refusal(exc)
             if status is None:
                 raise
             logger.info("Refused a SIP server's REFER", extra={"error": exc.code})

@@ -14,11 +14,7 @@ from urllib.parse import urlencode
 from millis_sip.apigw import Request, reply
 from millis_sip.core.errors import (
     BridgeError,
-    CallNotFound,
-    CallNotTransferable,
     StoreUnavailable,
-    TransferInProgress,
-    TransferTargetNotAllowed,
 )
 from millis_sip.core.keys import StackKeys
 from millis_sip.core.transfer import (
@@ -28,6 +24,7 @@ from millis_sip.core.transfer import (
     TransferPlan,
     TransferReports,
     TransferStatus,
+    refer_refusal,
 )
 from millis_sip.edges.carriers import Refusal
 from millis_sip.edges.carriers.fields import Fields
@@ -153,15 +150,6 @@ class _RouteUrls:
         return self._at("answer", call_id, token)
 
 
-# What a refused REFER's answer says, by the guard that refused it.
-_REFER_REFUSALS: dict[type[BridgeError], int] = {
-    TransferTargetNotAllowed: 403,
-    CallNotFound: 404,
-    CallNotTransferable: 409,
-    TransferInProgress: 409,
-}
-
-
 class ReferWebhooks:
     """``POST /carriers/{carrier}/refer``: the Millis leg of a call sent SIP REFER and the carrier asks the stack
     (Twilio's <Dial referUrl>, with the Refer-To header's contents in ``ReferTransferTarget``). An allowed target:
@@ -199,7 +187,7 @@ class ReferWebhooks:
         except StoreUnavailable:
             return reply(503, "The call's record cannot be read now.", headers={"Retry-After": "1"})
         except BridgeError as exc:
-            status = next((code for kind, code in _REFER_REFUSALS.items() if isinstance(exc, kind)), None)
+            status = refer_refusal(exc)
             if status is None:
                 raise
             logger.warning("Refused a REFER", extra={"call_id": call_id, "error": exc.code})
