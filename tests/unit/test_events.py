@@ -314,3 +314,13 @@ def test_the_function_refuses_to_start_without_its_bus_or_with_an_unknown_number
         claimed = call(status=CallStatus.CLAIMED, caller_number="+14155550100")
         assert call_events(bus=bus).publish([change(claimed, call())]) == []
         assert bus.events[0]["detail"]["caller_number"] == shown
+
+
+def test_every_status_a_call_can_be_stored_in_has_its_event_and_is_in_the_schema() -> None:
+    from millis_sip.edges.events.changes import STATUS_EVENTS
+
+    stored = {s for s in CallStatus if s is not CallStatus.EXPIRED}  # expired is never stored
+    assert set(STATUS_EVENTS) == stored
+    detail = SCHEMA["$defs"]["detail"]["properties"]
+    assert set(detail["status"]["enum"]) == {s.value for s in stored}
+    assert set(detail["previous_status"]["enum"]) == {s.value for s in stored} | {None}
