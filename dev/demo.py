@@ -4,8 +4,10 @@ Starts DynamoDB Local and creates the tables from template.yaml, starts the Mill
 real Millis when MILLIS_API_KEY is set), serves the API on loopback the way `sam local start-api` would
 (on a free port; with --serve on PORT, default 3000), and runs a short scripted call: register, get,
 carrier lookup. With the simulator it then plays a phone call through SipMediaAppFunction (the events/
-files, in-process). Each step prints the curl command that does the same by hand; the last line names the
-first step that did not answer as expected. With --serve it then keeps the API up for curl until Ctrl-C.
+files, in-process), and prints the call events of every call (the calls table's stream through
+EventsFunction to a stand-in bus, docs/events.md). Each step prints the curl command that does the same by
+hand; the last line names the first step that did not answer as expected. With --serve it then keeps the
+API up for curl until Ctrl-C.
 """
 
 from __future__ import annotations

@@ -1211,3 +1211,15 @@ def test_alarms_notify_the_topic_only_when_one_is_given() -> None:
         if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     }
     assert any("EventsDeadLetterQueue" in d for d in dead_letters)
+
+
+def test_the_api_gateway_metrics_name_the_api_as_sam_names_it() -> None:
+    # SAM names a REST API without Name or DefinitionBody after the stack (its generated OpenAPI title), which is
+    # the ApiName dimension API Gateway publishes under; the dashboard and ApiServerErrorsAlarm read that.
+    api = resource("MillisApi")["Properties"]
+    assert not {"Name", "DefinitionBody", "DefinitionUri"} & set(api)
+    assert api["StageName"] == "v1"
+    alarm = {d["Name"]: d["Value"] for d in resource("ApiServerErrorsAlarm")["Properties"]["Dimensions"]}
+    assert alarm == {"ApiName": {"Ref": "AWS::StackName"}, "Stage": "v1"}
+    body, _ = resource("Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert '"ApiName","${AWS::StackName}","Stage","v1"' in body

@@ -293,3 +293,34 @@ def test_emf_lines_name_the_metrics_the_dashboard_reads(
     assert (signature["Carrier"], signature["SignatureFailures"]) == ("twilio", [1.0])
     assert event["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Event", "Carrier", "service"]]
     assert (event["Event"], event["Carrier"], event["CallEvents"]) == ("Call Ended", "none", [1.0])
+
+
+def test_the_function_refuses_to_start_without_its_bus_or_with_an_unknown_numbers_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from millis_sip.core.errors import ConfigurationError
+    from millis_sip.wiring import call_events
+
+    monkeypatch.delenv("EVENT_BUS_NAME", raising=False)
+    with pytest.raises(ConfigurationError, match="EVENT_BUS_NAME"):
+        call_events(bus=LocalEventBus())
+    monkeypatch.setenv("EVENT_BUS_NAME", "calls-bus")
+    monkeypatch.setenv("EVENTS_PHONE_NUMBERS", "hashed")
+    with pytest.raises(ConfigurationError, match="EVENTS_PHONE_NUMBERS"):
+        call_events(bus=LocalEventBus())
+    for setting, shown in (("masked", "+*******0100"), ("full", "+14155550100"), ("", "+*******0100")):
+        monkeypatch.setenv("EVENTS_PHONE_NUMBERS", setting)
+        bus = LocalEventBus("calls-bus")
+        claimed = call(status=CallStatus.CLAIMED, caller_number="+14155550100")
+        assert call_events(bus=bus).publish([change(claimed, call())]) == []
+        assert bus.events[0]["detail"]["caller_number"] == shown
+
+
+def test_every_status_a_call_can_be_stored_in_has_its_event_and_is_in_the_schema() -> None:
+    from millis_sip.edges.events.changes import STATUS_EVENTS
+
+    stored = {s for s in CallStatus if s is not CallStatus.EXPIRED}  # expired is never stored
+    assert set(STATUS_EVENTS) == stored
+    detail = SCHEMA["$defs"]["detail"]["properties"]
+    assert set(detail["status"]["enum"]) == {s.value for s in stored}
+    assert set(detail["previous_status"]["enum"]) == {s.value for s in stored} | {None}

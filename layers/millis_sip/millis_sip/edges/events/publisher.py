@@ -1,6 +1,8 @@
 """Events onto the bus with PutEvents: as few requests as its limits allow (10 entries, 256 KB a request), the
 entries it did not take (FailedEntryCount) sent again, and what still failed said by the stream record it came
-from, so the Lambda event source mapping retries from there (ReportBatchItemFailures)."""
+from, so the Lambda event source mapping retries from there (ReportBatchItemFailures). Not Powertools' batch
+utility: its processor hands records to a handler one at a time, which would put each record's events in a
+request of its own; here the events of the whole batch share requests, and the answer has the same shape."""
 
 from __future__ import annotations
 
