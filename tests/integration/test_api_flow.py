@@ -76,6 +76,7 @@ def test_register_get_and_lookup_with_the_events_files(
         "call_id", "sip_uri", "millis_region", "status", "created_at", "expires_at", "source", "lookup_key", "agent_id",
         "caller_verification", "webhook_hash", "lookup_index", "list_day",
     }  # fmt: skip
+    assert item["list_day"] == {"S": created["created_at"][:10]}  # the by-day index's key: the UTC date
     assert item["webhook_hash"]["S"] == webhook_credential_hash(own)
     assert item["lookup_index"]["S"] == STACK_KEYS.lookup_index("+14155550100") != "+14155550100"
     assert item["caller_verification"] == {"S": "attestation"}  # caller ID alone claims nothing

@@ -60,8 +60,8 @@ class CallDirectory:
         if not 1 <= request.limit <= max_limit:
             raise InvalidRequest(f"limit must be between 1 and {max_limit}.")
         now = self._clock.now()
-        until = request.until or now
-        since = request.since or until - LIST_DEFAULT_WINDOW
+        until = _to_ms(request.until or now)  # created_at is stored to the millisecond
+        since = _to_ms(request.since or until - LIST_DEFAULT_WINDOW)
         if since >= until:
             raise InvalidRequest("since must be before until.")
         if until - since > LIST_MAX_WINDOW:
@@ -112,3 +112,7 @@ class CallDirectory:
             raise CallNotCancelable(f"Call {call_id} is {current.status.value} now: it can no longer be canceled.")
         log.info("Registration canceled", extra={"call_id": call_id})
         return canceled
+
+
+def _to_ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
