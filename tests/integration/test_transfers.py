@@ -42,6 +42,18 @@ PLIVO_AUTH_ID = "MAZDQ1ZWYXNJAXNZTRAN"
 CARRIERS = ("twilio", "telnyx")
 
 
+def record_when(
+    http: httpx.Client, call_id: str, ready: Callable[[dict[str, Any]], bool], seconds: float
+) -> dict[str, Any]:
+    """The call's record (GET /calls/{call_id}) once ``ready`` says so, or as it reads after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        record: dict[str, Any] = http.get(f"/calls/{call_id}").json()
+        if ready(record) or time.monotonic() > deadline:
+            return record
+        time.sleep(0.05)
+
+
 class Transfers:
     def __init__(self, server: LocalApi, carriers: dict[str, CallControlStandIn], sim: MillisSimulator) -> None:
         self.server, self.carriers, self.sim = server, carriers, sim
@@ -82,12 +94,7 @@ class Transfers:
         return self.http.post(f"/calls/{call_id}/transfer", json=body)
 
     def settled(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while True:
-            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
-            if (record.get("transfer") or {}).get("status") in statuses or time.monotonic() > deadline:
-                return record
-            time.sleep(0.05)
+        return record_when(self.http, call_id, lambda r: (r.get("transfer") or {}).get("status") in statuses, seconds)
 
 
 @pytest.fixture
@@ -451,20 +458,10 @@ class ChimeTransfers:
         return self.http.post(f"/calls/{call_id}/transfer", json=body)
 
     def status(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while True:
-            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
-            if record.get("status") in statuses or time.monotonic() > deadline:
-                return record
-            time.sleep(0.05)
+        return record_when(self.http, call_id, lambda r: r.get("status") in statuses, seconds)
 
     def settled(self, call_id: str, *statuses: str, seconds: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while True:
-            record: dict[str, Any] = self.http.get(f"/calls/{call_id}").json()
-            if (record.get("transfer") or {}).get("status") in statuses or time.monotonic() > deadline:
-                return record
-            time.sleep(0.05)
+        return record_when(self.http, call_id, lambda r: (r.get("transfer") or {}).get("status") in statuses, seconds)
 
 
 @pytest.fixture
